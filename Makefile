@@ -1,0 +1,91 @@
+# kvlm - build, set-up and test entry points. See README.md.
+#   make            build build/kvlm (release)
+#   make run        set-up (packages when root, model fetch), build, a demo answer
+#   make test       set-up, build, unit + real-model tests, ASan/UBSan run, bounded fuzzing
+#   make asan       the sanitizer build of the tests (build/asan/)
+#   make fuzz       libFuzzer targets (clang), run for FUZZ_SECONDS each
+
+BUILD    ?= build
+CC       ?= cc
+OPT      ?= -O2
+SAN      ?=
+PKGS     := libpcre2-8 libcjson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcre2-8 -lcjson)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla -Wno-unused-parameter
+CFLAGS   := -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $(OPT) -g -fno-omit-frame-pointer \
+            $(WARN) $(PKG_CFLAGS) $(SAN) $(EXTRA_CFLAGS)
+LDLIBS   := $(PKG_LIBS) -lm -lpthread
+
+# Per-ISA objects: the base build assumes only x86-64; SIMD files are compiled for
+# their ISA and chosen at run time (src/kern/cpu.c), never by -march=native.
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mavx2 -mfma -mf16c
+
+LIB_SRC  := $(sort $(filter-out src/cli/%, $(wildcard src/*/*.c)))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/*/test_*.c))
+TEST_UTIL_SRC := $(sort $(wildcard tests/util/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_UTIL_OBJ := $(TEST_UTIL_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+LIB      := $(BUILD)/libkvlm.a
+
+.PHONY: all setup deps model run test tests asan fuzz clean
+all: $(BUILD)/kvlm
+
+$(BUILD)/obj/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/obj/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kvlm: $(CLI_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_UTIL_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -MMD -MP $< $(TEST_UTIL_OBJ) $(LIB) -o $@ $(LDLIBS) -lcmocka
+
+tests: $(TEST_BIN) $(BUILD)/kvlm
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_UTIL_OBJ:.o=.d)
+
+# ---- set-up -----------------------------------------------------------------------
+deps:
+	@scripts/setup-deps.sh
+model: deps
+	@scripts/fetch-model.sh >/dev/null
+setup: deps model
+
+# ---- the two commands ----------------------------------------------------------------
+run: setup
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/kvlm run -p "Why is the sky blue? Answer in two sentences." -n 96 --temp 0 --stats
+
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_SECONDS ?= 30
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 SAN="$(ASAN_FLAGS)" tests
+
+fuzz:
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+test: setup
+	@$(MAKE) --no-print-directory tests
+	@$(MAKE) --no-print-directory asan
+	@scripts/run-tests.sh $(FUZZ_SECONDS)
+
+clean:
+	rm -rf build

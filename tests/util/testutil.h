@@ -1,0 +1,22 @@
+/* testutil.h - helpers shared by the test programs (never linked into the library).
+ * Tests find the real model through KVLM_MODEL, else the default cache path. */
+#ifndef KVLM_TESTUTIL_H
+#define KVLM_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Path of the default model (KVLM_MODEL, else $KVLM_CACHE or ~/.cache/kvlm/...).
+ * Returns NULL if no such file exists. Static storage. */
+const char *test_model_path(void);
+
+/* Path of a file under tests/data/ (works from the repo root, where make runs
+ * the tests, or with KVLM_TEST_DATA set). Static storage, overwritten by the
+ * next call. */
+const char *test_data_path(const char *rel);
+
+/* Reads a whole file into a malloc'd buffer (NUL-terminated; *len excludes the
+ * NUL). NULL on failure. */
+char *test_read_file(const char *path, size_t *len);
+
+#endif
