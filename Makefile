@@ -9,9 +9,9 @@ BUILD    ?= build
 CC       ?= cc
 OPT      ?= -O2
 SAN      ?=
-PKGS     := libpcre2-8 libcjson
+PKGS     := libpcre2-8 libcjson libxxhash
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcre2-8 -lcjson)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcre2-8 -lcjson -lxxhash)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla -Wno-unused-parameter
 CFLAGS   := -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $(OPT) -g -fno-omit-frame-pointer \
@@ -33,7 +33,7 @@ TEST_UTIL_OBJ := $(TEST_UTIL_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 LIB      := $(BUILD)/libkvlm.a
 
-.PHONY: all setup deps model run test tests asan fuzz clean
+.PHONY: all setup deps model run test tests asan fuzz fuzz-bin clean
 all: $(BUILD)/kvlm
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c
@@ -55,7 +55,7 @@ $(BUILD)/kvlm: $(CLI_OBJ) $(LIB)
 
 $(BUILD)/tests/%: tests/%.c $(TEST_UTIL_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -MMD -MP $< $(TEST_UTIL_OBJ) $(LIB) -o $@ $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -Itests -Itests/util -MMD -MP $< $(TEST_UTIL_OBJ) $(LIB) -o $@ $(LDLIBS) -lcmocka
 
 tests: $(TEST_BIN) $(BUILD)/kvlm
 
@@ -79,12 +79,29 @@ FUZZ_SECONDS ?= 30
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 SAN="$(ASAN_FLAGS)" tests
 
-fuzz:
+# libFuzzer targets: fuzz/fuzz_NAME.c -> build/fuzz/fuzz_NAME, linked against a
+# clang build of the library with coverage and sanitizers.
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+fuzz-bin:
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang OPT=-O1 \
+	    SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" build/fuzz/libkvlm.a
+	@for f in $(FUZZ_SRC); do \
+	    b=build/fuzz/$$(basename $$f .c); \
+	    if [ ! -e $$b ] || [ $$f -nt $$b ] || [ build/fuzz/libkvlm.a -nt $$b ]; then \
+	        echo "clang $$f -> $$b"; \
+	        clang $(filter-out $(SAN),$(CFLAGS)) -O1 -fsanitize=fuzzer $(FUZZ_SAN) $$f build/fuzz/libkvlm.a \
+	            -o $$b $(LDLIBS) || exit 1; \
+	    fi; \
+	done
+
+fuzz: fuzz-bin
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 test: setup
 	@$(MAKE) --no-print-directory tests
 	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory fuzz-bin
 	@scripts/run-tests.sh $(FUZZ_SECONDS)
 
 clean:

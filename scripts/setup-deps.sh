@@ -11,6 +11,7 @@ declare -A need=(
     [libpcre2-dev]=/usr/include/pcre2.h
     [libcjson-dev]=/usr/include/cjson/cJSON.h
     [libcmocka-dev]=/usr/include/cmocka.h
+    [libxxhash-dev]=/usr/include/xxhash.h
     [clang]=/usr/bin/clang
     [libclang-rt-dev]=__fuzzer__
     [python3]=/usr/bin/python3

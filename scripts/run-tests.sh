@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# run-tests.sh [FUZZ_SECONDS] - runs every cmocka test program of the release
+# build (build/tests) and the ASan+UBSan build (build/asan/tests), then the
+# fuzz targets, and closes with the line "N passed, N failed" (test cases;
+# a program that crashes or prints no summary counts as one failure).
+set -u
+fuzz_secs=${1:-30}
+passed=0 failed=0 skipped=0
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+run_one() {   # $1 = label, $2 = binary
+    local out rc p f s
+    out=$(timeout 900 "$2" 2>&1); rc=$?
+    p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
+    f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
+    s=$(printf '%s\n' "$out" | sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' | tail -n 1)
+    p=${p:-0} f=${f:-0} s=${s:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    if [ "$p" -eq 0 ] && [ "$f" -eq 0 ] && [ "$s" -eq 0 ]; then f=1; fi
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    printf '%-8s %-40s %3d passed %3d failed %3d skipped\n' "$1" "${2#*/tests/}" "$p" "$f" "$s"
+    if [ "$f" -ne 0 ]; then printf '%s\n' "$out" | tail -n 40 | sed 's/^/    | /'; fi
+}
+
+for dir in build/tests build/asan/tests; do
+    [ -d "$dir" ] || continue
+    label=release; [ "$dir" = build/asan/tests ] && label=asan
+    while IFS= read -r bin; do run_one "$label" "$bin"; done \
+        < <(find "$dir" -type f -name 'test_*' -perm -u+x | sort)
+done
+
+if ls build/fuzz/fuzz_* >/dev/null 2>&1; then
+    while IFS= read -r line; do
+        echo "$line"
+        case "$line" in
+            "fuzz "*": ok"*) passed=$((passed + 1)) ;;
+            "fuzz "*": FAILED"*) failed=$((failed + 1)) ;;
+        esac
+    done < <(scripts/fuzz.sh "$fuzz_secs")
+fi
+
+echo
+if [ "$skipped" -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"; else echo "$passed passed, $failed failed"; fi
+[ "$failed" -eq 0 ]

@@ -1,0 +1,20 @@
+/* cli.h - shared between the kvlm subcommands. Room: cli. */
+#ifndef KVLM_CLI_CLI_H
+#define KVLM_CLI_CLI_H
+
+#include <stdbool.h>
+#include "kvlm.h"
+
+typedef struct cli_opts {
+    const char *model, *model_pos, *prompt, *prompt_file, *system;
+    long long n_predict;
+    kvlm_ctx_params ctx;
+    kvlm_sampler_params samp;
+    bool stats, raw, help;
+} cli_opts;
+
+int cli_run(const cli_opts *o);
+int cli_chat(const cli_opts *o);
+int cli_inspect(const cli_opts *o);
+
+#endif

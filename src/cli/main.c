@@ -1,0 +1,158 @@
+/* main.c - the kvlm command line: argv -> params -> the public API.
+ * Room: cli. May touch: include/kvlm.h only (the CLI is a client of the
+ * library like any other program).
+ * Exit codes: 0 ok, 1 runtime error, 2 usage error. */
+#include "kvlm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+
+static void usage(FILE *o)
+{
+    fprintf(o,
+        "usage: kvlm <command> [options]\n"
+        "\n"
+        "commands:\n"
+        "  run       generate a continuation of one prompt (-p or -f), streamed to stdout\n"
+        "  chat      multi-turn chat on stdin; the KV cache is kept across turns\n"
+        "  inspect   print a model's geometry and KV cache memory per context size\n"
+        "\n"
+        "options (run, chat):\n"
+        "  -m, --model PATH      GGUF model (default: the cached SmolLM2-135M-Instruct)\n"
+        "  -p, --prompt TEXT     prompt text\n"
+        "  -f, --file PATH       read the prompt from a file\n"
+        "  -n, --n-predict N     tokens to generate (default 128; -1 = until end or full)\n"
+        "  -c, --ctx-size N      context size in tokens (default: the model's, 8192)\n"
+        "  -t, --threads N       threads (default: online cores)\n"
+        "      --temp X          temperature (default 0.8; 0 = greedy)\n"
+        "      --top-k N         top-k (default 40; 0 = off)\n"
+        "      --top-p X         top-p (default 0.95; 1 = off)\n"
+        "      --min-p X         min-p (default 0.05; 0 = off)\n"
+        "      --repeat-penalty X  repetition penalty (default 1.0 = off)\n"
+        "      --repeat-last-n N tokens the penalty looks back (default 64)\n"
+        "      --seed N          sampling seed (default: from the clock)\n"
+        "      --system TEXT     system message for the chat template\n"
+        "      --raw             do not apply the chat template (run only)\n"
+        "      --cache-type T    K/V element type: f16 (default) or f32\n"
+        "      --no-kv-cache     recompute the whole sequence at every step (naive baseline)\n"
+        "      --stats           print token counts, speeds and KV cache memory to stderr\n"
+        "  -h, --help            this help\n"
+        "\n"
+        "examples:\n"
+        "  kvlm run -p \"Why is the sky blue?\" -n 128\n"
+        "  kvlm run -p \"...\" -n 64 --temp 0 --no-kv-cache --stats\n"
+        "  kvlm chat --stats\n"
+        "  kvlm inspect\n");
+}
+
+/* ---- option parsing --------------------------------------------------------------- */
+static int parse_long(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *s, double lo, double hi, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return -1;
+    *out = (float)v;
+    return 0;
+}
+
+/* Returns 0 on success, 2 on a usage error (message printed). */
+static int parse_args(int argc, char **argv, cli_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->n_predict = 128;
+    o->ctx = kvlm_ctx_default_params();
+    o->samp = kvlm_sampler_default_params();
+    o->samp.seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long long n;
+#define NEED_VALUE() do { if (!v) { fprintf(stderr, "kvlm: option %s needs a value\n", a); return 2; } i++; } while (0)
+#define BAD_VALUE() do { fprintf(stderr, "kvlm: bad value for %s: '%s'\n", a, v); return 2; } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { o->help = true; }
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { NEED_VALUE(); o->model = v; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { NEED_VALUE(); o->prompt = v; }
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { NEED_VALUE(); o->prompt_file = v; }
+        else if (!strcmp(a, "--system")) { NEED_VALUE(); o->system = v; }
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
+            NEED_VALUE(); if (parse_long(v, -1, 1 << 24, &n)) BAD_VALUE(); o->n_predict = n;
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
+            NEED_VALUE(); if (parse_long(v, 0, 1 << 24, &n)) BAD_VALUE(); o->ctx.n_ctx = n;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            NEED_VALUE(); if (parse_long(v, 1, 512, &n)) BAD_VALUE(); o->ctx.n_threads = (int)n;
+        } else if (!strcmp(a, "--temp")) {
+            NEED_VALUE(); if (parse_float(v, 0, 100, &o->samp.temp)) BAD_VALUE();
+        } else if (!strcmp(a, "--top-k")) {
+            NEED_VALUE(); if (parse_long(v, 0, 1 << 30, &n)) BAD_VALUE(); o->samp.top_k = (int32_t)n;
+        } else if (!strcmp(a, "--top-p")) {
+            NEED_VALUE(); if (parse_float(v, 0, 1, &o->samp.top_p)) BAD_VALUE();
+        } else if (!strcmp(a, "--min-p")) {
+            NEED_VALUE(); if (parse_float(v, 0, 1, &o->samp.min_p)) BAD_VALUE();
+        } else if (!strcmp(a, "--repeat-penalty")) {
+            NEED_VALUE(); if (parse_float(v, 0.01, 100, &o->samp.repeat_penalty)) BAD_VALUE();
+        } else if (!strcmp(a, "--repeat-last-n")) {
+            NEED_VALUE(); if (parse_long(v, 0, 1 << 20, &n)) BAD_VALUE(); o->samp.repeat_last_n = (int32_t)n;
+        } else if (!strcmp(a, "--seed")) {
+            NEED_VALUE();
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(v, &end, 0);
+            if (errno || end == v || *end) BAD_VALUE();
+            o->samp.seed = s;
+        } else if (!strcmp(a, "--cache-type")) {
+            NEED_VALUE();
+            if (!strcmp(v, "f16")) o->ctx.kv_type = KVLM_KV_F16;
+            else if (!strcmp(v, "f32")) o->ctx.kv_type = KVLM_KV_F32;
+            else BAD_VALUE();
+        } else if (!strcmp(a, "--no-kv-cache")) { o->ctx.no_kv_cache = true; }
+        else if (!strcmp(a, "--stats")) { o->stats = true; }
+        else if (!strcmp(a, "--raw")) { o->raw = true; }
+        else if (a[0] == '-') { fprintf(stderr, "kvlm: unknown option '%s' (see kvlm --help)\n", a); return 2; }
+        else if (!o->model_pos) { o->model_pos = a; }
+        else { fprintf(stderr, "kvlm: unexpected argument '%s'\n", a); return 2; }
+#undef NEED_VALUE
+#undef BAD_VALUE
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    cli_opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc) return rc;
+    if (o.help) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "run")) return cli_run(&o);
+    if (!strcmp(cmd, "chat")) return cli_chat(&o);
+    if (!strcmp(cmd, "inspect")) return cli_inspect(&o);
+    fprintf(stderr, "kvlm: unknown command '%s' (see kvlm --help)\n", cmd);
+    return 2;
+}

@@ -1,0 +1,38 @@
+/* matmul.c - see matmul.h. */
+#include "kern/matmul.h"
+
+#include <string.h>
+
+/* Rows of W are visited in tiles so a tile stays in L1/L2 while every token
+ * of the batch passes over it: in prefill each weight byte is read once per
+ * MATMUL_TILE_ROWS x n_tok products instead of once per product. */
+enum { MATMUL_TILE_ROWS = 16 };
+
+void matmul_rows(const quant_traits *qt, const void *W, size_t row_bytes,
+                 int64_t r0, int64_t r1, const void *xq, size_t xq_bytes,
+                 int64_t n_tok, int64_t n_in, float *y, int64_t ldy)
+{
+    const uint8_t *w8 = W;
+    const uint8_t *x8 = xq;
+    for (int64_t rt = r0; rt < r1; rt += MATMUL_TILE_ROWS) {
+        int64_t re = rt + MATMUL_TILE_ROWS < r1 ? rt + MATMUL_TILE_ROWS : r1;
+        for (int64_t t = 0; t < n_tok; t++) {          /* t: token of the batch */
+            const void *xt = x8 + (size_t)t * xq_bytes;
+            float *yt = y + t * ldy;
+            for (int64_t r = rt; r < re; r++)           /* r: output row */
+                yt[r] = qt->vec_dot(w8 + (size_t)r * row_bytes, xt, n_in);
+        }
+    }
+}
+
+void matmul_quantize_rows(const quant_traits *vdt, const float *x, int64_t n_in,
+                          int64_t t0, int64_t t1, void *xq, size_t xq_bytes)
+{
+    uint8_t *q8 = xq;
+    for (int64_t t = t0; t < t1; t++) {
+        if (vdt->from_float)
+            vdt->from_float(x + t * n_in, q8 + (size_t)t * xq_bytes, n_in);
+        else
+            memcpy(q8 + (size_t)t * xq_bytes, x + t * n_in, (size_t)n_in * sizeof(float));
+    }
+}

@@ -1,0 +1,249 @@
+/* forward.c - the llama forward pass. See forward.h.
+ *
+ * Per layer, for a batch of n_tok tokens at positions pos0 + t:
+ *   xb = rmsnorm(x) * attn_norm
+ *   q = xb Wq^T, k = xb Wk^T, v = xb Wv^T      (one threaded pass, shared input)
+ *   rope(q), rope(k); cache[il][pos0+t] = (k, v)
+ *   att[t][h] = softmax(q[t][h] . K[0..pos0+t][h/group]) V[...]   (GQA)
+ *   x += att Wo^T
+ *   xb = rmsnorm(x) * ffn_norm
+ *   hg = xb Wgate^T, hu = xb Wup^T;  hg = silu(hg) * hu
+ *   x += hg Wdown^T
+ * then logits = rmsnorm(x) * output_norm · Wout^T.
+ * Threads split output rows (matmuls) or (token, head) pairs (attention). */
+#include "nn/forward.h"
+#include "nn/ops.h"
+#include "core/err.h"
+#include "kern/matmul.h"
+#include "kern/quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- threaded matmul: up to three weights that share one input ---------------- */
+typedef struct mm_job {
+    const model_weight *w[3];
+    float *y[3];              /* y[i]: [n_tok][w[i]->n_out] */
+    int n_w;
+    const void *xq;
+    size_t xq_bytes;
+    int64_t n_tok;
+} mm_job;
+
+static void mm_task(void *arg, int ith, int nth)
+{
+    const mm_job *j = arg;
+    for (int i = 0; i < j->n_w; i++) {
+        const model_weight *w = j->w[i];
+        int64_t r0, r1;
+        pool_split(w->n_out, ith, nth, &r0, &r1);
+        matmul_rows(quant_get_fast(w->type), w->data, w->row_bytes, r0, r1, j->xq, j->xq_bytes,
+                    j->n_tok, w->n_in, j->y[i], w->n_out);
+    }
+}
+
+typedef struct quant_job {
+    const quant_traits *vdt;
+    const float *x;
+    int64_t n_in, n_tok;
+    void *xq;
+    size_t xq_bytes;
+} quant_job;
+
+static void quant_task(void *arg, int ith, int nth)
+{
+    const quant_job *j = arg;
+    int64_t t0, t1;
+    pool_split(j->n_tok, ith, nth, &t0, &t1);
+    matmul_quantize_rows(j->vdt, j->x, j->n_in, t0, t1, j->xq, j->xq_bytes);
+}
+
+/* y_i = x W_i^T for the n_w weights (which must share n_in and vec_dot_type).
+ * x: [n_tok][n_in] */
+static void matmul_multi(forward_state *fs, pool *p, const float *x, int64_t n_tok,
+                         const model_weight *const *w, float *const *y, int n_w)
+{
+    const uint32_t vt = quant_get(w[0]->type)->vec_dot_type;
+    quant_job qj = { quant_get_fast(vt), x, w[0]->n_in, n_tok, fs->xq, quant_row_size(vt, w[0]->n_in) };
+    if (n_tok == 1) quant_task(&qj, 0, 1);
+    else pool_run(p, quant_task, &qj);
+    mm_job j = { .n_w = n_w, .xq = fs->xq, .xq_bytes = qj.xq_bytes, .n_tok = n_tok };
+    for (int i = 0; i < n_w; i++) {
+        j.w[i] = w[i];
+        j.y[i] = y[i];
+    }
+    pool_run(p, mm_task, &j);
+}
+
+static bool same_input_format(const model_weight *a, const model_weight *b)
+{
+    return a->n_in == b->n_in && quant_get(a->type)->vec_dot_type == quant_get(b->type)->vec_dot_type;
+}
+
+/* Runs up to three projections of the same input, grouped when they can share
+ * one quantized copy of it. */
+static void project(forward_state *fs, pool *p, const float *x, int64_t n_tok,
+                    const model_weight *const *w, float *const *y, int n_w)
+{
+    int start = 0;
+    for (int i = 1; i <= n_w; i++) {
+        if (i == n_w || !same_input_format(w[start], w[i])) {
+            matmul_multi(fs, p, x, n_tok, w + start, y + start, i - start);
+            start = i;
+        }
+    }
+}
+
+/* ---- threaded attention over the cache ----------------------------------------- */
+typedef struct attn_job {
+    forward_state *fs;
+    const kv_cache *kv;
+    int64_t il, pos0, n_tok;
+} attn_job;
+
+static void attn_task(void *arg, int ith, int nth)
+{
+    const attn_job *j = arg;
+    const model_hparams *hp = &j->fs->m->hp;
+    const int64_t n_q = hp->n_head * hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    const float scale = 1.0f / sqrtf((float)hp->head_dim);
+    float *scores = j->fs->scores + (size_t)ith * (size_t)j->fs->n_ctx;
+    int64_t w0, w1;
+    pool_split(j->n_tok * hp->n_head, ith, nth, &w0, &w1);
+    for (int64_t w = w0; w < w1; w++) {                 /* w = t * n_head + h */
+        const int64_t t = w / hp->n_head, h = w % hp->n_head;
+        ops_attend(j->fs->att + t * n_q + h * hp->head_dim, j->fs->q + t * n_q + h * hp->head_dim,
+                   j->kv, j->il, h / group, j->pos0 + t + 1, scale, scores);
+    }
+}
+
+/* ---- init / free ------------------------------------------------------------------ */
+kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, int64_t n_ctx,
+                      int n_threads, char *err, size_t errlen)
+{
+    memset(fs, 0, sizeof *fs);
+    const model_hparams *hp = &m->hp;
+    if (n_batch < 1 || n_ctx < 1 || n_threads < 1)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "forward: batch, context and threads must be >= 1");
+    fs->m = m;
+    fs->n_batch = n_batch;
+    fs->n_ctx = n_ctx;
+    fs->n_threads = n_threads;
+    const int64_t n_q = hp->n_head * hp->head_dim, n_kv = hp->n_head_kv * hp->head_dim;
+    /* the widest quantized activation row: every matrix's input (n_embd, n_q, n_ff) */
+    size_t xqb = quant_row_size(quant_get(m->output.type)->vec_dot_type, m->output.n_in);
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        const model_layer *L = &m->layers[il];
+        const model_weight *lw[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+        for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++) {
+            size_t b = quant_row_size(quant_get(lw[i]->type)->vec_dot_type, lw[i]->n_in);
+            if (b > xqb) xqb = b;
+        }
+    }
+    fs->xq_bytes = xqb;
+    const size_t nb = (size_t)n_batch;
+    fs->x = malloc(nb * (size_t)hp->n_embd * sizeof(float));
+    fs->xb = malloc(nb * (size_t)hp->n_embd * sizeof(float));
+    fs->q = malloc(nb * (size_t)n_q * sizeof(float));
+    fs->k = malloc(nb * (size_t)n_kv * sizeof(float));
+    fs->v = malloc(nb * (size_t)n_kv * sizeof(float));
+    fs->att = malloc(nb * (size_t)n_q * sizeof(float));
+    fs->hg = malloc(nb * (size_t)hp->n_ff * sizeof(float));
+    fs->hu = malloc(nb * (size_t)hp->n_ff * sizeof(float));
+    fs->rope = malloc(nb * (size_t)hp->head_dim * sizeof(float));
+    fs->scores = malloc((size_t)n_threads * (size_t)n_ctx * sizeof(float));
+    fs->xq = malloc(nb * xqb);
+    if (!fs->x || !fs->xb || !fs->q || !fs->k || !fs->v || !fs->att || !fs->hg || !fs->hu ||
+        !fs->rope || !fs->scores || !fs->xq) {
+        forward_free(fs);
+        return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for forward scratch (batch %lld)",
+                       (long long)n_batch);
+    }
+    return KVLM_OK;
+}
+
+void forward_free(forward_state *fs)
+{
+    if (!fs) return;
+    free(fs->x);
+    free(fs->xb);
+    free(fs->q);
+    free(fs->k);
+    free(fs->v);
+    free(fs->att);
+    free(fs->hg);
+    free(fs->hu);
+    free(fs->rope);
+    free(fs->scores);
+    free(fs->xq);
+    memset(fs, 0, sizeof *fs);
+}
+
+/* ---- the layer loop -------------------------------------------------------------- */
+void forward_run(forward_state *fs, pool *p, kv_cache *kv, const kvlm_token *tokens,
+                 int64_t n_tok, float *logits, bool all_logits)
+{
+    const kvlm_model *m = fs->m;
+    const model_hparams *hp = &m->hp;
+    const int64_t D = hp->n_embd, hd = hp->head_dim;
+    const int64_t n_q = hp->n_head * hd, n_kv = hp->n_head_kv * hd;
+    const int64_t pos0 = kv->n_pos;
+    const quant_traits *et = quant_get(m->tok_embd.type);
+
+    /* x[t] = embedding row of tokens[t]                          x: [n_tok][D] */
+    for (int64_t t = 0; t < n_tok; t++) {
+        const uint8_t *row = (const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes;
+        et->to_float(row, fs->x + t * D, D);
+        ops_rope_table(fs->rope + t * hd, pos0 + t, hd, hp->rope_theta);
+    }
+
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        const model_layer *L = &m->layers[il];
+
+        /* attention block */
+        for (int64_t t = 0; t < n_tok; t++) ops_rmsnorm(fs->xb + t * D, fs->x + t * D, L->attn_norm, D, hp->norm_eps);
+        {
+            const model_weight *w[3] = { &L->wq, &L->wk, &L->wv };
+            float *y[3] = { fs->q, fs->k, fs->v };
+            project(fs, p, fs->xb, n_tok, w, y, 3);
+        }
+        for (int64_t t = 0; t < n_tok; t++) {       /* q: [n_tok][n_head][hd], k, v: [n_tok][n_head_kv][hd] */
+            ops_rope(fs->q + t * n_q, fs->rope + t * hd, hp->n_head, hd);
+            ops_rope(fs->k + t * n_kv, fs->rope + t * hd, hp->n_head_kv, hd);
+            kv_cache_store(kv, il, pos0 + t, fs->k + t * n_kv, fs->v + t * n_kv);
+        }
+        attn_job aj = { fs, kv, il, pos0, n_tok };
+        pool_run(p, attn_task, &aj);
+        {
+            const model_weight *w[1] = { &L->wo };
+            float *y[1] = { fs->xb };                 /* reuse xb: [n_tok][D] */
+            project(fs, p, fs->att, n_tok, w, y, 1);
+        }
+        for (int64_t i = 0; i < n_tok * D; i++) fs->x[i] += fs->xb[i];
+
+        /* feed-forward block */
+        for (int64_t t = 0; t < n_tok; t++) ops_rmsnorm(fs->xb + t * D, fs->x + t * D, L->ffn_norm, D, hp->norm_eps);
+        {
+            const model_weight *w[2] = { &L->w_gate, &L->w_up };
+            float *y[2] = { fs->hg, fs->hu };
+            project(fs, p, fs->xb, n_tok, w, y, 2);
+        }
+        for (int64_t t = 0; t < n_tok; t++) ops_swiglu(fs->hg + t * hp->n_ff, fs->hu + t * hp->n_ff, hp->n_ff);
+        {
+            const model_weight *w[1] = { &L->w_down };
+            float *y[1] = { fs->xb };
+            project(fs, p, fs->hg, n_tok, w, y, 1);
+        }
+        for (int64_t i = 0; i < n_tok * D; i++) fs->x[i] += fs->xb[i];
+    }
+    kv->n_pos = pos0 + n_tok;
+
+    /* logits = rmsnorm(x) Wout^T, for the last token or for all */
+    const int64_t t0 = all_logits ? 0 : n_tok - 1, n_out = n_tok - t0;
+    for (int64_t t = t0; t < n_tok; t++)
+        ops_rmsnorm(fs->xb + (t - t0) * D, fs->x + t * D, m->output_norm, D, hp->norm_eps);
+    const model_weight *w[1] = { &m->output };
+    float *y[1] = { logits };                         /* logits: [n_out][n_vocab] */
+    project(fs, p, fs->xb, n_out, w, y, 1);
+}

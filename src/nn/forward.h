@@ -1,0 +1,46 @@
+/* forward.h - the transformer forward pass over a batch of new tokens, reading
+ * and extending a KV cache.
+ * Room: nn. May touch: core (pool), kern, model, kv.
+ * forward_run(tokens t_0..t_{n-1}) computes positions [kv->n_pos, kv->n_pos + n),
+ * stores their K/V in the cache, attends each token over every cached position
+ * up to and including its own, and leaves logits for the last token (or all).
+ * Scratch for n_batch tokens is allocated once at init: the decode loop never
+ * allocates. */
+#ifndef KVLM_NN_FORWARD_H
+#define KVLM_NN_FORWARD_H
+
+#include <stdint.h>
+#include "kvlm.h"
+#include "core/pool.h"
+#include "kv/kv_cache.h"
+#include "model/model.h"
+
+typedef struct forward_state {
+    const kvlm_model *m;
+    int64_t n_batch;      /* max tokens per forward_run */
+    int64_t n_ctx;        /* max positions attended */
+    int n_threads;
+    /* scratch, shapes for n_tok <= n_batch tokens: */
+    float *x;             /* [n_batch][n_embd]  residual stream */
+    float *xb;            /* [n_batch][n_embd]  normed input of a block */
+    float *q;             /* [n_batch][n_head*head_dim] */
+    float *k, *v;         /* [n_batch][n_head_kv*head_dim] */
+    float *att;           /* [n_batch][n_head*head_dim]  attention output */
+    float *hg, *hu;       /* [n_batch][n_ff]  gate and up projections */
+    float *rope;          /* [n_batch][head_dim]  (cos, sin) pairs per position */
+    float *scores;        /* [n_threads][n_ctx] */
+    uint8_t *xq;          /* [n_batch][xq_bytes]  quantized activations */
+    size_t xq_bytes;
+} forward_state;
+
+kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, int64_t n_ctx,
+                      int n_threads, char *err, size_t errlen);
+void     forward_free(forward_state *fs);
+
+/* tokens: [n_tok], 1 <= n_tok <= n_batch, kv->n_pos + n_tok <= min(n_ctx, kv->n_ctx),
+ * every id in [0, n_vocab) (checked by the caller).
+ * logits: [n_vocab] for the last token, or [n_tok][n_vocab] if all_logits. */
+void forward_run(forward_state *fs, pool *p, kv_cache *kv, const kvlm_token *tokens,
+                 int64_t n_tok, float *logits, bool all_logits);
+
+#endif

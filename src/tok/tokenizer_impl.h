@@ -1,0 +1,89 @@
+/* tokenizer_impl.h - the inside of a tokenizer, shared by tokenizer.c (vocabulary,
+ * special tokens, pieces), tokenizer_bpe.c and tokenizer_spm.c. Private to src/tok/.
+ * Room: tok. Invariants (established by tokenizer_init_gguf, never changed after):
+ *
+ *   vocabulary, all copied out of the GGUF:
+ *     text_off: [n_vocab + 1]   token i's text is text_buf[text_off[i] .. text_off[i+1])
+ *     piece_off:[n_vocab + 1]   its decoded bytes (render_special) in piece_buf
+ *     type:     [n_vocab]       TT_* (NORMAL when the file has no token_type)
+ *     score:    [n_vocab]       SPM merge scores (NULL for BPE)
+ *
+ *   text -> id: open addressing, linear probing, power-of-two size, -1 = empty
+ *     ids: [id_mask + 1]        at least twice n_vocab; the last duplicate text wins
+ *
+ *   BPE merges (a, b) -> (rank, result id): open addressing keyed by a<<32|b
+ *     mkey: [m_mask + 1] (UINT64_MAX = empty), mrank, mres alongside
+ *
+ *   special: [n_special] ids of control/user-defined/unknown tokens with non-empty
+ *     text, longest text first; first_byte: bitmap of their first bytes (fast skip).
+ */
+#ifndef KVLM_TOK_TOKENIZER_IMPL_H
+#define KVLM_TOK_TOKENIZER_IMPL_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdint.h>
+#include "tok/tokenizer.h"
+
+enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
+typedef enum tok_kind { TOK_BPE, TOK_SPM } tok_kind;
+
+#define TOK_MAX_REGEX 3
+
+struct tokenizer {
+    tok_kind kind;
+    int64_t n_vocab;
+    char *text_buf;        uint32_t *text_off;
+    char *piece_buf;       uint32_t *piece_off;
+    uint8_t *type;
+    uint8_t *eog;          /* [n_vocab] 1 = end of generation */
+    float *score;
+
+    int32_t *ids;          uint64_t id_mask;
+
+    int32_t *special;      size_t n_special;
+    uint8_t first_byte[32];        /* bit b: some special text starts with byte b */
+    uint8_t first_byte_user[32];   /* the same for user-defined tokens only */
+
+    kvlm_token bos, eos, eot, unk;
+    bool add_bos, add_space_prefix;
+
+    /* BPE */
+    int32_t byte_tok[256];         /* raw byte -> id of its byte-level char, -1 if absent */
+    uint64_t *mkey; int32_t *mrank; int32_t *mres; uint64_t m_mask;
+    pcre2_code *re[TOK_MAX_REGEX]; int n_re;
+    bool ignore_merges;            /* llama3: a word that is a token is taken whole */
+
+    /* SPM */
+    int32_t byte_piece[256];       /* byte -> id of "<0xXX>", -1 if absent */
+};
+
+/* Growing output of ids: counts past cap, writes only below it. */
+typedef struct tok_out {
+    kvlm_token *ids;
+    size_t cap, n;
+} tok_out;
+
+static inline void tok_out_push(tok_out *o, kvlm_token id)
+{
+    if (o->n < o->cap) o->ids[o->n] = id;
+    o->n++;
+}
+
+/* text -> id (exact bytes), -1 if none. */
+kvlm_token tok_lookup(const tokenizer *t, const char *s, size_t n);
+
+/* Per-kind parts, called by tokenizer.c. init_* run after the vocabulary and the
+ * text table are built; encode_* tokenize one raw fragment (no special tokens in
+ * it). encode_* return KVLM_ERR_NOMEM or KVLM_OK. */
+kvlm_err tok_bpe_init(tokenizer *t, const gguf_file *f, char *err, size_t errlen);
+void     tok_bpe_free(tokenizer *t);
+kvlm_err tok_bpe_encode(const tokenizer *t, const char *s, size_t n, tok_out *o);
+/* decodes a byte-level token text to raw bytes into out (>= n bytes); returns the length */
+size_t   tok_bpe_decode_text(const char *s, size_t n, char *out);
+
+kvlm_err tok_spm_init(tokenizer *t, const gguf_file *f, char *err, size_t errlen);
+kvlm_err tok_spm_encode(const tokenizer *t, const char *s, size_t n, bool prefix_space,
+                        tok_out *o);
+
+#endif

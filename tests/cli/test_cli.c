@@ -1,0 +1,123 @@
+/* test_cli.c - the kvlm command line as a user meets it: exit codes (0 ok,
+ * 1 runtime error, 2 usage), help text, a real answer, and the same greedy
+ * text with and without the KV cache. Runs the kvlm binary built next to this
+ * test (BUILD/kvlm for BUILD/tests/cli/test_cli). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include "testutil.h"
+
+static char g_kvlm[4096];
+
+/* Runs `kvlm args` (stdin from /dev/null); stdout into out (cap bytes), returns the exit code. */
+static int run(const char *args, char *out, size_t cap)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s %s </dev/null 2>/dev/null", g_kvlm, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = 0, r;
+    char sink[4096];
+    while ((r = fread(out ? out + n : sink, 1, out ? cap - 1 - n : sizeof sink, p)) > 0)
+        if (out) n += r;
+    if (out) out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void test_usage_errors(void **state)
+{
+    (void)state;
+    char out[65536];
+    assert_int_equal(run("", NULL, 0), 2);
+    assert_int_equal(run("frobnicate", NULL, 0), 2);
+    assert_int_equal(run("run", NULL, 0), 2);                      /* no prompt */
+    assert_int_equal(run("run -p hi --bogus", NULL, 0), 2);
+    assert_int_equal(run("run -p hi -n", NULL, 0), 2);             /* missing value */
+    assert_int_equal(run("run -p hi -n abc", NULL, 0), 2);
+    assert_int_equal(run("run -p hi --temp -1", NULL, 0), 2);
+    assert_int_equal(run("run -p hi -t 0", NULL, 0), 2);
+    assert_int_equal(run("--help", out, sizeof out), 0);
+    assert_non_null(strstr(out, "--no-kv-cache"));
+    assert_non_null(strstr(out, "usage: kvlm"));
+    assert_int_equal(run("run --help", out, sizeof out), 0);
+}
+
+static void test_runtime_errors(void **state)
+{
+    (void)state;
+    assert_int_equal(run("run -m /nonexistent.gguf -p hi", NULL, 0), 1);
+    assert_int_equal(run("run -m /etc/passwd -p hi", NULL, 0), 1);   /* not a GGUF */
+    assert_int_equal(run("run -p hi -f /nonexistent.txt", NULL, 0), 1);
+}
+
+static void test_answers_and_cache_equivalence(void **state)
+{
+    (void)state;
+    const char *model = test_model_path();
+    if (!model) skip();
+    char args[4096], a[65536], b[65536];
+    snprintf(args, sizeof args, "run -m '%s' --raw -p 'The capital of France is' --temp 0 -n 24 -t 2", model);
+    assert_int_equal(run(args, a, sizeof a), 0);
+    assert_non_null(strstr(a, "Paris"));
+    snprintf(args, sizeof args,
+             "run -m '%s' --raw -p 'The capital of France is' --temp 0 -n 24 -t 2 --no-kv-cache", model);
+    assert_int_equal(run(args, b, sizeof b), 0);
+    assert_string_equal(a, b);
+
+    /* chat template + sampling with a seed: same seed, same text */
+    snprintf(args, sizeof args, "run -m '%s' -p 'Name a color.' -n 16 --seed 42 --temp 0.9 -t 2", model);
+    assert_int_equal(run(args, a, sizeof a), 0);
+    assert_int_equal(run(args, b, sizeof b), 0);
+    assert_true(strlen(a) > 1);
+    assert_string_equal(a, b);
+}
+
+static void test_chat_reuses_the_cache(void **state)
+{
+    (void)state;
+    const char *model = test_model_path();
+    if (!model) skip();
+    char cmd[8192], out[65536];
+    snprintf(cmd, sizeof cmd,
+             "printf 'Hi!\\nWhat is 2+2?\\n' | %s chat -m '%s' --temp 0 -n 12 -t 2 --stats 2>&1 >/dev/null",
+             g_kvlm, model);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    /* second turn: the whole first exchange came from the cache */
+    const char *t2 = strstr(out, "[turn:");
+    assert_non_null(t2);
+    t2 = strstr(t2 + 1, "[turn:");
+    assert_non_null(t2);
+    long prompt = 0, reused = 0;
+    assert_int_equal(sscanf(t2, "[turn: %ld prompt tokens, %ld reused", &prompt, &reused), 2);
+    assert_true(reused > 30);
+    assert_true(prompt - reused < 20);   /* only the new user turn is prefilled */
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    /* BUILD/tests/cli/test_cli -> BUILD/kvlm */
+    snprintf(g_kvlm, sizeof g_kvlm, "%s", argv[0]);
+    char *cut = strstr(g_kvlm, "/tests/cli/");
+    if (cut) strcpy(cut, "/kvlm");
+    else snprintf(g_kvlm, sizeof g_kvlm, "build/kvlm");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_runtime_errors),
+        cmocka_unit_test(test_answers_and_cache_equivalence),
+        cmocka_unit_test(test_chat_reuses_the_cache),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

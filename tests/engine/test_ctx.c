@@ -1,0 +1,251 @@
+/* test_ctx.c - the KV cache on the real model: every way of reaching the same
+ * sequence (one batch, one token at a time, odd chunks, reuse of a cached
+ * prefix, rollback, 1 or 2 threads, no cache at all) gives bitwise the same
+ * logits; and the context's errors leave its state unchanged. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include "kvlm.h"
+#include "testutil.h"
+
+static kvlm_model *g_model;
+static int64_t g_vocab;
+
+static const char *TEXT =
+    "The KV cache keeps the keys and values of every past token, so that each new "
+    "token only needs its own query, key and value. Without it, generating n tokens "
+    "costs O(n^2) work per token. 1234 + 5678 = 6912!";
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *path = test_model_path();
+    if (!path) return 0;
+    char err[256];
+    if (kvlm_model_load(path, &g_model, err, sizeof err) != KVLM_OK) {
+        print_error("load: %s\n", err);
+        return -1;
+    }
+    kvlm_model_info in;
+    kvlm_model_get_info(g_model, &in);
+    g_vocab = in.n_vocab;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kvlm_model_free(g_model);
+    return 0;
+}
+
+#define NEED_MODEL() do { if (!g_model) skip(); } while (0)
+
+static kvlm_ctx *new_ctx(int threads, int64_t n_ctx, bool no_cache)
+{
+    kvlm_ctx_params p = kvlm_ctx_default_params();
+    p.n_threads = threads;
+    p.n_ctx = n_ctx;
+    p.no_kv_cache = no_cache;
+    kvlm_ctx *c = NULL;
+    char err[256];
+    kvlm_err e = kvlm_ctx_init(g_model, &p, &c, err, sizeof err);
+    if (e != KVLM_OK) print_error("ctx: %s\n", err);
+    assert_int_equal(e, KVLM_OK);
+    return c;
+}
+
+static size_t tokenize(const char *text, kvlm_token *out, size_t cap)
+{
+    size_t n = 0;
+    assert_int_equal(kvlm_tokenize(g_model, text, strlen(text), false, false, out, cap, &n, NULL, 0), KVLM_OK);
+    assert_true(n > 10);
+    return n;
+}
+
+static void assert_logits_equal(const float *a, const float *b)
+{
+    assert_non_null(a);
+    assert_non_null(b);
+    if (memcmp(a, b, (size_t)g_vocab * sizeof(float)) != 0) {
+        float md = 0;
+        for (int64_t i = 0; i < g_vocab; i++) {
+            float d = a[i] > b[i] ? a[i] - b[i] : b[i] - a[i];
+            if (d > md) md = d;
+        }
+        fail_msg("logits differ (max abs diff %g); they must be bitwise equal", (double)md);
+    }
+}
+
+static void test_batch_equals_one_at_a_time(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    kvlm_token t[256];
+    size_t n = tokenize(TEXT, t, 256);
+    kvlm_ctx *a = new_ctx(2, 256, false), *b = new_ctx(2, 256, false), *c = new_ctx(2, 256, false);
+    assert_int_equal(kvlm_ctx_decode(a, t, n, NULL, 0), KVLM_OK);
+    for (size_t i = 0; i < n; i++) assert_int_equal(kvlm_ctx_decode(b, t + i, 1, NULL, 0), KVLM_OK);
+    /* odd chunk sizes: 1, 2, 3, ... */
+    for (size_t i = 0, step = 1; i < n; i += step, step++) {
+        size_t k = n - i < step ? n - i : step;
+        assert_int_equal(kvlm_ctx_decode(c, t + i, k, NULL, 0), KVLM_OK);
+    }
+    assert_int_equal(kvlm_ctx_n_past(a), n);
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(b));
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(c));
+    kvlm_ctx_free(a);
+    kvlm_ctx_free(b);
+    kvlm_ctx_free(c);
+}
+
+static void test_threads_do_not_change_logits(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    kvlm_token t[256];
+    size_t n = tokenize(TEXT, t, 256);
+    kvlm_ctx *a = new_ctx(1, 256, false), *b = new_ctx(2, 256, false), *c = new_ctx(3, 256, false);
+    assert_int_equal(kvlm_ctx_decode(a, t, n, NULL, 0), KVLM_OK);
+    assert_int_equal(kvlm_ctx_decode(b, t, n, NULL, 0), KVLM_OK);
+    assert_int_equal(kvlm_ctx_decode(c, t, n, NULL, 0), KVLM_OK);
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(b));
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(c));
+    kvlm_ctx_free(a);
+    kvlm_ctx_free(b);
+    kvlm_ctx_free(c);
+}
+
+static void test_prefix_reuse_and_rollback(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    kvlm_token t[256], u[256];
+    size_t n = tokenize(TEXT, t, 256);
+    memcpy(u, t, n * sizeof *t);
+    const size_t split = n / 2;
+    u[split] = (t[split] + 1) % (kvlm_token)g_vocab;   /* diverge in the middle */
+
+    kvlm_ctx *warm = new_ctx(2, 256, false), *cold = new_ctx(2, 256, false);
+    size_t reused = 99;
+    assert_int_equal(kvlm_ctx_prefill(warm, t, n, &reused, NULL, 0), KVLM_OK);
+    assert_int_equal(reused, 0);
+    /* same prompt again: everything but the last token comes from the cache */
+    assert_int_equal(kvlm_ctx_prefill(warm, t, n, &reused, NULL, 0), KVLM_OK);
+    assert_int_equal(reused, n - 1);
+    assert_int_equal(kvlm_ctx_decode(cold, t, n, NULL, 0), KVLM_OK);
+    assert_logits_equal(kvlm_ctx_logits(warm), kvlm_ctx_logits(cold));
+
+    /* a prompt that diverges at `split` reuses exactly the common prefix */
+    assert_int_equal(kvlm_ctx_prefill(warm, u, n, &reused, NULL, 0), KVLM_OK);
+    assert_int_equal(reused, split);
+    kvlm_ctx_truncate(cold, 0);
+    assert_int_equal(kvlm_ctx_n_past(cold), 0);
+    assert_null(kvlm_ctx_logits(cold));
+    assert_int_equal(kvlm_ctx_decode(cold, u, n, NULL, 0), KVLM_OK);
+    assert_logits_equal(kvlm_ctx_logits(warm), kvlm_ctx_logits(cold));
+
+    /* rollback then re-extend */
+    kvlm_ctx_truncate(warm, 5);
+    assert_int_equal(kvlm_ctx_n_past(warm), 5);
+    assert_int_equal(kvlm_ctx_decode(warm, u + 5, n - 5, NULL, 0), KVLM_OK);
+    assert_logits_equal(kvlm_ctx_logits(warm), kvlm_ctx_logits(cold));
+
+    kvlm_stats s;
+    kvlm_ctx_get_stats(warm, &s);
+    assert_int_equal(s.n_prompt, 3 * (int64_t)n);
+    assert_int_equal(s.n_reused, (int64_t)(n - 1 + split));
+    assert_int_equal(s.kv_bytes_per_token, 30 * 3 * 64 * 2 * 2);   /* f16: 23,040 bytes */
+    assert_int_equal(s.kv_bytes_per_token_layer, 3 * 64 * 2 * 2);
+    assert_int_equal(s.kv_bytes_used, (int64_t)n * s.kv_bytes_per_token);
+    kvlm_ctx_free(warm);
+    kvlm_ctx_free(cold);
+}
+
+/* Greedy generation with the cache and without it: same tokens, same logits. */
+static void test_no_kv_cache_is_identical(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    kvlm_token t[256];
+    size_t n = tokenize(TEXT, t, 256);
+    kvlm_ctx *a = new_ctx(2, 256, false), *b = new_ctx(2, 256, true);
+    assert_int_equal(kvlm_ctx_prefill(a, t, n, NULL, NULL, 0), KVLM_OK);
+    assert_int_equal(kvlm_ctx_prefill(b, t, n, NULL, NULL, 0), KVLM_OK);
+    for (int step = 0; step < 12; step++) {
+        const float *la = kvlm_ctx_logits(a), *lb = kvlm_ctx_logits(b);
+        assert_logits_equal(la, lb);
+        kvlm_token best = 0;
+        for (int64_t i = 1; i < g_vocab; i++) if (la[i] > la[best]) best = (kvlm_token)i;
+        assert_int_equal(kvlm_ctx_decode(a, &best, 1, NULL, 0), KVLM_OK);
+        assert_int_equal(kvlm_ctx_decode(b, &best, 1, NULL, 0), KVLM_OK);
+    }
+    kvlm_stats sa, sb;
+    kvlm_ctx_get_stats(a, &sa);
+    kvlm_ctx_get_stats(b, &sb);
+    assert_int_equal(sa.n_computed, (int64_t)n + 12);
+    /* the baseline recomputes the whole sequence at every step: O(n^2) */
+    assert_int_equal(sb.n_computed, (int64_t)n + 12 * (int64_t)n + 12 * 13 / 2);
+    kvlm_ctx_free(a);
+    kvlm_ctx_free(b);
+}
+
+static void test_errors_leave_state_unchanged(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    kvlm_ctx *c = new_ctx(2, 16, false);
+    kvlm_token t[20];
+    for (int i = 0; i < 20; i++) t[i] = 100 + i;
+    char err[256] = "";
+    assert_int_equal(kvlm_ctx_decode(c, t, 10, err, sizeof err), KVLM_OK);
+    assert_int_equal(kvlm_ctx_decode(c, t, 7, err, sizeof err), KVLM_ERR_CONTEXT_FULL);
+    assert_non_null(strstr(err, "context"));
+    assert_int_equal(kvlm_ctx_n_past(c), 10);
+    assert_int_equal(kvlm_ctx_prefill(c, t, 17, NULL, err, sizeof err), KVLM_ERR_CONTEXT_FULL);
+    kvlm_token bad[2] = { 5, (kvlm_token)g_vocab };
+    assert_int_equal(kvlm_ctx_decode(c, bad, 2, err, sizeof err), KVLM_ERR_INVALID);
+    assert_non_null(strstr(err, "token id"));
+    bad[1] = -1;
+    assert_int_equal(kvlm_ctx_decode(c, bad, 2, err, sizeof err), KVLM_ERR_INVALID);
+    assert_int_equal(kvlm_ctx_decode(c, t, 0, err, sizeof err), KVLM_ERR_INVALID);
+    assert_int_equal(kvlm_ctx_n_past(c), 10);
+    assert_int_equal(kvlm_ctx_decode(c, t + 10, 6, err, sizeof err), KVLM_OK);
+    assert_int_equal(kvlm_ctx_n_past(c), 16);
+    kvlm_ctx_free(c);
+
+    kvlm_ctx_params p = kvlm_ctx_default_params();
+    p.n_ctx = -5;
+    kvlm_ctx *d = (kvlm_ctx *)1;
+    assert_int_equal(kvlm_ctx_init(g_model, &p, &d, err, sizeof err), KVLM_ERR_INVALID);
+    assert_null(d);
+}
+
+static void test_model_load_errors(void **state)
+{
+    (void)state;
+    kvlm_model *m = (kvlm_model *)1;
+    char err[512] = "";
+    assert_int_equal(kvlm_model_load("/nonexistent/model.gguf", &m, err, sizeof err), KVLM_ERR_IO);
+    assert_null(m);
+    assert_non_null(strstr(err, "/nonexistent/model.gguf"));
+    assert_string_equal(kvlm_err_name(KVLM_ERR_FORMAT), "KVLM_ERR_FORMAT");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batch_equals_one_at_a_time),
+        cmocka_unit_test(test_threads_do_not_change_logits),
+        cmocka_unit_test(test_prefix_reuse_and_rollback),
+        cmocka_unit_test(test_no_kv_cache_is_identical),
+        cmocka_unit_test(test_errors_leave_state_unchanged),
+        cmocka_unit_test(test_model_load_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
