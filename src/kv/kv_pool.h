@@ -1,0 +1,201 @@
+/* kv_pool.h - the KV block pool: fixed-size blocks of K/V carved from one slab,
+ * reference-counted, with a prefix index of published blocks and an LRU of
+ * cached ones. The only owner of K/V bytes.
+ * Room: kv. May touch: core (errors), kv_cache (type sizes), libc, xxHash. Knows nothing of the model
+ * file, the forward pass, requests or threads (not thread-safe: one owner).
+ * It knows token ids only as the opaque content a published block is keyed by.
+ *
+ * A block holds KV_BLOCK_TOKENS positions of every layer's K and V:
+ *
+ *   block b: [n_layer][K|V][KV_BLOCK_TOKENS][n_head_kv * head_dim]   (element type `type`)
+ *            ^ kv_pool_k(p, b, il, 0) is the base of 16 rows of layer il, stride row_bytes
+ *
+ * Each block is in exactly one state:
+ *
+ *   FREE    refcount 0, on the free list, bytes meaningless (NaN in poison mode)
+ *   IN_USE  refcount > 0 (held by sequences); may also be published
+ *   CACHED  refcount 0, published: still findable by kv_pool_lookup, on the LRU
+ *
+ *        alloc            unref to 0 (unpublished)
+ *   FREE ------> IN_USE -------------------------> FREE
+ *     ^            |  ^
+ *     | evict      |  | lookup (a hit takes a reference)
+ *     |            v  |
+ *     +-------- CACHED      <- unref to 0 (published)
+ *
+ * Prefix index (vLLM automatic prefix caching, SGLang's radix cache in a hash):
+ * a FULL block may be published under a key chained from its parent block:
+ *   key = XXH3_64(parent_key, fingerprint, ns, tokens[16])
+ * so one key names a whole token prefix. Exactness does not rest on the hash:
+ * a published block stores its kv_link (parent block and key, tokens,
+ * fingerprint, namespace) and a lookup hits only if every field matches. The
+ * parent is the live block itself, not just its key: a published block pins its
+ * parent (n_child), so a parent is never evicted or reused while a published
+ * child names it. Two prefixes that collide in the hash therefore cannot be
+ * confused even through their descendants. One key has at most one entry: a
+ * second block with the same content is refused (the caller adopts the entry).
+ *
+ * Eviction (SQLite's pcache1 model): blocks that drop to refcount 0 while
+ * published are kept on an LRU list under the same budget and evicted oldest
+ * first, skipping blocks still pinned by a cached child, only when an allocation
+ * finds the free list empty. Sequences release their blocks tail first, so a
+ * chain's tail is older than its head and is evicted first (a middle block
+ * evicted alone would strand its descendants, which lookups reach only through it).
+ *
+ * Invariants (kv_pool_check verifies them all):
+ *   n_free + n_cached + n_in_use == n_blocks
+ *   FREE <=> on the free list; CACHED <=> on the LRU; published <=> in the hash table
+ *   n_child(b) == number of published blocks whose link.parent is b
+ *   a published block's parent is published
+ * Ownership: kv_pool_init allocates the slab; kv_pool_free releases it whatever
+ * the refcounts (sequences must not be used after it). */
+#ifndef KVLM_KV_KV_POOL_H
+#define KVLM_KV_KV_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "kvlm.h"
+
+enum { KV_BLOCK_TOKENS = 16 };      /* positions per block (vLLM's default block size) */
+#define KV_BLOCK_NONE  ((kv_block)-1)
+#define KV_ROOT_KEY    ((uint64_t)0) /* parent_key of a sequence's first block */
+
+typedef int32_t kv_block;           /* block id in [0, n_blocks) */
+
+typedef enum kv_block_state { KV_BLOCK_FREE = 0, KV_BLOCK_IN_USE, KV_BLOCK_CACHED } kv_block_state;
+
+/* What a published block was computed from; the key alone is only a hint. */
+typedef struct kv_link {
+    uint64_t key;          /* kv_pool_chain_key(parent_key, tokens, fingerprint, ns) */
+    uint64_t parent_key;   /* key of the block before, KV_ROOT_KEY for the first */
+    kv_block parent;       /* that block (published), KV_BLOCK_NONE for the first */
+    uint64_t fingerprint;  /* identity of the model (weights, K/V type) */
+    uint64_t ns;           /* namespace: tenant or cache salt; different ns never share */
+    kvlm_token tokens[KV_BLOCK_TOKENS];
+} kv_link;
+
+typedef struct kv_pool_params {
+    int64_t n_layer, n_head_kv, head_dim;
+    kvlm_kv_type type;
+    size_t budget_bytes;   /* n_blocks = budget_bytes / block_bytes, at least 1 */
+    bool poison;           /* fill a block with NaN when it is freed or evicted */
+} kv_pool_params;
+
+typedef struct kv_pool_stats {
+    int64_t n_blocks, n_free, n_cached, n_in_use;
+    int64_t lookups, hits;       /* kv_pool_lookup calls, and those that found a block */
+    int64_t evictions;           /* cached blocks reclaimed by kv_pool_alloc */
+    int64_t copies;              /* kv_pool_copy calls (copy-on-write) */
+    int64_t block_bytes;         /* bytes of one block, padded to the slab alignment */
+    int64_t bytes_per_token;     /* K and V of one position, all layers */
+    int64_t bytes_per_token_per_layer;
+} kv_pool_stats;
+
+/* One block's bookkeeping, for tests and debugging. */
+typedef struct kv_block_info {
+    kv_block_state state;
+    int32_t refcount;
+    int32_t n_child;       /* published blocks whose parent this is */
+    bool published;
+    kv_link link;          /* valid when published */
+} kv_block_info;
+
+struct kv_block_meta;      /* private to kv_pool.c */
+
+/* Fields are read-only outside kv_pool.c; the inline accessors below need them. */
+typedef struct kv_pool {
+    int64_t n_layer, n_head_kv, head_dim;
+    kvlm_kv_type type;
+    size_t elt_bytes;      /* bytes per element of `type` */
+    size_t row_bytes;      /* n_head_kv * head_dim * elt_bytes: one position, one layer, K or V */
+    size_t block_bytes;    /* n_layer * 2 * KV_BLOCK_TOKENS * row_bytes, rounded up to 64 */
+    int32_t n_blocks;
+    bool poison;
+    uint8_t *slab;         /* [n_blocks][block_bytes], 64-byte aligned */
+    struct kv_block_meta *meta;   /* [n_blocks] */
+    kv_block *buckets;     /* [n_buckets] heads of the hash chains of published blocks */
+    uint64_t bucket_mask;  /* n_buckets - 1 (a power of two >= n_blocks) */
+    kv_block free_head;    /* free list (singly linked through meta.next) */
+    kv_block lru_head, lru_tail;  /* oldest, newest cached block */
+    kv_pool_stats stats;   /* counters kept up to date; block sizes filled at init */
+} kv_pool;
+
+/* Carves budget_bytes into blocks (one aligned allocation). KVLM_ERR_BUDGET if
+ * the budget is below one block, KVLM_ERR_INVALID for bad dimensions or type,
+ * KVLM_ERR_NOMEM. On failure *pool is zeroed. */
+kvlm_err kv_pool_init(kv_pool *pool, const kv_pool_params *params, char *err, size_t errlen);
+void     kv_pool_free(kv_pool *pool);   /* leaves *pool zeroed; NULL or zeroed is fine */
+
+/* Bytes of one block for these dimensions (padded as the pool pads it); 0 if invalid. */
+size_t kv_pool_block_bytes(int64_t n_layer, int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type);
+
+/* A block with refcount 1, unpublished, contents undefined (NaN in poison mode).
+ * Takes the free list head, else evicts the oldest unpinned cached block.
+ * KVLM_ERR_BUDGET when neither exists; nothing changes then. */
+kvlm_err kv_pool_alloc(kv_pool *pool, kv_block *out, char *err, size_t errlen);
+/* Blocks an allocation can still get: n_free + n_cached. Exact as long as every
+ * cached block has only cached descendants, which kv_seq guarantees (a sequence
+ * holding a published block holds its parent). */
+int64_t  kv_pool_available(const kv_pool *pool);
+
+void kv_pool_ref(kv_pool *pool, kv_block b);     /* b must be IN_USE */
+/* Drops one reference. The last one sends an unpublished block to the free list
+ * (poisoned) and a published one to the newest end of the LRU. */
+void kv_pool_unref(kv_pool *pool, kv_block b);
+
+/* Copies all of src's bytes (every layer, K and V, all 16 positions) into dst.
+ * dst must be IN_USE with refcount 1 and unpublished: the copy half of copy-on-write. */
+void kv_pool_copy(kv_pool *pool, kv_block dst, kv_block src);
+
+/* ---- prefix index ------------------------------------------------------------ */
+/* The chained key of a block: XXH3_64 of (parent_key, fingerprint, ns, tokens[16]). */
+uint64_t kv_pool_chain_key(uint64_t parent_key, const kvlm_token *tokens,
+                           uint64_t fingerprint, uint64_t ns);
+/* Fills *link for the block after `parent` (KV_BLOCK_NONE: the first block,
+ * parent_key ignored and set to KV_ROOT_KEY), computing its key. */
+void kv_pool_link(kv_link *link, kv_block parent, uint64_t parent_key,
+                  const kvlm_token *tokens, uint64_t fingerprint, uint64_t ns);
+
+/* Publishes full block b (IN_USE, unpublished, its 16 positions written) under
+ * link, whose parent must be published. Returns:
+ *   b              published; b now pins link->parent
+ *   another block  an entry with the same key and identical link exists: it is
+ *                  returned with a reference taken (the caller should adopt it
+ *                  and unref b, so one copy of the prefix is kept)
+ *   KV_BLOCK_NONE  the key is taken by a different link (a hash collision): b
+ *                  stays unpublished */
+kv_block kv_pool_publish(kv_pool *pool, kv_block b, const kv_link *link);
+/* The published block whose link equals *link (key, parent, parent_key, tokens,
+ * fingerprint, ns), with a reference taken; KV_BLOCK_NONE if none. A cached hit
+ * leaves the LRU. Counts lookups and hits. */
+kv_block kv_pool_lookup(kv_pool *pool, const kv_link *link);
+
+/* ---- inspection -------------------------------------------------------------- */
+void kv_pool_get_stats(const kv_pool *pool, kv_pool_stats *out);
+void kv_pool_block_info(const kv_pool *pool, kv_block b, kv_block_info *out);
+int32_t kv_pool_refcount(const kv_pool *pool, kv_block b);
+bool    kv_pool_is_published(const kv_pool *pool, kv_block b);
+/* Walks every list and the hash table and recounts everything; KVLM_ERR_INVALID
+ * with the first broken invariant in err. O(n_blocks): for tests. */
+kvlm_err kv_pool_check(const kv_pool *pool, char *err, size_t errlen);
+
+/* ---- rows ---------------------------------------------------------------------- */
+/* K (or V) of position slot (0..15) of layer il in block b: [n_head_kv * head_dim]
+ * elements of pool->type. Slots of one layer are contiguous: kv_pool_k(p, b, il, 0)
+ * is the base of a [KV_BLOCK_TOKENS][n_head_kv * head_dim] array, stride row_bytes.
+ * Writing is allowed only into a block the writer holds alone, unpublished. */
+static inline void *kv_pool_k(const kv_pool *pool, kv_block b, int64_t il, int64_t slot)
+{
+    return pool->slab + (size_t)b * pool->block_bytes +
+           ((size_t)il * 2 * KV_BLOCK_TOKENS + (size_t)slot) * pool->row_bytes;
+}
+static inline void *kv_pool_v(const kv_pool *pool, kv_block b, int64_t il, int64_t slot)
+{
+    return pool->slab + (size_t)b * pool->block_bytes +
+           (((size_t)il * 2 + 1) * KV_BLOCK_TOKENS + (size_t)slot) * pool->row_bytes;
+}
+/* Distance in bytes between consecutive positions of one layer inside a block. */
+static inline size_t kv_pool_row_stride(const kv_pool *pool) { return pool->row_bytes; }
+
+#endif

@@ -1,0 +1,260 @@
+/* kv_seq.c - see kv_seq.h. Every function here keeps the seq's references and
+ * the pool's refcounts in step: a block enters blocks[] with one reference
+ * (alloc, lookup, ref) and leaves it with one unref. */
+#include "kv/kv_seq.h"
+#include "core/err.h"
+#include "kern/quant.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t ceil_blocks(int64_t n_pos) { return (n_pos + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS; }
+
+void kv_seq_init(kv_seq *s, kv_pool *pool)
+{
+    memset(s, 0, sizeof *s);
+    s->pool = pool;
+}
+
+/* Releases blocks[nb, n_blocks), the last first: the tail of a published chain
+ * then reaches the LRU before its head and is evicted first. */
+static void release_from(kv_seq *s, int64_t nb)
+{
+    for (int64_t i = s->n_blocks - 1; i >= nb; i--) kv_pool_unref(s->pool, s->blocks[i]);
+    if (nb < s->n_blocks) s->n_blocks = nb;
+}
+
+void kv_seq_free(kv_seq *s)
+{
+    if (!s) return;
+    if (s->pool) release_from(s, 0);
+    free(s->blocks);
+    free(s->keys);
+    memset(s, 0, sizeof *s);
+}
+
+/* Room for n blocks in both tables; the sequence itself is unchanged either way. */
+static kvlm_err grow(kv_seq *s, int64_t n, char *err, size_t errlen)
+{
+    if (n <= s->cap) return KVLM_OK;
+    int64_t cap = s->cap ? s->cap : 16;
+    while (cap < n) cap *= 2;
+    kv_block *b = realloc(s->blocks, (size_t)cap * sizeof *b);
+    if (b) s->blocks = b;
+    uint64_t *k = b ? realloc(s->keys, (size_t)cap * sizeof *k) : NULL;
+    if (k) s->keys = k;
+    if (!b || !k)
+        return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for a block table of %lld blocks", (long long)cap);
+    s->cap = cap;
+    return KVLM_OK;
+}
+
+static bool writable(const kv_pool *pool, kv_block b)
+{
+    return kv_pool_refcount(pool, b) == 1 && !kv_pool_is_published(pool, b);
+}
+
+/* Allocates n blocks into out[0, n), all or none. */
+static kvlm_err alloc_n(kv_pool *pool, kv_block *out, int64_t n, char *err, size_t errlen)
+{
+    for (int64_t i = 0; i < n; i++) {
+        kvlm_err rc = kv_pool_alloc(pool, &out[i], err, errlen);
+        if (rc != KVLM_OK) {
+            while (i-- > 0) kv_pool_unref(pool, out[i]);
+            return rc;
+        }
+    }
+    return KVLM_OK;
+}
+
+kvlm_err kv_seq_reserve(kv_seq *s, int64_t n_new, char *err, size_t errlen)
+{
+    if (n_new < 0) return err_set(err, errlen, KVLM_ERR_INVALID, "cannot reserve %lld positions", (long long)n_new);
+    if (n_new == 0) return KVLM_OK;
+    const int64_t b0 = s->n_pos / KV_BLOCK_TOKENS;   /* block of the first new position */
+    const int64_t b1 = ceil_blocks(s->n_pos + n_new);  /* blocks needed: [0, b1) */
+    const bool cow = b0 < s->n_blocks && !writable(s->pool, s->blocks[b0]);
+    const int64_t n_add = b1 > s->n_blocks ? b1 - s->n_blocks : 0;
+    if (!cow && n_add == 0) return KVLM_OK;
+    kvlm_err rc = grow(s, b1, err, errlen);
+    if (rc != KVLM_OK) return rc;
+    const int64_t need = n_add + (cow ? 1 : 0);
+    if (kv_pool_available(s->pool) < need)   /* checked first so nothing is evicted in vain */
+        return err_set(err, errlen, KVLM_ERR_BUDGET,
+                       "KV budget exhausted: %lld more blocks needed, %lld free or cached of %d",
+                       (long long)need, (long long)kv_pool_available(s->pool), s->pool->n_blocks);
+    kv_block fresh[1];   /* the copy target of copy-on-write */
+    if ((rc = alloc_n(s->pool, s->blocks + s->n_blocks, n_add, err, errlen)) != KVLM_OK) return rc;
+    if (cow && (rc = alloc_n(s->pool, fresh, 1, err, errlen)) != KVLM_OK) {
+        for (int64_t i = n_add - 1; i >= 0; i--) kv_pool_unref(s->pool, s->blocks[s->n_blocks + i]);
+        return rc;
+    }
+    if (cow) {
+        kv_pool_copy(s->pool, fresh[0], s->blocks[b0]);
+        kv_pool_unref(s->pool, s->blocks[b0]);
+        s->blocks[b0] = fresh[0];
+    }
+    s->n_blocks += n_add;
+    return KVLM_OK;
+}
+
+/* row: [n] f32 -> dst in the pool's element type */
+static void store_row(const kv_pool *pool, void *dst, const float *row)
+{
+    const int64_t n = pool->n_head_kv * pool->head_dim;
+    if (pool->type == KVLM_KV_F32) {
+        memcpy(dst, row, (size_t)n * sizeof(float));
+        return;
+    }
+    uint16_t *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = f32_to_fp16(row[i]);
+}
+
+void kv_seq_store(kv_seq *s, int64_t il, int64_t pos, const float *k, const float *v)
+{
+    assert(il >= 0 && il < s->pool->n_layer && pos >= 0 && pos < s->n_blocks * KV_BLOCK_TOKENS);
+    const kv_block b = s->blocks[pos / KV_BLOCK_TOKENS];
+    assert(writable(s->pool, b));   /* else a shared or published block would change under its readers */
+    const int64_t slot = pos % KV_BLOCK_TOKENS;
+    store_row(s->pool, kv_pool_k(s->pool, b, il, slot), k);
+    store_row(s->pool, kv_pool_v(s->pool, b, il, slot), v);
+}
+
+void kv_seq_advance(kv_seq *s, int64_t n)
+{
+    assert(n >= 0 && s->n_pos + n <= s->n_blocks * KV_BLOCK_TOKENS);
+    s->n_pos += n;
+}
+
+void kv_seq_truncate(kv_seq *s, int64_t n_keep)
+{
+    if (n_keep < 0) n_keep = 0;
+    if (n_keep < s->n_pos) s->n_pos = n_keep;
+    release_from(s, ceil_blocks(s->n_pos));
+    const int64_t n_full = s->n_pos / KV_BLOCK_TOKENS;
+    if (s->n_keyed > n_full) s->n_keyed = n_full;
+    if (s->n_published > n_full) s->n_published = n_full;
+}
+
+kvlm_err kv_seq_fork(kv_seq *dst, const kv_seq *src, char *err, size_t errlen)
+{
+    if (dst->n_blocks > 0 || dst->pool != src->pool)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "fork needs an empty sequence over the same pool");
+    const int64_t nb = ceil_blocks(src->n_pos);
+    kvlm_err rc = grow(dst, nb, err, errlen);
+    if (rc != KVLM_OK) return rc;
+    for (int64_t i = 0; i < nb; i++) {   /* blocks: [nb], shared */
+        dst->blocks[i] = src->blocks[i];
+        kv_pool_ref(src->pool, src->blocks[i]);
+    }
+    if (src->n_keyed > 0) memcpy(dst->keys, src->keys, (size_t)src->n_keyed * sizeof *dst->keys);
+    dst->n_blocks = nb;
+    dst->n_pos = src->n_pos;
+    dst->n_keyed = src->n_keyed;
+    dst->n_published = src->n_published;
+    dst->fingerprint = src->fingerprint;
+    dst->ns = src->ns;
+    return KVLM_OK;
+}
+
+/* The link of full block i: tokens[16i, 16i+16) after blocks[i-1] and keys[i-1]. */
+static void block_link(const kv_seq *s, kv_link *link, int64_t i, const kvlm_token *tokens,
+                       uint64_t fingerprint, uint64_t ns)
+{
+    const kv_block parent = i > 0 ? s->blocks[i - 1] : KV_BLOCK_NONE;
+    const uint64_t parent_key = i > 0 ? s->keys[i - 1] : KV_ROOT_KEY;
+    kv_pool_link(link, parent, parent_key, tokens + i * KV_BLOCK_TOKENS, fingerprint, ns);
+}
+
+/* Records link.key as keys[i], or checks it against the key recorded earlier. */
+static kvlm_err record_key(kv_seq *s, int64_t i, uint64_t key, char *err, size_t errlen)
+{
+    if (i < s->n_keyed) {
+        if (s->keys[i] != key)
+            return err_set(err, errlen, KVLM_ERR_INVALID,
+                           "publish: tokens of block %lld differ from those published before", (long long)i);
+        return KVLM_OK;
+    }
+    s->keys[i] = key;
+    s->n_keyed = i + 1;
+    return KVLM_OK;
+}
+
+/* Publishes blocks[i] (full, its parent blocks[i-1] published). Returns false
+ * when the chain must stop here: a hash collision, or a duplicate of a published
+ * block that cannot be adopted. */
+static bool publish_block(kv_seq *s, int64_t i, const kv_link *link)
+{
+    const kv_block b = s->blocks[i];
+    const kv_block got = kv_pool_publish(s->pool, b, link);
+    if (got == KV_BLOCK_NONE) return false;
+    if (got == b) return true;
+    /* The same content is already published as `got`: keep that copy. Only if b
+     * is ours alone: a fork holding b would keep b as the parent of its next
+     * block while our next block, once published, would name `got`, and a
+     * sequence holding a published block must hold that block's parent. */
+    const bool alone = kv_pool_refcount(s->pool, b) == 1;
+    kv_pool_unref(s->pool, alone ? b : got);
+    if (alone) s->blocks[i] = got;
+    return alone;
+}
+
+kvlm_err kv_seq_publish(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
+                        uint64_t fingerprint, uint64_t ns, char *err, size_t errlen)
+{
+    if (n_tokens < 0 || n_tokens > s->n_pos)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "publish: %lld tokens but %lld positions committed",
+                       (long long)n_tokens, (long long)s->n_pos);
+    if (s->n_keyed > 0 && (fingerprint != s->fingerprint || ns != s->ns))
+        return err_set(err, errlen, KVLM_ERR_INVALID, "publish: fingerprint or namespace changed");
+    s->fingerprint = fingerprint;
+    s->ns = ns;
+    const int64_t n_full = n_tokens / KV_BLOCK_TOKENS;
+    for (int64_t i = s->n_published; i < n_full; i++) {   /* blocks[i]: full, blocks[i-1] published */
+        kv_link link;
+        block_link(s, &link, i, tokens, fingerprint, ns);
+        kvlm_err rc = record_key(s, i, link.key, err, errlen);
+        if (rc != KVLM_OK) return rc;
+        if (kv_pool_is_published(s->pool, s->blocks[i])) {   /* by a fork sharing it */
+            kv_block_info info;
+            kv_pool_block_info(s->pool, s->blocks[i], &info);
+            if (info.link.key != link.key || info.link.parent != link.parent)
+                return err_set(err, errlen, KVLM_ERR_INVALID,
+                               "publish: block %lld is published with other tokens", (long long)i);
+        } else if (!publish_block(s, i, &link)) {
+            break;
+        }
+        s->n_published = i + 1;
+    }
+    return KVLM_OK;
+}
+
+kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
+                              uint64_t fingerprint, uint64_t ns, int64_t *n_reused,
+                              char *err, size_t errlen)
+{
+    *n_reused = 0;
+    if (s->n_blocks > 0 || s->n_pos > 0)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "attach_prefix needs an empty sequence");
+    /* at most floor((n - 1) / 16) blocks: the last token is always left to compute */
+    const int64_t max_blocks = n_tokens > 0 ? (n_tokens - 1) / KV_BLOCK_TOKENS : 0;
+    kvlm_err rc = grow(s, max_blocks, err, errlen);
+    if (rc != KVLM_OK) return rc;
+    s->fingerprint = fingerprint;
+    s->ns = ns;
+    int64_t i = 0;
+    for (; i < max_blocks; i++) {   /* blocks[i] <- lookup(chain of tokens[0, 16(i+1))) */
+        kv_link link;
+        block_link(s, &link, i, tokens, fingerprint, ns);
+        const kv_block b = kv_pool_lookup(s->pool, &link);
+        if (b == KV_BLOCK_NONE) break;
+        s->blocks[i] = b;
+        s->keys[i] = link.key;
+        s->n_blocks = i + 1;
+    }
+    s->n_pos = i * KV_BLOCK_TOKENS;
+    s->n_keyed = s->n_published = i;
+    *n_reused = s->n_pos;
+    return KVLM_OK;
+}

@@ -1,0 +1,118 @@
+/* kv_seq.h - one sequence's view of the KV cache: a block table over a kv_pool
+ * (vLLM's PagedAttention), with copy-on-write sharing, rollback, fork and
+ * automatic prefix caching.
+ * Room: kv. May touch: kv_pool, core (errors), kern (f16 conversion). Knows
+ * nothing of the model file, the forward pass or threads.
+ *
+ *   position pos lives in block blocks[pos / 16], slot pos % 16:
+ *
+ *   blocks: [ b7 | b2 | b9 | b4 ]          n_blocks = 4, 64 slots
+ *   pos:     0-15 16-31 32-47 48-63
+ *            <-------- n_pos = 40 ----->   [n_pos, 64) reserved, not yet committed
+ *            <- n_published = 2 ->         b7, b2 findable by their prefix
+ *
+ * Invariants:
+ *   n_pos <= n_blocks * 16; the seq holds one reference on each of blocks[0, n_blocks)
+ *   a block at index > n_pos / 16 is held by this seq alone and unpublished
+ *   (only the block holding position n_pos may be shared or published: reserve
+ *   copies it before a write, copy-on-write)
+ *   blocks[0, n_published) are published under keys[0, n_published), and if
+ *   blocks[i] is published, i > 0, its link.parent is blocks[i-1]: a sequence
+ *   holding a published block holds its parent, so a cached block has only
+ *   cached descendants and kv_pool_available() is exact
+ *   keys[0, n_keyed) are the chain keys of the first n_keyed full blocks under
+ *   (fingerprint, ns); n_published <= n_keyed <= n_pos / 16
+ *
+ * The write protocol of a forward step over n tokens:
+ *   kv_seq_reserve(s, n)  ->  kv_seq_store(s, il, pos, k, v) for every layer and
+ *   pos in [n_pos, n_pos+n)  ->  kv_seq_advance(s, n)  ->  optionally kv_seq_publish.
+ * Reads of positions < n_pos go through kv_seq_k_row/kv_seq_v_row, or per block
+ * through kv_pool_k(pool, blocks[i], il, 0) and kv_pool_row_stride.
+ *
+ * Ownership: kv_seq_init borrows the pool, which must outlive the sequence;
+ * kv_seq_free returns every block to the pool. Not thread-safe. */
+#ifndef KVLM_KV_KV_SEQ_H
+#define KVLM_KV_KV_SEQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "kvlm.h"
+#include "kv/kv_pool.h"
+
+typedef struct kv_seq {
+    kv_pool *pool;          /* borrowed */
+    kv_block *blocks;       /* [cap] block table; [0, n_blocks) held */
+    uint64_t *keys;         /* [cap] chain key of block i, valid for i < n_keyed */
+    int64_t n_blocks, cap;
+    int64_t n_pos;          /* committed positions */
+    int64_t n_keyed;        /* leading full blocks whose chain key is known */
+    int64_t n_published;    /* leading blocks known to be published under keys[] */
+    uint64_t fingerprint, ns;   /* what keys[] were computed with (when n_keyed > 0) */
+} kv_seq;
+
+/* An empty sequence over pool. Allocates nothing. */
+void kv_seq_init(kv_seq *s, kv_pool *pool);
+/* Releases every block (tail first, so a cached chain is evicted from its end)
+ * and the tables; leaves *s zeroed. NULL or zeroed is fine. */
+void kv_seq_free(kv_seq *s);
+
+/* Makes positions [n_pos, n_pos + n_new) writable: allocates the blocks that do
+ * not exist yet, and copies the block holding position n_pos to a fresh block
+ * first if it is shared (refcount > 1) or published. Idempotent. On
+ * KVLM_ERR_BUDGET (the pool cannot supply the blocks even by evicting every
+ * cached one; nothing is evicted then) or KVLM_ERR_NOMEM, the sequence and the
+ * refcounts are unchanged. */
+kvlm_err kv_seq_reserve(kv_seq *s, int64_t n_new, char *err, size_t errlen);
+
+/* Stores k, v: [n_head_kv * head_dim] f32, converted to the pool's type, at
+ * (il, pos). pos must have been reserved since the last fork/truncate. */
+void kv_seq_store(kv_seq *s, int64_t il, int64_t pos, const float *k, const float *v);
+
+/* Commits n reserved positions: n_pos += n. */
+void kv_seq_advance(kv_seq *s, int64_t n);
+
+/* Rollback: drops positions >= n_keep (n_keep >= n_pos keeps them all) and
+ * releases every block past the new end, reserved ones included. A kept partial
+ * block that is shared or published is copied by the next reserve. */
+void kv_seq_truncate(kv_seq *s, int64_t n_keep);
+
+/* dst (empty: initialised or truncated to 0, same pool) becomes a copy of src's
+ * committed positions sharing all of src's blocks (refcount + 1 each, no bytes
+ * copied). src's reservation past a shared partial block is void until src
+ * reserves again. KVLM_ERR_INVALID if dst is not empty, KVLM_ERR_NOMEM. */
+kvlm_err kv_seq_fork(kv_seq *dst, const kv_seq *src, char *err, size_t errlen);
+
+/* Publishes every full block of tokens[0, n_tokens) (the sequence's own tokens,
+ * n_tokens <= n_pos) not yet published, each under the key chained from the one
+ * before, continuing from the keys of earlier calls. A block whose content is
+ * already published by another sequence is replaced by that block (one copy
+ * kept) if this sequence holds it alone. Publishing stops quietly there if a
+ * fork shares it, and at a hash collision (the key is taken by other content);
+ * a later call tries again. KVLM_ERR_INVALID if n_tokens > n_pos, if (fingerprint, ns)
+ * differ from an earlier call on this sequence, or if tokens disagree with keys
+ * recorded earlier (blocks counted in n_published are trusted, not re-hashed). */
+kvlm_err kv_seq_publish(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
+                        uint64_t fingerprint, uint64_t ns, char *err, size_t errlen);
+
+/* On an empty sequence: looks up the chain of full blocks of tokens[0, n_tokens)
+ * and attaches the hits in order, stopping at the first miss. *n_reused gets the
+ * positions reused (now committed): a multiple of 16, at most
+ * floor((n_tokens - 1) / 16) * 16 so that the caller computes at least one token
+ * and has fresh logits. KVLM_ERR_INVALID if the sequence is not empty,
+ * KVLM_ERR_NOMEM (nothing attached). */
+kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
+                              uint64_t fingerprint, uint64_t ns, int64_t *n_reused,
+                              char *err, size_t errlen);
+
+/* One position of one layer, pos < n_blocks * 16: [n_head_kv][head_dim]
+ * elements of pool->type. Valid until the next reserve/truncate/free. */
+static inline const void *kv_seq_k_row(const kv_seq *s, int64_t il, int64_t pos)
+{
+    return kv_pool_k(s->pool, s->blocks[pos / KV_BLOCK_TOKENS], il, pos % KV_BLOCK_TOKENS);
+}
+static inline const void *kv_seq_v_row(const kv_seq *s, int64_t il, int64_t pos)
+{
+    return kv_pool_v(s->pool, s->blocks[pos / KV_BLOCK_TOKENS], il, pos % KV_BLOCK_TOKENS);
+}
+
+#endif
