@@ -4,6 +4,7 @@
  * tensor data) so ASan checks them, and runs each supported tensor's first row through
  * the reference and fast kernels (dequantize, quantize to vec_dot_type, vec_dot), so
  * hostile block contents (NaN/inf scales, extreme codes) are fuzzed too.
+ * Then builds a tokenizer from the (hostile) metadata and tokenizes a fixed text.
  * Seeds: fuzz/corpus/gguf/ (tests/ref/gen_gguf_fixtures.py). */
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +12,7 @@
 
 #include "kern/quant.h"
 #include "model/gguf.h"
+#include "tok/tokenizer.h"
 
 enum { FUZZ_MAX_ROW = 4096 };   /* elements of a row run through the kernels */
 
@@ -79,6 +81,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (uint64_t k = 0; k < t->name.len; k++) sink ^= (uint8_t)t->name.ptr[k];
         for (uint64_t k = 0; k < t->nbytes; k++) sink ^= ((const uint8_t *)t->data)[k];
         run_kernels(t, &sink);
+    }
+    /* hostile tokenizer metadata: init must fail cleanly or give a usable tokenizer */
+    tokenizer *tok = NULL;
+    if (tokenizer_init_gguf(f, &tok, err, sizeof err) == KVLM_OK) {
+        static const char text[] = "Hello <|im_start|> w\xc3\xb6rld 123 \xff";
+        kvlm_token ids[256];
+        size_t n;
+        if (tokenizer_encode(tok, text, sizeof text - 1, true, true, ids, 256, &n, err, sizeof err) == KVLM_OK)
+            for (size_t i = 0; i < n; i++) {
+                char piece[64];
+                if (ids[i] < 0 || ids[i] >= tokenizer_n_vocab(tok)) __builtin_trap();
+                sink ^= (uint8_t)tokenizer_token_bytes(tok, ids[i], true, piece, sizeof piece);
+            }
+        tokenizer_free(tok);
     }
     gguf_close(f);
     return 0;

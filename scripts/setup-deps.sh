@@ -12,6 +12,7 @@ declare -A need=(
     [libcjson-dev]=/usr/include/cjson/cJSON.h
     [libcmocka-dev]=/usr/include/cmocka.h
     [libxxhash-dev]=/usr/include/xxhash.h
+    [libutf8proc-dev]=/usr/include/utf8proc.h
     [clang]=/usr/bin/clang
     [libclang-rt-dev]=__fuzzer__
     [python3]=/usr/bin/python3

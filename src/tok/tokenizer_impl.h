@@ -15,7 +15,7 @@
  *     mkey: [m_mask + 1] (UINT64_MAX = empty), mrank, mres alongside
  *
  *   special: [n_special] ids of control/user-defined/unknown tokens with non-empty
- *     text, longest text first; first_byte: bitmap of their first bytes (fast skip).
+ *     text, longest text first (then lower id).
  */
 #ifndef KVLM_TOK_TOKENIZER_IMPL_H
 #define KVLM_TOK_TOKENIZER_IMPL_H
@@ -23,6 +23,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include "tok/tokenizer.h"
 
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
@@ -42,8 +43,6 @@ struct tokenizer {
     int32_t *ids;          uint64_t id_mask;
 
     int32_t *special;      size_t n_special;
-    uint8_t first_byte[32];        /* bit b: some special text starts with byte b */
-    uint8_t first_byte_user[32];   /* the same for user-defined tokens only */
 
     kvlm_token bos, eos, eot, unk;
     bool add_bos, add_space_prefix;
@@ -70,8 +69,60 @@ static inline void tok_out_push(tok_out *o, kvlm_token id)
     o->n++;
 }
 
+/* Merge candidates of one word, lowest (key, left) first: BPE keys by merge rank,
+ * SPM by -score. a, b record the two sides as they were when pushed, so a stale
+ * candidate can be recognised when popped. A word of n symbols pushes at most
+ * n - 1 + 2 * (n - 1) candidates, which tok_heap_alloc reserves. */
+typedef struct tok_cand { double key; int32_t left, right, a, b, res; } tok_cand;
+typedef struct tok_heap { tok_cand *v; size_t n, cap; } tok_heap;
+
+static inline bool tok_cand_less(const tok_cand *x, const tok_cand *y)
+{
+    return x->key < y->key || (x->key == y->key && x->left < y->left);
+}
+
+static inline bool tok_heap_alloc(tok_heap *h, size_t n_symbols)
+{
+    h->n = 0;
+    h->cap = 3 * n_symbols + 4;
+    h->v = malloc(h->cap * sizeof *h->v);
+    return h->v != NULL;
+}
+
+static inline void tok_heap_push(tok_heap *h, tok_cand c)
+{
+    if (h->n == h->cap) return;   /* cannot happen within the bound above */
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (!tok_cand_less(&c, &h->v[up])) break;
+        h->v[i] = h->v[up];
+        i = up;
+    }
+    h->v[i] = c;
+}
+
+static inline tok_cand tok_heap_pop(tok_heap *h)   /* h->n > 0 */
+{
+    tok_cand top = h->v[0], last = h->v[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && tok_cand_less(&h->v[c + 1], &h->v[c])) c++;
+        if (!tok_cand_less(&h->v[c], &last)) break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (h->n) h->v[i] = last;
+    return top;
+}
+
 /* text -> id (exact bytes), -1 if none. */
 kvlm_token tok_lookup(const tokenizer *t, const char *s, size_t n);
+
+/* "<0xAB>" (exactly 6 bytes) -> 0xAB; -1 otherwise. */
+int tok_parse_byte_token(const char *s, size_t n);
 
 /* Per-kind parts, called by tokenizer.c. init_* run after the vocabulary and the
  * text table are built; encode_* tokenize one raw fragment (no special tokens in
