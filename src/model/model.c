@@ -112,6 +112,9 @@ static kvlm_err load_hparams(const gguf_file *f, const char *arch, model_hparams
     hp->head_dim = hp->n_embd / hp->n_head;
     int64_t rope_dim;
     if ((e = get_arch_int(f, arch, "rope.dimension_count", hp->head_dim, &rope_dim, err, errlen))) return e;
+    if (hp->head_dim > 512)
+        return err_set(err, errlen, KVLM_ERR_UNSUPPORTED, "%s: head dimension %lld > 512 is not supported",
+                       f->path, (long long)hp->head_dim);
     if (rope_dim != hp->head_dim || hp->head_dim % 2 != 0)
         return err_set(err, errlen, KVLM_ERR_UNSUPPORTED, "%s: partial RoPE (%lld of %lld dims) is not supported",
                        f->path, (long long)rope_dim, (long long)hp->head_dim);

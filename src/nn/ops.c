@@ -75,10 +75,15 @@ void ops_attend(float *out, const float *q, const kv_cache *kv, int64_t il, int6
 {
     const int64_t hd = kv->head_dim;
     const size_t off = (size_t)kvh * (size_t)hd * kv->elt_bytes;
+    const bool f16 = kv->type == KVLM_KV_F16;
+    /* With an f16 cache both products run on f16 operands, as llama.cpp's f16
+     * matmuls do: q is rounded to f16 for q.k, the probabilities for p.v. */
+    float qr[512];                                    /* qr: [hd], hd <= 512 (model.c checks) */
+    for (int64_t i = 0; i < hd; i++) qr[i] = f16 ? fp16_to_f32(f32_to_fp16(q[i])) : q[i];
     float mx = -INFINITY;
     for (int64_t j = 0; j < n_kv; j++) {              /* scores: [n_kv] */
         const uint8_t *k = (const uint8_t *)kv_cache_k_row(kv, il, j) + off;
-        scores[j] = dot_q_row(q, k, kv->type, hd) * scale;
+        scores[j] = dot_q_row(qr, k, kv->type, hd) * scale;
         if (scores[j] > mx) mx = scores[j];
     }
     double sum = 0.0;
@@ -90,6 +95,8 @@ void ops_attend(float *out, const float *q, const kv_cache *kv, int64_t il, int6
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int64_t j = 0; j < n_kv; j++) {
         const uint8_t *v = (const uint8_t *)kv_cache_v_row(kv, il, j) + off;
-        axpy_row(out, scores[j] * inv, v, kv->type, hd);
+        float p = scores[j] * inv;
+        if (f16) p = fp16_to_f32(f32_to_fp16(p));
+        axpy_row(out, p, v, kv->type, hd);
     }
 }
