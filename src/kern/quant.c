@@ -1,5 +1,6 @@
 /* quant.c - scalar reference kernels for the ggml block formats (see quant.h).
- * Room: kern. May touch: libc, kern/cpu (for quant_get_fast) only.
+ * Room: kern. May touch: libc, kern/cpu and kern/matmul's kernel sets (for quant_get_fast)
+ * only.
  *
  * These functions are the spec: written for clarity, in the float evaluation order of
  * ggml's reference code where bit-exact results matter (dequantization and the
@@ -12,6 +13,7 @@
  * table (quant_get_fast) is a copy made once, under pthread_once. */
 #include "kern/quant.h"
 #include "kern/cpu.h"
+#include "kern/matmul.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -878,12 +880,29 @@ static void fast_apply(const quant_isa_kernels *k)
     if (k->vec_dot_q8_0_q8_0) quant_fast_table[QT_Q8_0].vec_dot = k->vec_dot_q8_0_q8_0;
 }
 
+/* The dots of a tiled matmul set (kern/matmul.h): with them in the table, matmul_rows
+ * runs the tiled kernel, which gives bitwise the same outputs as these vec_dots. */
+static void fast_apply_matmul(const matmul_isa_kernels *k)
+{
+    if (!k) return;
+    if (k->vec_dot_q4_1_q8_1) quant_fast_table[QT_Q4_1].vec_dot = k->vec_dot_q4_1_q8_1;
+    if (k->vec_dot_q8_0_q8_0) quant_fast_table[QT_Q8_0].vec_dot = k->vec_dot_q8_0_q8_0;
+}
+
+/* A set is applied only when cpu_get() reports everything its file was compiled for
+ * (cpu.h: AVX2+FMA+F16C; AVX-512 F+BW+VL+DQ+VNNI on top), later sets winning. */
 static void fast_init(void)
 {
     memcpy(quant_fast_table, quant_ref_table, sizeof quant_fast_table);
     const cpu_features *c = cpu_get();
-    if (cpu_has_avx2_set(c)) fast_apply(quant_avx2_kernels());
-    if (cpu_has_avx512_set(c)) fast_apply(quant_avx512_kernels());
+    if (cpu_has_avx2_set(c)) {
+        fast_apply(quant_avx2_kernels());
+        fast_apply_matmul(matmul_avx2_kernels());
+    }
+    if (cpu_has_avx512_set(c)) {
+        fast_apply(quant_avx512_kernels());
+        fast_apply_matmul(matmul_avx512_kernels());
+    }
 }
 
 const quant_traits *quant_get_fast(uint32_t type)

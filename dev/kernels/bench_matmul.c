@@ -1,0 +1,164 @@
+/* bench_matmul.c - kernel lab timing of matmul_rows, 1 thread, on synthetic weights of
+ * SmolLM2-135M's shapes (no model file needed; speed does not depend on the values).
+ *   build/bench_matmul [hot,cold,pre,seq] [old]
+ * Through the public kern interface (matmul_rows with quant_get_fast tables, as
+ * forward.c calls it); with "old", through a table holding the quant_avx512.c vec_dot
+ * instead (one vec_dot per output: the path before the tiled kernels).
+ *   hot   n_tok = 1, one matrix resident in L2/L3, many passes: GB/s of weight bytes
+ *   cold  n_tok = 1, rotating over copies of the matrix (>= 256 MB), as decode streams
+ *         weights from DRAM: GB/s of weight bytes
+ *   pre   n_tok = 512: GFLOP/s-equivalent (2 n_in n_out n_tok / time)
+ *   seq   the decode sequence: 30 layers x 7 matrices + the Q8_0 output (~96 MB) */
+#include "kern/matmul.h"
+#include "kern/quant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+typedef struct shape { const char *name; uint32_t type; int64_t n_out, n_in; } shape;
+
+static const shape shapes[] = {
+    { "attn_q/o", QT_Q4_1, 576, 576 },   { "attn_k/v", QT_Q4_1, 192, 576 },
+    { "ffn_gate/up", QT_Q4_1, 1536, 576 }, { "ffn_down", QT_Q4_1, 576, 1536 },
+    { "output", QT_Q8_0, 49152, 576 },
+};
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
+
+/* n_out rows of random blocks with modest fp16 scales. */
+static uint8_t *make_w(const shape *s, size_t *bytes)
+{
+    const quant_traits *t = quant_get(s->type);
+    *bytes = quant_row_size(s->type, s->n_in) * (size_t)s->n_out;
+    uint8_t *w = aligned_alloc(64, (*bytes + 63) / 64 * 64);
+    for (size_t i = 0; i < *bytes; i++) w[i] = (uint8_t)rnd();
+    for (size_t b = 0; b < *bytes; b += t->type_size) {     /* b: block start */
+        uint16_t d = f32_to_fp16(0.01f), m = f32_to_fp16(-0.05f);
+        memcpy(w + b, &d, 2);
+        if (s->type == QT_Q4_1) memcpy(w + b + 2, &m, 2);
+    }
+    return w;
+}
+
+/* x: [n_tok][n_in] quantized to the weight's vec_dot_type */
+static void *make_x(const shape *s, int64_t n_tok, size_t *xq_bytes)
+{
+    const uint32_t vt = quant_get(s->type)->vec_dot_type;
+    *xq_bytes = quant_row_size(vt, s->n_in);
+    float *x = malloc(sizeof(float) * (size_t)(s->n_in * n_tok));
+    for (int64_t i = 0; i < s->n_in * n_tok; i++) x[i] = (float)((int64_t)(rnd() % 2001) - 1000) * 1e-3f;
+    void *xq = malloc(*xq_bytes * (size_t)n_tok);
+    matmul_quantize_rows(quant_get_fast(vt), x, s->n_in, 0, n_tok, xq, *xq_bytes);
+    free(x);
+    return xq;
+}
+
+static quant_traits old_q41, old_q80;   /* "old": per-output quant_avx512.c vec_dots */
+
+static const quant_traits *table(uint32_t type, int old)
+{
+    return !old ? quant_get_fast(type) : type == QT_Q4_1 ? &old_q41 : &old_q80;
+}
+
+static void run(const shape *s, const uint8_t *w, const void *xq, size_t xqb, int64_t n_tok,
+                float *y, int old)
+{
+    matmul_rows(table(s->type, old), w, quant_row_size(s->type, s->n_in), 0, s->n_out, xq, xqb,
+                n_tok, s->n_in, y, s->n_out);
+}
+
+/* Best seconds per call of `calls` consecutive calls over copies w[0..n_copy) */
+static double best_time(const shape *s, uint8_t **w, int n_copy, const void *xq, size_t xqb,
+                        int64_t n_tok, float *y, int calls, int old)
+{
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = now();
+        for (int c = 0; c < calls; c++) run(s, w[c % n_copy], xq, xqb, n_tok, y, old);
+        double dt = (now() - t0) / calls;
+        if (dt < best) best = dt;
+    }
+    return best;
+}
+
+int main(int argc, char **argv)
+{
+    const char *only = argc > 1 ? argv[1] : "hot,cold,pre,seq";
+    const int old = argc > 2 && strcmp(argv[2], "old") == 0;
+    old_q41 = *quant_get_fast(QT_Q4_1);
+    old_q80 = *quant_get_fast(QT_Q8_0);
+    if (quant_avx512_kernels()) {
+        old_q41.vec_dot = quant_avx512_kernels()->vec_dot_q4_1_q8_1;
+        old_q80.vec_dot = quant_avx512_kernels()->vec_dot_q8_0_q8_0;
+    }
+    printf("kernels: %s\n", old ? "old (quant_avx512 vec_dot per output)" :
+           matmul_tiled_for(quant_get_fast(QT_Q4_1)) ? "tiled" : "generic");
+    float *y = malloc(sizeof(float) * 512 * 49152);
+    const int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int i = 0; i < ns; i++) {
+        const shape *s = &shapes[i];
+        size_t bytes, xqb;
+        const int n_copy = strstr(only, "cold") ? (int)((256u << 20) / (quant_row_size(s->type, s->n_in) *
+                                                                    (size_t)s->n_out)) + 1 : 1;
+        uint8_t **w = malloc(sizeof(uint8_t *) * (size_t)n_copy);
+        for (int c = 0; c < n_copy; c++) w[c] = make_w(s, &bytes);
+        printf("%-12s %s n_out %5lld n_in %4lld (%6.2f MB):", s->name, quant_get(s->type)->name,
+               (long long)s->n_out, (long long)s->n_in, (double)bytes / 1e6);
+        void *x1 = make_x(s, 1, &xqb);
+        if (strstr(only, "hot")) {
+            int calls = (int)(2e9 / (double)bytes) + 1;
+            if (calls > 4000) calls = 4000;
+            printf("  hot %5.1f GB/s", (double)bytes / best_time(s, w, 1, x1, xqb, 1, y, calls, old) / 1e9);
+        }
+        if (strstr(only, "cold"))
+            printf("  cold %5.1f GB/s", (double)bytes / best_time(s, w, n_copy, x1, xqb, 1, y, n_copy, old) / 1e9);
+        free(x1);
+        if (strstr(only, "pre") && (s->n_out <= 1536 || !old)) {
+            void *x512 = make_x(s, 512, &xqb);
+            double t = best_time(s, w, 1, x512, xqb, 512, y, 1, old);
+            printf("  n_tok=512 %6.1f GFLOP/s", 2.0 * (double)s->n_in * (double)s->n_out * 512 / t / 1e9);
+            free(x512);
+        }
+        printf("\n");
+        for (int c = 0; c < n_copy; c++) free(w[c]);
+        free(w);
+    }
+    if (strstr(only, "seq")) {
+        /* 30 layers of q k v o gate up down, then the output matrix */
+        enum { NL = 30, NM = NL * 7 + 1 };
+        static const int kind[7] = { 0, 1, 1, 0, 2, 2, 3 };    /* index into shapes[] */
+        uint8_t *w[NM];
+        void *x[5];
+        size_t xqb[5], total = 0, bytes;
+        for (int k = 0; k < 5; k++) x[k] = make_x(&shapes[k], 1, &xqb[k]);
+        for (int m = 0; m < NM; m++) {
+            w[m] = make_w(&shapes[m < NL * 7 ? kind[m % 7] : 4], &bytes);
+            total += bytes;
+        }
+        double best = 1e30;
+        for (int rep = 0; rep < 10; rep++) {
+            double t0 = now();
+            for (int m = 0; m < NM; m++) {
+                const int k = m < NL * 7 ? kind[m % 7] : 4;
+                run(&shapes[k], w[m], x[k], xqb[k], 1, y, old);
+            }
+            if (now() - t0 < best) best = now() - t0;
+        }
+        printf("decode sequence %.1f MB: %5.1f GB/s  %6.2f ms/token (matmuls only, 1 thread)\n",
+               (double)total / 1e6, (double)total / best / 1e9, best * 1e3);
+        for (int m = 0; m < NM; m++) free(w[m]);
+        for (int k = 0; k < 5; k++) free(x[k]);
+    }
+    free(y);
+    return 0;
+}

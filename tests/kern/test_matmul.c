@@ -1,0 +1,535 @@
+/* test_matmul.c - matmul_rows and the tiled kernels (kern/matmul.h).
+ *
+ * What is proven, for Q4_1 and Q8_0 weights on every tiled kernel set this CPU runs
+ * (a set the CPU lacks is skipped), and through quant_get_fast as forward.c calls it:
+ *   - exactness: matmul_rows over n_tok = 1..40, 64 and 512 tokens, whole or cut into
+ *     random row ranges [r0, r1) and token sub-batches, and split across real threads
+ *     with pool_split, gives outputs memcmp-identical to one vec_dot call per
+ *     (row, token) of the same set, and to matmul_rows on one row and one token. Shapes
+ *     cross every tile and chunk boundary (4-row and 4-token register tiles, token
+ *     chunks of the 32 KB activation buffer, L2 row blocks, partial last block groups,
+ *     rows too long for the buffer);
+ *   - accuracy: each output within TOL_MATMUL_REL of the scalar reference vec_dot
+ *     (quant_get(type)->vec_dot, the spec in quant.c);
+ *   - only columns [r0, r1) of y are written (guard values around them);
+ *   - quant_get_fast holds a set's vec_dots only when cpu_get() allows the set, and the
+ *     generic path (tables without a tiled kernel) is one vec_dot per output.
+ * Weights: quantized random rows, raw random bytes (every code, incl. Q8_0 -128),
+ * the real model rows of tests/data/quant/, and, when the model file is present,
+ * rows of blk.0.attn_q / blk.0.ffn_down / token_embd. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/pool.h"
+#include "kern/cpu.h"
+#include "kern/matmul.h"
+#include "kern/quant.h"
+#include "model/gguf.h"
+#include "util/testutil.h"
+
+/* Tiled result vs the scalar spec: same integer sums per block, a different float
+ * order (16 lanes, FMA, a tree at the end), as for the SIMD dots of test_quant.c:
+ * relative to sum |w_i x_i| (+ sum |m_w s_x| for Q4_1), which bounds every partial
+ * sum either side forms; a few roundings of 2^-24 each. */
+#define TOL_MATMUL_REL 1e-6
+
+enum { MAX_TOK = 40 };
+
+/* ---- deterministic random numbers --------------------------------------------------------- */
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+static uint64_t rnd_u64(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static double rnd_unif(void) { return (double)(rnd_u64() >> 11) * 0x1p-53; }
+static float rnd_gauss(void)
+{
+    double u = rnd_unif(), v = rnd_unif();
+    return (float)(sqrt(-2.0 * log(u + 1e-300)) * cos(2 * M_PI * v));
+}
+
+/* ---- a weight matrix and a batch of activations ----------------------------------------- */
+typedef struct problem {
+    uint32_t type;
+    int64_t n_in, n_out, n_tok;
+    size_t row_bytes, xq_bytes;
+    uint8_t *w;      /* [n_out][row_bytes] */
+    uint8_t *xq;     /* [n_tok][xq_bytes] */
+} problem;
+
+enum { W_QUANT, W_RAW };
+
+/* Random weights: quantized Gaussian rows with a scale per block, or raw bytes with
+ * modest fp16 scales (so every code occurs, incl. Q8_0's -128). */
+static void fill_weights(problem *p, int how)
+{
+    const quant_traits *t = quant_get(p->type);
+    float *row = malloc(sizeof(float) * (size_t)p->n_in);
+    assert_non_null(row);
+    for (int64_t r = 0; r < p->n_out; r++) {
+        uint8_t *wr = p->w + (size_t)r * p->row_bytes;
+        if (how == W_QUANT) {
+            for (int64_t i = 0; i < p->n_in; i++) {
+                if (i % 32 == 0) row[i] = 0;
+                row[i] = rnd_gauss() * (float)(0.001 + 0.1 * (double)((i / 32 + r) % 7));
+            }
+            t->from_float(row, wr, p->n_in);
+        } else {
+            for (size_t i = 0; i < p->row_bytes; i++) wr[i] = (uint8_t)rnd_u64();
+            for (int64_t b = 0; b < p->n_in / 32; b++) {
+                uint8_t *blk = wr + (size_t)b * t->type_size;
+                uint16_t d = f32_to_fp16((float)(rnd_unif() * 0.02 - 0.01));
+                uint16_t m = f32_to_fp16((float)(rnd_unif() * 0.02 - 0.01));
+                memcpy(blk, &d, 2);
+                if (p->type == QT_Q4_1) memcpy(blk + 2, &m, 2);
+            }
+        }
+    }
+    free(row);
+}
+
+/* Activations as the forward pass makes them: the fast quantizer (bit-identical to the
+ * reference), varied scales; every 5th token is all zeros but one element. */
+static void fill_acts(problem *p)
+{
+    const quant_traits *vt = quant_get_fast(quant_get(p->type)->vec_dot_type);
+    float *x = malloc(sizeof(float) * (size_t)(p->n_in * p->n_tok));
+    assert_non_null(x);
+    for (int64_t t = 0; t < p->n_tok; t++)
+        for (int64_t i = 0; i < p->n_in; i++) {
+            float v = rnd_gauss() * (float)(1 + t % 5);
+            if (t % 5 == 4) v = i == t ? 3.0f : 0.0f;
+            x[t * p->n_in + i] = v;
+        }
+    matmul_quantize_rows(vt, x, p->n_in, 0, p->n_tok, p->xq, p->xq_bytes);
+    free(x);
+}
+
+static problem make_problem(uint32_t type, int64_t n_in, int64_t n_out, int64_t n_tok)
+{
+    problem p = { .type = type, .n_in = n_in, .n_out = n_out, .n_tok = n_tok };
+    p.row_bytes = quant_row_size(type, n_in);
+    p.xq_bytes = quant_row_size(quant_get(type)->vec_dot_type, n_in);
+    p.w = malloc(p.row_bytes * (size_t)n_out);
+    p.xq = malloc(p.xq_bytes * (size_t)n_tok);
+    assert_non_null(p.w);
+    assert_non_null(p.xq);
+    return p;
+}
+
+static void free_problem(problem *p) { free(p->w); free(p->xq); }
+
+/* ---- checks ------------------------------------------------------------------------------ */
+#define GUARD 12345.5f
+
+/* y for all tokens and rows via one vec_dot per output */
+static void per_output(const problem *p, quant_vec_dot_fn dot, float *y, int64_t ldy)
+{
+    for (int64_t t = 0; t < p->n_tok; t++)
+        for (int64_t r = 0; r < p->n_out; r++)
+            y[t * ldy + r] = dot(p->w + (size_t)r * p->row_bytes, p->xq + (size_t)t * p->xq_bytes, p->n_in);
+}
+
+static void expect_same(const problem *p, const float *want, const float *got, int64_t ldy, const char *what)
+{
+    for (int64_t t = 0; t < p->n_tok; t++)
+        for (int64_t c = 0; c < ldy; c++) {
+            float a = want[t * ldy + c], b = got[t * ldy + c];
+            if (memcmp(&a, &b, sizeof a) != 0)
+                fail_msg("%s %s n_in=%lld n_out=%lld n_tok=%lld: y[%lld][%lld] %.9g != %.9g (bitwise)",
+                         quant_get(p->type)->name, what, (long long)p->n_in, (long long)p->n_out,
+                         (long long)p->n_tok, (long long)t, (long long)c, (double)a, (double)b);
+        }
+}
+
+/* |y - reference| <= TOL_MATMUL_REL * magnitude, per output */
+static void expect_close_to_ref(const problem *p, const float *y, int64_t ldy, const char *what)
+{
+    const quant_traits *t = quant_get(p->type), *v = quant_get(t->vec_dot_type);
+    float *wf = malloc(sizeof(float) * (size_t)p->n_in), *xf = malloc(sizeof(float) * (size_t)p->n_in);
+    assert_non_null(wf);
+    assert_non_null(xf);
+    for (int64_t tk = 0; tk < p->n_tok; tk++) {
+        const uint8_t *xr = p->xq + (size_t)tk * p->xq_bytes;
+        v->to_float(xr, xf, p->n_in);
+        for (int64_t r = 0; r < p->n_out; r++) {
+            const uint8_t *wr = p->w + (size_t)r * p->row_bytes;
+            t->to_float(wr, wf, p->n_in);
+            double mag = 0;
+            if (p->type == QT_Q4_1) {
+                /* |q d_w x| and |m_w s_x| separately: to_float folds m into each element */
+                for (int64_t b = 0; b < p->n_in / 32; b++) {
+                    const blk_q4_1 *wb = (const blk_q4_1 *)wr + b;
+                    const blk_q8_1 *xb = (const blk_q8_1 *)xr + b;
+                    for (int j = 0; j < 16; j++) {
+                        mag += fabs((wb->qs[j] & 15) * (double)fp16_to_f32(wb->d) * xf[32 * b + j]);
+                        mag += fabs((wb->qs[j] >> 4) * (double)fp16_to_f32(wb->d) * xf[32 * b + 16 + j]);
+                    }
+                    mag += fabs((double)fp16_to_f32(wb->m) * fp16_to_f32(xb->s));
+                }
+            } else {
+                for (int64_t i = 0; i < p->n_in; i++) mag += fabs((double)wf[i] * xf[i]);
+            }
+            double ref = t->vec_dot(wr, xr, p->n_in), got = y[tk * ldy + r];
+            double tol = TOL_MATMUL_REL * mag + 1e-30;
+            if (!(fabs(got - ref) <= tol))
+                fail_msg("%s %s n_in=%lld: y[%lld][%lld] %.9g vs reference %.9g (|diff| %.3g > %.3g)",
+                         t->name, what, (long long)p->n_in, (long long)tk, (long long)r, got, ref,
+                         fabs(got - ref), tol);
+        }
+    }
+    free(wf);
+    free(xf);
+}
+
+/* Runs the tiled kernel (or matmul_rows with qt when tiled is NULL) over the whole
+ * problem, cut into random row ranges and token sub-batches. */
+static void run_split(const problem *p, const quant_traits *qt, matmul_tiled_fn tiled, float *y,
+                      int64_t ldy, int cuts)
+{
+    int64_t r0 = 0;
+    while (r0 < p->n_out) {
+        int64_t r1 = cuts ? r0 + 1 + (int64_t)(rnd_u64() % (uint64_t)(p->n_out / cuts + 1)) : p->n_out;
+        if (r1 > p->n_out) r1 = p->n_out;
+        int64_t t0 = 0;
+        while (t0 < p->n_tok) {
+            int64_t t1 = cuts ? t0 + 1 + (int64_t)(rnd_u64() % (uint64_t)(p->n_tok / cuts + 2)) : p->n_tok;
+            if (t1 > p->n_tok) t1 = p->n_tok;
+            const uint8_t *x = p->xq + (size_t)t0 * p->xq_bytes;
+            float *yt = y + t0 * ldy;
+            if (tiled) tiled(p->w, p->row_bytes, r0, r1, x, p->xq_bytes, t1 - t0, p->n_in, yt, ldy);
+            else matmul_rows(qt, p->w, p->row_bytes, r0, r1, x, p->xq_bytes, t1 - t0, p->n_in, yt, ldy);
+            t0 = t1;
+        }
+        r0 = r1;
+    }
+}
+
+static float *new_y(const problem *p, int64_t ldy)
+{
+    float *y = malloc(sizeof(float) * (size_t)(ldy * p->n_tok));
+    assert_non_null(y);
+    for (int64_t i = 0; i < ldy * p->n_tok; i++) y[i] = GUARD;
+    return y;
+}
+
+/* The whole exactness + accuracy story for one problem and one kernel set:
+ * per-output vec_dot == one tiled call == split calls == 1 x 1 calls. */
+static void check_problem(const problem *p, quant_vec_dot_fn dot, matmul_tiled_fn tiled, const char *isa,
+                          bool check_ref)
+{
+    const int64_t ldy = p->n_out + 3;   /* columns n_out .. n_out+2 must keep GUARD */
+    float *want = new_y(p, ldy), *got = new_y(p, ldy);
+    per_output(p, dot, want, ldy);
+    run_split(p, NULL, tiled, got, ldy, 0);
+    expect_same(p, want, got, ldy, isa);
+    for (int rep = 0; rep < 3; rep++) {
+        float *y2 = new_y(p, ldy);
+        run_split(p, NULL, tiled, y2, ldy, 2 + rep * 3);
+        expect_same(p, want, y2, ldy, isa);
+        free(y2);
+    }
+    /* one row, one token at a time: the decode call of each output */
+    float *y1 = new_y(p, ldy);
+    for (int64_t t = 0; t < p->n_tok; t++)
+        for (int64_t r = 0; r < p->n_out; r++)
+            tiled(p->w, p->row_bytes, r, r + 1, p->xq + (size_t)t * p->xq_bytes, p->xq_bytes, 1, p->n_in,
+                  y1 + t * ldy, ldy);
+    expect_same(p, want, y1, ldy, isa);
+    free(y1);
+    if (check_ref) expect_close_to_ref(p, got, ldy, isa);
+    free(want);
+    free(got);
+}
+
+/* Every kernel set this CPU runs: {name, set}. A set the CPU lacks, or a file built
+ * without its ISA (matmul_avx2.c has no tiled kernels yet), is skipped, not failed. */
+static int isa_sets(const matmul_isa_kernels **out, const char **names)
+{
+    int n = 0;
+    const cpu_features *c = cpu_get();
+    if (cpu_has_avx512_set(c) && matmul_avx512_kernels()) { out[n] = matmul_avx512_kernels(); names[n++] = "avx512"; }
+    if (cpu_has_avx2_set(c) && matmul_avx2_kernels()) { out[n] = matmul_avx2_kernels(); names[n++] = "avx2"; }
+    return n;
+}
+
+static void kernel_of(const matmul_isa_kernels *k, uint32_t type, quant_vec_dot_fn *dot, matmul_tiled_fn *tiled)
+{
+    *dot = type == QT_Q4_1 ? k->vec_dot_q4_1_q8_1 : k->vec_dot_q8_0_q8_0;
+    *tiled = type == QT_Q4_1 ? k->matmul_q4_1_q8_1 : k->matmul_q8_0_q8_0;
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+/* Random weights, every n_tok 1..MAX_TOK on a few shapes; partial groups; rows long
+ * enough to leave the tiled path (n_in > 16384). */
+static void test_random_exact(void **state)
+{
+    (void)state;
+    const matmul_isa_kernels *ks[2];
+    const char *names[2];
+    int nk = isa_sets(ks, names);
+    if (nk == 0) skip();
+    const uint32_t types[2] = { QT_Q4_1, QT_Q8_0 };
+    /* n_in: 1..4 blocks (partial groups), the model's 576 / 1536, odd block counts */
+    const int64_t n_ins[] = { 32, 64, 96, 128, 160, 576, 1536, 32 * 37 };
+    int checks = 0;
+    for (int ki = 0; ki < nk; ki++)
+        for (int ti = 0; ti < 2; ti++) {
+            quant_vec_dot_fn dot;
+            matmul_tiled_fn tiled;
+            kernel_of(ks[ki], types[ti], &dot, &tiled);
+            assert_non_null(dot);
+            assert_non_null(tiled);
+            for (size_t ni = 0; ni < sizeof n_ins / sizeof n_ins[0]; ni++) {
+                /* every n_tok 1..MAX_TOK on one shape per n_in; rows not a multiple of 4 */
+                for (int64_t n_tok = 1; n_tok <= MAX_TOK; n_tok += (n_ins[ni] == 576 ? 1 : 7)) {
+                    problem p = make_problem(types[ti], n_ins[ni], 13 + (int64_t)(rnd_u64() % 12), n_tok);
+                    fill_weights(&p, (n_tok + (int64_t)ni) % 3 == 0 ? W_RAW : W_QUANT);
+                    fill_acts(&p);
+                    check_problem(&p, dot, tiled, names[ki], n_tok <= 8 || n_tok == MAX_TOK);
+                    free_problem(&p);
+                    checks++;
+                }
+            }
+            /* long rows: past the 32 KB activation buffer (per-output path, chunked prep) */
+            problem p = make_problem(types[ti], 32 * 530, 6, 3);
+            fill_weights(&p, W_QUANT);
+            fill_acts(&p);
+            check_problem(&p, dot, tiled, names[ki], true);
+            free_problem(&p);
+            checks++;
+        }
+    printf("# %d exactness problems\n", checks);
+}
+
+/* The real rows of tests/data/quant/ (blk.0 attn_q / ffn_down Q4_1, token_embd Q8_0),
+ * against every n_tok 1..MAX_TOK. */
+static void test_real_rows_exact(void **state)
+{
+    (void)state;
+    const matmul_isa_kernels *ks[2];
+    const char *names[2];
+    int nk = isa_sets(ks, names);
+    if (nk == 0) skip();
+    struct { const char *file; uint32_t type; int64_t n_in; } files[3] = {
+        { "quant/real_q4_1.q", QT_Q4_1, 576 },
+        { "quant/real_q4_1_ffn_down.q", QT_Q4_1, 1536 },
+        { "quant/real_q8_0.q", QT_Q8_0, 576 },
+    };
+    for (int f = 0; f < 3; f++) {
+        size_t len;
+        uint8_t *q = (uint8_t *)test_read_file(test_data_path(files[f].file), &len);
+        assert_non_null(q);
+        const size_t rb = quant_row_size(files[f].type, files[f].n_in);
+        assert_int_equal(len % rb, 0);
+        /* 9 rows: the file's rows repeated, so the 4-row tiles see real rows everywhere */
+        for (int ki = 0; ki < nk; ki++) {
+            quant_vec_dot_fn dot;
+            matmul_tiled_fn tiled;
+            kernel_of(ks[ki], files[f].type, &dot, &tiled);
+            for (int64_t n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
+                problem p = make_problem(files[f].type, files[f].n_in, 9, n_tok);
+                for (int64_t r = 0; r < p.n_out; r++)
+                    memcpy(p.w + (size_t)r * rb, q + (size_t)r % (len / rb) * rb, rb);
+                fill_acts(&p);
+                check_problem(&p, dot, tiled, names[ki], true);
+                free_problem(&p);
+            }
+        }
+        free(q);
+    }
+}
+
+/* Rows of the real model, when the file is here: 64 rows of blk.0.attn_q, blk.0.ffn_down
+ * and token_embd (from the end of the vocabulary too), 1..MAX_TOK tokens. */
+static void test_model_rows_exact(void **state)
+{
+    (void)state;
+    const matmul_isa_kernels *ks[2];
+    const char *names[2];
+    int nk = isa_sets(ks, names);
+    const char *path = test_model_path();
+    if (nk == 0 || !path) skip();
+    char err[256];
+    gguf_file *f;
+    assert_int_equal(gguf_open(path, &f, err, sizeof err), KVLM_OK);
+    const char *tn[3] = { "blk.0.attn_q.weight", "blk.0.ffn_down.weight", "token_embd.weight" };
+    for (int i = 0; i < 3; i++) {
+        const gguf_tensor *t = gguf_find_tensor(f, tn[i]);
+        assert_non_null(t);
+        if (t->type != QT_Q4_1 && t->type != QT_Q8_0) continue;
+        const size_t rb = quant_row_size(t->type, t->ne[0]);
+        for (int ki = 0; ki < nk; ki++) {
+            quant_vec_dot_fn dot;
+            matmul_tiled_fn tiled;
+            kernel_of(ks[ki], t->type, &dot, &tiled);
+            for (int64_t n_tok = 1; n_tok <= MAX_TOK; n_tok += 13) {
+                problem p = make_problem(t->type, t->ne[0], 64, n_tok);
+                int64_t base = (int64_t)(rnd_u64() % (uint64_t)(t->ne[1] - 64));
+                if (n_tok == 1) base = t->ne[1] - 64;       /* the last rows of the tensor */
+                memcpy(p.w, (const uint8_t *)t->data + (size_t)base * rb, rb * 64);
+                fill_acts(&p);
+                check_problem(&p, dot, tiled, names[ki], true);
+                free_problem(&p);
+            }
+        }
+    }
+    gguf_close(f);
+}
+
+/* matmul_rows as forward.c calls it (quant_get_fast tables) and with the reference
+ * tables: bitwise one vec_dot of that table per output, under row/token splits. */
+static void test_matmul_rows_tables(void **state)
+{
+    (void)state;
+    const uint32_t types[] = { QT_Q4_1, QT_Q8_0, QT_Q4_0, QT_F32, QT_Q6_K };
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        for (int fast = 0; fast < 2; fast++) {
+            const quant_traits *qt = fast ? quant_get_fast(types[ti]) : quant_get(types[ti]);
+            const int64_t n_in = types[ti] == QT_Q6_K ? 512 : 576;
+            problem p = make_problem(types[ti], n_in, 11, 9);
+            fill_weights(&p, W_QUANT);
+            fill_acts(&p);
+            const int64_t ldy = p.n_out + 2;
+            float *want = new_y(&p, ldy), *got = new_y(&p, ldy);
+            per_output(&p, qt->vec_dot, want, ldy);
+            run_split(&p, qt, NULL, got, ldy, 3);
+            expect_same(&p, want, got, ldy, fast ? "matmul_rows fast" : "matmul_rows ref");
+            free(want);
+            free(got);
+            free_problem(&p);
+        }
+    }
+    /* the fast tables use a tiled kernel exactly when the CPU runs one */
+    const matmul_isa_kernels *ks[2];
+    const char *names[2];
+    if (isa_sets(ks, names) > 0) {
+        assert_ptr_equal(quant_get_fast(QT_Q4_1)->vec_dot, ks[0]->vec_dot_q4_1_q8_1);
+        assert_ptr_equal(quant_get_fast(QT_Q8_0)->vec_dot, ks[0]->vec_dot_q8_0_q8_0);
+        assert_ptr_equal(matmul_tiled_for(quant_get_fast(QT_Q4_1)), ks[0]->matmul_q4_1_q8_1);
+        assert_ptr_equal(matmul_tiled_for(quant_get_fast(QT_Q8_0)), ks[0]->matmul_q8_0_q8_0);
+    }
+    /* a set the CPU lacks is never in the fast table */
+    const cpu_features *c = cpu_get();
+    const matmul_isa_kernels *k512 = matmul_avx512_kernels(), *k2 = matmul_avx2_kernels();
+    if (k512 && !cpu_has_avx512_set(c)) {
+        assert_ptr_not_equal(quant_get_fast(QT_Q4_1)->vec_dot, k512->vec_dot_q4_1_q8_1);
+        assert_ptr_not_equal(quant_get_fast(QT_Q8_0)->vec_dot, k512->vec_dot_q8_0_q8_0);
+    }
+    if (k2 && !cpu_has_avx2_set(c)) {
+        assert_ptr_not_equal(quant_get_fast(QT_Q4_1)->vec_dot, k2->vec_dot_q4_1_q8_1);
+        assert_ptr_not_equal(quant_get_fast(QT_Q8_0)->vec_dot, k2->vec_dot_q8_0_q8_0);
+    }
+    assert_null(matmul_tiled_for(quant_get(QT_Q4_1)));
+    assert_null(matmul_tiled_for(quant_get(QT_Q8_0)));
+    assert_null(matmul_tiled_for(quant_get_fast(QT_Q4_0)));
+}
+
+/* The batch sizes of the engine: decode (1), small batches and prefill chunks (64, 512:
+ * several 32 KB activation chunks, so also the L2 row blocks). */
+static void test_batch_sizes_exact(void **state)
+{
+    (void)state;
+    const matmul_isa_kernels *ks[2];
+    const char *names[2];
+    int nk = isa_sets(ks, names);
+    if (nk == 0) skip();
+    const int64_t n_toks[] = { 1, 2, 7, 64, 512 };
+    struct { uint32_t type; int64_t n_in, n_out; } shapes[] = {
+        { QT_Q4_1, 576, 37 }, { QT_Q4_1, 1536, 13 }, { QT_Q8_0, 576, 37 },
+        { QT_Q8_0, 32 * 9, 450 },      /* 450 rows x 9 blocks: more than one L2 row block */
+    };
+    for (int ki = 0; ki < nk; ki++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+            for (size_t ni = 0; ni < sizeof n_toks / sizeof n_toks[0]; ni++) {
+                quant_vec_dot_fn dot;
+                matmul_tiled_fn tiled;
+                kernel_of(ks[ki], shapes[si].type, &dot, &tiled);
+                problem p = make_problem(shapes[si].type, shapes[si].n_in, shapes[si].n_out, n_toks[ni]);
+                fill_weights(&p, ni % 2 ? W_RAW : W_QUANT);
+                fill_acts(&p);
+                check_problem(&p, dot, tiled, names[ki], true);
+                free_problem(&p);
+            }
+}
+
+/* matmul_rows from real threads, rows split as forward.c splits them (pool_split). */
+typedef struct split_job { const problem *p; const quant_traits *qt; float *y; } split_job;
+
+static void split_task(void *arg, int ith, int nth)
+{
+    const split_job *j = arg;
+    int64_t r0, r1;
+    pool_split(j->p->n_out, ith, nth, &r0, &r1);
+    matmul_rows(j->qt, j->p->w, j->p->row_bytes, r0, r1, j->p->xq, j->p->xq_bytes, j->p->n_tok,
+                j->p->n_in, j->y, j->p->n_out);
+}
+
+static void test_thread_splits_exact(void **state)
+{
+    (void)state;
+    char err[128];
+    pool *pl[3] = { NULL, NULL, NULL };
+    for (int i = 0; i < 3; i++) assert_int_equal(pool_init(&pl[i], i + 1, err, sizeof err), KVLM_OK);
+    const uint32_t types[2] = { QT_Q4_1, QT_Q8_0 };
+    const int64_t n_toks[3] = { 1, 7, 64 };
+    for (int ti = 0; ti < 2; ti++)
+        for (int ni = 0; ni < 3; ni++) {
+            const quant_traits *qt = quant_get_fast(types[ti]);
+            problem p = make_problem(types[ti], 576, 103, n_toks[ni]);
+            fill_weights(&p, W_QUANT);
+            fill_acts(&p);
+            float *want = new_y(&p, p.n_out);
+            per_output(&p, qt->vec_dot, want, p.n_out);
+            for (int i = 0; i < 3; i++) {                 /* 1, 2, 3 threads */
+                float *got = new_y(&p, p.n_out);
+                split_job j = { &p, qt, got };
+                pool_run(pl[i], split_task, &j);
+                expect_same(&p, want, got, p.n_out, "threads");
+                free(got);
+            }
+            free(want);
+            free_problem(&p);
+        }
+    for (int i = 0; i < 3; i++) pool_free(pl[i]);
+}
+
+/* Empty ranges write nothing. */
+static void test_empty(void **state)
+{
+    (void)state;
+    problem p = make_problem(QT_Q4_1, 64, 4, 1);
+    fill_weights(&p, W_QUANT);
+    fill_acts(&p);
+    float y[4] = { GUARD, GUARD, GUARD, GUARD };
+    matmul_rows(quant_get_fast(QT_Q4_1), p.w, p.row_bytes, 2, 2, p.xq, p.xq_bytes, 1, p.n_in, y, 4);
+    matmul_rows(quant_get_fast(QT_Q4_1), p.w, p.row_bytes, 0, 4, p.xq, p.xq_bytes, 0, p.n_in, y, 4);
+    for (int i = 0; i < 4; i++) assert_true(y[i] == GUARD);
+    free_problem(&p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random_exact),
+        cmocka_unit_test(test_real_rows_exact),
+        cmocka_unit_test(test_model_rows_exact),
+        cmocka_unit_test(test_matmul_rows_tables),
+        cmocka_unit_test(test_batch_sizes_exact),
+        cmocka_unit_test(test_thread_splits_exact),
+        cmocka_unit_test(test_empty),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
