@@ -44,10 +44,10 @@
  *
  * Measured with dev/kernels/bench_matmul.c, 1 thread, on this 2-core AMD EPYC (Zen 4,
  * 512-bit ops double-pumped; dev/kernels/bw.c reads ~21-23 GB/s from DRAM per core):
- * decode streams the 96 MB of weights at ~25 GB/s (the per-output quant_avx512.c dots:
- * ~17), prefill (n_tok = 512) runs at ~125 GFLOP/s for n_in = 576 and ~150 for 1536
- * (per output: 35-55). 4 x 4 tiles measured best (4 x 2: -13%; 4 x 3 and 2 x 4: -5 to
- * -7%; 3 x 4: equal on Q4_1, -25% on Q8_0). */
+ * decode streams the 96 MB of weights at 21-25 GB/s, what bw.c reads (the per-output
+ * quant_avx512.c dots: 15-17); prefill (n_tok = 512) runs at ~125 GFLOP/s for n_in = 576
+ * and ~150 for 1536 (per output: 35-55). 4 x 4 tiles measured best (4 x 2: -13%;
+ * 4 x 3 and 2 x 4: -5 to -7%; 3 x 4: equal on Q4_1, -25% on Q8_0). */
 #include "kern/matmul.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
