@@ -54,11 +54,15 @@ GREEDY_PROMPTS = [
     ("code_fib", "def fibonacci(n):\n"),
     ("chat_photosyn", chatml("Explain photosynthesis in one paragraph.")),
     ("chat_sky", chatml("Why is the sky blue? Answer in two sentences.")),
-    # added for wide margins all along (1.82, 1.07, 0.32): the cases the whole-
-    # continuation requirement can rely on whatever the float order of a kernel
+    # added for wide margins all along (1.82, 1.07, 0.32, 0.96, 1.12, 0.40): the
+    # cases the whole-continuation requirement can rely on whatever the float
+    # order of a kernel
     ("count", "1, 2, 3, 4, 5,"),
     ("chat_count", chatml("Count from 1 to 20.")),
     ("chat_capital_it", chatml("What is the capital of Italy?")),
+    ("tens", "10, 20, 30, 40,"),
+    ("hundreds", "100, 200, 300,"),
+    ("chat_list", chatml("Write the numbers from 1 to 10, one per line.")),
 ]
 
 
