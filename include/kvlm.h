@@ -7,7 +7,9 @@
  *
  * Life cycle:
  *   kvlm_model_load()  -> kvlm_model   (mmap'd weights, tokenizer; read-only, shareable)
- *   kvlm_ctx_init()    -> kvlm_ctx     (one sequence: its KV cache, scratch, threads)
+ *   kvlm_cache_init()  -> kvlm_cache   (optional: a KV block pool with a prefix index,
+ *                         shared by contexts; a context makes a private one otherwise)
+ *   kvlm_ctx_init()    -> kvlm_ctx     (one sequence: its block table, scratch, threads)
  *   kvlm_ctx_prefill() / kvlm_ctx_decode()  feed tokens; kvlm_ctx_logits() reads the
  *                         next-token distribution of the last fed token
  *   kvlm_sampler_*     turn logits into a token
@@ -44,6 +46,7 @@ typedef int32_t kvlm_token;
 typedef struct kvlm_model kvlm_model;
 typedef struct kvlm_ctx kvlm_ctx;
 typedef struct kvlm_sampler kvlm_sampler;
+typedef struct kvlm_cache kvlm_cache;
 
 /* ---- model ------------------------------------------------------------- */
 /* Loads a GGUF file (mmap, zero-copy). The file is validated as hostile input:
@@ -111,11 +114,60 @@ kvlm_err kvlm_chat_render(const kvlm_model *model, const kvlm_chat_msg *msgs, si
 /* ---- inference context ------------------------------------------------------ */
 typedef enum kvlm_kv_type { KVLM_KV_F32 = 0, KVLM_KV_F16 = 1 } kvlm_kv_type;
 
+/* ---- the KV cache ----------------------------------------------------------------
+ * All K/V bytes live in a pool of fixed-size blocks (16 positions x every layer's K
+ * and V) carved from one allocation of mem_bytes (PagedAttention). Each sequence
+ * maps its positions to blocks through a block table. Full blocks are published in
+ * a prefix index under a chained hash of (parent block, token ids, model
+ * fingerprint, namespace): a later sequence whose tokens start the same way reuses
+ * them instead of computing them (automatic prefix caching). Blocks nobody uses
+ * stay cached on an LRU list and are evicted oldest first when memory is needed.
+ * Reuse is exact: logits are bitwise those of computing from scratch.
+ * A cache may be shared by many contexts of one model, used from one thread at a
+ * time (the library takes no locks). It is reference-counted: contexts hold a
+ * reference, so kvlm_cache_free may come before theirs. */
+typedef struct kvlm_cache_params {
+    size_t       mem_bytes;  /* budget for K/V; 0 = enough for one sequence of n_ctx tokens */
+    int64_t      n_ctx;      /* used only when mem_bytes is 0; 0 = the model's training context */
+    kvlm_kv_type kv_type;    /* element type (default f16) */
+    bool         poison;     /* debug: freed blocks are filled with NaN, so stale reads show */
+} kvlm_cache_params;
+kvlm_cache_params kvlm_cache_default_params(void);
+
+/* KVLM_ERR_BUDGET if mem_bytes is below one block (the message says how big one is). */
+kvlm_err kvlm_cache_init(const kvlm_model *model, const kvlm_cache_params *params,
+                         kvlm_cache **out, char *err, size_t errlen);
+void     kvlm_cache_free(kvlm_cache *cache);   /* drops the caller's reference; NULL is fine */
+
+typedef struct kvlm_cache_stats {
+    int64_t block_tokens;          /* positions per block (16) */
+    int64_t n_blocks;              /* blocks in the pool */
+    int64_t n_in_use;              /* held by live sequences */
+    int64_t n_cached;              /* held by nobody, kept for prefix hits (LRU) */
+    int64_t n_free;
+    int64_t lookups, hits;         /* prefix-index lookups of full blocks, and hits */
+    int64_t evictions;             /* cached blocks reclaimed for new data */
+    int64_t copies;                /* copy-on-write block copies */
+    int64_t bytes_total;           /* the pool's K/V bytes */
+    int64_t bytes_per_token;       /* all layers, K and V */
+    int64_t bytes_per_token_layer; /* one layer, K and V */
+} kvlm_cache_stats;
+void kvlm_cache_get_stats(const kvlm_cache *cache, kvlm_cache_stats *out);
+
+/* K and V bytes of one position (all layers) for a type: what the pool spends. */
+int64_t kvlm_kv_bytes_per_token(const kvlm_model *model, kvlm_kv_type type);
+
+/* ---- inference context ------------------------------------------------------ */
 typedef struct kvlm_ctx_params {
     int64_t n_ctx;           /* max tokens in the sequence; 0 = model's training context */
     int     n_threads;       /* 0 = number of online cores */
     bool    no_kv_cache;     /* naive baseline: recompute the whole sequence every step */
-    kvlm_kv_type kv_type;    /* K/V element type (default f16) */
+    kvlm_kv_type kv_type;    /* K/V element type of a private cache (default f16) */
+    kvlm_cache *cache;       /* shared cache (the context takes a reference), or NULL
+                                for a private one sized by kv_mem */
+    size_t  kv_mem;          /* budget of a private cache; 0 = n_ctx tokens' worth */
+    bool    no_prefix_cache; /* neither publish blocks nor look prefixes up */
+    uint64_t cache_ns;       /* prefix namespace (tenant, salt): no sharing across values */
 } kvlm_ctx_params;
 kvlm_ctx_params kvlm_ctx_default_params(void);
 
@@ -131,15 +183,23 @@ kvlm_err kvlm_ctx_decode(kvlm_ctx *ctx, const kvlm_token *tokens, size_t n,
                          char *err, size_t errlen);
 
 /* Makes the sequence equal to tokens[0..n): keeps the longest common prefix
- * of the current sequence and tokens (its K/V stay in the cache), drops the
- * rest, and decodes only the new tail. At least the last token is always
- * recomputed so that logits are fresh. *n_reused (may be NULL) receives the
- * number of tokens taken from the cache. This is what a chat turn calls. */
+ * of the current sequence and tokens (its K/V stay in the cache), or, when the
+ * prefix index holds a longer one (blocks published by any context of the same
+ * cache, model and namespace), takes that; drops the rest and decodes only the
+ * new tail. At least the last token is always recomputed so that logits are
+ * fresh. *n_reused (may be NULL) receives the number of tokens taken from the
+ * cache. This is what a chat turn or a new request calls. */
 kvlm_err kvlm_ctx_prefill(kvlm_ctx *ctx, const kvlm_token *tokens, size_t n,
                           size_t *n_reused, char *err, size_t errlen);
 
 /* Drops every token at position >= n_keep (rollback). */
 void kvlm_ctx_truncate(kvlm_ctx *ctx, size_t n_keep);
+
+/* A new context holding a copy of src's sequence (tokens, logits, parameters)
+ * that shares src's K/V blocks: no bytes are copied until one of them writes
+ * into a shared partly filled block (copy-on-write). For parallel sampling:
+ * prefill once, fork n - 1 times, decode each. Both share src's cache. */
+kvlm_err kvlm_ctx_fork(const kvlm_ctx *src, kvlm_ctx **out, char *err, size_t errlen);
 
 /* Logits of the next token after the last decoded one: [n_vocab] floats,
  * valid until the next decode/prefill/truncate. NULL before the first decode. */
@@ -159,8 +219,10 @@ typedef struct kvlm_stats {
     double  t_prefill_s, t_decode_s;
     int64_t kv_bytes_per_token;          /* all layers, K and V */
     int64_t kv_bytes_per_token_layer;    /* one layer, K and V */
-    int64_t kv_bytes_used;               /* n_past * kv_bytes_per_token */
-    int64_t kv_bytes_reserved;           /* allocated for the cache */
+    int64_t kv_bytes_used;               /* bytes of the blocks this sequence holds */
+    int64_t kv_bytes_reserved;           /* the whole pool (shared caches: all of it) */
+    int64_t kv_blocks;                   /* blocks this sequence's table holds */
+    kvlm_cache_stats cache;              /* the pool this context uses */
 } kvlm_stats;
 void kvlm_ctx_get_stats(const kvlm_ctx *ctx, kvlm_stats *out);
 void kvlm_ctx_reset_stats(kvlm_ctx *ctx);

@@ -1,14 +1,16 @@
-/* ctx.c - kvlm_ctx: one sequence, its KV cache, scratch and threads. The
- * public kvlm_ctx_* functions of include/kvlm.h.
+/* ctx.c - kvlm_ctx: one sequence, its block table in a (possibly shared) KV
+ * cache, scratch and threads. The public kvlm_ctx_* functions of include/kvlm.h.
  * Room: engine. May touch: everything below it (core, kern, model, tok, kv, nn).
  *
- * Invariant: tokens[0..n_past) is the sequence, and with the cache on the KV
- * cache holds exactly positions [0, n_past) (kv.n_pos == n_past). With
+ * Invariants: tokens[0..n_past) is the sequence; with the cache on, the block
+ * table holds exactly positions [0, n_past) (seq.n_pos == n_past), and with the
+ * prefix cache on, every full block of it is published (after each call). With
  * no_kv_cache every call recomputes positions [0, n_past) from scratch: the
  * naive baseline, by the same code, so both paths give bitwise equal logits. */
 #include "core/err.h"
 #include "core/pool.h"
-#include "kv/kv_cache.h"
+#include "engine/cache.h"
+#include "kv/kv_seq.h"
 #include "model/model.h"
 #include "nn/forward.h"
 
@@ -23,7 +25,8 @@ struct kvlm_ctx {
     const kvlm_model *m;
     kvlm_ctx_params params;
     int64_t n_ctx;
-    kv_cache kv;
+    kvlm_cache *cache;    /* one reference held */
+    kv_seq seq;
     forward_state fs;
     pool *pool;
     kvlm_token *tokens;   /* [n_ctx] */
@@ -42,8 +45,33 @@ static double now_s(void)
 
 kvlm_ctx_params kvlm_ctx_default_params(void)
 {
-    kvlm_ctx_params p = { .n_ctx = 0, .n_threads = 0, .no_kv_cache = false, .kv_type = KVLM_KV_F16 };
+    kvlm_ctx_params p = { .n_ctx = 0, .n_threads = 0, .no_kv_cache = false, .kv_type = KVLM_KV_F16,
+                          .cache = NULL, .kv_mem = 0, .no_prefix_cache = false, .cache_ns = 0 };
     return p;
+}
+
+/* The prefix-cache identity of this context's blocks: the weights and the K/V type. */
+static uint64_t fingerprint(const kvlm_ctx *c)
+{
+    return c->m->fingerprint ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(c->cache->pool.type + 1));
+}
+
+static bool prefix_on(const kvlm_ctx *c) { return !c->params.no_prefix_cache && !c->params.no_kv_cache; }
+
+static kvlm_err check_params(const kvlm_model *m, kvlm_ctx_params *p, char *err, size_t errlen)
+{
+    if (p->n_ctx < 0 || p->n_threads < 0)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "n_ctx and n_threads must not be negative");
+    if (p->n_ctx == 0) p->n_ctx = m->hp.n_ctx_train;
+    if (p->n_ctx > (int64_t)1 << 24)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "context %lld is too large", (long long)p->n_ctx);
+    if (p->n_threads == 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        p->n_threads = nc > 0 ? (int)(nc < 64 ? nc : 64) : 1;
+    }
+    if (p->cache && p->cache->m != m)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "the cache was made for another model");
+    return KVLM_OK;
 }
 
 kvlm_err kvlm_ctx_init(const kvlm_model *m, const kvlm_ctx_params *params, kvlm_ctx **out,
@@ -53,28 +81,26 @@ kvlm_err kvlm_ctx_init(const kvlm_model *m, const kvlm_ctx_params *params, kvlm_
     *out = NULL;
     if (!m) return err_set(err, errlen, KVLM_ERR_INVALID, "no model");
     kvlm_ctx_params p = params ? *params : kvlm_ctx_default_params();
-    if (p.n_ctx < 0 || p.n_threads < 0)
-        return err_set(err, errlen, KVLM_ERR_INVALID, "n_ctx and n_threads must not be negative");
-    if (p.n_ctx == 0) p.n_ctx = m->hp.n_ctx_train;
-    if (p.n_ctx > (int64_t)1 << 24)
-        return err_set(err, errlen, KVLM_ERR_INVALID, "context %lld is too large", (long long)p.n_ctx);
-    if (p.n_threads == 0) {
-        long nc = sysconf(_SC_NPROCESSORS_ONLN);
-        p.n_threads = nc > 0 ? (int)(nc < 64 ? nc : 64) : 1;
-    }
+    if ((e = check_params(m, &p, err, errlen))) return e;
     kvlm_ctx *c = calloc(1, sizeof *c);
     if (!c) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
     c->m = m;
-    c->params = p;
     c->n_ctx = p.n_ctx;
-    const model_hparams *hp = &m->hp;
-    if ((e = kv_cache_init(&c->kv, hp->n_layer, hp->n_head_kv, hp->head_dim, c->n_ctx, p.kv_type, err, errlen)))
-        goto fail;
+    if (p.cache) {
+        c->cache = p.cache;
+        cache_ref(c->cache);
+    } else {
+        kvlm_cache_params cp = { .mem_bytes = p.kv_mem, .n_ctx = p.n_ctx, .kv_type = p.kv_type };
+        if ((e = cache_create(m, &cp, &c->cache, err, errlen))) goto fail;
+    }
+    p.cache = NULL;   /* held in c->cache; a fork shares it */
+    c->params = p;
+    kv_seq_init(&c->seq, &c->cache->pool);
     int64_t nb = c->n_ctx < CTX_MAX_BATCH ? c->n_ctx : CTX_MAX_BATCH;
     if ((e = forward_init(&c->fs, m, nb, c->n_ctx, p.n_threads, err, errlen))) goto fail;
     if ((e = pool_init(&c->pool, p.n_threads, err, errlen))) goto fail;
     c->tokens = malloc((size_t)c->n_ctx * sizeof *c->tokens);
-    c->logits = malloc((size_t)hp->n_vocab * sizeof *c->logits);
+    c->logits = malloc((size_t)m->hp.n_vocab * sizeof *c->logits);
     if (!c->tokens || !c->logits) {
         e = err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
         goto fail;
@@ -92,20 +118,59 @@ void kvlm_ctx_free(kvlm_ctx *c)
     if (!c) return;
     pool_free(c->pool);
     forward_free(&c->fs);
-    kv_cache_free(&c->kv);
+    kv_seq_free(&c->seq);
+    cache_unref(c->cache);
     free(c->tokens);
     free(c->logits);
     free(c);
 }
 
-/* Runs the model over tokens[0..n) at positions kv.n_pos.. in batches. */
+kvlm_err kvlm_ctx_fork(const kvlm_ctx *src, kvlm_ctx **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    kvlm_ctx_params p = src->params;
+    p.cache = src->cache;
+    kvlm_ctx *c;
+    kvlm_err e = kvlm_ctx_init(src->m, &p, &c, err, errlen);
+    if (e) return e;
+    if (!src->params.no_kv_cache && (e = kv_seq_fork(&c->seq, &src->seq, err, errlen))) {
+        kvlm_ctx_free(c);
+        return e;
+    }
+    memcpy(c->tokens, src->tokens, src->n_past * sizeof *c->tokens);
+    memcpy(c->logits, src->logits, (size_t)src->m->hp.n_vocab * sizeof *c->logits);
+    c->n_past = src->n_past;
+    c->has_logits = src->has_logits;
+    *out = c;
+    return KVLM_OK;
+}
+
+/* Runs the model over tokens[0..n) at positions seq.n_pos.. in batches (the
+ * positions are reserved). */
 static void run_batches(kvlm_ctx *c, const kvlm_token *tokens, size_t n)
 {
     for (size_t i = 0; i < n; i += (size_t)c->fs.n_batch) {
         size_t nb = n - i < (size_t)c->fs.n_batch ? n - i : (size_t)c->fs.n_batch;
-        forward_run(&c->fs, c->pool, &c->kv, tokens + i, (int64_t)nb, c->logits, false);
+        forward_run(&c->fs, c->pool, &c->seq, tokens + i, (int64_t)nb, c->logits, false);
     }
     c->stats.n_computed += (int64_t)n;
+}
+
+/* Publishes the sequence's full blocks in the prefix index. A failure here only
+ * means fewer future hits, never a wrong result, so it is not reported. */
+static void publish(kvlm_ctx *c)
+{
+    if (!prefix_on(c)) return;
+    kv_seq_publish(&c->seq, c->tokens, (int64_t)c->n_past, fingerprint(c), c->params.cache_ns, NULL, 0);
+}
+
+static kvlm_err check_tokens(const kvlm_ctx *c, const kvlm_token *tokens, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->m->hp.n_vocab)
+            return err_set(err, errlen, KVLM_ERR_INVALID, "token id %d at index %zu is outside [0, %lld)",
+                           (int)tokens[i], i, (long long)c->m->hp.n_vocab);
+    return KVLM_OK;
 }
 
 kvlm_err kvlm_ctx_decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, char *err, size_t errlen)
@@ -115,22 +180,25 @@ kvlm_err kvlm_ctx_decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, char *
         return err_set(err, errlen, KVLM_ERR_CONTEXT_FULL,
                        "%zu tokens do not fit: %zu of %lld context positions are used", n, c->n_past,
                        (long long)c->n_ctx);
-    for (size_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->m->hp.n_vocab)
-            return err_set(err, errlen, KVLM_ERR_INVALID, "token id %d at index %zu is outside [0, %lld)",
-                           (int)tokens[i], i, (long long)c->m->hp.n_vocab);
+    kvlm_err e = check_tokens(c, tokens, n, err, errlen);
+    if (e) return e;
 
     double t0 = now_s();
-    memcpy(c->tokens + c->n_past, tokens, n * sizeof *tokens);
     if (c->params.no_kv_cache) {
         /* the baseline: forget every K/V and recompute the whole sequence */
-        kv_cache_truncate(&c->kv, 0);
+        kv_seq_truncate(&c->seq, 0);
+        if ((e = kv_seq_reserve(&c->seq, (int64_t)(c->n_past + n), err, errlen))) return e;
+        memcpy(c->tokens + c->n_past, tokens, n * sizeof *tokens);
         run_batches(c, c->tokens, c->n_past + n);
     } else {
+        /* all blocks first: an exhausted budget fails here, before any work */
+        if ((e = kv_seq_reserve(&c->seq, (int64_t)n, err, errlen))) return e;
+        memcpy(c->tokens + c->n_past, tokens, n * sizeof *tokens);
         run_batches(c, tokens, n);
     }
     c->n_past += n;
     c->has_logits = true;
+    publish(c);
     double dt = now_s() - t0;
     if (n > 1) {
         c->stats.t_prefill_s += dt;
@@ -142,6 +210,28 @@ kvlm_err kvlm_ctx_decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, char *
     return KVLM_OK;
 }
 
+/* Tries the prefix index for more than `keep` leading tokens of tokens[0..n):
+ * on a longer hit the sequence is replaced by the hit blocks. Returns the tokens
+ * now reused. */
+static size_t attach_from_index(kvlm_ctx *c, const kvlm_token *tokens, size_t n, size_t keep)
+{
+    if (!prefix_on(c) || n <= keep + KV_BLOCK_TOKENS) return keep;
+    kv_seq hit;
+    int64_t got = 0;
+    kv_seq_init(&hit, &c->cache->pool);
+    if (kv_seq_attach_prefix(&hit, tokens, (int64_t)n, fingerprint(c), c->params.cache_ns, &got, NULL, 0) ||
+        (size_t)got <= keep) {
+        kv_seq_free(&hit);
+        return keep;
+    }
+    kv_seq_free(&c->seq);   /* our full blocks are published: they stay cached */
+    c->seq = hit;
+    memcpy(c->tokens, tokens, (size_t)got * sizeof *tokens);
+    c->n_past = (size_t)got;
+    c->has_logits = false;
+    return (size_t)got;
+}
+
 kvlm_err kvlm_ctx_prefill(kvlm_ctx *c, const kvlm_token *tokens, size_t n, size_t *n_reused,
                           char *err, size_t errlen)
 {
@@ -150,13 +240,15 @@ kvlm_err kvlm_ctx_prefill(kvlm_ctx *c, const kvlm_token *tokens, size_t n, size_
     if (n > (size_t)c->n_ctx)
         return err_set(err, errlen, KVLM_ERR_CONTEXT_FULL, "prompt of %zu tokens exceeds the context of %lld",
                        n, (long long)c->n_ctx);
+    kvlm_err e = check_tokens(c, tokens, n, err, errlen);
+    if (e) return e;
     size_t keep = 0;
     if (!c->params.no_kv_cache)
         while (keep < c->n_past && keep < n && c->tokens[keep] == tokens[keep]) keep++;
     if (keep == n) keep = n - 1;   /* the last token is recomputed for fresh logits */
     kvlm_ctx_truncate(c, keep);
-    kvlm_err e = kvlm_ctx_decode(c, tokens + keep, n - keep, err, errlen);
-    if (e != KVLM_OK) return e;
+    keep = attach_from_index(c, tokens, n, keep);
+    if ((e = kvlm_ctx_decode(c, tokens + keep, n - keep, err, errlen)) != KVLM_OK) return e;
     c->stats.n_prompt += (int64_t)n;
     c->stats.n_reused += (int64_t)keep;
     if (n_reused) *n_reused = keep;
@@ -167,7 +259,7 @@ void kvlm_ctx_truncate(kvlm_ctx *c, size_t n_keep)
 {
     if (n_keep >= c->n_past) return;
     c->n_past = n_keep;
-    kv_cache_truncate(&c->kv, (int64_t)n_keep);
+    kv_seq_truncate(&c->seq, (int64_t)n_keep);
     c->has_logits = false;
 }
 
@@ -179,10 +271,12 @@ const kvlm_token *kvlm_ctx_tokens(const kvlm_ctx *c) { return c->tokens; }
 void kvlm_ctx_get_stats(const kvlm_ctx *c, kvlm_stats *out)
 {
     *out = c->stats;
-    out->kv_bytes_per_token = kv_cache_bytes_per_token(&c->kv);
-    out->kv_bytes_per_token_layer = out->kv_bytes_per_token / c->kv.n_layer;
-    out->kv_bytes_used = (int64_t)c->n_past * out->kv_bytes_per_token;
-    out->kv_bytes_reserved = kv_cache_bytes_reserved(&c->kv);
+    kvlm_cache_get_stats(c->cache, &out->cache);
+    out->kv_bytes_per_token = out->cache.bytes_per_token;
+    out->kv_bytes_per_token_layer = out->cache.bytes_per_token_layer;
+    out->kv_blocks = c->seq.n_blocks;
+    out->kv_bytes_used = c->seq.n_blocks * (out->cache.n_blocks ? out->cache.bytes_total / out->cache.n_blocks : 0);
+    out->kv_bytes_reserved = out->cache.bytes_total;
 }
 
 void kvlm_ctx_reset_stats(kvlm_ctx *c) { memset(&c->stats, 0, sizeof c->stats); }

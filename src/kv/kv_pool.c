@@ -11,12 +11,20 @@
  * counters n_free, n_cached, n_in_use cannot drift from the lists. */
 #include "kv/kv_pool.h"
 #include "core/err.h"
-#include "kv/kv_cache.h"   /* kv_cache_type_bytes */
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+
+size_t kv_type_bytes(kvlm_kv_type type)
+{
+    switch (type) {
+    case KVLM_KV_F32: return 4;
+    case KVLM_KV_F16: return 2;
+    }
+    return 0;
+}
 
 enum { SLAB_ALIGN = 64 };   /* a cache line: every block and row set starts on one */
 
@@ -36,7 +44,7 @@ static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 size_t kv_pool_block_bytes(int64_t n_layer, int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type)
 {
-    size_t eb = kv_cache_type_bytes(type), row, bytes;
+    size_t eb = kv_type_bytes(type), row, bytes;
     if (eb == 0 || n_layer <= 0 || n_head_kv <= 0 || head_dim <= 0) return 0;
     if (__builtin_mul_overflow((size_t)n_head_kv, (size_t)head_dim * eb, &row) ||
         __builtin_mul_overflow(row, (size_t)n_layer * 2 * KV_BLOCK_TOKENS, &bytes) ||
@@ -65,7 +73,7 @@ static void set_dims(kv_pool *p, const kv_pool_params *pp)
     p->head_dim = pp->head_dim;
     p->type = pp->type;
     p->poison = pp->poison;
-    p->elt_bytes = kv_cache_type_bytes(pp->type);
+    p->elt_bytes = kv_type_bytes(pp->type);
     p->row_bytes = (size_t)pp->n_head_kv * (size_t)pp->head_dim * p->elt_bytes;
     p->block_bytes = kv_pool_block_bytes(pp->n_layer, pp->n_head_kv, pp->head_dim, pp->type);
 }
@@ -100,7 +108,7 @@ static void init_stats(kv_pool *p)
 kvlm_err kv_pool_init(kv_pool *pool, const kv_pool_params *pp, char *err, size_t errlen)
 {
     memset(pool, 0, sizeof *pool);
-    if (kv_cache_type_bytes(pp->type) == 0)
+    if (kv_type_bytes(pp->type) == 0)
         return err_set(err, errlen, KVLM_ERR_INVALID, "unknown KV cache type %d", (int)pp->type);
     const size_t bb = kv_pool_block_bytes(pp->n_layer, pp->n_head_kv, pp->head_dim, pp->type);
     if (bb == 0)

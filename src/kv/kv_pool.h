@@ -1,7 +1,7 @@
 /* kv_pool.h - the KV block pool: fixed-size blocks of K/V carved from one slab,
  * reference-counted, with a prefix index of published blocks and an LRU of
  * cached ones. The only owner of K/V bytes.
- * Room: kv. May touch: core (errors), kv_cache (type sizes), libc, xxHash. Knows nothing of the model
+ * Room: kv. May touch: core (errors), libc, xxHash. Knows nothing of the model
  * file, the forward pass, requests or threads (not thread-safe: one owner).
  * It knows token ids only as the opaque content a published block is keyed by.
  *
@@ -121,6 +121,9 @@ typedef struct kv_pool {
     kv_pool_stats stats;   /* counters kept up to date; block sizes filled at init */
 } kv_pool;
 
+/* Bytes of one element of a K/V type; 0 for an unknown type. */
+size_t kv_type_bytes(kvlm_kv_type type);
+
 /* Carves budget_bytes into blocks (one aligned allocation). KVLM_ERR_BUDGET if
  * the budget is below one block, KVLM_ERR_INVALID for bad dimensions or type,
  * KVLM_ERR_NOMEM. On failure *pool is zeroed. */
@@ -185,17 +188,17 @@ kvlm_err kv_pool_check(const kv_pool *pool, char *err, size_t errlen);
  * elements of pool->type. Slots of one layer are contiguous: kv_pool_k(p, b, il, 0)
  * is the base of a [KV_BLOCK_TOKENS][n_head_kv * head_dim] array, stride row_bytes.
  * Writing is allowed only into a block the writer holds alone, unpublished. */
-static inline void *kv_pool_k(const kv_pool *pool, kv_block b, int64_t il, int64_t slot)
+static inline void *kv_pool_k(const kv_pool *kp, kv_block b, int64_t il, int64_t slot)
 {
-    return pool->slab + (size_t)b * pool->block_bytes +
-           ((size_t)il * 2 * KV_BLOCK_TOKENS + (size_t)slot) * pool->row_bytes;
+    return kp->slab + (size_t)b * kp->block_bytes +
+           ((size_t)il * 2 * KV_BLOCK_TOKENS + (size_t)slot) * kp->row_bytes;
 }
-static inline void *kv_pool_v(const kv_pool *pool, kv_block b, int64_t il, int64_t slot)
+static inline void *kv_pool_v(const kv_pool *kp, kv_block b, int64_t il, int64_t slot)
 {
-    return pool->slab + (size_t)b * pool->block_bytes +
-           (((size_t)il * 2 + 1) * KV_BLOCK_TOKENS + (size_t)slot) * pool->row_bytes;
+    return kp->slab + (size_t)b * kp->block_bytes +
+           (((size_t)il * 2 + 1) * KV_BLOCK_TOKENS + (size_t)slot) * kp->row_bytes;
 }
 /* Distance in bytes between consecutive positions of one layer inside a block. */
-static inline size_t kv_pool_row_stride(const kv_pool *pool) { return pool->row_bytes; }
+static inline size_t kv_pool_row_stride(const kv_pool *kp) { return kp->row_bytes; }
 
 #endif

@@ -53,6 +53,7 @@ struct kvlm_model {
     char arch[32];
     char name[128];
     int64_t n_params;
+    uint64_t fingerprint;     /* XXH3 of the whole file: names these weights in prefix-cache keys */
 };
 
 #endif

@@ -98,7 +98,7 @@ static void project(forward_state *fs, pool *p, const float *x, int64_t n_tok,
 /* ---- threaded attention over the cache ----------------------------------------- */
 typedef struct attn_job {
     forward_state *fs;
-    const kv_cache *kv;
+    const kv_seq *s;
     int64_t il, pos0, n_tok;
 } attn_job;
 
@@ -114,7 +114,7 @@ static void attn_task(void *arg, int ith, int nth)
     for (int64_t w = w0; w < w1; w++) {                 /* w = t * n_head + h */
         const int64_t t = w / hp->n_head, h = w % hp->n_head;
         ops_attend(j->fs->att + t * n_q + h * hp->head_dim, j->fs->q + t * n_q + h * hp->head_dim,
-                   j->kv, j->il, h / group, j->pos0 + t + 1, scale, scores);
+                   j->s, j->il, h / group, j->pos0 + t + 1, scale, scores);
     }
 }
 
@@ -181,14 +181,14 @@ void forward_free(forward_state *fs)
 }
 
 /* ---- the layer loop -------------------------------------------------------------- */
-void forward_run(forward_state *fs, pool *p, kv_cache *kv, const kvlm_token *tokens,
+void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens,
                  int64_t n_tok, float *logits, bool all_logits)
 {
     const kvlm_model *m = fs->m;
     const model_hparams *hp = &m->hp;
     const int64_t D = hp->n_embd, hd = hp->head_dim;
     const int64_t n_q = hp->n_head * hd, n_kv = hp->n_head_kv * hd;
-    const int64_t pos0 = kv->n_pos;
+    const int64_t pos0 = s->n_pos;
     const quant_traits *et = quant_get(m->tok_embd.type);
 
     /* x[t] = embedding row of tokens[t]                          x: [n_tok][D] */
@@ -211,9 +211,9 @@ void forward_run(forward_state *fs, pool *p, kv_cache *kv, const kvlm_token *tok
         for (int64_t t = 0; t < n_tok; t++) {       /* q: [n_tok][n_head][hd], k, v: [n_tok][n_head_kv][hd] */
             ops_rope(fs->q + t * n_q, fs->rope + t * hd, hp->n_head, hd);
             ops_rope(fs->k + t * n_kv, fs->rope + t * hd, hp->n_head_kv, hd);
-            kv_cache_store(kv, il, pos0 + t, fs->k + t * n_kv, fs->v + t * n_kv);
+            kv_seq_store(s, il, pos0 + t, fs->k + t * n_kv, fs->v + t * n_kv);
         }
-        attn_job aj = { fs, kv, il, pos0, n_tok };
+        attn_job aj = { fs, s, il, pos0, n_tok };
         pool_run(p, attn_task, &aj);
         {
             const model_weight *w[1] = { &L->wo };
@@ -237,7 +237,7 @@ void forward_run(forward_state *fs, pool *p, kv_cache *kv, const kvlm_token *tok
         }
         for (int64_t i = 0; i < n_tok * D; i++) fs->x[i] += fs->xb[i];
     }
-    kv->n_pos = pos0 + n_tok;
+    kv_seq_advance(s, n_tok);
 
     /* logits = rmsnorm(x) Wout^T, for the last token or for all */
     const int64_t t0 = all_logits ? 0 : n_tok - 1, n_out = n_tok - t0;

@@ -1,9 +1,10 @@
 /* forward.h - the transformer forward pass over a batch of new tokens, reading
  * and extending a KV cache.
  * Room: nn. May touch: core (pool), kern, model, kv.
- * forward_run(tokens t_0..t_{n-1}) computes positions [kv->n_pos, kv->n_pos + n),
- * stores their K/V in the cache, attends each token over every cached position
- * up to and including its own, and leaves logits for the last token (or all).
+ * forward_run(tokens t_0..t_{n-1}) computes positions [s->n_pos, s->n_pos + n),
+ * stores their K/V in the sequence's blocks, attends each token over every
+ * position up to and including its own, commits the n positions
+ * (kv_seq_advance) and leaves logits for the last token (or all).
  * Scratch for n_batch tokens is allocated once at init: the decode loop never
  * allocates. */
 #ifndef KVLM_NN_FORWARD_H
@@ -12,7 +13,7 @@
 #include <stdint.h>
 #include "kvlm.h"
 #include "core/pool.h"
-#include "kv/kv_cache.h"
+#include "kv/kv_seq.h"
 #include "model/model.h"
 
 typedef struct forward_state {
@@ -37,10 +38,11 @@ kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, i
                       int n_threads, char *err, size_t errlen);
 void     forward_free(forward_state *fs);
 
-/* tokens: [n_tok], 1 <= n_tok <= n_batch, kv->n_pos + n_tok <= min(n_ctx, kv->n_ctx),
- * every id in [0, n_vocab) (checked by the caller).
+/* tokens: [n_tok], 1 <= n_tok <= n_batch, s->n_pos + n_tok <= n_ctx, the n_tok
+ * positions reserved (kv_seq_reserve), every id in [0, n_vocab): all checked by
+ * the caller, so this cannot fail.
  * logits: [n_vocab] for the last token, or [n_tok][n_vocab] if all_logits. */
-void forward_run(forward_state *fs, pool *p, kv_cache *kv, const kvlm_token *tokens,
+void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens,
                  int64_t n_tok, float *logits, bool all_logits);
 
 #endif

@@ -70,20 +70,21 @@ static void axpy_row(float *out, float p, const void *row, kvlm_kv_type type, in
     }
 }
 
-void ops_attend(float *out, const float *q, const kv_cache *kv, int64_t il, int64_t kvh,
+void ops_attend(float *out, const float *q, const kv_seq *s, int64_t il, int64_t kvh,
                 int64_t n_kv, float scale, float *scores)
 {
-    const int64_t hd = kv->head_dim;
-    const size_t off = (size_t)kvh * (size_t)hd * kv->elt_bytes;
-    const bool f16 = kv->type == KVLM_KV_F16;
+    const kv_pool *kp = s->pool;
+    const int64_t hd = kp->head_dim;
+    const size_t off = (size_t)kvh * (size_t)hd * kp->elt_bytes;
+    const bool f16 = kp->type == KVLM_KV_F16;
     /* With an f16 cache both products run on f16 operands, as llama.cpp's f16
      * matmuls do: q is rounded to f16 for q.k, the probabilities for p.v. */
     float qr[512];                                    /* qr: [hd], hd <= 512 (model.c checks) */
     for (int64_t i = 0; i < hd; i++) qr[i] = f16 ? fp16_to_f32(f32_to_fp16(q[i])) : q[i];
     float mx = -INFINITY;
     for (int64_t j = 0; j < n_kv; j++) {              /* scores: [n_kv] */
-        const uint8_t *k = (const uint8_t *)kv_cache_k_row(kv, il, j) + off;
-        scores[j] = dot_q_row(qr, k, kv->type, hd) * scale;
+        const uint8_t *k = (const uint8_t *)kv_seq_k_row(s, il, j) + off;
+        scores[j] = dot_q_row(qr, k, kp->type, hd) * scale;
         if (scores[j] > mx) mx = scores[j];
     }
     double sum = 0.0;
@@ -94,9 +95,9 @@ void ops_attend(float *out, const float *q, const kv_cache *kv, int64_t il, int6
     const float inv = (float)(1.0 / sum);
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int64_t j = 0; j < n_kv; j++) {
-        const uint8_t *v = (const uint8_t *)kv_cache_v_row(kv, il, j) + off;
+        const uint8_t *v = (const uint8_t *)kv_seq_v_row(s, il, j) + off;
         float p = scores[j] * inv;
         if (f16) p = fp16_to_f32(f32_to_fp16(p));
-        axpy_row(out, p, v, kv->type, hd);
+        axpy_row(out, p, v, kp->type, hd);
     }
 }

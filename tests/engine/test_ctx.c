@@ -24,17 +24,7 @@ static const char *TEXT =
 static int setup(void **state)
 {
     (void)state;
-    const char *path = test_model_path();
-    if (!path) return 0;
-    char err[256];
-    if (kvlm_model_load(path, &g_model, err, sizeof err) != KVLM_OK) {
-        print_error("load: %s\n", err);
-        return -1;
-    }
-    kvlm_model_info in;
-    kvlm_model_get_info(g_model, &in);
-    g_vocab = in.n_vocab;
-    return 0;
+    return test_model_load(&g_model, &g_vocab);
 }
 
 static int teardown(void **state)

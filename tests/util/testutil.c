@@ -1,5 +1,6 @@
 /* testutil.c - see testutil.h. */
 #include "testutil.h"
+#include "kvlm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,4 +50,20 @@ fail:
     free(buf);
     fclose(f);
     return NULL;
+}
+
+int test_model_load(kvlm_model **m, int64_t *n_vocab)
+{
+    *m = NULL;
+    const char *path = test_model_path();
+    if (!path) return 0;
+    char err[256];
+    if (kvlm_model_load(path, m, err, sizeof err) != KVLM_OK) {
+        fprintf(stderr, "load: %s\n", err);
+        return -1;
+    }
+    kvlm_model_info in;
+    kvlm_model_get_info(*m, &in);
+    *n_vocab = in.n_vocab;
+    return 0;
 }

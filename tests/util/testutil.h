@@ -19,4 +19,10 @@ const char *test_data_path(const char *rel);
  * NUL). NULL on failure. */
 char *test_read_file(const char *path, size_t *len);
 
+/* Loads the default model into *m (NULL when there is none: tests then skip) and
+ * its vocabulary size into *n_vocab. Returns -1 only if a model exists but does
+ * not load (the message is printed): a cmocka group setup returns that. */
+struct kvlm_model;
+int test_model_load(struct kvlm_model **m, int64_t *n_vocab);
+
 #endif

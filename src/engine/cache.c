@@ -1,0 +1,76 @@
+/* cache.c - the kvlm_cache functions of include/kvlm.h. Room: engine. */
+#include "engine/cache.h"
+
+#include <stdlib.h>
+#include "core/err.h"
+
+kvlm_cache_params kvlm_cache_default_params(void)
+{
+    kvlm_cache_params p = { .mem_bytes = 0, .n_ctx = 0, .kv_type = KVLM_KV_F16, .poison = false };
+    return p;
+}
+
+int64_t kvlm_kv_bytes_per_token(const kvlm_model *m, kvlm_kv_type type)
+{
+    const model_hparams *hp = &m->hp;
+    return 2 * hp->n_layer * hp->n_head_kv * hp->head_dim * (int64_t)kv_type_bytes(type);
+}
+
+kvlm_err cache_create(const kvlm_model *m, const kvlm_cache_params *params, kvlm_cache **out, char *err,
+                      size_t errlen)
+{
+    *out = NULL;
+    kvlm_cache_params p = params ? *params : kvlm_cache_default_params();
+    const model_hparams *hp = &m->hp;
+    if (kv_type_bytes(p.kv_type) == 0)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "unknown K/V type %d", (int)p.kv_type);
+    size_t block = kv_pool_block_bytes(hp->n_layer, hp->n_head_kv, hp->head_dim, p.kv_type);
+    if (p.mem_bytes == 0) {
+        /* one sequence of n_ctx positions, plus one block for a copy-on-write */
+        int64_t n_ctx = p.n_ctx > 0 ? p.n_ctx : hp->n_ctx_train;
+        int64_t n_blocks = (n_ctx + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS + 1;
+        p.mem_bytes = (size_t)n_blocks * block;
+    }
+    kvlm_cache *c = calloc(1, sizeof *c);
+    if (!c) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
+    kv_pool_params pp = { hp->n_layer, hp->n_head_kv, hp->head_dim, p.kv_type, p.mem_bytes, p.poison };
+    kvlm_err e = kv_pool_init(&c->pool, &pp, err, errlen);
+    if (e) {
+        free(c);
+        return e;
+    }
+    c->m = m;
+    c->refs = 1;
+    *out = c;
+    return KVLM_OK;
+}
+
+void cache_ref(kvlm_cache *c) { c->refs++; }
+
+void cache_unref(kvlm_cache *c)
+{
+    if (!c || --c->refs > 0) return;
+    kv_pool_free(&c->pool);
+    free(c);
+}
+
+kvlm_err kvlm_cache_init(const kvlm_model *m, const kvlm_cache_params *params, kvlm_cache **out, char *err,
+                         size_t errlen)
+{
+    if (!m) return err_set(err, errlen, KVLM_ERR_INVALID, "no model");
+    return cache_create(m, params, out, err, errlen);
+}
+
+void kvlm_cache_free(kvlm_cache *c) { cache_unref(c); }
+
+void kvlm_cache_get_stats(const kvlm_cache *c, kvlm_cache_stats *out)
+{
+    kv_pool_stats s;
+    kv_pool_get_stats(&c->pool, &s);
+    *out = (kvlm_cache_stats){
+        .block_tokens = KV_BLOCK_TOKENS, .n_blocks = s.n_blocks, .n_in_use = s.n_in_use,
+        .n_cached = s.n_cached, .n_free = s.n_free, .lookups = s.lookups, .hits = s.hits,
+        .evictions = s.evictions, .copies = s.copies, .bytes_total = s.n_blocks * s.block_bytes,
+        .bytes_per_token = s.bytes_per_token, .bytes_per_token_layer = s.bytes_per_token_per_layer,
+    };
+}
