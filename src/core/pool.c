@@ -9,6 +9,7 @@
 #include "core/err.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-enum { SPIN_ITERS = 200000 };
+enum { SPIN_ITERS = 200000, CALLER_SPIN_ITERS = 20000 };
 
 struct pool {
     int n_threads;
@@ -133,7 +134,12 @@ void pool_run(pool *p, pool_fn fn, void *arg)
         pthread_mutex_unlock(&p->mu);
     }
     fn(arg, 0, p->n_threads);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) CPU_RELAX();
+    /* Spin briefly, then yield: on a loaded machine a worker may be descheduled,
+     * and spinning through our time slice would only delay it further. */
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < CALLER_SPIN_ITERS) CPU_RELAX();
+        else sched_yield();
+    }
 }
 
 void pool_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)

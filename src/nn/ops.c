@@ -1,6 +1,7 @@
 /* ops.c - see ops.h. */
 #include "nn/ops.h"
 #include "kern/quant.h"
+#include "kern/vec.h"
 
 #include <math.h>
 #include <string.h>
@@ -44,47 +45,29 @@ void ops_swiglu(float *g, const float *u, int64_t n)
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-/* dot of q: [n] f32 with a cache row segment of the cache type */
-static float dot_q_row(const float *q, const void *row, kvlm_kv_type type, int64_t n)
-{
-    float s = 0.0f;
-    if (type == KVLM_KV_F32) {
-        const float *k = row;
-        for (int64_t i = 0; i < n; i++) s += q[i] * k[i];
-    } else {
-        const uint16_t *k = row;
-        for (int64_t i = 0; i < n; i++) s += q[i] * fp16_to_f32(k[i]);
-    }
-    return s;
-}
-
-/* out[i] += p * v[i] for a cache row segment */
-static void axpy_row(float *out, float p, const void *row, kvlm_kv_type type, int64_t n)
-{
-    if (type == KVLM_KV_F32) {
-        const float *v = row;
-        for (int64_t i = 0; i < n; i++) out[i] += p * v[i];
-    } else {
-        const uint16_t *v = row;
-        for (int64_t i = 0; i < n; i++) out[i] += p * fp16_to_f32(v[i]);
-    }
-}
-
 void ops_attend(float *out, const float *q, const kv_seq *s, int64_t il, int64_t kvh,
                 int64_t n_kv, float scale, float *scores)
 {
     const kv_pool *kp = s->pool;
-    const int64_t hd = kp->head_dim;
-    const size_t off = (size_t)kvh * (size_t)hd * kp->elt_bytes;
+    const int64_t hd = kp->head_dim, B = KV_BLOCK_TOKENS;
+    const size_t off = (size_t)kvh * (size_t)hd * kp->elt_bytes;   /* this head inside a row */
+    const size_t stride = kp->row_bytes / kp->elt_bytes;            /* rows of a block, in elements */
     const bool f16 = kp->type == KVLM_KV_F16;
+    const vec_kernels *vk = vec_for(hd);
     /* With an f16 cache both products run on f16 operands, as llama.cpp's f16
      * matmuls do: q is rounded to f16 for q.k, the probabilities for p.v. */
     float qr[512];                                    /* qr: [hd], hd <= 512 (model.c checks) */
-    for (int64_t i = 0; i < hd; i++) qr[i] = f16 ? fp16_to_f32(f32_to_fp16(q[i])) : q[i];
+    memcpy(qr, q, (size_t)hd * sizeof *qr);
+    if (f16) vk->round_f16(qr, hd);
+    for (int64_t j0 = 0; j0 < n_kv; j0 += B) {       /* scores: [n_kv], one block of rows at a time */
+        const int64_t m = n_kv - j0 < B ? n_kv - j0 : B;
+        const uint8_t *k = (const uint8_t *)kv_pool_k(kp, s->blocks[j0 / B], il, 0) + off;
+        if (f16) vk->qk_f16(scores + j0, qr, (const uint16_t *)k, stride, m, hd);
+        else vk->qk_f32(scores + j0, qr, (const float *)k, stride, m, hd);
+    }
     float mx = -INFINITY;
-    for (int64_t j = 0; j < n_kv; j++) {              /* scores: [n_kv] */
-        const uint8_t *k = (const uint8_t *)kv_seq_k_row(s, il, j) + off;
-        scores[j] = dot_q_row(qr, k, kp->type, hd) * scale;
+    for (int64_t j = 0; j < n_kv; j++) {
+        scores[j] *= scale;
         if (scores[j] > mx) mx = scores[j];
     }
     double sum = 0.0;
@@ -93,11 +76,13 @@ void ops_attend(float *out, const float *q, const kv_seq *s, int64_t il, int64_t
         sum += scores[j];
     }
     const float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < n_kv; j++) scores[j] *= inv;   /* probabilities */
+    if (f16) vk->round_f16(scores, n_kv);
     memset(out, 0, (size_t)hd * sizeof(float));
-    for (int64_t j = 0; j < n_kv; j++) {
-        const uint8_t *v = (const uint8_t *)kv_seq_v_row(s, il, j) + off;
-        float p = scores[j] * inv;
-        if (f16) p = fp16_to_f32(f32_to_fp16(p));
-        axpy_row(out, p, v, kp->type, hd);
+    for (int64_t j0 = 0; j0 < n_kv; j0 += B) {
+        const int64_t m = n_kv - j0 < B ? n_kv - j0 : B;
+        const uint8_t *v = (const uint8_t *)kv_pool_v(kp, s->blocks[j0 / B], il, 0) + off;
+        if (f16) vk->pv_f16(out, scores + j0, (const uint16_t *)v, stride, m, hd);
+        else vk->pv_f32(out, scores + j0, (const float *)v, stride, m, hd);
     }
 }
