@@ -17,4 +17,12 @@ int cli_run(const cli_opts *o);
 int cli_chat(const cli_opts *o);
 int cli_inspect(const cli_opts *o);
 
+/* cli_model.c: the cached default model's path (static storage), and a loader
+ * that falls back to it when path is NULL (NULL after printing the error). */
+const char *cli_model_default_path(void);
+kvlm_model *cli_model_open(const char *path);
+
+/* cli_bench.c: `kvlm bench`, which parses its own options from argv[2..]. */
+int cli_bench(int argc, char **argv);
+
 #endif

@@ -21,6 +21,7 @@ static void usage(FILE *o)
         "  run       generate a continuation of one prompt (-p or -f), streamed to stdout\n"
         "  chat      multi-turn chat on stdin; the KV cache is kept across turns\n"
         "  inspect   print a model's geometry and KV cache memory per context size\n"
+        "  bench     speed: prompt processing and generation at depths (see kvlm bench --help)\n"
         "\n"
         "options (run, chat):\n"
         "  -m, --model PATH      GGUF model (default: the cached SmolLM2-135M-Instruct)\n"
@@ -47,7 +48,8 @@ static void usage(FILE *o)
         "  kvlm run -p \"Why is the sky blue?\" -n 128\n"
         "  kvlm run -p \"...\" -n 64 --temp 0 --no-kv-cache --stats\n"
         "  kvlm chat --stats\n"
-        "  kvlm inspect\n");
+        "  kvlm inspect\n"
+        "  kvlm bench -t 2\n");
 }
 
 /* ---- option parsing --------------------------------------------------------------- */
@@ -143,6 +145,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (!strcmp(cmd, "bench")) return cli_bench(argc, argv);   /* its own options */
     cli_opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
