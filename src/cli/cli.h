@@ -8,6 +8,7 @@
 typedef struct cli_opts {
     const char *model, *model_pos, *prompt, *prompt_file, *system;
     long long n_predict;
+    int n_parallel;           /* run --parallel N: forked sequences from one prefill */
     kvlm_ctx_params ctx;
     kvlm_sampler_params samp;
     bool stats, raw, help;
@@ -16,6 +17,10 @@ typedef struct cli_opts {
 int cli_run(const cli_opts *o);
 int cli_chat(const cli_opts *o);
 int cli_inspect(const cli_opts *o);
+int cli_batch(const cli_opts *o);   /* cli_batch.c */
+/* cli_gen.c: the model of -m / the positional argument / the cached default;
+ * NULL after printing why. */
+kvlm_model *cli_load_model(const cli_opts *o);
 
 /* cli_model.c: the cached default model's path (static storage), and a loader
  * that falls back to it when path is NULL (NULL after printing the error). */

@@ -9,35 +9,9 @@
 
 #define ERRLEN 512
 
-/* The default model in the cache, as scripts/fetch-model.sh places it. */
-static const char *default_model_path(void)
+kvlm_model *cli_load_model(const cli_opts *o)
 {
-    static char buf[4096];
-    const char *cache = getenv("KVLM_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (cache && *cache) snprintf(buf, sizeof buf, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
-    else if (xdg && *xdg) snprintf(buf, sizeof buf, "%s/kvlm/SmolLM2-135M-Instruct.Q4_1.gguf", xdg);
-    else snprintf(buf, sizeof buf, "%s/.cache/kvlm/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : ".");
-    return buf;
-}
-
-static kvlm_model *load_model(const cli_opts *o)
-{
-    const char *path = o->model ? o->model : o->model_pos;
-    if (!path) {
-        path = default_model_path();
-        if (access(path, R_OK) != 0) {
-            fprintf(stderr, "kvlm: no model given and none cached at %s\n"
-                            "kvlm: fetch it with `make model` (scripts/fetch-model.sh) or pass -m PATH\n", path);
-            return NULL;
-        }
-    }
-    char err[ERRLEN];
-    kvlm_model *m;
-    if (kvlm_model_load(path, &m, err, sizeof err) != KVLM_OK) {
-        fprintf(stderr, "kvlm: %s\n", err);
-        return NULL;
-    }
-    return m;
+    return cli_model_open(o->model ? o->model : o->model_pos);
 }
 
 static char *read_file(const char *path)
@@ -96,14 +70,9 @@ static int str_append(char **s, size_t *len, size_t *cap, const char *add, size_
 /* Prefills prompt tokens (reusing the cached prefix), then samples up to
  * n_predict tokens, streaming their text to stdout. The generated text is
  * returned in *reply (malloc'd) when reply is not NULL. Returns 0 or 1. */
-static int generate(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, const kvlm_token *prompt,
-                    size_t n_prompt, long long n_predict, char **reply, size_t *n_reused)
+static int gen_loop(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, long long n_predict, char **reply)
 {
     char err[ERRLEN];
-    if (kvlm_ctx_prefill(ctx, prompt, n_prompt, n_reused, err, sizeof err) != KVLM_OK) {
-        fprintf(stderr, "kvlm: %s\n", err);
-        return 1;
-    }
     kvlm_detok dt = { 0 };
     char text[1100];
     size_t rlen = 0, rcap = 0;
@@ -133,6 +102,49 @@ static int generate(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, const
     return 0;
 }
 
+static int generate(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, const kvlm_token *prompt,
+                    size_t n_prompt, long long n_predict, char **reply, size_t *n_reused)
+{
+    char err[ERRLEN];
+    if (kvlm_ctx_prefill(ctx, prompt, n_prompt, n_reused, err, sizeof err) != KVLM_OK) {
+        fprintf(stderr, "kvlm: %s\n", err);
+        return 1;
+    }
+    return gen_loop(ctx, m, smp, n_predict, reply);
+}
+
+/* --parallel N: one prefill, N - 1 forks sharing its blocks, N samplers seeded
+ * seed, seed + 1, ...; the sequences run one after the other. */
+static int generate_parallel(kvlm_ctx *ctx, const kvlm_model *m, const cli_opts *o, const kvlm_token *prompt,
+                             size_t n_prompt)
+{
+    char err[ERRLEN];
+    if (kvlm_ctx_prefill(ctx, prompt, n_prompt, NULL, err, sizeof err) != KVLM_OK) {
+        fprintf(stderr, "kvlm: %s\n", err);
+        return 1;
+    }
+    kvlm_model_info info;
+    kvlm_model_get_info(m, &info);
+    int rc = 0;
+    for (int i = 0; i < o->n_parallel && rc == 0; i++) {
+        kvlm_ctx *f = NULL;
+        kvlm_sampler *smp = NULL;
+        kvlm_sampler_params sp = o->samp;
+        sp.seed += (uint64_t)i;
+        if ((i + 1 < o->n_parallel && kvlm_ctx_fork(ctx, &f, err, sizeof err) != KVLM_OK) ||
+            kvlm_sampler_init(&sp, info.n_vocab, &smp, err, sizeof err) != KVLM_OK) {
+            fprintf(stderr, "kvlm: %s\n", err);
+            kvlm_ctx_free(f);
+            return 1;
+        }
+        printf("%s--- sequence %d (seed %llu) ---\n", i ? "\n" : "", i, (unsigned long long)sp.seed);
+        rc = gen_loop(f ? f : ctx, m, smp, o->n_predict, NULL);   /* the last one uses ctx itself */
+        kvlm_sampler_free(smp);
+        kvlm_ctx_free(f);
+    }
+    return rc;
+}
+
 static void print_stats(const kvlm_ctx *ctx, bool no_cache)
 {
     kvlm_stats s;
@@ -145,9 +157,15 @@ static void print_stats(const kvlm_ctx *ctx, bool no_cache)
     fprintf(stderr, "decode             %lld tokens in %.3f s = %.1f tok/s\n", (long long)s.n_decoded,
             s.t_decode_s, s.t_decode_s > 0 ? (double)s.n_decoded / s.t_decode_s : 0.0);
     fprintf(stderr, "positions computed %lld\n", (long long)s.n_computed);
-    fprintf(stderr, "kv cache           %lld bytes in use (%zu tokens x %lld bytes/token; %lld bytes/token/layer), %lld reserved\n",
-            (long long)s.kv_bytes_used, kvlm_ctx_n_past(ctx), (long long)s.kv_bytes_per_token,
-            (long long)s.kv_bytes_per_token_layer, (long long)s.kv_bytes_reserved);
+    fprintf(stderr, "kv cache           %zu tokens x %lld bytes/token (%lld bytes/token/layer) in %lld blocks "
+                    "of %lld = %lld bytes\n",
+            kvlm_ctx_n_past(ctx), (long long)s.kv_bytes_per_token, (long long)s.kv_bytes_per_token_layer,
+            (long long)s.kv_blocks, (long long)s.cache.block_tokens, (long long)s.kv_bytes_used);
+    fprintf(stderr, "kv pool            %lld blocks (%lld bytes): %lld in use, %lld cached, %lld free; "
+                    "prefix hits %lld of %lld lookups, %lld evictions, %lld copy-on-write\n",
+            (long long)s.cache.n_blocks, (long long)s.kv_bytes_reserved, (long long)s.cache.n_in_use,
+            (long long)s.cache.n_cached, (long long)s.cache.n_free, (long long)s.cache.hits,
+            (long long)s.cache.lookups, (long long)s.cache.evictions, (long long)s.cache.copies);
 }
 
 static int make_ctx(const cli_opts *o, const kvlm_model *m, kvlm_ctx **ctx, kvlm_sampler **smp)
@@ -180,7 +198,7 @@ int cli_run(const cli_opts *o)
     }
     const char *prompt = file_text ? file_text : o->prompt;
     int rc = 1;
-    kvlm_model *m = load_model(o);
+    kvlm_model *m = cli_load_model(o);
     kvlm_ctx *ctx = NULL;
     kvlm_sampler *smp = NULL;
     char *rendered = NULL;
@@ -206,7 +224,8 @@ int cli_run(const cli_opts *o)
         fprintf(stderr, "kvlm: the prompt is empty\n");
         goto done;
     }
-    rc = generate(ctx, m, smp, toks, n, o->n_predict, NULL, NULL);
+    if (o->n_parallel > 1) rc = generate_parallel(ctx, m, o, toks, n);
+    else rc = generate(ctx, m, smp, toks, n, o->n_predict, NULL, NULL);
     printf("\n");
     if (o->stats) print_stats(ctx, o->ctx.no_kv_cache);
 done:
@@ -222,7 +241,7 @@ done:
 int cli_chat(const cli_opts *o)
 {
     int rc = 1;
-    kvlm_model *m = load_model(o);
+    kvlm_model *m = cli_load_model(o);
     kvlm_ctx *ctx = NULL;
     kvlm_sampler *smp = NULL;
     kvlm_chat_msg *msgs = NULL;
@@ -294,7 +313,7 @@ done:
 
 int cli_inspect(const cli_opts *o)
 {
-    kvlm_model *m = load_model(o);
+    kvlm_model *m = cli_load_model(o);
     if (!m) return 1;
     kvlm_model_info in;
     kvlm_model_get_info(m, &in);
@@ -306,17 +325,20 @@ int cli_inspect(const cli_opts *o)
     printf("heads          %lld query, %lld K/V (groups of %lld), head dim %lld\n", (long long)in.n_head,
            (long long)in.n_head_kv, (long long)(in.n_head / in.n_head_kv), (long long)in.head_dim);
     printf("context        %lld (training)\n", (long long)in.n_ctx_train);
-    const struct { const char *name; double bytes; } types[] = { { "f32", 4 }, { "f16", 2 } };
-    printf("KV bytes per token (K and V, all layers):\n");
+    printf("KV cache       %lld layers x %lld K/V heads x %lld dims, K and V; blocks of 16 tokens\n",
+           (long long)in.n_layer, (long long)in.n_head_kv, (long long)in.head_dim);
+    const struct { const char *name; kvlm_kv_type type; } types[] = { { "f32", KVLM_KV_F32 }, { "f16", KVLM_KV_F16 } };
     const long long ctxs[] = { 4096, 8192, 32768, 131072 };
-    printf("  %-5s %12s %12s %12s %12s %12s %12s\n", "type", "per token", "per layer", "4K", "8K", "32K", "128K");
+    printf("  %-5s %12s %12s %12s %12s %12s %12s\n", "type", "bytes/token", "per layer", "4K", "8K", "32K", "128K");
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
-        double per_layer = 2.0 * (double)in.n_head_kv * (double)in.head_dim * types[t].bytes;
-        double per_tok = per_layer * (double)in.n_layer;
-        printf("  %-5s %12.0f %12.0f", types[t].name, per_tok, per_layer);
-        for (size_t c = 0; c < 4; c++) printf(" %9.1f MiB", per_tok * (double)ctxs[c] / (1024.0 * 1024.0));
+        double per_tok = (double)kvlm_kv_bytes_per_token(m, types[t].type);
+        printf("  %-5s %12.0f %12.0f", types[t].name, per_tok, per_tok / (double)in.n_layer);
+        for (size_t c = 0; c < 4; c++) printf(" %8.1f MiB", per_tok * (double)ctxs[c] / (1024.0 * 1024.0));
         printf("\n");
     }
+    printf("  (grouped-query attention: %lld query heads share %lld K/V heads, %lldx less than one K/V per head;"
+           " the weights are %.1f MiB)\n", (long long)in.n_head, (long long)in.n_head_kv,
+           (long long)(in.n_head / in.n_head_kv), (double)in.file_bytes / (1024.0 * 1024.0));
     kvlm_model_free(m);
     return 0;
 }

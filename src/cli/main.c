@@ -20,10 +20,12 @@ static void usage(FILE *o)
         "commands:\n"
         "  run       generate a continuation of one prompt (-p or -f), streamed to stdout\n"
         "  chat      multi-turn chat on stdin; the KV cache is kept across turns\n"
+        "  batch     many prompts (-f FILE.jsonl) through one shared KV cache: a common prefix is\n"
+        "            computed once; one JSON result per line, hit rate and time saved on stderr\n"
         "  inspect   print a model's geometry and KV cache memory per context size\n"
         "  bench     speed: prompt processing and generation at depths (see kvlm bench --help)\n"
         "\n"
-        "options (run, chat):\n"
+        "options (run, chat, batch):\n"
         "  -m, --model PATH      GGUF model (default: the cached SmolLM2-135M-Instruct)\n"
         "  -p, --prompt TEXT     prompt text\n"
         "  -f, --file PATH       read the prompt from a file\n"
@@ -41,6 +43,10 @@ static void usage(FILE *o)
         "      --raw             do not apply the chat template (run only)\n"
         "      --cache-type T    K/V element type: f16 (default) or f32\n"
         "      --no-kv-cache     recompute the whole sequence at every step (naive baseline)\n"
+        "      --kv-mem SIZE     KV block pool budget, e.g. 64M, 1G (default: the context's worth;\n"
+        "                        batch: 256M). Blocks nobody uses stay cached within it\n"
+        "      --no-prefix-cache do not publish or look up shared prefixes\n"
+        "      --parallel N      run: N sequences forked from one prefill (seeds seed..seed+N-1)\n"
         "      --stats           print token counts, speeds and KV cache memory to stderr\n"
         "  -h, --help            this help\n"
         "\n"
@@ -48,6 +54,7 @@ static void usage(FILE *o)
         "  kvlm run -p \"Why is the sky blue?\" -n 128\n"
         "  kvlm run -p \"...\" -n 64 --temp 0 --no-kv-cache --stats\n"
         "  kvlm chat --stats\n"
+        "  kvlm batch -f prompts.jsonl --temp 0 -n 64\n"
         "  kvlm inspect\n"
         "  kvlm bench -t 2\n");
 }
@@ -70,6 +77,24 @@ static int parse_float(const char *s, double lo, double hi, float *out)
     double v = strtod(s, &end);
     if (errno || end == s || *end || !(v >= lo && v <= hi)) return -1;
     *out = (float)v;
+    return 0;
+}
+
+/* "256M", "1G", "4096", "64k" -> bytes (binary units); -1 if malformed or out of range. */
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v > 0)) return -1;
+    double mul = 1;
+    if (*end == 'k' || *end == 'K') mul = 1024.0, end++;
+    else if (*end == 'm' || *end == 'M') mul = 1024.0 * 1024.0, end++;
+    else if (*end == 'g' || *end == 'G') mul = 1024.0 * 1024.0 * 1024.0, end++;
+    if (*end == 'i' || *end == 'B') end++;
+    if (*end == 'B') end++;
+    if (*end || v * mul > 1e15) return -1;
+    *out = (size_t)(v * mul);
     return 0;
 }
 
@@ -123,6 +148,12 @@ static int parse_args(int argc, char **argv, cli_opts *o)
             else if (!strcmp(v, "f32")) o->ctx.kv_type = KVLM_KV_F32;
             else BAD_VALUE();
         } else if (!strcmp(a, "--no-kv-cache")) { o->ctx.no_kv_cache = true; }
+        else if (!strcmp(a, "--no-prefix-cache")) { o->ctx.no_prefix_cache = true; }
+        else if (!strcmp(a, "--kv-mem")) {
+            NEED_VALUE(); if (parse_size(v, &o->ctx.kv_mem)) BAD_VALUE();
+        } else if (!strcmp(a, "--parallel")) {
+            NEED_VALUE(); if (parse_long(v, 1, 256, &n)) BAD_VALUE(); o->n_parallel = (int)n;
+        }
         else if (!strcmp(a, "--stats")) { o->stats = true; }
         else if (!strcmp(a, "--raw")) { o->raw = true; }
         else if (a[0] == '-') { fprintf(stderr, "kvlm: unknown option '%s' (see kvlm --help)\n", a); return 2; }
@@ -156,6 +187,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "run")) return cli_run(&o);
     if (!strcmp(cmd, "chat")) return cli_chat(&o);
     if (!strcmp(cmd, "inspect")) return cli_inspect(&o);
+    if (!strcmp(cmd, "batch")) return cli_batch(&o);
     fprintf(stderr, "kvlm: unknown command '%s' (see kvlm --help)\n", cmd);
     return 2;
 }

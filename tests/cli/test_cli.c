@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
+#include <cJSON.h>
 #include "testutil.h"
 
 static char g_kvlm[4096];
@@ -105,6 +107,90 @@ static void test_chat_reuses_the_cache(void **state)
     assert_true(prompt - reused < 20);   /* only the new user turn is prefilled */
 }
 
+/* kvlm batch: prompts sharing a long system message; the shared part is computed
+ * once (cached_tokens from the second prompt on) and every text equals what
+ * `kvlm run` prints for that prompt alone. */
+static void test_batch_shares_the_prefix(void **state)
+{
+    (void)state;
+    const char *model = test_model_path();
+    if (!model) skip();
+    static const char *sys = "You answer questions about the solar system in one short sentence. "
+                             "Be precise, prefer numbers, and say when something is unknown. "
+                             "The planets are Mercury, Venus, Earth, Mars, Jupiter, Saturn, Uranus and Neptune.";
+    static const char *q[] = { "Which planet is largest?", "Which planet is closest to the Sun?",
+                               "How many moons does Mars have?" };
+    char path[] = "/tmp/kvlm_batch_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    for (int i = 0; i < 3; i++) fprintf(f, "{\"system\": \"%s\", \"prompt\": \"%s\"}\n\n", sys, q[i]);
+    fclose(f);
+    char args[4096], out[65536], one[65536];
+    snprintf(args, sizeof args, "batch -m '%s' -f %s --temp 0 -n 12 -t 2", model, path);
+    assert_int_equal(run(args, out, sizeof out), 0);
+    unlink(path);
+    char *line = out;
+    for (int i = 0; i < 3; i++) {
+        char *nl = strchr(line, '\n');
+        assert_non_null(nl);
+        *nl = '\0';
+        cJSON *j = cJSON_Parse(line);
+        assert_non_null(j);
+        assert_int_equal(cJSON_GetObjectItem(j, "index")->valueint, i);
+        int cached = cJSON_GetObjectItem(j, "cached_tokens")->valueint;
+        int prompt = cJSON_GetObjectItem(j, "prompt_tokens")->valueint;
+        if (i == 0) assert_int_equal(cached, 0);
+        else assert_true(cached >= 48 && cached < prompt);
+        snprintf(args, sizeof args, "run -m '%s' --system '%s' -p '%s' --temp 0 -n 12 -t 2", model, sys, q[i]);
+        assert_int_equal(run(args, one, sizeof one), 0);
+        size_t n = strlen(one);
+        assert_true(n > 0 && one[n - 1] == '\n');
+        one[n - 1] = '\0';   /* run ends the text with a newline */
+        assert_string_equal(cJSON_GetObjectItem(j, "text")->valuestring, one);
+        cJSON_Delete(j);
+        line = nl + 1;
+    }
+    /* a bad line is an error for that line only: exit 1, the others still run */
+    char bad[] = "/tmp/kvlm_batch_XXXXXX";
+    fd = mkstemp(bad);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    fprintf(f, "{\"prompt\": \"Hi\"}\nnot json\n{\"prompt\": 5}\n");
+    fclose(f);
+    snprintf(args, sizeof args, "batch -m '%s' -f %s --temp 0 -n 2 -t 2", model, bad);
+    assert_int_equal(run(args, out, sizeof out), 1);
+    unlink(bad);
+    assert_non_null(strstr(out, "{\"index\":0,\"text\""));
+    assert_non_null(strstr(out, "{\"index\":1,\"error\""));
+    assert_non_null(strstr(out, "{\"index\":2,\"error\""));
+}
+
+/* run --parallel 3: three forks of one prefill; sequence i equals a run alone
+ * with seed + i. */
+static void test_parallel_forks(void **state)
+{
+    (void)state;
+    const char *model = test_model_path();
+    if (!model) skip();
+    char args[4096], out[65536], one[65536];
+    snprintf(args, sizeof args, "run -m '%s' -p 'Name a fruit.' --parallel 3 --seed 7 --temp 1.0 -n 10 -t 2", model);
+    assert_int_equal(run(args, out, sizeof out), 0);
+    for (int i = 0; i < 3; i++) {
+        char head[64];
+        snprintf(head, sizeof head, "--- sequence %d (seed %d) ---\n", i, 7 + i);
+        char *h = strstr(out, head);
+        assert_non_null(h);
+        h += strlen(head);
+        char *end = strstr(h, "\n--- sequence");
+        size_t n = end ? (size_t)(end - h) : strlen(h) - 1;   /* the last ends with "\n" */
+        snprintf(args, sizeof args, "run -m '%s' -p 'Name a fruit.' --seed %d --temp 1.0 -n 10 -t 2", model, 7 + i);
+        assert_int_equal(run(args, one, sizeof one), 0);
+        assert_int_equal(strlen(one) - 1, n);
+        assert_memory_equal(one, h, n);
+    }
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -118,6 +204,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_runtime_errors),
         cmocka_unit_test(test_answers_and_cache_equivalence),
         cmocka_unit_test(test_chat_reuses_the_cache),
+        cmocka_unit_test(test_batch_shares_the_prefix),
+        cmocka_unit_test(test_parallel_forks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
