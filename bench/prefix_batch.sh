@@ -13,7 +13,7 @@ trap 'rm -rf "$work"' EXIT
 python3 - "$work/prompts.jsonl" <<'PY'
 import json, sys
 text = open("/usr/share/common-licenses/GPL-3").read()
-system = "Answer questions about this license in one sentence.\n\n" + " ".join(text[:4200].split())
+system = "Answer questions about this license in one sentence.\n\n" + " ".join(text[:5000].split())
 qs = ["What is this license called?", "Who wrote it?", "Can I sell copies?", "Is there a warranty?",
       "What does copyleft mean?", "Can I change the program?", "Must I share the source?",
       "What year is this version from?", "Can I use it for software?", "Who is the Free Software Foundation?",
