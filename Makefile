@@ -98,10 +98,12 @@ fuzz-bin:
 fuzz: fuzz-bin
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
+# the builds use every core (they are independent object files); tests run one at a time
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test: setup
-	@$(MAKE) --no-print-directory tests
-	@$(MAKE) --no-print-directory asan
-	@$(MAKE) --no-print-directory fuzz-bin
+	@$(MAKE) --no-print-directory -j$(JOBS) tests
+	@$(MAKE) --no-print-directory -j$(JOBS) asan
+	@$(MAKE) --no-print-directory -j$(JOBS) fuzz-bin
 	@scripts/run-tests.sh $(FUZZ_SECONDS)
 
 clean:

@@ -346,7 +346,12 @@ static void test_greedy_cases(void **state)
     (void)state;
     NEED_MODEL();
     int n_fail = 0, n_whole = 0;
-    for (size_t ci = 0; ci < g_greedy.n; ci++) {
+    /* KVLM_TEST_QUICK (set by run-tests.sh for the sanitizer build, ~10x slower):
+     * the first 3 cases only, for memory and UB checking; the release run does
+     * them all and holds the whole-continuation requirement */
+    const bool quick = getenv("KVLM_TEST_QUICK") != NULL;
+    const size_t n_greedy = quick && g_greedy.n > 3 ? 3 : g_greedy.n;
+    for (size_t ci = 0; ci < n_greedy; ci++) {
         const ref_case *c = &g_greedy.v[ci];
         check_ids_in_range(c->prompt, c->n_prompt);
         check_ids_in_range(c->gen, c->n_gen);
@@ -387,7 +392,7 @@ static void test_greedy_cases(void **state)
     assert_int_equal(n_fail, 0);
     /* the strict requirement: whole continuations equal llama.cpp's, token for token */
     print_message("%d of %zu cases: whole 64-token continuations equal to llama.cpp's\n", n_whole, g_greedy.n);
-    assert_true(n_whole >= GREEDY_MIN_EXACT_CASES);
+    if (!quick) assert_true(n_whole >= GREEDY_MIN_EXACT_CASES);
 }
 
 /* The cached and the no-cache paths along kvlm's own greedy continuation:
