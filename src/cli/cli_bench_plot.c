@@ -42,6 +42,13 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static double mean(const double *x, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += x[i];
+    return n > 0 ? s / (double)n : 0;
+}
+
 static void xml_text(FILE *f, const char *s)
 {
     for (; *s; s++) {
@@ -118,16 +125,16 @@ int cli_bench_plot_svg(FILE *f, const cli_bench_curve *c)
 
     /* legend, top left inside the plot, where the no-cache curve is still low */
     int lx = PX0 + 16, ly = PY0 + 14;
-    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"430\" height=\"50\" fill=\"white\" fill-opacity=\"0.85\" "
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"540\" height=\"50\" fill=\"white\" fill-opacity=\"0.85\" "
                "stroke=\"#ccc\"/>\n", lx - 8, ly - 8);
     fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"3\"/>\n",
             lx, ly + 6, lx + 28, ly + 6, COLOR_NOCACHE);
-    fprintf(f, "<text x=\"%d\" y=\"%d\">no KV cache: recompute the whole sequence, O(n) per token</text>\n",
-            lx + 36, ly + 10);
+    fprintf(f, "<text x=\"%d\" y=\"%d\">no KV cache: recompute the whole sequence, O(n) per token "
+               "(mean %.1f ms)</text>\n", lx + 36, ly + 10, mean(c->ms_nocache, c->n));
     fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"3\"/>\n",
             lx, ly + 28, lx + 28, ly + 28, COLOR_CACHED);
-    fprintf(f, "<text x=\"%d\" y=\"%d\">KV cache: only the new token, O(1) weights + O(n) attention</text>\n",
-            lx + 36, ly + 32);
+    fprintf(f, "<text x=\"%d\" y=\"%d\">KV cache: only the new token, O(1) weights + O(n) attention "
+               "(mean %.1f ms)</text>\n", lx + 36, ly + 32, mean(c->ms_cached, c->n));
     fprintf(f, "</svg>\n");
     return ferror(f) ? -1 : 0;
 }
