@@ -1,9 +1,11 @@
 /* bench_matmul.c - kernel lab timing of matmul_rows, 1 thread, on synthetic weights of
  * SmolLM2-135M's shapes (no model file needed; speed does not depend on the values).
- *   build/bench_matmul [hot,cold,pre,seq] [old]
+ *   build/bench_matmul [hot,cold,pre,seq] [old|avx2|avx2old]
  * Through the public kern interface (matmul_rows with quant_get_fast tables, as
  * forward.c calls it); with "old", through a table holding the quant_avx512.c vec_dot
- * instead (one vec_dot per output: the path before the tiled kernels).
+ * instead (one vec_dot per output: the path before the tiled kernels). "avx2" and
+ * "avx2old" time what an AVX2-only CPU runs: tables holding matmul_avx2.c's vec_dots
+ * (so matmul_rows takes its tiled kernels), or quant_avx2.c's (one per output).
  *   hot   n_tok = 1, one matrix resident in L2/L3, many passes: GB/s of weight bytes
  *   cold  n_tok = 1, rotating over copies of the matrix (>= 256 MB), as decode streams
  *         weights from DRAM: GB/s of weight bytes
@@ -63,11 +65,18 @@ static void *make_x(const shape *s, int64_t n_tok, size_t *xq_bytes)
     return xq;
 }
 
-static quant_traits old_q41, old_q80;   /* "old": per-output quant_avx512.c vec_dots */
+static quant_traits old_q41, old_q80;   /* mode "old", "avx2", "avx2old": see main */
 
 static const quant_traits *table(uint32_t type, int old)
 {
     return !old ? quant_get_fast(type) : type == QT_Q4_1 ? &old_q41 : &old_q80;
+}
+
+/* Q4_1 and Q8_0 tables whose vec_dots are d41 and d80 (kept when NULL). */
+static void set_old(quant_vec_dot_fn d41, quant_vec_dot_fn d80)
+{
+    if (d41) old_q41.vec_dot = d41;
+    if (d80) old_q80.vec_dot = d80;
 }
 
 static void run(const shape *s, const uint8_t *w, const void *xq, size_t xqb, int64_t n_tok,
@@ -94,15 +103,18 @@ static double best_time(const shape *s, uint8_t **w, int n_copy, const void *xq,
 int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : "hot,cold,pre,seq";
-    const int old = argc > 2 && strcmp(argv[2], "old") == 0;
+    const char *mode = argc > 2 ? argv[2] : "";
     old_q41 = *quant_get_fast(QT_Q4_1);
     old_q80 = *quant_get_fast(QT_Q8_0);
-    if (quant_avx512_kernels()) {
-        old_q41.vec_dot = quant_avx512_kernels()->vec_dot_q4_1_q8_1;
-        old_q80.vec_dot = quant_avx512_kernels()->vec_dot_q8_0_q8_0;
-    }
-    printf("kernels: %s\n", old ? "old (quant_avx512 vec_dot per output)" :
-           matmul_tiled_for(quant_get_fast(QT_Q4_1)) ? "tiled" : "generic");
+    const quant_isa_kernels *q2 = quant_avx2_kernels(), *q512 = quant_avx512_kernels();
+    const matmul_isa_kernels *m2 = matmul_avx2_kernels();
+    int old = 1;
+    if (strcmp(mode, "old") == 0 && q512) set_old(q512->vec_dot_q4_1_q8_1, q512->vec_dot_q8_0_q8_0);
+    else if (strcmp(mode, "avx2") == 0 && m2) set_old(m2->vec_dot_q4_1_q8_1, m2->vec_dot_q8_0_q8_0);
+    else if (strcmp(mode, "avx2old") == 0 && q2) set_old(q2->vec_dot_q4_1_q8_1, q2->vec_dot_q8_0_q8_0);
+    else old = 0;
+    printf("kernels: %s%s\n", old ? mode : "fast table",
+           matmul_tiled_for(table(QT_Q4_1, old)) ? ", tiled" : ", vec_dot per output");
     float *y = malloc(sizeof(float) * 512 * 49152);
     const int ns = (int)(sizeof shapes / sizeof shapes[0]);
     for (int i = 0; i < ns; i++) {
@@ -123,7 +135,7 @@ int main(int argc, char **argv)
         if (strstr(only, "cold"))
             printf("  cold %5.1f GB/s", (double)bytes / best_time(s, w, n_copy, x1, xqb, 1, y, n_copy, old) / 1e9);
         free(x1);
-        if (strstr(only, "pre") && (s->n_out <= 1536 || !old)) {
+        if (strstr(only, "pre") && (s->n_out <= 1536 || matmul_tiled_for(table(s->type, old)))) {
             void *x512 = make_x(s, 512, &xqb);
             double t = best_time(s, w, 1, x512, xqb, 512, y, 1, old);
             printf("  n_tok=512 %6.1f GFLOP/s", 2.0 * (double)s->n_in * (double)s->n_out * 512 / t / 1e9);

@@ -1,10 +1,467 @@
-/* matmul_avx2.c - the AVX2 tiled matmul set: not written yet, so the set is NULL.
- * Room: kern. May touch: kern/matmul.h.
- * With no set here, an AVX2-only CPU keeps quant_avx2.c's vec_dots in the fast table
- * and matmul_rows calls them once per output (exact by construction, ~2-3x slower in
- * prefill than a tiled kernel would be). The machine we run on has AVX-512, where
- * matmul_avx512.c does the work; an AVX2 port would mirror its structure (prepared
- * activations, R x T register tiles, vec_dot = the 1 x 1 tile). */
+/* matmul_avx2.c - tiled Q4_1 x Q8_1 and Q8_0 x Q8_0 matmuls with AVX2 + FMA + F16C.
+ * Room: kern. Built with the Makefile's AVX2_FLAGS and used only when cpu_get() reports
+ * that set and not the AVX-512 one (quant_get_fast installs the vec_dots below, then
+ * matmul_avx512.c's over them; matmul_rows takes the tiled path only for a table holding
+ * them). May touch: kern/quant.h, kern/matmul.h. The structure is matmul_avx512.c's.
+ *
+ * The contract (see matmul.h): for every (row r, token t) the float result is one
+ * fixed function of W[r] and xq[t]: the same sequence of IEEE operations whatever the
+ * tile (R rows x T tokens), the row range [r0, r1), the token chunk or n_tok. The
+ * vec_dots of this file ARE that function (a 1 x 1 tile), so
+ *     matmul_rows(...)[t][r] == quant_get_fast(type)->vec_dot(W[r], xq[t], n)  bitwise
+ * on a CPU where this set is the one installed. Per output the arithmetic is:
+ *   both formats: groups of 2 blocks (the last may be partial: the missing block reads
+ *         as zero). int32 lane l of 8 (block k = l / 4, quarter i = l % 4) holds, exactly,
+ *           isum_l = sum_{j=4i..4i+3} w_k[j] * x_k[j] + w_k[16+j] * x_k[16+j]
+ *         (Q4_1: w_k[j] = lo(qs_k[j]), w_k[16+j] = hi(qs_k[j])), and per group
+ *           acc_l  = fma(dw_k * dx_k, (float)isum_l, acc_l)          (8 lanes)
+ *   Q4_1 also: macc_k = fma(mw_k, sx_k, macc_k) per group (k = block of the group), and
+ *         at the end tot = acc + [macc_0, macc_1, 0 x 6]. A tile keeps the macc of its
+ *         4 rows in one register (lane 2r + k): lanes do not mix, so the value is the same.
+ *   Q8_0: tot = acc.
+ *   then y = reduce8(tot), a fixed tree: e_i = tot_i + tot_{i+4}, then (e0+e2) + (e1+e3)
+ *   (reduce4 forms 4 outputs at once with exactly this pairing for each).
+ * Integer parts are exact; only the float order differs from the scalar spec in quant.c
+ * (TOL_MATMUL_REL in tests/kern/test_matmul.c).
+ *
+ * Integer products without VNNI: VPMADDUBSW (u8 x s8, pairs summed into saturating int16)
+ * then VPMADDWD by 1 (pairs into int32). No pair may saturate:
+ *   Q4_1: u8 w = code 0..15, x = |q| <= 127: a pair is <= 2 * 15 * 127, and the lo and hi
+ *         halves of a block (two pairs, <= 7620) are added in int16 before VPMADDWD.
+ *   Q8_0: |w| as u8 (0..128, -128 included) times x with w's sign (VPSIGNB; |x| <= 127,
+ *         quant.h, so negating x is exact): a pair is <= 2 * 128 * 127 = 32512, so the two
+ *         halves are widened to int32 apart.
+ * Lanes 0..3 of the 8 always come from block 0 of the group and 4..7 from block 1 (one
+ * 128-bit half per block), so VPMADDUBSW never has to cross halves.
+ *
+ * Activations are "prepared" once per call (per row block in long batches) into a stack
+ * buffer (PREP_BYTES) laid out to match the weight side lane for lane, so the inner loops
+ * only do aligned loads of x:
+ *   Q4_1 group (128 B): xu[32] = codes 0..15 of block 0, then of block 1; xv[32] = codes
+ *        16..31 likewise; dx[8] f32 = d of the lane's block; s2[8] f32 = [s0 s1] 4 times
+ *        (lane 2r + k meets row r's m_k).
+ *   Q8_0 group (96 B): xu[32], xv[32], dx[8] as for Q4_1.
+ *
+ * Weights: a Q4_1 group is 40 B (2 x [d m qs[16]]): two 16-byte loads of the codes, one
+ * F16C conversion of the two (d, m). A Q8_0 group is 68 B (2 x [d qs[32]]): four 16-byte
+ * loads, VPABSB, one F16C conversion of the two d. Every load stays inside the group, so
+ * the last partial group reads nothing past the row.
+ *
+ * Measured with dev/kernels/bench_matmul.c (modes avx2 / avx2old), 1 thread, on this
+ * 2-core AMD EPYC (Zen 4, which runs 256-bit ops at full width: AVX2-only CPUs will
+ * differ), while other jobs shared the machine (+-15%): prefill (n_tok = 512) ~120
+ * GFLOP/s for Q4_1 n_in = 576, ~107 for 1536, ~80 for the Q8_0 output matrix; the
+ * per-output quant_avx2.c dots: 44-51 (so ~2.4x). Decode (n_tok = 1): Q4_1 in L2 20-22
+ * GB/s (per output: 14-16); the 96 MB decode sequence 17.7 GB/s, 5.5 ms/token (per
+ * output: 12.1, 8.0 ms; matmul_avx512.c: 22.4, 4.3 ms). 4 x 4 tiles measured best even
+ * though 16 accumulators fill the 16 YMM registers (some values are spilled to L1):
+ * 4 x 2 -20%, 2 x 4 -10%, 3 x 4 -15%, 4 x 6 -11% on Q4_1 (+8% on Q8_0). */
 #include "kern/matmul.h"
 
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#include <stdalign.h>
+#include <stddef.h>
+#include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* Prepared activations live on the stack: 32 KB keeps them in L1 while a row tile passes
+ * over them. Rows longer than fits for one token (n_in > 16384 for Q4_1, > 21824 for
+ * Q8_0) take the per-output path, which prepares in chunks: the same arithmetic. */
+enum { PREP_BYTES = 32768, Q41_GROUP = 128, Q80_GROUP = 96 };
+
+/* Register tiles: MM_R rows x MM_T tokens, with MM_R x 1 (decode) and 1 x MM_T, 1 x 1 at
+ * the edges. Every shape gives the same per-output result; they only set speed (the
+ * #ifndef lets the kernel lab time other shapes: the file comment has the numbers). */
+#ifndef MM_R
+#define MM_R 4
+#endif
+#ifndef MM_T
+#define MM_T 4
+#endif
+
+/* Software prefetch, as in matmul_avx512.c: bytes ahead in this call's weight rows. */
+#ifndef MATMUL_PF_DIST
+#define MATMUL_PF_DIST 8192
+#endif
+#ifndef MATMUL_PF_HINT
+#define MATMUL_PF_HINT _MM_HINT_T1
+#endif
+
+static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+static inline uint32_t ld16(const uint8_t *p) { uint16_t u; memcpy(&u, p, 2); return u; }
+static inline int ld32(const uint8_t *p) { uint32_t u; memcpy(&u, p, 4); return (int)u; }
+INLINE __m128i load16(const uint8_t *p) { return _mm_loadu_si128((const __m128i *)p); }
+
+/* The first MATMUL_PF_DIST bytes of this call's rows (the loops prefetch that far
+ * ahead, so without this the start of a call would wait on memory). */
+static void prefetch_start(const uint8_t *p, const uint8_t *end)
+{
+    const uint8_t *stop = p + MATMUL_PF_DIST < end ? p + MATMUL_PF_DIST : end;
+    for (; p < stop; p += 64) _mm_prefetch((const char *)p, MATMUL_PF_HINT);
+}
+
+/* The lines of the group at p + MATMUL_PF_DIST, unless that is past this call's rows.
+ * A 40-byte Q4_1 group needs one line per group (the next group starts in the line
+ * where this one ends). A 68-byte Q8_0 group needs two: with one, a line in 17 is never
+ * asked for, and each is a demand miss (measured: 30 MB Q8_0 at n_tok = 1, ~10 GB/s with
+ * one line, 23-25 with two; quant_avx2.c's per-output dot: 20-22). */
+INLINE void prefetch_ahead(const uint8_t *p, const uint8_t *end, const int two)
+{
+    if (p + MATMUL_PF_DIST < end) {
+        _mm_prefetch((const char *)p + MATMUL_PF_DIST, MATMUL_PF_HINT);
+        if (two) _mm_prefetch((const char *)p + MATMUL_PF_DIST + 64, MATMUL_PF_HINT);
+    }
+}
+
+/* Four 8-lane totals -> [y(a), y(b), y(c), y(d)], each with the tree of the file
+ * comment; the pairing for one output does not depend on the other three. */
+INLINE __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+    /* halves added: ab = [ea | eb], ea_i = a_i + a_{i+4} */
+    __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+    /* v = [ea0+ea2, ea1+ea3, ec0+ec2, ec1+ec3 | the same for b, d] */
+    __m256 v = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* lane 0: a, 2: c, 4: b, 6: d */
+    __m256 z = _mm256_add_ps(v, _mm256_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm256_castps256_ps128(_mm256_permutevar8x32_ps(z, _mm256_setr_epi32(0, 4, 2, 6, 0, 0, 0, 0)));
+}
+
+/* Stores the n (1..4) first lanes of v at y. */
+INLINE void store_n(float *y, __m128 v, int n)
+{
+    if (n == 4) { _mm_storeu_ps(y, v); return; }
+    const __m128i mask = _mm_cmpgt_epi32(_mm_set1_epi32(n), _mm_setr_epi32(0, 1, 2, 3));
+    _mm_maskstore_ps(y, mask, v);
+}
+
+/* One group of one weight row, unpacked. Q4_1: u, v = lo / hi nibbles as u8 ([block 0 |
+ * block 1] each), f = [d0 m0 d1 m1]. Q8_0: u, v = |codes 0..15|, |codes 16..31| as u8, su,
+ * sv = the codes (for their signs). dw = d of each lane's block. */
+typedef struct wgroup { __m256i u, v, su, sv; __m256 dw; __m128 f; } wgroup;
+
+/* Two 16-byte halves -> one register [lo | hi]. */
+INLINE __m256i join(__m128i lo, __m128i hi)
+{
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+/* [f0 f1 f2 f3] -> [f0 x4 | fi x4] (i = 1 or 2: where block 1's d sits) */
+INLINE __m256 spread_d(__m128 f, int i)
+{
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f), _mm256_setr_epi32(0, 0, 0, 0, i, i, i, i));
+}
+
+/* kind selects the format; it is a constant after inlining, as are R and T. */
+enum { KIND_Q41, KIND_Q80 };
+
+/* ============================ prepared activations =============================== */
+
+/* Prepares tokens [0, n) of xq (rows xq_bytes apart: blk_q8_1 for Q4_1 weights, blk_q8_0
+ * for Q8_0) for groups [g0, g0 + ng) into prep (per token ng * Q41_GROUP or Q80_GROUP
+ * bytes, laid out as the file comment says). Blocks past nb are zero. */
+static void prep_x(const int kind, const uint8_t *xq, size_t xq_bytes, int64_t n, int64_t nb,
+                   int64_t g0, int64_t ng, uint8_t *prep)
+{
+    const int q41 = kind == KIND_Q41;
+    const size_t blk = q41 ? sizeof(blk_q8_1) : sizeof(blk_q8_0);
+    const size_t qs = q41 ? offsetof(blk_q8_1, qs) : offsetof(blk_q8_0, qs);
+    const size_t gsz = q41 ? Q41_GROUP : Q80_GROUP;
+    for (int64_t t = 0; t < n; t++) {                          /* t: token */
+        const uint8_t *x = xq + (size_t)t * xq_bytes;
+        uint8_t *p = prep + (size_t)(t * ng) * gsz;
+        for (int64_t g = g0; g < g0 + ng; g++, p += gsz) {     /* g: group of 2 blocks */
+            for (int k = 0; k < 2; k++) {                      /* k: block of the group */
+                const int64_t b = 2 * g + k;
+                const uint8_t *xb = x + (size_t)b * blk;
+                __m256i q = b < nb ? _mm256_loadu_si256((const __m256i *)(xb + qs)) : _mm256_setzero_si256();
+                const float d = b < nb ? h2f((uint16_t)ld16(xb)) : 0.0f;
+                _mm_store_si128((__m128i *)(p + 16 * k), _mm256_castsi256_si128(q));
+                _mm_store_si128((__m128i *)(p + 32 + 16 * k), _mm256_extracti128_si256(q, 1));
+                _mm_store_ps((float *)(p + 64) + 4 * k, _mm_set1_ps(d));
+                if (q41) {                                     /* s of blk_q8_1 */
+                    const float sx = b < nb ? h2f((uint16_t)ld16(xb + 2)) : 0.0f;
+                    for (int r = 0; r < 4; r++) ((float *)(p + 96))[2 * r + k] = sx;   /* lane 2r + k: row r's m_k */
+                }
+            }
+        }
+    }
+}
+
+/* ================================ Q4_1 x Q8_1 ==================================== */
+
+/* One group of one weight row at p; nbytes = 40, or 20 for a partial last group. */
+INLINE wgroup q41_unpack(const uint8_t *p, int64_t nbytes)
+{
+    const int full = nbytes == 40;
+    const __m256i q = join(load16(p + 4), full ? load16(p + 24) : _mm_setzero_si128());
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    wgroup w;
+    w.u = _mm256_and_si256(q, m4);
+    w.v = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+    w.su = w.sv = _mm256_setzero_si256();
+    w.f = _mm_cvtph_ps(_mm_setr_epi32(ld32(p), full ? ld32(p + 20) : 0, 0, 0));
+    w.dw = spread_d(w.f, 2);
+    return w;
+}
+
+/* The m of the group's 2 blocks for rows 0..R-1 (R <= 4) -> lane 2r + k. Lanes of rows
+ * past R copy row 0 or 2 (never read). */
+INLINE __m256 q41_mrows(const wgroup *w, const int R)
+{
+    __m128 lo = _mm_shuffle_ps(w[0].f, R > 1 ? w[1].f : w[0].f, _MM_SHUFFLE(3, 1, 3, 1));
+    if (R <= 2) return _mm256_set_m128(lo, lo);
+    __m128 hi = _mm_shuffle_ps(w[2].f, R > 3 ? w[3].f : w[2].f, _MM_SHUFFLE(3, 1, 3, 1));
+    return _mm256_set_m128(hi, lo);
+}
+
+/* The group's integer part for one (row, token); xp: the token's prepared group. */
+INLINE void q41_step(__m256 *acc, const wgroup *w, const uint8_t *xp)
+{
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(w->u, _mm256_load_si256((const __m256i *)xp)),
+                                 _mm256_maddubs_epi16(w->v, _mm256_load_si256((const __m256i *)(xp + 32))));
+    __m256i isum = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+    __m256 s = _mm256_mul_ps(w->dw, _mm256_load_ps((const float *)(xp + 64)));
+    *acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(isum), *acc);
+}
+
+/* The group's m * s terms for up to 4 rows and one token: lane 2r + k. */
+INLINE void q41_mstep(__m256 *macc, __m256 mrows, const uint8_t *xp)
+{
+    *macc = _mm256_fmadd_ps(mrows, _mm256_load_ps((const float *)(xp + 96)), *macc);
+}
+
+/* Row r's total: acc + its 2 lanes of macc (in lanes 0, 1, zeros elsewhere). */
+INLINE __m256 q41_total(__m256 acc, __m256 macc, int r)
+{
+    __m256 m = _mm256_permutevar8x32_ps(macc, _mm256_setr_epi32(2 * r, 2 * r + 1, 0, 0, 0, 0, 0, 0));
+    return _mm256_add_ps(acc, _mm256_blend_ps(_mm256_setzero_ps(), m, 0x03));
+}
+
+/* ================================ Q8_0 x Q8_0 ==================================== */
+
+/* One group of one weight row at p; nbytes = 68, or 34 for a partial last group. */
+INLINE wgroup q80_unpack(const uint8_t *p, int64_t nbytes)
+{
+    const int full = nbytes == 68;
+    wgroup w;
+    w.su = join(load16(p + 2), full ? load16(p + 36) : _mm_setzero_si128());
+    w.sv = join(load16(p + 18), full ? load16(p + 52) : _mm_setzero_si128());
+    w.u = _mm256_abs_epi8(w.su);              /* -128 -> 0x80 = 128 as u8: exact */
+    w.v = _mm256_abs_epi8(w.sv);
+    w.f = _mm_cvtph_ps(_mm_setr_epi32((int)(ld16(p) | (full ? ld16(p + 34) : 0u) << 16), 0, 0, 0));
+    w.dw = spread_d(w.f, 1);
+    return w;
+}
+
+INLINE void q80_step(__m256 *acc, const wgroup *w, const uint8_t *xp)
+{
+    const __m256i one = _mm256_set1_epi16(1);
+    __m256i xu = _mm256_sign_epi8(_mm256_load_si256((const __m256i *)xp), w->su);
+    __m256i xv = _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(xp + 32)), w->sv);
+    __m256i isum = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(w->u, xu), one),
+                                    _mm256_madd_epi16(_mm256_maddubs_epi16(w->v, xv), one));
+    __m256 s = _mm256_mul_ps(w->dw, _mm256_load_ps((const float *)(xp + 64)));
+    *acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(isum), *acc);
+}
+
+/* ============================ tiles, either format ================================ */
+
+#define TILE_RMAX 4
+_Static_assert(MM_R >= 1 && MM_R <= TILE_RMAX && MM_T >= 1, "tile shapes");
+
+enum { BLK_PER_GROUP = 2 };
+INLINE int64_t group_bytes(const int kind) { return kind == KIND_Q41 ? 40 : 68; }
+INLINE size_t group_prep(const int kind) { return kind == KIND_Q41 ? Q41_GROUP : Q80_GROUP; }
+/* Bytes of the last group of a row of nb blocks (ng groups) */
+INLINE int64_t last_group_bytes(const int kind, int64_t nb, int64_t ng)
+{
+    return (nb - BLK_PER_GROUP * (ng - 1)) * (group_bytes(kind) / BLK_PER_GROUP);
+}
+
+/* Accumulators of an R x T tile (see the file comment): acc: [R][T], macc: [T] (Q4_1). */
+typedef struct tile_acc { __m256 acc[TILE_RMAX][MM_T], macc[MM_T]; } tile_acc;
+
+INLINE void tile_zero(tile_acc *a, const int R, const int T)
+{
+    _Pragma("GCC unroll 4")
+    for (int t = 0; t < T; t++) {
+        a->macc[t] = _mm256_setzero_ps();
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++) a->acc[r][t] = _mm256_setzero_ps();
+    }
+}
+
+/* Groups [g0, g1) of a row's ng into a tile: rows w0 + r * row_bytes (group g at byte
+ * g * group_bytes), tokens xp0 + t * tok_stride (group g prepared at (g - g0) * group_prep). */
+INLINE void tile_groups(const int kind, const int R, const int T, tile_acc *a, const uint8_t *w0,
+                        size_t row_bytes, const uint8_t *xp0, size_t tok_stride, int64_t g0,
+                        int64_t g1, int64_t ng, int64_t last_bytes, const uint8_t *pf_end)
+{
+    for (int64_t g = g0; g < g1; g++) {                        /* g: group of blocks */
+        const int64_t nbytes = g + 1 < ng ? group_bytes(kind) : last_bytes;
+        const uint8_t *xg = xp0 + (size_t)(g - g0) * group_prep(kind);
+        wgroup w[TILE_RMAX];
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = w0 + (size_t)r * row_bytes + (size_t)g * (size_t)group_bytes(kind);
+            prefetch_ahead(p, pf_end, kind == KIND_Q80);
+            w[r] = kind == KIND_Q41 ? q41_unpack(p, nbytes) : q80_unpack(p, nbytes);
+        }
+        if (kind == KIND_Q41) {
+            const __m256 mrows = q41_mrows(w, R);
+            _Pragma("GCC unroll 4")
+            for (int t = 0; t < T; t++) q41_mstep(&a->macc[t], mrows, xg + (size_t)t * tok_stride);
+        }
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++) {
+            _Pragma("GCC unroll 4")
+            for (int t = 0; t < T; t++) {
+                const uint8_t *xp = xg + (size_t)t * tok_stride;
+                if (kind == KIND_Q41) q41_step(&a->acc[r][t], &w[r], xp);
+                else q80_step(&a->acc[r][t], &w[r], xp);
+            }
+        }
+    }
+}
+
+/* Token t's outputs for rows 0..R-1 (lanes 0..R-1). */
+INLINE __m128 tile_out(const int kind, const tile_acc *a, const int R, int t)
+{
+    __m256 tot[TILE_RMAX];
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++)
+        tot[r] = kind == KIND_Q41 ? q41_total(a->acc[r][t], a->macc[t], r) : a->acc[r][t];
+    return reduce4(tot[0], tot[R > 1 ? 1 : 0], tot[R > 2 ? 2 : 0], tot[R > 3 ? 3 : 0]);
+}
+
+/* Shared by every tile of one call. */
+typedef struct mm_call {
+    const uint8_t *w8;          /* W: [n_out][row_bytes] */
+    size_t row_bytes;
+    const uint8_t *prep;        /* [tn][tok_stride] prepared activations of the chunk */
+    size_t tok_stride;
+    int64_t ng, last_bytes;     /* groups per row; bytes of the last (maybe partial) one */
+    const uint8_t *pf_end;      /* end of this call's rows (prefetch limit) */
+} mm_call;
+
+/* An R x T tile from row r and token t of the chunk: y[t' * ldy + r'] for r' < R, t' < T. */
+INLINE void tile(const int kind, const int R, const int T, const mm_call *c, int64_t r, int64_t t,
+                 float *y, int64_t ldy)
+{
+    tile_acc a;
+    tile_zero(&a, R, T);
+    tile_groups(kind, R, T, &a, c->w8 + (size_t)r * c->row_bytes, c->row_bytes,
+                c->prep + (size_t)t * c->tok_stride, c->tok_stride, 0, c->ng, c->ng, c->last_bytes, c->pf_end);
+    _Pragma("GCC unroll 4")
+    for (int tt = 0; tt < T; tt++) store_n(y + tt * ldy, tile_out(kind, &a, R, tt), R);
+}
+
+/* One (row, token) for any n: the 1 x 1 tile, with x prepared in chunks of groups and
+ * the accumulators carried across them. These are the table's vec_dots. */
+INLINE float dot_one(const int kind, const void *w, const void *x, int64_t n)
+{
+    alignas(32) uint8_t prep[PREP_BYTES];
+    const int64_t nb = n / 32, ng = (nb + BLK_PER_GROUP - 1) / BLK_PER_GROUP;
+    const int64_t chunk = (int64_t)(PREP_BYTES / group_prep(kind));
+    const uint8_t *w8 = w, *end = w8 + nb * (group_bytes(kind) / BLK_PER_GROUP);
+    tile_acc a;
+    tile_zero(&a, 1, 1);
+    for (int64_t g0 = 0; g0 < ng; g0 += chunk) {               /* groups [g0, g0 + gn) */
+        const int64_t gn = ng - g0 < chunk ? ng - g0 : chunk;
+        prep_x(kind, x, 0, 1, nb, g0, gn, prep);
+        tile_groups(kind, 1, 1, &a, w8, 0, prep, 0, g0, g0 + gn, ng, last_group_bytes(kind, nb, ng), end);
+    }
+    return _mm_cvtss_f32(tile_out(kind, &a, 1, 0));
+}
+
+static float q41_dot_one(const void *w, const void *x, int64_t n) { return dot_one(KIND_Q41, w, x, n); }
+static float q80_dot_one(const void *w, const void *x, int64_t n) { return dot_one(KIND_Q80, w, x, n); }
+
+/* ================================ drivers ======================================== */
+
+/* When a batch needs several token chunks, rows are taken in blocks of about
+ * ROW_BLOCK_BYTES that stay in L2 while every chunk passes over them (matmul_avx512.c). */
+enum { ROW_BLOCK_BYTES = 256 * 1024 };
+
+/* Tokens [0, tn) of the chunk x rows [ra, rb) in MM_R x MM_T tiles; y: [tn][ldy]. The
+ * edges take R x 1 and 1 x T tiles (four shapes per format, as in matmul_avx512.c). */
+INLINE void rows_batch(const int kind, const mm_call *c, int64_t ra, int64_t rb, int64_t tn,
+                       float *y, int64_t ldy)
+{
+    int64_t r = ra;
+    for (; r + MM_R <= rb; r += MM_R) {                        /* r: first row of the tile */
+        int64_t t = 0;
+        for (; t + MM_T <= tn; t += MM_T) tile(kind, MM_R, MM_T, c, r, t, y + t * ldy + r, ldy);
+        for (; t < tn; t++) tile(kind, MM_R, 1, c, r, t, y + t * ldy + r, ldy);
+    }
+    for (; r < rb; r++) {                                      /* the last (rb - ra) % MM_R rows */
+        int64_t t = 0;
+        for (; t + MM_T <= tn; t += MM_T) tile(kind, 1, MM_T, c, r, t, y + t * ldy + r, ldy);
+        for (; t < tn; t++) tile(kind, 1, 1, c, r, t, y + t * ldy + r, ldy);
+    }
+}
+
+INLINE void matmul_kind(const int kind, const void *W, size_t row_bytes, int64_t r0, int64_t r1,
+                        const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in,
+                        float *y, int64_t ldy)
+{
+    const uint8_t *w8 = W, *x8 = xq;
+    const int64_t nb = n_in / 32, ng = (nb + BLK_PER_GROUP - 1) / BLK_PER_GROUP;
+    const size_t tok_stride = (size_t)ng * group_prep(kind);
+    if (ng == 0 || tok_stride > PREP_BYTES) {       /* n_in 0 or very long rows: per output */
+        for (int64_t t = 0; t < n_tok; t++)         /* t: token */
+            for (int64_t r = r0; r < r1; r++)       /* r: output row */
+                y[t * ldy + r] = dot_one(kind, w8 + (size_t)r * row_bytes, x8 + (size_t)t * xq_bytes, n_in);
+        return;
+    }
+    alignas(32) uint8_t prep[PREP_BYTES];
+    const mm_call c = { w8, row_bytes, prep, tok_stride, ng, last_group_bytes(kind, nb, ng),
+                        w8 + (size_t)r1 * row_bytes };
+    const int64_t tc = (int64_t)(PREP_BYTES / tok_stride);     /* tokens per chunk */
+    int64_t rows_per_block = r1 - r0;
+    if (n_tok > tc) {
+        rows_per_block = (int64_t)(ROW_BLOCK_BYTES / row_bytes) / MM_R * MM_R;
+        if (rows_per_block < MM_R) rows_per_block = MM_R;
+    }
+    prefetch_start(w8 + (size_t)r0 * row_bytes, c.pf_end);
+    for (int64_t ra = r0; ra < r1; ra += rows_per_block) {    /* rows [ra, rb): one block */
+        const int64_t rb = r1 - ra < rows_per_block ? r1 : ra + rows_per_block;
+        for (int64_t t0 = 0; t0 < n_tok; t0 += tc) {           /* tokens [t0, t0 + tn): a chunk */
+            const int64_t tn = n_tok - t0 < tc ? n_tok - t0 : tc;
+            prep_x(kind, x8 + (size_t)t0 * xq_bytes, xq_bytes, tn, nb, 0, ng, prep);
+            rows_batch(kind, &c, ra, rb, tn, y + t0 * ldy, ldy);
+        }
+    }
+}
+
+static void matmul_q4_1_avx2(const void *W, size_t row_bytes, int64_t r0, int64_t r1,
+                             const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in,
+                             float *y, int64_t ldy)
+{
+    matmul_kind(KIND_Q41, W, row_bytes, r0, r1, xq, xq_bytes, n_tok, n_in, y, ldy);
+}
+
+static void matmul_q8_0_avx2(const void *W, size_t row_bytes, int64_t r0, int64_t r1,
+                             const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in,
+                             float *y, int64_t ldy)
+{
+    matmul_kind(KIND_Q80, W, row_bytes, r0, r1, xq, xq_bytes, n_tok, n_in, y, ldy);
+}
+
+static const matmul_isa_kernels avx2_kernels = {
+    .name = "avx2",
+    .vec_dot_q4_1_q8_1 = q41_dot_one,
+    .matmul_q4_1_q8_1 = matmul_q4_1_avx2,
+    .vec_dot_q8_0_q8_0 = q80_dot_one,
+    .matmul_q8_0_q8_0 = matmul_q8_0_avx2,
+};
+
+const matmul_isa_kernels *matmul_avx2_kernels(void) { return &avx2_kernels; }
+
+#else
 const matmul_isa_kernels *matmul_avx2_kernels(void) { return NULL; }
+#endif

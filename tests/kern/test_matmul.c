@@ -7,13 +7,15 @@
  *     with pool_split, gives outputs memcmp-identical to one vec_dot call per
  *     (row, token) of the same set, and to matmul_rows on one row and one token. Shapes
  *     cross every tile and chunk boundary (4-row and 4-token register tiles, token
- *     chunks of the 32 KB activation buffer, L2 row blocks, partial last block groups,
- *     rows too long for the buffer);
+ *     chunks of the 32 KB activation buffer, L2 row blocks, partial last block groups
+ *     of 4 (avx512 Q4_1) or 2 blocks, rows too long for the buffer in either set);
  *   - accuracy: each output within TOL_MATMUL_REL of the scalar reference vec_dot
  *     (quant_get(type)->vec_dot, the spec in quant.c);
  *   - only columns [r0, r1) of y are written (guard values around them);
  *   - quant_get_fast holds a set's vec_dots only when cpu_get() allows the set, and the
- *     generic path (tables without a tiled kernel) is one vec_dot per output.
+ *     generic path (tables without a tiled kernel) is one vec_dot per output;
+ *   - a table holding the avx2 set's vec_dots (what an AVX2-only CPU gets) takes the avx2
+ *     tiled kernels, also on a CPU whose fast table holds the avx512 set.
  * Weights: quantized random rows, raw random bytes (every code, incl. Q8_0 -128),
  * the real model rows of tests/data/quant/, and, when the model file is present,
  * rows of blk.0.attn_q / blk.0.ffn_down / token_embd. */
@@ -254,7 +256,7 @@ static void check_problem(const problem *p, quant_vec_dot_fn dot, matmul_tiled_f
 }
 
 /* Every kernel set this CPU runs: {name, set}. A set the CPU lacks, or a file built
- * without its ISA (matmul_avx2.c has no tiled kernels yet), is skipped, not failed. */
+ * without its ISA, is skipped, not failed. */
 static int isa_sets(const matmul_isa_kernels **out, const char **names)
 {
     int n = 0;
@@ -273,7 +275,7 @@ static void kernel_of(const matmul_isa_kernels *k, uint32_t type, quant_vec_dot_
 /* ---- tests ------------------------------------------------------------------------------- */
 
 /* Random weights, every n_tok 1..MAX_TOK on a few shapes; partial groups; rows long
- * enough to leave the tiled path (n_in > 16384). */
+ * enough to leave the tiled path (n_in > 16384; avx2 Q8_0: > 21824). */
 static void test_random_exact(void **state)
 {
     (void)state;
@@ -303,13 +305,16 @@ static void test_random_exact(void **state)
                     checks++;
                 }
             }
-            /* long rows: past the 32 KB activation buffer (per-output path, chunked prep) */
-            problem p = make_problem(types[ti], 32 * 530, 6, 3);
-            fill_weights(&p, W_QUANT);
-            fill_acts(&p);
-            check_problem(&p, dot, tiled, names[ki], true);
-            free_problem(&p);
-            checks++;
+            /* long rows: past the 32 KB activation buffer (per-output path, chunked prep),
+             * except avx2 Q8_0 at 530 blocks (96 B per 2 blocks: still one token's fit) */
+            for (int64_t nbl = 530; nbl <= 700; nbl += 170) {
+                problem p = make_problem(types[ti], 32 * nbl, 6, 3);
+                fill_weights(&p, W_QUANT);
+                fill_acts(&p);
+                check_problem(&p, dot, tiled, names[ki], true);
+                free_problem(&p);
+                checks++;
+            }
         }
     printf("# %d exactness problems\n", checks);
 }
@@ -431,6 +436,29 @@ static void test_matmul_rows_tables(void **state)
     if (k2 && !cpu_has_avx2_set(c)) {
         assert_ptr_not_equal(quant_get_fast(QT_Q4_1)->vec_dot, k2->vec_dot_q4_1_q8_1);
         assert_ptr_not_equal(quant_get_fast(QT_Q8_0)->vec_dot, k2->vec_dot_q8_0_q8_0);
+    }
+    /* what an AVX2-only CPU gets: quant.c's fast_init installs quant_avx2.c's dots, then
+     * the avx2 set's over them; matmul_rows must then take the avx2 tiled kernels */
+    if (k2 && cpu_has_avx2_set(c)) {
+        const uint32_t t2[2] = { QT_Q4_1, QT_Q8_0 };
+        for (int ti = 0; ti < 2; ti++) {
+            quant_traits avx2_table = *quant_get_fast(t2[ti]);
+            matmul_tiled_fn tiled;
+            kernel_of(k2, t2[ti], &avx2_table.vec_dot, &tiled);
+            assert_ptr_equal(matmul_tiled_for(&avx2_table), tiled);
+            problem p = make_problem(t2[ti], 576, 11, 9);
+            fill_weights(&p, W_QUANT);
+            fill_acts(&p);
+            const int64_t ldy = p.n_out + 2;
+            float *want = new_y(&p, ldy), *got = new_y(&p, ldy);
+            per_output(&p, avx2_table.vec_dot, want, ldy);
+            run_split(&p, &avx2_table, NULL, got, ldy, 3);
+            expect_same(&p, want, got, ldy, "matmul_rows avx2 table");
+            expect_close_to_ref(&p, got, ldy, "matmul_rows avx2 table");
+            free(want);
+            free(got);
+            free_problem(&p);
+        }
     }
     assert_null(matmul_tiled_for(quant_get(QT_Q4_1)));
     assert_null(matmul_tiled_for(quant_get(QT_Q8_0)));
