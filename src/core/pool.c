@@ -3,8 +3,11 @@
  * State machine: the caller publishes (fn, arg), bumps `gen` and runs its own
  * share; each worker waits until `gen` moves past the value it last served,
  * runs its share and decrements `pending`; the caller spins until pending == 0.
- * Workers spin ~SPIN_ITERS pauses, then sleep on a condition variable; `n_sleeping`
- * tells the caller whether a broadcast is needed. */
+ * Workers spin SPIN_ITERS pauses, then yield the CPU YIELD_ITERS times, then sleep
+ * on a condition variable; `n_sleeping` tells the caller whether a broadcast is
+ * needed. Yielding matters when threads outnumber free cores (-t 3 on 2 cores, or
+ * a busy machine): a waiting thread that only spins holds the core that the
+ * thread it waits for needs, and every barrier then costs a scheduler tick. */
 #include "core/pool.h"
 #include "core/err.h"
 
@@ -21,7 +24,7 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-enum { SPIN_ITERS = 200000, CALLER_SPIN_ITERS = 20000 };
+enum { SPIN_ITERS = 4000, YIELD_ITERS = 20000, CALLER_SPIN_ITERS = 4000 };
 
 struct pool {
     int n_threads;
@@ -53,6 +56,7 @@ static void *worker_main(void *vp)
         while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen) {
             if (atomic_load_explicit(&p->stop, memory_order_acquire)) return NULL;
             if (++spins < SPIN_ITERS) { CPU_RELAX(); continue; }
+            if (spins < SPIN_ITERS + YIELD_ITERS) { sched_yield(); continue; }
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->n_sleeping, 1);
             while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))

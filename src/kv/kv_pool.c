@@ -15,6 +15,7 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <xxhash.h>
 
 size_t kv_type_bytes(kvlm_kv_type type)
@@ -105,6 +106,21 @@ static void init_stats(kv_pool *p)
     p->stats.bytes_per_token = 2 * (int64_t)p->row_bytes * p->n_layer;
 }
 
+/* The slab, on 2 MiB pages where the kernel allows (THP in madvise mode): attention
+ * walks blocks scattered over the whole slab, and with 4 KiB pages every block of
+ * every layer costs TLB misses. Pages are still committed only when touched. */
+static void *slab_alloc(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < huge) return aligned_alloc(SLAB_ALIGN, bytes);   /* bytes: a multiple of SLAB_ALIGN */
+    const size_t rounded = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, rounded);
+#ifdef MADV_HUGEPAGE
+    if (p) (void)madvise(p, rounded, MADV_HUGEPAGE);   /* advice only: failure is harmless */
+#endif
+    return p;
+}
+
 kvlm_err kv_pool_init(kv_pool *pool, const kv_pool_params *pp, char *err, size_t errlen)
 {
     memset(pool, 0, sizeof *pool);
@@ -124,7 +140,7 @@ kvlm_err kv_pool_init(kv_pool *pool, const kv_pool_params *pp, char *err, size_t
     size_t n_buckets = 1;
     while (n_buckets < n) n_buckets *= 2;
     pool->bucket_mask = n_buckets - 1;
-    pool->slab = aligned_alloc(SLAB_ALIGN, n * bb);   /* bb is a multiple of SLAB_ALIGN */
+    pool->slab = slab_alloc(n * bb);
     pool->meta = calloc(n, sizeof *pool->meta);
     pool->buckets = malloc(n_buckets * sizeof *pool->buckets);
     if (!pool->slab || !pool->meta || !pool->buckets) {

@@ -95,26 +95,96 @@ static void project(forward_state *fs, pool *p, const float *x, int64_t n_tok,
     }
 }
 
-/* ---- threaded attention over the cache ----------------------------------------- */
+/* ---- threaded attention over the cache -----------------------------------------
+ * Token t (position pos0 + t) attends rows [0, pos0 + t + 1) in chunks of
+ * ATTN_CHUNK rows; every chunk's part is folded in chunk order (kern/attn.h).
+ *   whole tokens: thread ith takes tokens ith, ith + nth, ... (costs grow with t,
+ *                 so interleaving balances them) and folds parts as they come;
+ *   split:        the (token, chunk) pairs are shared out, parts are stored in
+ *                 fs->parts, and a second pass folds them per (token, K/V head). */
 typedef struct attn_job {
     forward_state *fs;
     const kv_seq *s;
     int64_t il, pos0, n_tok;
 } attn_job;
 
-static void attn_task(void *arg, int ith, int nth)
+static int64_t n_chunks(int64_t n_kv) { return (n_kv + ATTN_CHUNK - 1) / ATTN_CHUNK; }
+
+static float *attn_tmp(const forward_state *fs, int ith) { return fs->attn_tmp + (size_t)ith * fs->attn_tmp_floats; }
+
+static void attn_tokens_task(void *arg, int ith, int nth)
 {
     const attn_job *j = arg;
-    const model_hparams *hp = &j->fs->m->hp;
-    const int64_t n_q = hp->n_head * hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    const forward_state *fs = j->fs;
+    const model_hparams *hp = &fs->m->hp;
+    const int64_t hd = hp->head_dim, n_q = hp->n_head * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *scratch = attn_tmp(fs, ith);
+    float *acc = scratch + attn_scratch_floats(hp->n_head, hd), *part = acc + hp->n_head * ATTN_PART(hd);
+    for (int64_t t = ith; t < j->n_tok; t += nth) {  /* acc, part: [n_head][ATTN_PART(hd)] */
+        const int64_t n_kv = j->pos0 + t + 1;
+        attn_part_init(acc, hp->n_head, hd);
+        for (int64_t c = 0; c < n_chunks(n_kv); c++) {
+            ops_attend_chunk(part, fs->q + t * n_q, j->s, j->il, c, n_kv, hp->n_head, scale, fs->ak, scratch);
+            attn_merge(acc, part, hp->n_head, hd);
+        }
+        attn_finish(fs->att + t * n_q, acc, hp->n_head, hd);
+    }
+}
+
+/* parts of token t, chunk c: [n_head][ATTN_PART(hd)] */
+static float *part_at(const forward_state *fs, int64_t t, int64_t c)
+{
+    const model_hparams *hp = &fs->m->hp;
+    return fs->parts + ((size_t)t * (size_t)fs->n_chunk + (size_t)c) * (size_t)(hp->n_head * ATTN_PART(hp->head_dim));
+}
+
+static void attn_split_task(void *arg, int ith, int nth)
+{
+    const attn_job *j = arg;
+    const forward_state *fs = j->fs;
+    const model_hparams *hp = &fs->m->hp;
+    const int64_t n_q = hp->n_head * hp->head_dim;
     const float scale = 1.0f / sqrtf((float)hp->head_dim);
-    float *scores = j->fs->scores + (size_t)ith * (size_t)j->fs->n_ctx;
+    int64_t total = 0;
+    for (int64_t t = 0; t < j->n_tok; t++) total += n_chunks(j->pos0 + t + 1);
+    int64_t u0, u1, u = 0;
+    pool_split(total, ith, nth, &u0, &u1);
+    for (int64_t t = 0; t < j->n_tok; t++) {         /* unit u = (t, c), t-major */
+        const int64_t n_kv = j->pos0 + t + 1, nc = n_chunks(n_kv);
+        for (int64_t c = 0; c < nc; c++, u++)
+            if (u >= u0 && u < u1)
+                ops_attend_chunk(part_at(fs, t, c), fs->q + t * n_q, j->s, j->il, c, n_kv, hp->n_head,
+                                 scale, fs->ak, attn_tmp(fs, ith));
+    }
+}
+
+static void attn_fold_task(void *arg, int ith, int nth)
+{
+    const attn_job *j = arg;
+    const forward_state *fs = j->fs;
+    const model_hparams *hp = &fs->m->hp;
+    const int64_t hd = hp->head_dim, n_q = hp->n_head * hd, G = hp->n_head / hp->n_head_kv;
+    float *acc = attn_tmp(fs, ith) + attn_scratch_floats(hp->n_head, hd);   /* acc: [G][ATTN_PART(hd)] */
     int64_t w0, w1;
-    pool_split(j->n_tok * hp->n_head, ith, nth, &w0, &w1);
-    for (int64_t w = w0; w < w1; w++) {                 /* w = t * n_head + h */
-        const int64_t t = w / hp->n_head, h = w % hp->n_head;
-        ops_attend(j->fs->att + t * n_q + h * hp->head_dim, j->fs->q + t * n_q + h * hp->head_dim,
-                   j->s, j->il, h / group, j->pos0 + t + 1, scale, scores);
+    pool_split(j->n_tok * hp->n_head_kv, ith, nth, &w0, &w1);
+    for (int64_t w = w0; w < w1; w++) {               /* w = t * n_head_kv + g */
+        const int64_t t = w / hp->n_head_kv, g = w % hp->n_head_kv;
+        attn_part_init(acc, G, hd);
+        for (int64_t c = 0; c < n_chunks(j->pos0 + t + 1); c++)
+            attn_merge(acc, part_at(fs, t, c) + g * G * ATTN_PART(hd), G, hd);
+        attn_finish(fs->att + t * n_q + g * G * hd, acc, G, hd);
+    }
+}
+
+static void attend(forward_state *fs, pool *p, const kv_seq *s, int64_t il, int64_t pos0, int64_t n_tok)
+{
+    attn_job aj = { fs, s, il, pos0, n_tok };
+    if (n_tok <= FORWARD_SPLIT_TOK && pool_size(p) > 1 && n_chunks(pos0 + n_tok) > 1) {
+        pool_run(p, attn_split_task, &aj);
+        pool_run(p, attn_fold_task, &aj);
+    } else {
+        pool_run(p, attn_tokens_task, &aj);
     }
 }
 
@@ -152,10 +222,15 @@ kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, i
     fs->hg = malloc(nb * (size_t)hp->n_ff * sizeof(float));
     fs->hu = malloc(nb * (size_t)hp->n_ff * sizeof(float));
     fs->rope = malloc(nb * (size_t)hp->head_dim * sizeof(float));
-    fs->scores = malloc((size_t)n_threads * (size_t)n_ctx * sizeof(float));
+    fs->ak = attn_for(hp->head_dim);
+    fs->n_chunk = (n_ctx + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    fs->attn_tmp_floats = attn_scratch_floats(hp->n_head, hp->head_dim) + 2 * (size_t)(hp->n_head * ATTN_PART(hp->head_dim));
+    fs->attn_tmp_floats = (fs->attn_tmp_floats + 15) & ~(size_t)15;      /* keep each thread's share 64-byte aligned */
+    fs->attn_tmp = aligned_alloc(64, (size_t)n_threads * fs->attn_tmp_floats * sizeof(float));
+    fs->parts = malloc((size_t)FORWARD_SPLIT_TOK * (size_t)fs->n_chunk * (size_t)(hp->n_head * ATTN_PART(hp->head_dim)) * sizeof(float));
     fs->xq = malloc(nb * xqb);
     if (!fs->x || !fs->xb || !fs->q || !fs->k || !fs->v || !fs->att || !fs->hg || !fs->hu ||
-        !fs->rope || !fs->scores || !fs->xq) {
+        !fs->rope || !fs->attn_tmp || !fs->parts || !fs->xq) {
         forward_free(fs);
         return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for forward scratch (batch %lld)",
                        (long long)n_batch);
@@ -175,7 +250,8 @@ void forward_free(forward_state *fs)
     free(fs->hg);
     free(fs->hu);
     free(fs->rope);
-    free(fs->scores);
+    free(fs->attn_tmp);
+    free(fs->parts);
     free(fs->xq);
     memset(fs, 0, sizeof *fs);
 }
@@ -213,8 +289,9 @@ void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens
             ops_rope(fs->k + t * n_kv, fs->rope + t * hd, hp->n_head_kv, hd);
             kv_seq_store(s, il, pos0 + t, fs->k + t * n_kv, fs->v + t * n_kv);
         }
-        attn_job aj = { fs, s, il, pos0, n_tok };
-        pool_run(p, attn_task, &aj);
+        if (s->pool->type == KVLM_KV_F16)
+            fs->ak->round_f16(fs->q, n_tok * n_q);   /* q.k on f16 operands, as llama.cpp does */
+        attend(fs, p, s, il, pos0, n_tok);
         {
             const model_weight *w[1] = { &L->wo };
             float *y[1] = { fs->xb };                 /* reuse xb: [n_tok][D] */

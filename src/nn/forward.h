@@ -13,8 +13,14 @@
 #include <stdint.h>
 #include "kvlm.h"
 #include "core/pool.h"
+#include "kern/attn.h"
 #include "kv/kv_seq.h"
 #include "model/model.h"
+
+/* Batches of at most this many tokens split each token's attention by chunks
+ * among threads (decode); larger ones give whole tokens to threads (prefill).
+ * Both give the same bits (kern/attn.h). */
+enum { FORWARD_SPLIT_TOK = 4 };
 
 typedef struct forward_state {
     const kvlm_model *m;
@@ -29,7 +35,11 @@ typedef struct forward_state {
     float *att;           /* [n_batch][n_head*head_dim]  attention output */
     float *hg, *hu;       /* [n_batch][n_ff]  gate and up projections */
     float *rope;          /* [n_batch][head_dim]  (cos, sin) pairs per position */
-    float *scores;        /* [n_threads][n_ctx] */
+    const attn_kernels *ak;   /* attention kernel set for this CPU and head_dim */
+    float *attn_tmp;      /* [n_threads][attn_tmp_floats]: kernel scratch, a running and a chunk part */
+    size_t attn_tmp_floats;
+    float *parts;         /* [FORWARD_SPLIT_TOK][n_chunk][n_head][ATTN_PART(head_dim)] */
+    int64_t n_chunk;      /* chunks of the longest context: ceil(n_ctx / ATTN_CHUNK) */
     uint8_t *xq;          /* [n_batch][xq_bytes]  quantized activations */
     size_t xq_bytes;
 } forward_state;

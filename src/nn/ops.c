@@ -1,7 +1,6 @@
 /* ops.c - see ops.h. */
 #include "nn/ops.h"
 #include "kern/quant.h"
-#include "kern/vec.h"
 
 #include <math.h>
 #include <string.h>
@@ -45,44 +44,20 @@ void ops_swiglu(float *g, const float *u, int64_t n)
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-void ops_attend(float *out, const float *q, const kv_seq *s, int64_t il, int64_t kvh,
-                int64_t n_kv, float scale, float *scores)
+_Static_assert(ATTN_BLOCK == KV_BLOCK_TOKENS, "attention blocks are cache blocks");
+
+void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, int64_t c,
+                      int64_t n_kv, int64_t n_head, float scale, const attn_kernels *ak, float *scratch)
 {
     const kv_pool *kp = s->pool;
-    const int64_t hd = kp->head_dim, B = KV_BLOCK_TOKENS;
-    const size_t off = (size_t)kvh * (size_t)hd * kp->elt_bytes;   /* this head inside a row */
-    const size_t stride = kp->row_bytes / kp->elt_bytes;            /* rows of a block, in elements */
-    const bool f16 = kp->type == KVLM_KV_F16;
-    const vec_kernels *vk = vec_for(hd);
-    /* With an f16 cache both products run on f16 operands, as llama.cpp's f16
-     * matmuls do: q is rounded to f16 for q.k, the probabilities for p.v. */
-    float qr[512];                                    /* qr: [hd], hd <= 512 (model.c checks) */
-    memcpy(qr, q, (size_t)hd * sizeof *qr);
-    if (f16) vk->round_f16(qr, hd);
-    for (int64_t j0 = 0; j0 < n_kv; j0 += B) {       /* scores: [n_kv], one block of rows at a time */
-        const int64_t m = n_kv - j0 < B ? n_kv - j0 : B;
-        const uint8_t *k = (const uint8_t *)kv_pool_k(kp, s->blocks[j0 / B], il, 0) + off;
-        if (f16) vk->qk_f16(scores + j0, qr, (const uint16_t *)k, stride, m, hd);
-        else vk->qk_f32(scores + j0, qr, (const float *)k, stride, m, hd);
+    const int64_t j0 = c * ATTN_CHUNK, n = n_kv - j0 < ATTN_CHUNK ? n_kv - j0 : ATTN_CHUNK;
+    const int64_t b0 = j0 / KV_BLOCK_TOKENS, nb = (n + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS;
+    const void *kb[ATTN_CHUNK / ATTN_BLOCK], *vb[ATTN_CHUNK / ATTN_BLOCK];
+    for (int64_t b = 0; b < nb; b++) {               /* rows [16][n_head_kv * head_dim] of each block */
+        kb[b] = kv_pool_k(kp, s->blocks[b0 + b], il, 0);
+        vb[b] = kv_pool_v(kp, s->blocks[b0 + b], il, 0);
     }
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n_kv; j++) {
-        scores[j] *= scale;
-        if (scores[j] > mx) mx = scores[j];
-    }
-    double sum = 0.0;
-    for (int64_t j = 0; j < n_kv; j++) {
-        scores[j] = expf(scores[j] - mx);
-        sum += scores[j];
-    }
-    const float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < n_kv; j++) scores[j] *= inv;   /* probabilities */
-    if (f16) vk->round_f16(scores, n_kv);
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int64_t j0 = 0; j0 < n_kv; j0 += B) {
-        const int64_t m = n_kv - j0 < B ? n_kv - j0 : B;
-        const uint8_t *v = (const uint8_t *)kv_pool_v(kp, s->blocks[j0 / B], il, 0) + off;
-        if (f16) vk->pv_f16(out, scores + j0, (const uint16_t *)v, stride, m, hd);
-        else vk->pv_f32(out, scores + j0, (const float *)v, stride, m, hd);
-    }
+    const attn_chunk ch = { kb, vb, kp->row_bytes / kp->elt_bytes, n, kp->n_head_kv };
+    (kp->type == KVLM_KV_F16 ? ak->chunk_f16 : ak->chunk_f32)(part, q, n_head / kp->n_head_kv, kp->head_dim,
+                                                               scale, &ch, scratch);
 }

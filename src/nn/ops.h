@@ -6,6 +6,7 @@
 #define KVLM_NN_OPS_H
 
 #include <stdint.h>
+#include "kern/attn.h"
 #include "kv/kv_seq.h"
 
 /* y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]      x, y, w: [n]  (y may alias x) */
@@ -21,15 +22,14 @@ void ops_rope(float *x, const float *cs, int64_t n_heads, int64_t head_dim);
 /* g[i] = silu(g[i]) * u[i]      g, u: [n] */
 void ops_swiglu(float *g, const float *u, int64_t n);
 
-/* Attention of one query head over positions [0, n_kv) of sequence s, layer il,
- * K/V head kvh, read through the block table:
- *   q:   [head_dim] f32         (already scaled by nothing; scale applied here)
- *   out: [head_dim] f32 = sum_j softmax_j(q.k_j * scale) v_j
- *   scores: scratch [n_kv]
- * The reduction runs over j in increasing order, independent of how many
- * queries are processed together and of which blocks hold the rows, so a
- * prefix taken from the cache gives the same bits as one computed now. */
-void ops_attend(float *out, const float *q, const kv_seq *s, int64_t il, int64_t kvh,
-                int64_t n_kv, float scale, float *scores);
+/* One chunk of attention for every query head of one token (kern/attn.h):
+ *   q:    [n_head][head_dim]  f32, rounded to f16 by the caller for an f16 cache
+ *   part: [n_head][ATTN_PART(head_dim)]  the chunk's {m, l, o} per query head
+ * Chunk c covers rows [c * ATTN_CHUNK, min(n_kv, (c + 1) * ATTN_CHUNK)) of layer il
+ * of sequence s, read through its block table; query head h reads K/V head
+ * h / (n_head / n_head_kv), and each K/V head's rows are read once for its whole
+ * group. scratch: attn_scratch_floats(group, head_dim) floats, 64-byte aligned. */
+void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, int64_t c,
+                      int64_t n_kv, int64_t n_head, float scale, const attn_kernels *ak, float *scratch);
 
 #endif

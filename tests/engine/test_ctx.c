@@ -94,6 +94,42 @@ static void test_batch_equals_one_at_a_time(void **state)
     kvlm_ctx_free(c);
 }
 
+/* Past one attention chunk (ATTN_CHUNK = 256 positions) a decode step of 1-4
+ * tokens splits each token's chunks among threads, a larger batch gives whole
+ * tokens to threads: both must give the bits of one batch, with 1 or 2
+ * threads. n: up to 600 tokens (3 chunks); 420 under KVLM_TEST_QUICK. */
+static void test_long_context_paths(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    enum { CAP = 1024 };
+    static kvlm_token t[CAP];
+    size_t n = 0, one = tokenize(TEXT, t, CAP);
+    const size_t want = getenv("KVLM_TEST_QUICK") ? 420 : 600;
+    while (n + one <= want) n += tokenize(TEXT, t + n, CAP - n);
+    assert_true(n > 256);
+    kvlm_ctx *a = new_ctx(2, CAP, false), *b = new_ctx(2, CAP, false), *c = new_ctx(2, CAP, false), *d = new_ctx(1, CAP, false);
+    assert_int_equal(kvlm_ctx_decode(a, t, n, NULL, 0), KVLM_OK);
+    const size_t head = n - 24;   /* b: a batch, single steps across position 256, a batch, single steps */
+    assert_int_equal(kvlm_ctx_decode(b, t, 250, NULL, 0), KVLM_OK);
+    for (size_t i = 250; i < 262; i++) assert_int_equal(kvlm_ctx_decode(b, t + i, 1, NULL, 0), KVLM_OK);
+    assert_int_equal(kvlm_ctx_decode(b, t + 262, head - 262, NULL, 0), KVLM_OK);
+    for (size_t i = head; i < n; i++) assert_int_equal(kvlm_ctx_decode(b, t + i, 1, NULL, 0), KVLM_OK);
+    for (size_t i = 0, step = 1; i < n; i += step, step = step % 6 + 1) {   /* 1, 2, ..., 6, 1, ... */
+        size_t k = n - i < step ? n - i : step;
+        assert_int_equal(kvlm_ctx_decode(c, t + i, k, NULL, 0), KVLM_OK);
+    }
+    assert_int_equal(kvlm_ctx_decode(d, t, head, NULL, 0), KVLM_OK);
+    for (size_t i = head; i < n; i++) assert_int_equal(kvlm_ctx_decode(d, t + i, 1, NULL, 0), KVLM_OK);
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(b));
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(c));
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(d));
+    kvlm_ctx_free(a);
+    kvlm_ctx_free(b);
+    kvlm_ctx_free(c);
+    kvlm_ctx_free(d);
+}
+
 static void test_threads_do_not_change_logits(void **state)
 {
     (void)state;
@@ -231,6 +267,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_equals_one_at_a_time),
+        cmocka_unit_test(test_long_context_paths),
         cmocka_unit_test(test_threads_do_not_change_logits),
         cmocka_unit_test(test_prefix_reuse_and_rollback),
         cmocka_unit_test(test_no_kv_cache_is_identical),

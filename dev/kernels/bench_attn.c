@@ -1,0 +1,56 @@
+/* bench_attn.c - the attention chunk kernels alone, on a synthetic cache laid out
+ * like kv_pool's (blocks of 16 rows of every layer's K and V), to tell compute from
+ * memory: `hot` reuses one layer's blocks (they stay in L2), `cold` walks every
+ * layer of every block as a decode step does.
+ *   build: make -C dev/kernels     run: dev/kernels/build/bench_attn [scalar|avx2|avx512] [depth] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <stdint.h>
+#include "kern/attn.h"
+#include "kern/quant.h"
+
+enum { HD = 64, HK = 3, G = 3, NL = 30, B = 16 };
+
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+
+int main(int argc, char **argv)
+{
+    const char *set = argc > 1 ? argv[1] : "avx512";
+    const int64_t depth = argc > 2 ? atoll(argv[2]) : 4096;
+    const attn_kernels *ak = !strcmp(set, "scalar") ? attn_scalar() : !strcmp(set, "avx2") ? attn_avx2_kernels() : attn_avx512_kernels();
+    if (!ak) { fprintf(stderr, "set %s not built\n", set); return 1; }
+    const size_t row = HK * HD * 2, blk = (size_t)NL * 2 * B * row;     /* f16 */
+    const int64_t nblk = (depth + B - 1) / B;
+    uint8_t *slab = aligned_alloc(1 << 21, ((nblk * blk) | ((1 << 21) - 1)) + 1);
+    for (size_t i = 0; i < nblk * blk / 2; i++) ((uint16_t *)slab)[i] = f32_to_fp16((float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f);
+    float q[HK * G * HD], part[HK * G * ATTN_PART(HD)];
+    for (int i = 0; i < HK * G * HD; i++) q[i] = (float)(i % 7) / 7.0f - 0.5f;
+    float *scratch = aligned_alloc(64, attn_scratch_floats(HK * G, HD) * 4 + 64);
+    const void *kb[ATTN_CHUNK / B], *vb[ATTN_CHUNK / B];
+    for (int mode = 0; mode < 2; mode++) {           /* 0 hot: layer 0 only, 1 cold: all layers */
+        double best = 1e9;
+        for (int rep = 0; rep < 5; rep++) {
+            double t0 = now();
+            for (int il = 0; il < NL; il++) {
+                const int64_t l = mode ? il : 0;
+                for (int64_t j0 = 0; j0 < depth; j0 += ATTN_CHUNK) {
+                    const int64_t n = depth - j0 < ATTN_CHUNK ? depth - j0 : ATTN_CHUNK;
+                    for (int64_t b = 0; b < (n + B - 1) / B; b++) {
+                        kb[b] = slab + (size_t)(j0 / B + b) * blk + (size_t)l * 2 * B * row;
+                        vb[b] = (const uint8_t *)kb[b] + B * row;
+                    }
+                    attn_chunk c = { kb, vb, HK * HD, n, HK };
+                    ak->chunk_f16(part, q, G, HD, 0.125f, &c, scratch);
+                }
+            }
+            double dt = now() - t0;
+            if (dt < best) best = dt;
+        }
+        printf("%-7s depth %lld %s: %.3f ms per decode step (30 layers), %.1f ns per row-layer, %.1f GB/s\n", set,
+               (long long)depth, mode ? "cold" : "hot ", best * 1e3, best * 1e9 / (double)(depth * NL),
+               (double)(depth * NL) * 2 * row / best / 1e9);
+    }
+    return 0;
+}

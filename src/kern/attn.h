@@ -1,0 +1,81 @@
+/* attn.h - attention of a group of query heads over one chunk of cached rows,
+ * and the fold of chunk results into a softmax-weighted sum (flash-decoding).
+ * Room: kern. May touch: kern/cpu, kern/quant (f16 conversion). No allocation,
+ * no threads: the caller (nn) splits chunks and heads between threads.
+ *
+ * A chunk is the rows [c * ATTN_CHUNK, min(n_kv, (c + 1) * ATTN_CHUNK)) of one
+ * layer, held in blocks of ATTN_BLOCK rows (the cache's blocks): rows of block b
+ * start at k[b] / v[b], stride elements apart, and a row is [n_head_kv][hd]. The
+ * G query heads of K/V head g (heads g*G .. g*G+G-1) read each of its rows once,
+ * and a block's rows are read for all K/V heads together (contiguous memory).
+ * What every kernel set computes, for query head h in [0, n_head_kv * G), reading
+ * K/V head g = h / G:
+ *
+ *   q: [n_head_kv * G][hd] f32 (rounded to f16 first for an f16 cache)
+ *   s_j = scale * (q_h . k_j)                     j in [0, n)
+ *   m_h = max_j s_j
+ *   p_j = exp(s_j - m_h)                          rounded to f16 for an f16 cache
+ *   l_h = sum_j p_j
+ *   o_h = sum_j p_j v_j                           j ascending
+ *   part: [n_head_kv * G][ATTN_PART(hd)] = { m_h, l_h, o_h[0..hd) }
+ *
+ * attn_merge folds a chunk's part into a running one: with M' = max(M, m),
+ *   L = L e^(M-M') + l e^(m-M'),  O = O e^(M-M') + o e^(m-M'),
+ * starting from attn_part_init (M = -inf, L = 0, O = 0), chunks in ascending
+ * order; attn_finish writes O / L. No buffer grows with the context.
+ *
+ * Exactness: the chunk grid is fixed by absolute position (ATTN_CHUNK never
+ * changes), a chunk is always computed by one kernel call in one fixed order,
+ * and the fold is plain C run in chunk order. So a token's output depends only
+ * on its position and the cached rows: not on how many tokens run together, how
+ * chunks are shared among threads, or whether parts are folded as they come or
+ * stored and folded later. That is what keeps cached and recomputed paths
+ * bitwise equal. The scalar set is the specification; a SIMD set sums in
+ * another fixed order and uses its own exp, agreeing within rounding. */
+#ifndef KVLM_KERN_ATTN_H
+#define KVLM_KERN_ATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ATTN_BLOCK 16           /* rows per cache block (KV_BLOCK_TOKENS) */
+#define ATTN_CHUNK 256          /* rows per chunk: a fixed multiple of ATTN_BLOCK */
+#define ATTN_PART(hd) ((hd) + 2)
+
+typedef struct attn_chunk {
+    const void *const *k;       /* [ceil(n / ATTN_BLOCK)] first row of each block */
+    const void *const *v;
+    size_t stride;              /* elements between consecutive rows, >= n_head_kv * hd */
+    int64_t n;                  /* rows, 1..ATTN_CHUNK */
+    int64_t n_head_kv;          /* K/V heads in a row, each hd elements */
+} attn_chunk;
+
+/* scratch: attn_scratch_floats(n_head_kv * G, hd) floats, 64-byte aligned. */
+typedef void (*attn_chunk_fn)(float *part, const float *q, int64_t G, int64_t hd, float scale,
+                              const attn_chunk *c, float *scratch);
+
+typedef struct attn_kernels {
+    const char *name;
+    attn_chunk_fn chunk_f32;    /* f32 rows */
+    attn_chunk_fn chunk_f16;    /* f16 rows (IEEE half) */
+    void (*round_f16)(float *x, int64_t n);   /* x[i] = nearest f16 value (ties to even) */
+} attn_kernels;
+
+static inline size_t attn_scratch_floats(int64_t n_head, int64_t hd)
+{
+    return (size_t)n_head * ATTN_CHUNK + (size_t)ATTN_BLOCK * (size_t)hd + 16;
+}
+
+const attn_kernels *attn_scalar(void);
+const attn_kernels *attn_avx2_kernels(void);     /* NULL when built without the ISA */
+const attn_kernels *attn_avx512_kernels(void);
+/* The fastest set this CPU runs for heads of hd elements. */
+const attn_kernels *attn_for(int64_t hd);
+
+/* part, acc: [G][ATTN_PART(hd)] */
+void attn_part_init(float *acc, int64_t G, int64_t hd);
+void attn_merge(float *acc, const float *part, int64_t G, int64_t hd);
+/* out: [G][hd]: out[h][i] = O_h[i] / L_h */
+void attn_finish(float *out, const float *acc, int64_t G, int64_t hd);
+
+#endif

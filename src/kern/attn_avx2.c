@@ -1,0 +1,270 @@
+/* attn_avx2.c - the AVX2 set of attn.h (FMA, F16C; 8 lanes). Built with
+ * AVX2_FLAGS; called only when cpu_get() allows. Room: kern.
+ * The structure of attn_avx512.c at half width: a block of 16 rows is converted
+ * once into an f32 tile [16][hd]; scores are 8 row accumulators folded by hadd
+ * (lane r = row r); exp by Cody-Waite reduction, degree-7 polynomial and an
+ * exponent built in integer lanes (inputs below -87 give 0); p.v keeps 32 output
+ * lanes in registers, rows added in order. */
+#include "kern/attn.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* e^x for x <= 0 (x = -inf gives 0). */
+INLINE __m256 exp_neg(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, lo);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+INLINE __m256 round_f16_v(__m256 x)
+{
+    return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* Lane r = sum of a[r]'s 8 lanes, by a fixed tree. */
+INLINE __m256 reduce8(const __m256 a[8])
+{
+    const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20), _mm256_permute2f128_ps(h0, h1, 0x31));
+}
+
+/* lanes [0, m) all ones */
+INLINE __m256 lane_mask(int64_t m)
+{
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)m), iota));
+}
+
+/* All lines of a block's rows, for the next block while this one is worked on. */
+INLINE void prefetch_block(const void *base, size_t block_bytes)
+{
+    for (size_t o = 0; o < block_bytes; o += 64) _mm_prefetch((const char *)base + o, _MM_HINT_T2);
+}
+
+enum { PF_DIST = 2 };   /* blocks ahead */
+/* The chunk reads K blocks 0..nb-1, then V blocks 0..nb-1: item i of that stream. */
+INLINE void prefetch_item(const attn_chunk *c, int64_t nb, int64_t i, size_t blk_bytes)
+{
+    if (i < nb) prefetch_block(c->k[i], blk_bytes);
+    else if (i < 2 * nb) prefetch_block(c->v[i - nb], blk_bytes);
+}
+
+/* t: [16][hd] f32 <- rows [0, m) of a block (this head's part); rows [m, 16) zero. */
+INLINE void load_tile(float *t, const void *base, size_t stride, int64_t m, int64_t hd, int f16)
+{
+    for (int64_t r = 0; r < m; r++) {
+        float *tr = t + r * hd;
+        if (f16) {
+            const uint16_t *src = (const uint16_t *)base + (size_t)r * stride;
+#pragma GCC unroll 16
+            for (int64_t i = 0; i < hd; i += 8)
+                _mm256_store_ps(tr + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+        } else {
+            const float *src = (const float *)base + (size_t)r * stride;
+#pragma GCC unroll 16
+            for (int64_t i = 0; i < hd; i += 8) _mm256_store_ps(tr + i, _mm256_loadu_ps(src + i));
+        }
+    }
+    if (m < ATTN_BLOCK) memset(t + m * hd, 0, (size_t)(ATTN_BLOCK - m) * (size_t)hd * sizeof *t);
+}
+
+/* s[r] = scale * q . t[r] for 8 rows.   q: [hd], t: [8][hd] */
+INLINE void scores8(float *s, const float *q, const float *t, int64_t hd, __m256 vscale)
+{
+    __m256 a[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+#pragma GCC unroll 16
+    for (int64_t i = 0; i < hd; i += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + i);
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) a[r] = _mm256_fmadd_ps(qv, _mm256_load_ps(t + r * hd + i), a[r]);
+    }
+    _mm256_store_ps(s, _mm256_mul_ps(reduce8(a), vscale));
+}
+
+/* For the GP heads h0 .. h0+GP-1 (GP <= 4) and lanes [i0, i0 + 8 NV) (NV <= 2):
+ *   o_h[i] += sum over rows r < m of p_h[r] * v_r[i]      (rows in order)
+ * Each row slice is converted once into registers and serves all GP heads.
+ *   o_h = part + h * ATTN_PART(hd) + 2, p_h = s + h * ATTN_CHUNK (this block's rows) */
+INLINE void pv_slice(float *part, const float *s, int64_t h0, const int GP, const void *rows, size_t stride,
+                     int64_t m, int64_t hd, int64_t i0, const int NV, int f16)
+{
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int h = 0; h < GP; h++)
+#pragma GCC unroll 2
+        for (int k = 0; k < NV; k++) acc[h][k] = _mm256_loadu_ps(part + (h0 + h) * ATTN_PART(hd) + 2 + i0 + 8 * k);
+    for (int64_t r = 0; r < m; r++) {
+        __m256 v[2];
+#pragma GCC unroll 2
+        for (int k = 0; k < NV; k++)
+            v[k] = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)rows + (size_t)r * stride + i0 + 8 * k)))
+                       : _mm256_loadu_ps((const float *)rows + (size_t)r * stride + i0 + 8 * k);
+#pragma GCC unroll 4
+        for (int h = 0; h < GP; h++) {
+            const __m256 pr = _mm256_set1_ps(s[(h0 + h) * ATTN_CHUNK + r]);
+#pragma GCC unroll 2
+            for (int k = 0; k < NV; k++) acc[h][k] = _mm256_fmadd_ps(pr, v[k], acc[h][k]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int h = 0; h < GP; h++)
+#pragma GCC unroll 2
+        for (int k = 0; k < NV; k++) _mm256_storeu_ps(part + (h0 + h) * ATTN_PART(hd) + 2 + i0 + 8 * k, acc[h][k]);
+}
+
+/* p.v of one block for the G heads of one K/V head (rows: that head's part of
+ * the block's V rows; s: the scores of head h0 at this block). */
+INLINE void pv_block(float *part, const float *s, int64_t h0, int64_t G, const void *rows, size_t stride,
+                     int64_t m, int64_t hd, int f16)
+{
+    for (int64_t g0 = 0; g0 < G; g0 += 4) {
+        const int64_t gp = G - g0 < 4 ? G - g0 : 4;
+        int64_t i0 = 0;
+        for (; i0 + 16 <= hd; i0 += 16) {
+            switch (gp) {
+            case 1: pv_slice(part, s, h0 + g0, 1, rows, stride, m, hd, i0, 2, f16); break;
+            case 2: pv_slice(part, s, h0 + g0, 2, rows, stride, m, hd, i0, 2, f16); break;
+            case 3: pv_slice(part, s, h0 + g0, 3, rows, stride, m, hd, i0, 2, f16); break;
+            default: pv_slice(part, s, h0 + g0, 4, rows, stride, m, hd, i0, 2, f16); break;
+            }
+        }
+        for (; i0 < hd; i0 += 8)                       /* hd % 16 lanes left: one vector, one head at a time */
+            for (int64_t h = 0; h < gp; h++) pv_slice(part, s, h0 + g0 + h, 1, rows, stride, m, hd, i0, 1, f16);
+    }
+}
+
+INLINE float hmax(__m256 v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scale,
+                  const attn_chunk *c, float *scratch, int f16)
+{
+    const int64_t Hk = c->n_head_kv, H = Hk * G;
+    float *s = scratch;                               /* s: [H][ATTN_CHUNK] scores, then p */
+    float *t = scratch + H * ATTN_CHUNK;              /* t: [16][hd] one head of the current block, f32 */
+    const int64_t n = c->n, nb = (n + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    const size_t elt = f16 ? 2 : 4;
+    const size_t blk_bytes = (size_t)(ATTN_BLOCK - 1) * c->stride * elt + (size_t)(Hk * hd) * elt;
+    const __m256 vscale = _mm256_set1_ps(scale);
+
+    /* scores: s[h][j] = scale * q_h . k_j, block by block, all heads of a block together */
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t m = b == nb - 1 ? n - b * ATTN_BLOCK : ATTN_BLOCK;
+        if (b == 0)
+            for (int64_t d = 1; d < PF_DIST; d++) prefetch_item(c, nb, d, blk_bytes);
+        prefetch_item(c, nb, b + PF_DIST, blk_bytes);
+        for (int64_t g = 0; g < Hk; g++) {
+            load_tile(t, (const uint8_t *)c->k[b] + (size_t)(g * hd) * elt, c->stride, m, hd, f16);
+            for (int64_t h = g * G; h < (g + 1) * G; h++) {
+                float *sh = s + h * ATTN_CHUNK + b * ATTN_BLOCK;
+                scores8(sh, q + h * hd, t, hd, vscale);
+                scores8(sh + 8, q + h * hd, t + 8 * hd, hd, vscale);
+            }
+        }
+    }
+
+    /* softmax pieces: m, p (zero past n), l */
+    const int64_t n8 = (n + 7) / 8;                    /* groups of 8 rows */
+    const __m256 tail = lane_mask(n - (n8 - 1) * 8), all = lane_mask(8);
+    for (int64_t h = 0; h < H; h++) {
+        float *sh = s + h * ATTN_CHUNK, *ph = part + h * ATTN_PART(hd);
+        __m256 mx = _mm256_set1_ps(-INFINITY);
+        for (int64_t g = 0; g < n8; g++) {
+            const __m256 x = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_load_ps(sh + g * 8),
+                                              g == n8 - 1 ? tail : all);
+            mx = _mm256_max_ps(mx, x);
+        }
+        const float m = hmax(mx);
+        const __m256 vm = _mm256_set1_ps(m);
+        __m256 l = _mm256_setzero_ps();
+        for (int64_t g = 0; g < n8; g++) {
+            __m256 p = exp_neg(_mm256_sub_ps(_mm256_load_ps(sh + g * 8), vm));
+            if (f16) p = round_f16_v(p);
+            p = _mm256_and_ps(p, g == n8 - 1 ? tail : all);
+            _mm256_store_ps(sh + g * 8, p);
+            l = _mm256_add_ps(l, p);
+        }
+        ph[0] = m;
+        ph[1] = hsum(l);
+        memset(ph + 2, 0, (size_t)hd * sizeof *ph);
+    }
+
+    /* o_h += p_j v_j, rows in order */
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t m = b == nb - 1 ? n - b * ATTN_BLOCK : ATTN_BLOCK;
+        prefetch_item(c, nb, nb + b + PF_DIST, blk_bytes);
+        for (int64_t g = 0; g < Hk; g++)
+            pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)c->v[b] + (size_t)(g * hd) * elt,
+                     c->stride, m, hd, f16);
+    }
+}
+
+/* hd is a literal in the common cases so the loops over it unroll and the row
+ * accumulators stay in registers. */
+#define DISPATCH_HD(f16)                                                          \
+    switch (hd) {                                                                 \
+    case 64:  chunk(part, q, G, 64, scale, c, scratch, f16); break;               \
+    case 128: chunk(part, q, G, 128, scale, c, scratch, f16); break;              \
+    default:  chunk(part, q, G, hd, scale, c, scratch, f16); break;               \
+    }
+
+static void chunk_f32(float *part, const float *q, int64_t G, int64_t hd, float scale,
+                      const attn_chunk *c, float *scratch)
+{
+    DISPATCH_HD(0)
+}
+
+static void chunk_f16(float *part, const float *q, int64_t G, int64_t hd, float scale,
+                      const attn_chunk *c, float *scratch)
+{
+    DISPATCH_HD(1)
+}
+
+static void round_f16(float *x, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, round_f16_v(_mm256_loadu_ps(x + i)));
+    for (; i < n; i++) x[i] = _cvtsh_ss(_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT));
+}
+
+static const attn_kernels AVX2 = { "avx2", chunk_f32, chunk_f16, round_f16 };
+const attn_kernels *attn_avx2_kernels(void) { return &AVX2; }
+#else
+const attn_kernels *attn_avx2_kernels(void) { return 0; }
+#endif

@@ -1,0 +1,259 @@
+/* attn_avx512.c - the AVX-512 set of attn.h (F, BW, VL, DQ; 16 lanes). Built with
+ * the Makefile's AVX512_FLAGS; called only when cpu_get() allows. Room: kern.
+ *
+ * Per block of 16 rows (one cache block), the rows are converted once into an f32
+ * tile [16][hd] that all G query heads of the group read from L1:
+ *   scores: 16 accumulators (one per row, fma over i ascending), folded by a fixed
+ *           shuffle tree into one vector of 16 scores;
+ *   softmax: vector max, exp (Cody-Waite reduction, degree-7 polynomial, scalef),
+ *           f16 rounding, vector sum; rows past n are masked to p = 0;
+ *   p.v:    the output kept in registers 64 lanes at a time, rows added in order.
+ * The next block's rows are prefetched while one is worked on. Nothing depends on
+ * where a row sits in the chunk or how many rows the chunk has, beyond masking. */
+#include "kern/attn.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* e^x for x <= 0 (x = -inf gives 0). */
+INLINE __m512 exp_neg(__m512 x)
+{
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);     /* x - n ln2, in two parts */
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+INLINE __m512 round_f16_v(__m512 x)
+{
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* Lane r of the result = the sum of a[r]'s 16 lanes, by a fixed tree. The tree
+ * leaves rows in lane order 0,2,1,3, 8,10,9,11, 4,6,5,7, 12,14,13,15 (an
+ * involution), which the last permute undoes. */
+INLINE __m512 reduce16(const __m512 a[16])
+{
+    __m512 b[8], c[4], d[2];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
+        b[r] = _mm512_add_ps(_mm512_shuffle_f32x4(a[r], a[r + 8], 0x44), _mm512_shuffle_f32x4(a[r], a[r + 8], 0xEE));
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+        c[r] = _mm512_add_ps(_mm512_shuffle_f32x4(b[r], b[r + 4], 0x88), _mm512_shuffle_f32x4(b[r], b[r + 4], 0xDD));
+#pragma GCC unroll 2
+    for (int r = 0; r < 2; r++)
+        d[r] = _mm512_add_ps(_mm512_unpacklo_ps(c[r], c[r + 2]), _mm512_unpackhi_ps(c[r], c[r + 2]));
+    const __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512i perm = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+    return _mm512_permutexvar_ps(perm, e);
+}
+
+/* All lines of a block's rows [16][stride], for the next block while this one is worked on. */
+INLINE void prefetch_block(const void *base, size_t block_bytes)
+{
+    for (size_t o = 0; o < block_bytes; o += 64) _mm_prefetch((const char *)base + o, _MM_HINT_T2);
+}
+
+enum { PF_DIST = 2 };   /* blocks ahead: 1 to 6 measured the same on Zen 4 */
+/* The chunk reads K blocks 0..nb-1, then V blocks 0..nb-1: item i of that stream. */
+INLINE void prefetch_item(const attn_chunk *c, int64_t nb, int64_t i, size_t blk_bytes)
+{
+    if (i < nb) prefetch_block(c->k[i], blk_bytes);
+    else if (i < 2 * nb) prefetch_block(c->v[i - nb], blk_bytes);
+}
+
+/* t: [16][hd] f32 <- rows [0, m) of a block (this head's part); rows [m, 16) zero. */
+INLINE void load_tile(float *t, const void *base, size_t stride, int64_t m, int64_t hd, int f16)
+{
+    for (int64_t r = 0; r < m; r++) {
+        float *tr = t + r * hd;
+        if (f16) {
+            const uint16_t *src = (const uint16_t *)base + (size_t)r * stride;
+#pragma GCC unroll 8
+            for (int64_t i = 0; i < hd; i += 16)
+                _mm512_store_ps(tr + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
+        } else {
+            const float *src = (const float *)base + (size_t)r * stride;
+#pragma GCC unroll 8
+            for (int64_t i = 0; i < hd; i += 16) _mm512_store_ps(tr + i, _mm512_loadu_ps(src + i));
+        }
+    }
+    if (m < ATTN_BLOCK) memset(t + m * hd, 0, (size_t)(ATTN_BLOCK - m) * (size_t)hd * sizeof *t);
+}
+
+/* s[r] = scale * q . t[r] for the 16 rows of a tile.   q: [hd], t: [16][hd] */
+INLINE void scores16(float *s, const float *q, const float *t, int64_t hd, __m512 vscale)
+{
+    __m512 a[16];
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; r++) a[r] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int64_t i = 0; i < hd; i += 16) {            /* a[r] += q[i..i+16) * t[r][i..i+16) */
+        const __m512 qv = _mm512_loadu_ps(q + i);
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++) a[r] = _mm512_fmadd_ps(qv, _mm512_load_ps(t + r * hd + i), a[r]);
+    }
+    _mm512_store_ps(s, _mm512_mul_ps(reduce16(a), vscale));
+}
+
+/* For the GP heads h0 .. h0+GP-1 (GP <= 4) and lanes [i0, i0 + 16 NV) (NV <= 4):
+ *   o_h[i] += sum over rows r < m of p_h[r] * v_r[i]      (rows in order)
+ * Each row is converted once into registers and serves all GP heads; the 4 GP x NV
+ * accumulators are independent chains, so FMA latency is hidden.
+ *   o_h = part + h * ATTN_PART(hd) + 2, p_h = s + h * ATTN_CHUNK (this block's rows) */
+INLINE void pv_slice(float *part, const float *s, int64_t h0, const int GP, const void *rows, size_t stride,
+                     int64_t m, int64_t hd, int64_t i0, const int NV, int f16)
+{
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int h = 0; h < GP; h++)
+#pragma GCC unroll 4
+        for (int k = 0; k < NV; k++) acc[h][k] = _mm512_loadu_ps(part + (h0 + h) * ATTN_PART(hd) + 2 + i0 + 16 * k);
+    for (int64_t r = 0; r < m; r++) {
+        __m512 v[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < NV; k++)
+            v[k] = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)rows + (size_t)r * stride + i0 + 16 * k)))
+                       : _mm512_loadu_ps((const float *)rows + (size_t)r * stride + i0 + 16 * k);
+#pragma GCC unroll 4
+        for (int h = 0; h < GP; h++) {
+            const __m512 pr = _mm512_set1_ps(s[(h0 + h) * ATTN_CHUNK + r]);
+#pragma GCC unroll 4
+            for (int k = 0; k < NV; k++) acc[h][k] = _mm512_fmadd_ps(pr, v[k], acc[h][k]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int h = 0; h < GP; h++)
+#pragma GCC unroll 4
+        for (int k = 0; k < NV; k++) _mm512_storeu_ps(part + (h0 + h) * ATTN_PART(hd) + 2 + i0 + 16 * k, acc[h][k]);
+}
+
+/* p.v of one block for the G heads of one K/V head (rows: that head's part of
+ * the block's V rows; s: the scores of head h0 at this block). */
+INLINE void pv_block(float *part, const float *s, int64_t h0, int64_t G, const void *rows, size_t stride,
+                     int64_t m, int64_t hd, int f16)
+{
+    for (int64_t g0 = 0; g0 < G; g0 += 4) {
+        const int64_t gp = G - g0 < 4 ? G - g0 : 4;
+        int64_t i0 = 0;
+        for (; i0 + 64 <= hd; i0 += 64) {
+            switch (gp) {
+            case 1: pv_slice(part, s, h0 + g0, 1, rows, stride, m, hd, i0, 4, f16); break;
+            case 2: pv_slice(part, s, h0 + g0, 2, rows, stride, m, hd, i0, 4, f16); break;
+            case 3: pv_slice(part, s, h0 + g0, 3, rows, stride, m, hd, i0, 4, f16); break;
+            default: pv_slice(part, s, h0 + g0, 4, rows, stride, m, hd, i0, 4, f16); break;
+            }
+        }
+        for (; i0 < hd; i0 += 16)                      /* hd % 64 lanes left: one vector, one head at a time */
+            for (int64_t h = 0; h < gp; h++) pv_slice(part, s, h0 + g0 + h, 1, rows, stride, m, hd, i0, 1, f16);
+    }
+}
+
+INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scale,
+                  const attn_chunk *c, float *scratch, int f16)
+{
+    const int64_t Hk = c->n_head_kv, H = Hk * G;
+    float *s = scratch;                               /* s: [H][ATTN_CHUNK] scores, then p */
+    float *t = scratch + H * ATTN_CHUNK;              /* t: [16][hd] one head of the current block, f32 */
+    const int64_t nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    const size_t elt = f16 ? 2 : 4;
+    const size_t blk_bytes = (size_t)(ATTN_BLOCK - 1) * c->stride * elt + (size_t)(Hk * hd) * elt;
+    const __mmask16 tail = (__mmask16)((1u << (c->n - (nb - 1) * ATTN_BLOCK)) - 1u);   /* 16 rows -> 0xffff */
+    const __m512 vscale = _mm512_set1_ps(scale);
+
+    /* scores: s[h][j] = scale * q_h . k_j, block by block, all heads of a block together */
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
+        if (b == 0)
+            for (int64_t d = 1; d < PF_DIST; d++) prefetch_item(c, nb, d, blk_bytes);
+        prefetch_item(c, nb, b + PF_DIST, blk_bytes);
+        for (int64_t g = 0; g < Hk; g++) {
+            load_tile(t, (const uint8_t *)c->k[b] + (size_t)(g * hd) * elt, c->stride, m, hd, f16);
+            for (int64_t h = g * G; h < (g + 1) * G; h++)
+                scores16(s + h * ATTN_CHUNK + b * ATTN_BLOCK, q + h * hd, t, hd, vscale);
+        }
+    }
+
+    /* softmax pieces: m, p (masked past n), l */
+    for (int64_t h = 0; h < H; h++) {
+        float *sh = s + h * ATTN_CHUNK, *ph = part + h * ATTN_PART(hd);
+        __m512 mx = _mm512_set1_ps(-INFINITY);
+        for (int64_t b = 0; b < nb; b++)
+            mx = _mm512_mask_max_ps(mx, b == nb - 1 ? tail : (__mmask16)0xffff, mx, _mm512_load_ps(sh + b * ATTN_BLOCK));
+        const float m = _mm512_reduce_max_ps(mx);
+        const __m512 vm = _mm512_set1_ps(m);
+        __m512 l = _mm512_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            __m512 p = exp_neg(_mm512_sub_ps(_mm512_load_ps(sh + b * ATTN_BLOCK), vm));
+            if (f16) p = round_f16_v(p);
+            p = _mm512_maskz_mov_ps(b == nb - 1 ? tail : (__mmask16)0xffff, p);
+            _mm512_store_ps(sh + b * ATTN_BLOCK, p);
+            l = _mm512_add_ps(l, p);
+        }
+        ph[0] = m;
+        ph[1] = _mm512_reduce_add_ps(l);
+        memset(ph + 2, 0, (size_t)hd * sizeof *ph);
+    }
+
+    /* o_h += p_j v_j, rows in order */
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
+        prefetch_item(c, nb, nb + b + PF_DIST, blk_bytes);
+        for (int64_t g = 0; g < Hk; g++)
+            pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)c->v[b] + (size_t)(g * hd) * elt,
+                     c->stride, m, hd, f16);
+    }
+}
+
+/* hd is a literal in the common cases so the loops over it unroll and the row
+ * accumulators stay in registers. */
+#define DISPATCH_HD(f16)                                                          \
+    switch (hd) {                                                                 \
+    case 64:  chunk(part, q, G, 64, scale, c, scratch, f16); break;               \
+    case 128: chunk(part, q, G, 128, scale, c, scratch, f16); break;              \
+    default:  chunk(part, q, G, hd, scale, c, scratch, f16); break;               \
+    }
+
+static void chunk_f32(float *part, const float *q, int64_t G, int64_t hd, float scale,
+                      const attn_chunk *c, float *scratch)
+{
+    DISPATCH_HD(0)
+}
+
+static void chunk_f16(float *part, const float *q, int64_t G, int64_t hd, float scale,
+                      const attn_chunk *c, float *scratch)
+{
+    DISPATCH_HD(1)
+}
+
+static void round_f16(float *x, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, round_f16_v(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(x + i, k, round_f16_v(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+}
+
+static const attn_kernels AVX512 = { "avx512", chunk_f32, chunk_f16, round_f16 };
+const attn_kernels *attn_avx512_kernels(void) { return &AVX512; }
+#else
+const attn_kernels *attn_avx512_kernels(void) { return 0; }
+#endif
