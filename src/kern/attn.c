@@ -7,10 +7,17 @@
 #include <math.h>
 #include <string.h>
 
-/* Row j of a chunk: block j / ATTN_BLOCK, slot j % ATTN_BLOCK. */
+/* V row j of a chunk: block j / ATTN_BLOCK, slot j % ATTN_BLOCK. */
 static const void *row(const void *const *base, size_t stride, size_t elt, int64_t j)
 {
     return (const uint8_t *)base[j / ATTN_BLOCK] + (size_t)(j % ATTN_BLOCK) * stride * elt;
+}
+
+/* K of row j, channel ch (of n_head_kv * hd), from the channel-major blocks */
+static float kelem(const void *const *base, int64_t j, int64_t ch, int f16)
+{
+    const size_t at = (size_t)ch * ATTN_BLOCK + (size_t)(j % ATTN_BLOCK);
+    return f16 ? fp16_to_f32(((const uint16_t *)base[j / ATTN_BLOCK])[at]) : ((const float *)base[j / ATTN_BLOCK])[at];
 }
 
 static float elem(const void *r, int64_t i, int f16)
@@ -28,9 +35,8 @@ static void chunk_ref(float *part, const float *q, int64_t G, int64_t hd, float 
         float *s = scratch;                           /* s: [n] */
         float m = -INFINITY;
         for (int64_t j = 0; j < c->n; j++) {
-            const void *k = row(c->k, c->stride, elt, j);
             float d = 0.0f;
-            for (int64_t i = 0; i < hd; i++) d += qh[i] * elem(k, hk + i, f16);
+            for (int64_t i = 0; i < hd; i++) d += qh[i] * kelem(c->k, j, hk + i, f16);
             s[j] = d * scale;
             if (s[j] > m) m = s[j];
         }

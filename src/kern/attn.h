@@ -4,10 +4,11 @@
  * no threads: the caller (nn) splits chunks and heads between threads.
  *
  * A chunk is the rows [c * ATTN_CHUNK, min(n_kv, (c + 1) * ATTN_CHUNK)) of one
- * layer, held in blocks of ATTN_BLOCK rows (the cache's blocks): rows of block b
- * start at k[b] / v[b], stride elements apart, and a row is [n_head_kv][hd]. The
- * G query heads of K/V head g (heads g*G .. g*G+G-1) read each of its rows once,
- * and a block's rows are read for all K/V heads together (contiguous memory).
+ * layer, held in blocks of ATTN_BLOCK rows (the cache's blocks). Block b holds
+ *   K at k[b]: [n_head_kv * hd][ATTN_BLOCK]   channel-major (kv_pool's layout)
+ *   V at v[b]: [ATTN_BLOCK][stride]            rows, a row is [n_head_kv][hd]
+ * The G query heads of K/V head g (heads g*G .. g*G+G-1) read each of its rows
+ * once, and a block is read for all K/V heads together (contiguous memory).
  * What every kernel set computes, for query head h in [0, n_head_kv * G), reading
  * K/V head g = h / G:
  *
@@ -43,9 +44,9 @@
 #define ATTN_PART(hd) ((hd) + 2)
 
 typedef struct attn_chunk {
-    const void *const *k;       /* [ceil(n / ATTN_BLOCK)] first row of each block */
-    const void *const *v;
-    size_t stride;              /* elements between consecutive rows, >= n_head_kv * hd */
+    const void *const *k;       /* [ceil(n / ATTN_BLOCK)] each block's K, channel-major */
+    const void *const *v;       /* [ceil(n / ATTN_BLOCK)] each block's first V row */
+    size_t stride;              /* elements between consecutive V rows, >= n_head_kv * hd */
     int64_t n;                  /* rows, 1..ATTN_CHUNK */
     int64_t n_head_kv;          /* K/V heads in a row, each hd elements */
 } attn_chunk;
@@ -63,7 +64,7 @@ typedef struct attn_kernels {
 
 static inline size_t attn_scratch_floats(int64_t n_head, int64_t hd)
 {
-    return (size_t)n_head * ATTN_CHUNK + (size_t)ATTN_BLOCK * (size_t)hd + 16;
+    return (size_t)n_head * ATTN_CHUNK + (size_t)n_head * (size_t)hd * ATTN_BLOCK + 16;
 }
 
 const attn_kernels *attn_scalar(void);

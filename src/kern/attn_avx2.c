@@ -1,10 +1,10 @@
 /* attn_avx2.c - the AVX2 set of attn.h (FMA, F16C; 8 lanes). Built with
  * AVX2_FLAGS; called only when cpu_get() allows. Room: kern.
- * The structure of attn_avx512.c at half width: a block of 16 rows is converted
- * once into an f32 tile [16][hd]; scores are 8 row accumulators folded by hadd
- * (lane r = row r); exp by Cody-Waite reduction, degree-7 polynomial and an
- * exponent built in integer lanes (inputs below -87 give 0); p.v keeps 32 output
- * lanes in registers, rows added in order. */
+ * The structure of attn_avx512.c at half width: a block's 16 rows are two
+ * vectors; scores from channel-major K (broadcast q[i] times channel i); exp by
+ * Cody-Waite reduction, degree-7 polynomial and an exponent built in integer
+ * lanes (inputs below -87 give 0); p.v keeps 16 output lanes of up to 4 heads in
+ * registers, rows added in order. */
 #include "kern/attn.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -41,14 +41,6 @@ INLINE __m256 round_f16_v(__m256 x)
     return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-/* Lane r = sum of a[r]'s 8 lanes, by a fixed tree. */
-INLINE __m256 reduce8(const __m256 a[8])
-{
-    const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-    const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20), _mm256_permute2f128_ps(h0, h1, 0x31));
-}
-
 /* lanes [0, m) all ones */
 INLINE __m256 lane_mask(int64_t m)
 {
@@ -70,38 +62,49 @@ INLINE void prefetch_item(const attn_chunk *c, int64_t nb, int64_t i, size_t blk
     else if (i < 2 * nb) prefetch_block(c->v[i - nb], blk_bytes);
 }
 
-/* t: [16][hd] f32 <- rows [0, m) of a block (this head's part); rows [m, 16) zero. */
-INLINE void load_tile(float *t, const void *base, size_t stride, int64_t m, int64_t hd, int f16)
+/* For the GP query heads h0 .. h0+GP-1 (GP <= 3) of one K/V head, the scores of
+ * a block's 16 rows (two vectors of 8):
+ *   s_h[0..16) = scale * sum_i q_h[i] * kt[i][0..16)        kt: [hd][16] channel-major
+ * The sum over i runs in 2 interleaved partial sums (i mod 2), added at the end. */
+INLINE void scores_t(float *s, const float *q, int64_t h0, const int GP, const void *kt, int64_t hd,
+                     int f16, __m256 vscale)
 {
-    for (int64_t r = 0; r < m; r++) {
-        float *tr = t + r * hd;
-        if (f16) {
-            const uint16_t *src = (const uint16_t *)base + (size_t)r * stride;
-#pragma GCC unroll 16
-            for (int64_t i = 0; i < hd; i += 8)
-                _mm256_store_ps(tr + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-        } else {
-            const float *src = (const float *)base + (size_t)r * stride;
-#pragma GCC unroll 16
-            for (int64_t i = 0; i < hd; i += 8) _mm256_store_ps(tr + i, _mm256_loadu_ps(src + i));
+    __m256 a[3][2][2];                                /* [head][half of the rows][partial] */
+#pragma GCC unroll 3
+    for (int h = 0; h < GP; h++)
+#pragma GCC unroll 2
+        for (int r = 0; r < 2; r++) a[h][r][0] = a[h][r][1] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < hd; i += 2) {
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; p++) {
+            __m256 kv[2];
+#pragma GCC unroll 2
+            for (int r = 0; r < 2; r++)
+                kv[r] = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)kt + (i + p) * 16 + 8 * r)))
+                            : _mm256_loadu_ps((const float *)kt + (i + p) * 16 + 8 * r);
+#pragma GCC unroll 3
+            for (int h = 0; h < GP; h++) {
+                const __m256 qb = _mm256_set1_ps(q[(h0 + h) * hd + i + p]);
+                a[h][0][p] = _mm256_fmadd_ps(qb, kv[0], a[h][0][p]);
+                a[h][1][p] = _mm256_fmadd_ps(qb, kv[1], a[h][1][p]);
+            }
         }
     }
-    if (m < ATTN_BLOCK) memset(t + m * hd, 0, (size_t)(ATTN_BLOCK - m) * (size_t)hd * sizeof *t);
+#pragma GCC unroll 3
+    for (int h = 0; h < GP; h++)
+#pragma GCC unroll 2
+        for (int r = 0; r < 2; r++)
+            _mm256_store_ps(s + (h0 + h) * ATTN_CHUNK + 8 * r, _mm256_mul_ps(_mm256_add_ps(a[h][r][0], a[h][r][1]), vscale));
 }
 
-/* s[r] = scale * q . t[r] for 8 rows.   q: [hd], t: [8][hd] */
-INLINE void scores8(float *s, const float *q, const float *t, int64_t hd, __m256 vscale)
+/* The last, partial block's K: channels [n_ch][16] copied with rows m..15 zeroed. */
+INLINE void pad_k(void *dst, const void *src, int64_t n_ch, int64_t m, size_t elt)
 {
-    __m256 a[8];
-#pragma GCC unroll 8
-    for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
-#pragma GCC unroll 16
-    for (int64_t i = 0; i < hd; i += 8) {
-        const __m256 qv = _mm256_loadu_ps(q + i);
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) a[r] = _mm256_fmadd_ps(qv, _mm256_load_ps(t + r * hd + i), a[r]);
+    for (int64_t ch = 0; ch < n_ch; ch++) {
+        uint8_t *d = (uint8_t *)dst + (size_t)ch * ATTN_BLOCK * elt;
+        memcpy(d, (const uint8_t *)src + (size_t)ch * ATTN_BLOCK * elt, (size_t)m * elt);
+        memset(d + (size_t)m * elt, 0, (size_t)(ATTN_BLOCK - m) * elt);
     }
-    _mm256_store_ps(s, _mm256_mul_ps(reduce8(a), vscale));
 }
 
 /* For the GP heads h0 .. h0+GP-1 (GP <= 4) and lanes [i0, i0 + 8 NV) (NV <= 2):
@@ -177,7 +180,7 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
 {
     const int64_t Hk = c->n_head_kv, H = Hk * G;
     float *s = scratch;                               /* s: [H][ATTN_CHUNK] scores, then p */
-    float *t = scratch + H * ATTN_CHUNK;              /* t: [16][hd] one head of the current block, f32 */
+    float *pad = scratch + H * ATTN_CHUNK;            /* pad: [Hk * hd][16] a partial block's K */
     const int64_t n = c->n, nb = (n + ATTN_BLOCK - 1) / ATTN_BLOCK;
     const size_t elt = f16 ? 2 : 4;
     const size_t blk_bytes = (size_t)(ATTN_BLOCK - 1) * c->stride * elt + (size_t)(Hk * hd) * elt;
@@ -189,12 +192,20 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
         if (b == 0)
             for (int64_t d = 1; d < PF_DIST; d++) prefetch_item(c, nb, d, blk_bytes);
         prefetch_item(c, nb, b + PF_DIST, blk_bytes);
+        const void *kt = c->k[b];
+        if (m < ATTN_BLOCK) {
+            pad_k(pad, kt, Hk * hd, m, elt);
+            kt = pad;
+        }
         for (int64_t g = 0; g < Hk; g++) {
-            load_tile(t, (const uint8_t *)c->k[b] + (size_t)(g * hd) * elt, c->stride, m, hd, f16);
-            for (int64_t h = g * G; h < (g + 1) * G; h++) {
-                float *sh = s + h * ATTN_CHUNK + b * ATTN_BLOCK;
-                scores8(sh, q + h * hd, t, hd, vscale);
-                scores8(sh + 8, q + h * hd, t + 8 * hd, hd, vscale);
+            const void *kg = (const uint8_t *)kt + (size_t)(g * hd) * ATTN_BLOCK * elt;
+            for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 3) {
+                float *sb = s + b * ATTN_BLOCK;
+                switch ((g + 1) * G - h0 < 3 ? (g + 1) * G - h0 : 3) {
+                case 1: scores_t(sb, q, h0, 1, kg, hd, f16, vscale); break;
+                case 2: scores_t(sb, q, h0, 2, kg, hd, f16, vscale); break;
+                default: scores_t(sb, q, h0, 3, kg, hd, f16, vscale); break;
+                }
             }
         }
     }

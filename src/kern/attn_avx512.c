@@ -1,15 +1,16 @@
 /* attn_avx512.c - the AVX-512 set of attn.h (F, BW, VL, DQ; 16 lanes). Built with
  * the Makefile's AVX512_FLAGS; called only when cpu_get() allows. Room: kern.
  *
- * Per block of 16 rows (one cache block), the rows are converted once into an f32
- * tile [16][hd] that all G query heads of the group read from L1:
- *   scores: 16 accumulators (one per row, fma over i ascending), folded by a fixed
- *           shuffle tree into one vector of 16 scores;
+ * One vector holds the 16 rows of a cache block:
+ *   scores: K is channel-major, so channel i of the block is one vector; the G
+ *           query heads of its K/V head multiply it by their q[i] (broadcast):
+ *           scores of 16 rows come out as one vector, no horizontal sums;
  *   softmax: vector max, exp (Cody-Waite reduction, degree-7 polynomial, scalef),
  *           f16 rounding, vector sum; rows past n are masked to p = 0;
- *   p.v:    the output kept in registers 64 lanes at a time, rows added in order.
- * The next block's rows are prefetched while one is worked on. Nothing depends on
- * where a row sits in the chunk or how many rows the chunk has, beyond masking. */
+ *   p.v:    each V row converted once into registers serves the group's heads,
+ *           whose outputs stay in registers; rows added in order.
+ * Blocks are prefetched PF_DIST ahead along the chunk's K-then-V stream. Nothing
+ * depends on where a row sits in the chunk or how many rows it has, beyond masking. */
 #include "kern/attn.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
@@ -43,28 +44,6 @@ INLINE __m512 round_f16_v(__m512 x)
     return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-/* Lane r of the result = the sum of a[r]'s 16 lanes, by a fixed tree. The tree
- * leaves rows in lane order 0,2,1,3, 8,10,9,11, 4,6,5,7, 12,14,13,15 (an
- * involution), which the last permute undoes. */
-INLINE __m512 reduce16(const __m512 a[16])
-{
-    __m512 b[8], c[4], d[2];
-#pragma GCC unroll 8
-    for (int r = 0; r < 8; r++)
-        b[r] = _mm512_add_ps(_mm512_shuffle_f32x4(a[r], a[r + 8], 0x44), _mm512_shuffle_f32x4(a[r], a[r + 8], 0xEE));
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++)
-        c[r] = _mm512_add_ps(_mm512_shuffle_f32x4(b[r], b[r + 4], 0x88), _mm512_shuffle_f32x4(b[r], b[r + 4], 0xDD));
-#pragma GCC unroll 2
-    for (int r = 0; r < 2; r++)
-        d[r] = _mm512_add_ps(_mm512_unpacklo_ps(c[r], c[r + 2]), _mm512_unpackhi_ps(c[r], c[r + 2]));
-    const __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(1, 0, 1, 0)),
-                                   _mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(3, 2, 3, 2)));
-    const __m512i perm = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
-    return _mm512_permutexvar_ps(perm, e);
-}
-
-/* All lines of a block's rows [16][stride], for the next block while this one is worked on. */
 INLINE void prefetch_block(const void *base, size_t block_bytes)
 {
     for (size_t o = 0; o < block_bytes; o += 64) _mm_prefetch((const char *)base + o, _MM_HINT_T2);
@@ -78,38 +57,46 @@ INLINE void prefetch_item(const attn_chunk *c, int64_t nb, int64_t i, size_t blk
     else if (i < 2 * nb) prefetch_block(c->v[i - nb], blk_bytes);
 }
 
-/* t: [16][hd] f32 <- rows [0, m) of a block (this head's part); rows [m, 16) zero. */
-INLINE void load_tile(float *t, const void *base, size_t stride, int64_t m, int64_t hd, int f16)
+/* For the GP query heads h0 .. h0+GP-1 (GP <= 4) of one K/V head, the scores of
+ * a block's 16 rows at once:
+ *   s_h[0..16) = scale * sum_i q_h[i] * kt[i][0..16)        kt: [hd][16] channel-major
+ * The sum over i runs in 4 interleaved partial sums (i mod 4), added as
+ * (p0 + p1) + (p2 + p3): 4 GP independent FMA chains, no horizontal sums.
+ *   s_h = s + h * ATTN_CHUNK (this block's 16 entries) */
+INLINE void scores_t(float *s, const float *q, int64_t h0, const int GP, const void *kt, int64_t hd,
+                     int f16, __m512 vscale)
 {
-    for (int64_t r = 0; r < m; r++) {
-        float *tr = t + r * hd;
-        if (f16) {
-            const uint16_t *src = (const uint16_t *)base + (size_t)r * stride;
-#pragma GCC unroll 8
-            for (int64_t i = 0; i < hd; i += 16)
-                _mm512_store_ps(tr + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
-        } else {
-            const float *src = (const float *)base + (size_t)r * stride;
-#pragma GCC unroll 8
-            for (int64_t i = 0; i < hd; i += 16) _mm512_store_ps(tr + i, _mm512_loadu_ps(src + i));
+    __m512 a[4][4];
+#pragma GCC unroll 4
+    for (int h = 0; h < GP; h++)
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) a[h][p] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < hd; i += 4) {
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            const __m512 kv = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)kt + (i + p) * 16)))
+                                  : _mm512_loadu_ps((const float *)kt + (i + p) * 16);
+#pragma GCC unroll 4
+            for (int h = 0; h < GP; h++)
+                a[h][p] = _mm512_fmadd_ps(_mm512_set1_ps(q[(h0 + h) * hd + i + p]), kv, a[h][p]);
         }
     }
-    if (m < ATTN_BLOCK) memset(t + m * hd, 0, (size_t)(ATTN_BLOCK - m) * (size_t)hd * sizeof *t);
+#pragma GCC unroll 4
+    for (int h = 0; h < GP; h++) {
+        const __m512 t = _mm512_add_ps(_mm512_add_ps(a[h][0], a[h][1]), _mm512_add_ps(a[h][2], a[h][3]));
+        _mm512_store_ps(s + (h0 + h) * ATTN_CHUNK, _mm512_mul_ps(t, vscale));
+    }
 }
 
-/* s[r] = scale * q . t[r] for the 16 rows of a tile.   q: [hd], t: [16][hd] */
-INLINE void scores16(float *s, const float *q, const float *t, int64_t hd, __m512 vscale)
+/* The last, partial block's K: channels [n_ch][16] copied with rows m..15 zeroed,
+ * so the score vectors never read a slot that holds no position. */
+INLINE void pad_k(void *dst, const void *src, int64_t n_ch, int64_t m, size_t elt)
 {
-    __m512 a[16];
-#pragma GCC unroll 16
-    for (int r = 0; r < 16; r++) a[r] = _mm512_setzero_ps();
-#pragma GCC unroll 8
-    for (int64_t i = 0; i < hd; i += 16) {            /* a[r] += q[i..i+16) * t[r][i..i+16) */
-        const __m512 qv = _mm512_loadu_ps(q + i);
-#pragma GCC unroll 16
-        for (int r = 0; r < 16; r++) a[r] = _mm512_fmadd_ps(qv, _mm512_load_ps(t + r * hd + i), a[r]);
+    for (int64_t ch = 0; ch < n_ch; ch++) {
+        uint8_t *d = (uint8_t *)dst + (size_t)ch * ATTN_BLOCK * elt;
+        memcpy(d, (const uint8_t *)src + (size_t)ch * ATTN_BLOCK * elt, (size_t)m * elt);
+        memset(d + (size_t)m * elt, 0, (size_t)(ATTN_BLOCK - m) * elt);
     }
-    _mm512_store_ps(s, _mm512_mul_ps(reduce16(a), vscale));
 }
 
 /* For the GP heads h0 .. h0+GP-1 (GP <= 4) and lanes [i0, i0 + 16 NV) (NV <= 4):
@@ -170,7 +157,7 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
 {
     const int64_t Hk = c->n_head_kv, H = Hk * G;
     float *s = scratch;                               /* s: [H][ATTN_CHUNK] scores, then p */
-    float *t = scratch + H * ATTN_CHUNK;              /* t: [16][hd] one head of the current block, f32 */
+    float *pad = scratch + H * ATTN_CHUNK;            /* pad: [Hk * hd][16] a partial block's K */
     const int64_t nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
     const size_t elt = f16 ? 2 : 4;
     const size_t blk_bytes = (size_t)(ATTN_BLOCK - 1) * c->stride * elt + (size_t)(Hk * hd) * elt;
@@ -183,10 +170,22 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
         if (b == 0)
             for (int64_t d = 1; d < PF_DIST; d++) prefetch_item(c, nb, d, blk_bytes);
         prefetch_item(c, nb, b + PF_DIST, blk_bytes);
+        const void *kt = c->k[b];
+        if (m < ATTN_BLOCK) {
+            pad_k(pad, kt, Hk * hd, m, elt);
+            kt = pad;
+        }
         for (int64_t g = 0; g < Hk; g++) {
-            load_tile(t, (const uint8_t *)c->k[b] + (size_t)(g * hd) * elt, c->stride, m, hd, f16);
-            for (int64_t h = g * G; h < (g + 1) * G; h++)
-                scores16(s + h * ATTN_CHUNK + b * ATTN_BLOCK, q + h * hd, t, hd, vscale);
+            const void *kg = (const uint8_t *)kt + (size_t)(g * hd) * ATTN_BLOCK * elt;
+            for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 4) {
+                float *sb = s + b * ATTN_BLOCK;
+                switch ((g + 1) * G - h0 < 4 ? (g + 1) * G - h0 : 4) {
+                case 1: scores_t(sb, q, h0, 1, kg, hd, f16, vscale); break;
+                case 2: scores_t(sb, q, h0, 2, kg, hd, f16, vscale); break;
+                case 3: scores_t(sb, q, h0, 3, kg, hd, f16, vscale); break;
+                default: scores_t(sb, q, h0, 4, kg, hd, f16, vscale); break;
+                }
+            }
         }
     }
 

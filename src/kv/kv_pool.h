@@ -7,8 +7,14 @@
  *
  * A block holds KV_BLOCK_TOKENS positions of every layer's K and V:
  *
- *   block b: [n_layer][K|V][KV_BLOCK_TOKENS][n_head_kv * head_dim]   (element type `type`)
- *            ^ kv_pool_k(p, b, il, 0) is the base of 16 rows of layer il, stride row_bytes
+ *   block b: [n_layer][K|V][KV_BLOCK_TOKENS * n_head_kv * head_dim]   (element type `type`)
+ *     K of layer il: [n_head_kv * head_dim][KV_BLOCK_TOKENS]  channel-major: the 16
+ *                    positions of one channel are adjacent (kv_pool_k)
+ *     V of layer il: [KV_BLOCK_TOKENS][n_head_kv * head_dim]  row-major, stride row_bytes
+ *                    (kv_pool_v)
+ *   Attention multiplies q by 16 keys at once (one vector per channel, no
+ *   horizontal sums) and adds p-weighted V rows, so each part is stored the way
+ *   it is read.
  *
  * Each block is in exactly one state:
  *
@@ -184,14 +190,15 @@ bool    kv_pool_is_published(const kv_pool *pool, kv_block b);
 kvlm_err kv_pool_check(const kv_pool *pool, char *err, size_t errlen);
 
 /* ---- rows ---------------------------------------------------------------------- */
-/* K (or V) of position slot (0..15) of layer il in block b: [n_head_kv * head_dim]
- * elements of pool->type. Slots of one layer are contiguous: kv_pool_k(p, b, il, 0)
- * is the base of a [KV_BLOCK_TOKENS][n_head_kv * head_dim] array, stride row_bytes.
- * Writing is allowed only into a block the writer holds alone, unpublished. */
-static inline void *kv_pool_k(const kv_pool *kp, kv_block b, int64_t il, int64_t slot)
+/* K of layer il in block b: [n_head_kv * head_dim][KV_BLOCK_TOKENS] elements of
+ * pool->type; element (slot, channel c) at index c * KV_BLOCK_TOKENS + slot.
+ * V of position slot (0..15) of layer il: [n_head_kv * head_dim] elements; the 16
+ * rows of a layer are contiguous, kv_pool_v(p, b, il, 0) is their base, stride
+ * row_bytes. Writing is allowed only into a block the writer holds alone,
+ * unpublished. */
+static inline void *kv_pool_k(const kv_pool *kp, kv_block b, int64_t il)
 {
-    return kp->slab + (size_t)b * kp->block_bytes +
-           ((size_t)il * 2 * KV_BLOCK_TOKENS + (size_t)slot) * kp->row_bytes;
+    return kp->slab + (size_t)b * kp->block_bytes + (size_t)il * 2 * KV_BLOCK_TOKENS * kp->row_bytes;
 }
 static inline void *kv_pool_v(const kv_pool *kp, kv_block b, int64_t il, int64_t slot)
 {

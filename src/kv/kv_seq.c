@@ -111,13 +111,27 @@ static void store_row(const kv_pool *pool, void *dst, const float *row)
     for (int64_t i = 0; i < n; i++) d[i] = f32_to_fp16(row[i]);
 }
 
+/* row: [n] f32 -> channel c of slot `slot` of a channel-major K block:
+ * dst[c * KV_BLOCK_TOKENS + slot] in the pool's element type */
+static void store_col(const kv_pool *pool, void *dst, int64_t slot, const float *row)
+{
+    const int64_t n = pool->n_head_kv * pool->head_dim;
+    if (pool->type == KVLM_KV_F32) {
+        float *d = dst;
+        for (int64_t c = 0; c < n; c++) d[c * KV_BLOCK_TOKENS + slot] = row[c];
+        return;
+    }
+    uint16_t *d = dst;
+    for (int64_t c = 0; c < n; c++) d[c * KV_BLOCK_TOKENS + slot] = f32_to_fp16(row[c]);
+}
+
 void kv_seq_store(kv_seq *s, int64_t il, int64_t pos, const float *k, const float *v)
 {
     assert(il >= 0 && il < s->pool->n_layer && pos >= 0 && pos < s->n_blocks * KV_BLOCK_TOKENS);
     const kv_block b = s->blocks[pos / KV_BLOCK_TOKENS];
     assert(writable(s->pool, b));   /* else a shared or published block would change under its readers */
     const int64_t slot = pos % KV_BLOCK_TOKENS;
-    store_row(s->pool, kv_pool_k(s->pool, b, il, slot), k);
+    store_col(s->pool, kv_pool_k(s->pool, b, il), slot, k);
     store_row(s->pool, kv_pool_v(s->pool, b, il, slot), v);
 }
 

@@ -26,8 +26,8 @@
  * The write protocol of a forward step over n tokens:
  *   kv_seq_reserve(s, n)  ->  kv_seq_store(s, il, pos, k, v) for every layer and
  *   pos in [n_pos, n_pos+n)  ->  kv_seq_advance(s, n)  ->  optionally kv_seq_publish.
- * Reads of positions < n_pos go through kv_seq_k_row/kv_seq_v_row, or per block
- * through kv_pool_k(pool, blocks[i], il, 0) and kv_pool_row_stride.
+ * Reads of positions < n_pos go through kv_seq_k_elem/kv_seq_v_row, or per block
+ * through kv_pool_k(pool, blocks[i], il) (channel-major) and kv_pool_v (rows).
  *
  * Ownership: kv_seq_init borrows the pool, which must outlive the sequence;
  * kv_seq_free returns every block to the pool. Not thread-safe. */
@@ -104,11 +104,13 @@ kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tok
                               uint64_t fingerprint, uint64_t ns, int64_t *n_reused,
                               char *err, size_t errlen);
 
-/* One position of one layer, pos < n_blocks * 16: [n_head_kv][head_dim]
- * elements of pool->type. Valid until the next reserve/truncate/free. */
-static inline const void *kv_seq_k_row(const kv_seq *s, int64_t il, int64_t pos)
+/* One position of one layer, pos < n_blocks * 16. K: channel c (of n_head_kv *
+ * head_dim) alone, since K is stored channel-major; V: the row [n_head_kv][head_dim].
+ * Elements of pool->type, valid until the next reserve/truncate/free. */
+static inline const void *kv_seq_k_elem(const kv_seq *s, int64_t il, int64_t pos, int64_t c)
 {
-    return kv_pool_k(s->pool, s->blocks[pos / KV_BLOCK_TOKENS], il, pos % KV_BLOCK_TOKENS);
+    return (const uint8_t *)kv_pool_k(s->pool, s->blocks[pos / KV_BLOCK_TOKENS], il) +
+           ((size_t)c * KV_BLOCK_TOKENS + (size_t)(pos % KV_BLOCK_TOKENS)) * s->pool->elt_bytes;
 }
 static inline const void *kv_seq_v_row(const kv_seq *s, int64_t il, int64_t pos)
 {

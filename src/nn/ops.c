@@ -53,8 +53,8 @@ void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, 
     const int64_t j0 = c * ATTN_CHUNK, n = n_kv - j0 < ATTN_CHUNK ? n_kv - j0 : ATTN_CHUNK;
     const int64_t b0 = j0 / KV_BLOCK_TOKENS, nb = (n + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS;
     const void *kb[ATTN_CHUNK / ATTN_BLOCK], *vb[ATTN_CHUNK / ATTN_BLOCK];
-    for (int64_t b = 0; b < nb; b++) {               /* rows [16][n_head_kv * head_dim] of each block */
-        kb[b] = kv_pool_k(kp, s->blocks[b0 + b], il, 0);
+    for (int64_t b = 0; b < nb; b++) {               /* K [channels][16], V rows [16][channels] of each block */
+        kb[b] = kv_pool_k(kp, s->blocks[b0 + b], il);
         vb[b] = kv_pool_v(kp, s->blocks[b0 + b], il, 0);
     }
     const attn_chunk ch = { kb, vb, kp->row_bytes / kp->elt_bytes, n, kp->n_head_kv };

@@ -33,8 +33,8 @@ static float frand(void)   /* [-1, 1) */
     return (float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
-/* A synthetic cache: blocks of 16 rows [16][hk * hd], placed in shuffled order
- * with gaps, like kv_pool's slab. */
+/* A synthetic cache laid out like kv_pool's: per block K channel-major
+ * [hk * hd][16] and V rows [16][hk * hd], blocks in reversed order with gaps. */
 typedef struct cache {
     int64_t hk, hd, n;
     int f16;
@@ -61,15 +61,16 @@ static void cache_fill(cache *c, int64_t hk, int64_t hd, int64_t n, int f16, int
     for (int64_t j = 0; j < n; j++)
         for (int64_t i = 0; i < hk * hd; i++) {
             const float kf = frand() * 2.0f, vf = frand();
-            uint8_t *kr = (uint8_t *)c->k[j / ATTN_BLOCK] + (size_t)(j % ATTN_BLOCK) * row;
+            const size_t ki = (size_t)i * ATTN_BLOCK + (size_t)(j % ATTN_BLOCK);   /* channel i, slot j % 16 */
+            uint8_t *kb = (uint8_t *)c->k[j / ATTN_BLOCK];
             uint8_t *vr = (uint8_t *)c->v[j / ATTN_BLOCK] + (size_t)(j % ATTN_BLOCK) * row;
             if (f16) {
-                ((uint16_t *)kr)[i] = f32_to_fp16(kf);
+                ((uint16_t *)kb)[ki] = f32_to_fp16(kf);
                 ((uint16_t *)vr)[i] = f32_to_fp16(vf);
-                c->kd[j][i] = fp16_to_f32(((uint16_t *)kr)[i]);
+                c->kd[j][i] = fp16_to_f32(((uint16_t *)kb)[ki]);
                 c->vd[j][i] = fp16_to_f32(((uint16_t *)vr)[i]);
             } else {
-                ((float *)kr)[i] = kf;
+                ((float *)kb)[ki] = kf;
                 ((float *)vr)[i] = vf;
                 c->kd[j][i] = kf;
                 c->vd[j][i] = vf;

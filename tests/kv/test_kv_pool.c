@@ -139,11 +139,13 @@ static void sh_check_rows(const shadow *sh)
         for (int64_t il = 0; il < N_LAYER; il++)
             for (int kv = 0; kv < 2; kv++) {
                 expected_row(want, sh->hist[pos], il, kv);
-                const void *row = kv ? kv_seq_v_row(&sh->s, il, pos) : kv_seq_k_row(&sh->s, il, pos);
-                for (int e = 0; e < W; e++)
-                    if (read_elt(pool, row, e) != want[e])
+                for (int e = 0; e < W; e++) {
+                    const float got = kv ? read_elt(pool, kv_seq_v_row(&sh->s, il, pos), e)
+                                         : read_elt(pool, kv_seq_k_elem(&sh->s, il, pos, e), 0);
+                    if (got != want[e])
                         fail_msg("pos %lld layer %lld %c[%d]: %g, want %g", (long long)pos, (long long)il,
-                                 kv ? 'V' : 'K', e, (double)read_elt(pool, row, e), (double)want[e]);
+                                 kv ? 'V' : 'K', e, (double)got, (double)want[e]);
+                }
             }
 }
 
@@ -166,7 +168,7 @@ static bool block_all_nan(const kv_pool *pool, kv_block b)
     for (int64_t il = 0; il < N_LAYER; il++)
         for (int64_t slot = 0; slot < KV_BLOCK_TOKENS; slot++)
             for (int64_t e = 0; e < per_row; e++)
-                if (!isnan(read_elt(pool, kv_pool_k(pool, b, il, slot), (int)e)) ||
+                if (!isnan(read_elt(pool, kv_pool_k(pool, b, il), (int)(slot * per_row + e))) ||
                     !isnan(read_elt(pool, kv_pool_v(pool, b, il, slot), (int)e)))
                     return false;
     return true;
@@ -212,11 +214,11 @@ static void test_row_layout(void **state)
     uint8_t *base = pool.slab + (size_t)b * pool.block_bytes;
     const size_t rb = W * sizeof(float);
     assert_int_equal(kv_pool_row_stride(&pool), rb);
-    /* [n_layer][K|V][16][W] */
-    assert_ptr_equal(kv_pool_k(&pool, b, 0, 0), base);
-    assert_ptr_equal(kv_pool_k(&pool, b, 0, 3), base + 3 * rb);
+    /* [n_layer][K|V][16 * W]: K channel-major [W][16], V rows [16][W] */
+    assert_ptr_equal(kv_pool_k(&pool, b, 0), base);
     assert_ptr_equal(kv_pool_v(&pool, b, 0, 0), base + 16 * rb);
-    assert_ptr_equal(kv_pool_k(&pool, b, 1, 0), base + 32 * rb);
+    assert_ptr_equal(kv_pool_v(&pool, b, 0, 3), base + 19 * rb);
+    assert_ptr_equal(kv_pool_k(&pool, b, 1), base + 32 * rb);
     assert_ptr_equal(kv_pool_v(&pool, b, 1, 15), base + 63 * rb);
     kv_pool_unref(&pool, b);
     kv_pool_free(&pool);
@@ -234,9 +236,9 @@ static void test_store_f16_rounds_like_kern(void **state)
     for (int e = 0; e < W; e++) { k[e] = 0.1f * (float)e + 1e-4f; v[e] = -3.3333f * (float)e; }
     kv_seq_store(&s, 1, 0, k, v);
     kv_seq_advance(&s, 1);
-    const uint16_t *kr = kv_seq_k_row(&s, 1, 0), *vr = kv_seq_v_row(&s, 1, 0);
+    const uint16_t *vr = kv_seq_v_row(&s, 1, 0);
     for (int e = 0; e < W; e++) {
-        assert_int_equal(kr[e], f32_to_fp16(k[e]));
+        assert_int_equal(*(const uint16_t *)kv_seq_k_elem(&s, 1, 0, e), f32_to_fp16(k[e]));
         assert_int_equal(vr[e], f32_to_fp16(v[e]));
     }
     kv_seq_free(&s);
@@ -293,7 +295,7 @@ static void test_cow_copies_exactly(void **state)
     assert_int_equal(kv_pool_refcount(&pool, a.s.blocks[0]), 2);
     assert_int_equal(kv_pool_refcount(&pool, shared), 1);
     assert_int_equal(pool.stats.copies, 1);
-    assert_memory_equal(kv_pool_k(&pool, b.s.blocks[1], 0, 0), kv_pool_k(&pool, shared, 0, 0), pool.block_bytes);
+    assert_memory_equal(kv_pool_k(&pool, b.s.blocks[1], 0), kv_pool_k(&pool, shared, 0), pool.block_bytes);
     assert_int_equal(kv_seq_reserve(&b.s, 1, NULL, 0), KVLM_OK);   /* idempotent: no second copy */
     assert_int_equal(pool.stats.copies, 1);
     /* diverge: b writes other tokens at 20..23, a continues with its own */
