@@ -195,6 +195,15 @@ kvlm_err kvlm_ctx_prefill(kvlm_ctx *ctx, const kvlm_token *tokens, size_t n,
 /* Drops every token at position >= n_keep (rollback). */
 void kvlm_ctx_truncate(kvlm_ctx *ctx, size_t n_keep);
 
+/* For benchmarks and instruction counts only: appends n positions whose K and V
+ * are zero without running the model (their tokens read as id 0), so a step at
+ * depth D can be measured without paying for a real fill of D tokens (which
+ * takes hours under valgrind). Afterwards the logits are NULL until the next
+ * decode, and this context never publishes to the prefix cache (its blocks do
+ * not hold what their tokens would compute). KVLM_ERR_CONTEXT_FULL, KVLM_ERR_BUDGET
+ * (nothing appended), KVLM_ERR_INVALID with no_kv_cache. */
+kvlm_err kvlm_ctx_fill_zero(kvlm_ctx *ctx, size_t n, char *err, size_t errlen);
+
 /* A new context holding a copy of src's sequence (tokens, logits, parameters)
  * that shares src's K/V blocks: no bytes are copied until one of them writes
  * into a shared partly filled block (copy-on-write). For parallel sampling:

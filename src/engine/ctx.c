@@ -210,6 +210,31 @@ kvlm_err kvlm_ctx_decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, char *
     return KVLM_OK;
 }
 
+kvlm_err kvlm_ctx_fill_zero(kvlm_ctx *c, size_t n, char *err, size_t errlen)
+{
+    if (c->params.no_kv_cache)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "fill_zero needs the KV cache (no_kv_cache is set)");
+    if (n > (size_t)c->n_ctx - c->n_past)
+        return err_set(err, errlen, KVLM_ERR_CONTEXT_FULL,
+                       "%zu positions do not fit: %zu of %lld context positions are used", n, c->n_past,
+                       (long long)c->n_ctx);
+    kvlm_err e = kv_seq_reserve(&c->seq, (int64_t)n, err, errlen);
+    if (e) return e;
+    const model_hparams *hp = &c->m->hp;
+    float *zero = calloc((size_t)(hp->n_head_kv * hp->head_dim), sizeof *zero);
+    if (!zero) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {                  /* zero: [n_head_kv * head_dim] */
+        for (int64_t il = 0; il < hp->n_layer; il++) kv_seq_store(&c->seq, il, (int64_t)(c->n_past + i), zero, zero);
+        c->tokens[c->n_past + i] = 0;
+    }
+    free(zero);
+    kv_seq_advance(&c->seq, (int64_t)n);
+    c->n_past += n;
+    c->has_logits = false;
+    c->params.no_prefix_cache = true;                 /* these blocks must never be found by their tokens */
+    return KVLM_OK;
+}
+
 /* Tries the prefix index for more than `keep` leading tokens of tokens[0..n):
  * on a longer hit the sequence is replaced by the hit blocks. Returns the tokens
  * now reused. */

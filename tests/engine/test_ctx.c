@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "kvlm.h"
@@ -128,6 +129,56 @@ static void test_long_context_paths(void **state)
     kvlm_ctx_free(b);
     kvlm_ctx_free(c);
     kvlm_ctx_free(d);
+}
+
+/* The benchmark hook: zero K/V without a model run, then decoding works, and
+ * nothing of it reaches the prefix cache; its errors leave the context as it was. */
+static void test_fill_zero(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    kvlm_token t[256];
+    size_t n = tokenize(TEXT, t, 256);
+    kvlm_ctx *a = new_ctx(2, 64, false), *nc = new_ctx(1, 64, true);
+    char err[256];
+    assert_int_equal(kvlm_ctx_decode(a, t, 5, NULL, 0), KVLM_OK);
+    assert_int_equal(kvlm_ctx_fill_zero(a, 60, err, sizeof err), KVLM_ERR_CONTEXT_FULL);
+    assert_int_equal(kvlm_ctx_n_past(a), 5);
+    assert_non_null(kvlm_ctx_logits(a));
+    assert_int_equal(kvlm_ctx_fill_zero(nc, 4, err, sizeof err), KVLM_ERR_INVALID);
+    assert_int_equal(kvlm_ctx_fill_zero(a, 40, err, sizeof err), KVLM_OK);
+    assert_int_equal(kvlm_ctx_n_past(a), 45);
+    assert_null(kvlm_ctx_logits(a));
+    assert_int_equal(kvlm_ctx_decode(a, t + 5, n < 19 ? n - 5 : 14, NULL, 0), KVLM_OK);
+    const float *lg = kvlm_ctx_logits(a);
+    assert_non_null(lg);
+    for (int64_t i = 0; i < g_vocab; i++) assert_true(isfinite(lg[i]));
+    kvlm_ctx_free(a);
+    kvlm_ctx_free(nc);
+
+    /* on a shared cache: a zero-filled context leaves nothing cached behind, a
+     * normal one with as many positions does */
+    kvlm_cache_params cp = kvlm_cache_default_params();
+    kvlm_cache *cache;
+    assert_int_equal(kvlm_cache_init(g_model, &cp, &cache, err, sizeof err), KVLM_OK);
+    kvlm_ctx_params p = kvlm_ctx_default_params();
+    p.n_threads = 1;
+    p.n_ctx = 64;
+    p.cache = cache;
+    kvlm_ctx *z, *r;
+    kvlm_cache_stats cs;
+    assert_int_equal(kvlm_ctx_init(g_model, &p, &z, err, sizeof err), KVLM_OK);
+    assert_int_equal(kvlm_ctx_fill_zero(z, 40, err, sizeof err), KVLM_OK);
+    assert_int_equal(kvlm_ctx_decode(z, t, 1, NULL, 0), KVLM_OK);
+    kvlm_ctx_free(z);
+    kvlm_cache_get_stats(cache, &cs);
+    assert_int_equal(cs.n_cached, 0);
+    assert_int_equal(kvlm_ctx_init(g_model, &p, &r, err, sizeof err), KVLM_OK);
+    assert_int_equal(kvlm_ctx_decode(r, t, 41, NULL, 0), KVLM_OK);
+    kvlm_ctx_free(r);
+    kvlm_cache_get_stats(cache, &cs);
+    assert_true(cs.n_cached >= 2);
+    kvlm_cache_free(cache);
 }
 
 static void test_threads_do_not_change_logits(void **state)
@@ -268,6 +319,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_equals_one_at_a_time),
         cmocka_unit_test(test_long_context_paths),
+        cmocka_unit_test(test_fill_zero),
         cmocka_unit_test(test_threads_do_not_change_logits),
         cmocka_unit_test(test_prefix_reuse_and_rollback),
         cmocka_unit_test(test_no_kv_cache_is_identical),
