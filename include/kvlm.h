@@ -192,6 +192,13 @@ kvlm_err kvlm_ctx_decode(kvlm_ctx *ctx, const kvlm_token *tokens, size_t n,
 kvlm_err kvlm_ctx_prefill(kvlm_ctx *ctx, const kvlm_token *tokens, size_t n,
                           size_t *n_reused, char *err, size_t errlen);
 
+/* kvlm_ctx_decode that also writes every token's next-token logits:
+ * logits: [n][n_vocab], row i for tokens[i] (what perplexity needs). Row n-1 is
+ * also what kvlm_ctx_logits() returns. Bitwise the rows that n single-token
+ * decodes would give. KVLM_ERR_INVALID with no_kv_cache. */
+kvlm_err kvlm_ctx_decode_all(kvlm_ctx *ctx, const kvlm_token *tokens, size_t n, float *logits,
+                             char *err, size_t errlen);
+
 /* Drops every token at position >= n_keep (rollback). */
 void kvlm_ctx_truncate(kvlm_ctx *ctx, size_t n_keep);
 

@@ -29,5 +29,7 @@ kvlm_model *cli_model_open(const char *path);
 
 /* cli_bench.c: `kvlm bench`, which parses its own options from argv[2..]. */
 int cli_bench(int argc, char **argv);
+/* cli_perplexity.c: `kvlm perplexity`, likewise. */
+int cli_perplexity(int argc, char **argv);
 
 #endif

@@ -24,6 +24,7 @@ static void usage(FILE *o)
         "            computed once; one JSON result per line, hit rate and time saved on stderr\n"
         "  inspect   print a model's geometry and KV cache memory per context size\n"
         "  bench     speed: prompt processing and generation at depths (see kvlm bench --help)\n"
+        "  perplexity  perplexity of a text (-f FILE), KL between K/V cache types (see --help)\n"
         "\n"
         "options (run, chat, batch):\n"
         "  -m, --model PATH      GGUF model (default: the cached SmolLM2-135M-Instruct)\n"
@@ -177,6 +178,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(cmd, "bench")) return cli_bench(argc, argv);   /* its own options */
+    if (!strcmp(cmd, "perplexity")) return cli_perplexity(argc, argv);
     cli_opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;

@@ -146,13 +146,16 @@ kvlm_err kvlm_ctx_fork(const kvlm_ctx *src, kvlm_ctx **out, char *err, size_t er
 }
 
 /* Runs the model over tokens[0..n) at positions seq.n_pos.. in batches (the
- * positions are reserved). */
-static void run_batches(kvlm_ctx *c, const kvlm_token *tokens, size_t n)
+ * positions are reserved). all: NULL (the last token's logits go to c->logits)
+ * or [n][n_vocab] for every token's (the last row is copied to c->logits too). */
+static void run_batches(kvlm_ctx *c, const kvlm_token *tokens, size_t n, float *all)
 {
+    const size_t V = (size_t)c->m->hp.n_vocab;
     for (size_t i = 0; i < n; i += (size_t)c->fs.n_batch) {
         size_t nb = n - i < (size_t)c->fs.n_batch ? n - i : (size_t)c->fs.n_batch;
-        forward_run(&c->fs, c->pool, &c->seq, tokens + i, (int64_t)nb, c->logits, false);
+        forward_run(&c->fs, c->pool, &c->seq, tokens + i, (int64_t)nb, all ? all + i * V : c->logits, all != NULL);
     }
+    if (all) memcpy(c->logits, all + (n - 1) * V, V * sizeof *all);
     c->stats.n_computed += (int64_t)n;
 }
 
@@ -173,7 +176,7 @@ static kvlm_err check_tokens(const kvlm_ctx *c, const kvlm_token *tokens, size_t
     return KVLM_OK;
 }
 
-kvlm_err kvlm_ctx_decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, char *err, size_t errlen)
+static kvlm_err decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, float *all, char *err, size_t errlen)
 {
     if (n == 0) return err_set(err, errlen, KVLM_ERR_INVALID, "decode needs at least one token");
     if (n > (size_t)c->n_ctx - c->n_past)
@@ -189,12 +192,12 @@ kvlm_err kvlm_ctx_decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, char *
         kv_seq_truncate(&c->seq, 0);
         if ((e = kv_seq_reserve(&c->seq, (int64_t)(c->n_past + n), err, errlen))) return e;
         memcpy(c->tokens + c->n_past, tokens, n * sizeof *tokens);
-        run_batches(c, c->tokens, c->n_past + n);
+        run_batches(c, c->tokens, c->n_past + n, NULL);
     } else {
         /* all blocks first: an exhausted budget fails here, before any work */
         if ((e = kv_seq_reserve(&c->seq, (int64_t)n, err, errlen))) return e;
         memcpy(c->tokens + c->n_past, tokens, n * sizeof *tokens);
-        run_batches(c, tokens, n);
+        run_batches(c, tokens, n, all);
     }
     c->n_past += n;
     c->has_logits = true;
@@ -208,6 +211,20 @@ kvlm_err kvlm_ctx_decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, char *
         c->stats.n_decoded += 1;
     }
     return KVLM_OK;
+}
+
+kvlm_err kvlm_ctx_decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, char *err, size_t errlen)
+{
+    return decode(c, tokens, n, NULL, err, errlen);
+}
+
+kvlm_err kvlm_ctx_decode_all(kvlm_ctx *c, const kvlm_token *tokens, size_t n, float *logits,
+                             char *err, size_t errlen)
+{
+    if (c->params.no_kv_cache)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "decode_all needs the KV cache (no_kv_cache is set)");
+    if (!logits) return err_set(err, errlen, KVLM_ERR_INVALID, "decode_all needs an output buffer");
+    return decode(c, tokens, n, logits, err, errlen);
 }
 
 kvlm_err kvlm_ctx_fill_zero(kvlm_ctx *c, size_t n, char *err, size_t errlen)

@@ -131,6 +131,31 @@ static void test_long_context_paths(void **state)
     kvlm_ctx_free(d);
 }
 
+/* decode_all: every row bitwise what single-token decodes give; the last row is
+ * kvlm_ctx_logits(); refused without the KV cache. */
+static void test_decode_all(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    enum { N = 20 };
+    kvlm_token t[256];
+    assert_true(tokenize(TEXT, t, 256) >= N);
+    kvlm_ctx *a = new_ctx(2, 64, false), *b = new_ctx(2, 64, false), *nc = new_ctx(1, 64, true);
+    float *all = malloc((size_t)N * (size_t)g_vocab * sizeof *all);
+    assert_non_null(all);
+    assert_int_equal(kvlm_ctx_decode_all(a, t, N, all, NULL, 0), KVLM_OK);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(kvlm_ctx_decode(b, t + i, 1, NULL, 0), KVLM_OK);
+        assert_logits_equal(all + (size_t)i * (size_t)g_vocab, kvlm_ctx_logits(b));
+    }
+    assert_logits_equal(all + (size_t)(N - 1) * (size_t)g_vocab, kvlm_ctx_logits(a));
+    assert_int_equal(kvlm_ctx_decode_all(nc, t, 2, all, NULL, 0), KVLM_ERR_INVALID);
+    free(all);
+    kvlm_ctx_free(a);
+    kvlm_ctx_free(b);
+    kvlm_ctx_free(nc);
+}
+
 /* The benchmark hook: zero K/V without a model run, then decoding works, and
  * nothing of it reaches the prefix cache; its errors leave the context as it was. */
 static void test_fill_zero(void **state)
@@ -320,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_batch_equals_one_at_a_time),
         cmocka_unit_test(test_long_context_paths),
         cmocka_unit_test(test_fill_zero),
+        cmocka_unit_test(test_decode_all),
         cmocka_unit_test(test_threads_do_not_change_logits),
         cmocka_unit_test(test_prefix_reuse_and_rollback),
         cmocka_unit_test(test_no_kv_cache_is_identical),
