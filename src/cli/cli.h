@@ -3,6 +3,7 @@
 #define KVLM_CLI_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include "kvlm.h"
 
 typedef struct cli_opts {
@@ -26,6 +27,8 @@ kvlm_model *cli_load_model(const cli_opts *o);
  * that falls back to it when path is NULL (NULL after printing the error). */
 const char *cli_model_default_path(void);
 kvlm_model *cli_model_open(const char *path);
+/* A decimal integer in [lo, hi], the whole string: 0, else -1 (nothing written). */
+int cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 
 /* cli_bench.c: `kvlm bench`, which parses its own options from argv[2..]. */
 int cli_bench(int argc, char **argv);

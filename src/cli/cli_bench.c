@@ -122,15 +122,6 @@ static void usage(FILE *o)
 }
 
 /* ---- options ------------------------------------------------------------------------ */
-static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
 
 static int parse_depths(const char *s, bench_opts *o)
 {
@@ -139,7 +130,7 @@ static int parse_depths(const char *s, bench_opts *o)
     if (strlen(s) >= sizeof buf) return -1;
     strcpy(buf, s);
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (o->n_depths == BENCH_MAX_DEPTHS || parse_i64(tok, 0, 1 << 24, &o->depths[o->n_depths])) return -1;
+        if (o->n_depths == BENCH_MAX_DEPTHS || cli_parse_i64(tok, 0, 1 << 24, &o->depths[o->n_depths])) return -1;
         o->n_depths++;
     }
     return o->n_depths ? 0 : -1;
@@ -164,13 +155,13 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) o->help = true;
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { NEED_VALUE(); o->model = v; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            NEED_VALUE(); if (parse_i64(v, 1, 512, &n)) BAD_VALUE(); o->n_threads = (int)n;
+            NEED_VALUE(); if (cli_parse_i64(v, 1, 512, &n)) BAD_VALUE(); o->n_threads = (int)n;
         } else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) {
-            NEED_VALUE(); if (parse_i64(v, 1, 10000, &n)) BAD_VALUE(); o->reps = (int)n;
+            NEED_VALUE(); if (cli_parse_i64(v, 1, 10000, &n)) BAD_VALUE(); o->reps = (int)n;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
-            NEED_VALUE(); if (parse_i64(v, 0, 1 << 20, &o->n_prompt)) BAD_VALUE();
+            NEED_VALUE(); if (cli_parse_i64(v, 0, 1 << 20, &o->n_prompt)) BAD_VALUE();
         } else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
-            NEED_VALUE(); if (parse_i64(v, 0, 1 << 20, &o->n_gen)) BAD_VALUE();
+            NEED_VALUE(); if (cli_parse_i64(v, 0, 1 << 20, &o->n_gen)) BAD_VALUE();
         } else if (!strcmp(a, "-d") || !strcmp(a, "--depths")) {
             NEED_VALUE(); if (parse_depths(v, o)) BAD_VALUE();
         } else if (!strcmp(a, "--cache-type")) {
@@ -187,11 +178,11 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             o->seed = s;
         } else if (!strcmp(a, "--json")) o->json = true;
         else if (!strcmp(a, "--no-kv-cache-curve")) {
-            NEED_VALUE(); if (parse_i64(v, 1, 1 << 16, &o->curve_n)) BAD_VALUE();
+            NEED_VALUE(); if (cli_parse_i64(v, 1, 1 << 16, &o->curve_n)) BAD_VALUE();
         } else if (!strcmp(a, "--plot")) { NEED_VALUE(); o->plot = v; }
         else if (!strcmp(a, "--csv")) { NEED_VALUE(); o->csv = v; }
         else if (!strcmp(a, "--callgrind-step")) {
-            NEED_VALUE(); if (parse_i64(v, 0, 1 << 24, &o->callgrind_depth)) BAD_VALUE();
+            NEED_VALUE(); if (cli_parse_i64(v, 0, 1 << 24, &o->callgrind_depth)) BAD_VALUE();
         } else {
             fprintf(stderr, "kvlm bench: unknown argument '%s' (see kvlm bench --help)\n", a);
             return 2;

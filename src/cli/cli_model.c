@@ -3,6 +3,8 @@
  * is the layer that may print). */
 #include "cli/cli.h"
 
+#include <errno.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -34,4 +36,14 @@ kvlm_model *cli_model_open(const char *path)
         return NULL;
     }
     return m;
+}
+
+int cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
 }

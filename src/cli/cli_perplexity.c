@@ -32,15 +32,6 @@ typedef struct ppl_opts {
     bool kl, json, help;
 } ppl_opts;
 
-static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
 
 static int parse_type(const char *s, kvlm_kv_type *out)
 {
@@ -86,11 +77,11 @@ static int parse_args(int argc, char **argv, ppl_opts *o)
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { NEED_VALUE(); o->model = v; }
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { NEED_VALUE(); o->file = v; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
-            NEED_VALUE(); if (parse_i64(v, 4, 1 << 20, &o->n_window)) BAD_VALUE();
+            NEED_VALUE(); if (cli_parse_i64(v, 4, 1 << 20, &o->n_window)) BAD_VALUE();
         } else if (!strcmp(a, "--chunks")) {
-            NEED_VALUE(); if (parse_i64(v, 1, INT64_MAX, &o->max_chunks)) BAD_VALUE();
+            NEED_VALUE(); if (cli_parse_i64(v, 1, INT64_MAX, &o->max_chunks)) BAD_VALUE();
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            NEED_VALUE(); if (parse_i64(v, 1, 512, &n)) BAD_VALUE(); o->n_threads = (int)n;
+            NEED_VALUE(); if (cli_parse_i64(v, 1, 512, &n)) BAD_VALUE(); o->n_threads = (int)n;
         } else if (!strcmp(a, "--cache-type")) {
             NEED_VALUE(); if (parse_type(v, &o->type)) BAD_VALUE();
         } else if (!strcmp(a, "--kl-base")) {
