@@ -95,7 +95,7 @@ static void usage(FILE *o)
         "  -n, --n-gen N             generated tokens of each tg test (default 128; 0 = skip)\n"
         "  -d, --depths LIST         comma-separated tokens in the cache before each tg test\n"
         "                            (default 0,1024,4096,8000)\n"
-        "      --cache-type T        K/V element type: f16 (default) or f32\n"
+        "      --cache-type T        K/V element type: f16 (default), f32 or q8\n"
         "      --seed N              seed of the random token ids (default 1234)\n"
         "      --json                machine-readable results on stdout instead of the table\n"
         "      --no-kv-cache-curve N instead of the tests: generate N tokens with the cache and\n"
@@ -166,9 +166,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             NEED_VALUE(); if (parse_depths(v, o)) BAD_VALUE();
         } else if (!strcmp(a, "--cache-type")) {
             NEED_VALUE();
-            if (!strcmp(v, "f16")) o->kv_type = KVLM_KV_F16;
-            else if (!strcmp(v, "f32")) o->kv_type = KVLM_KV_F32;
-            else BAD_VALUE();
+            if (!kvlm_kv_type_from_name(v, &o->kv_type)) BAD_VALUE();
         } else if (!strcmp(a, "--seed")) {
             NEED_VALUE();
             char *end;
@@ -244,7 +242,6 @@ static int64_t peak_rss_bytes(void)
 /* A progress line on stderr, only for a person watching. */
 static bool show_progress(const bench_opts *o) { return !o->json && isatty(2); }
 
-static const char *kv_type_name(kvlm_kv_type t) { return t == KVLM_KV_F32 ? "f32" : "f16"; }
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -403,7 +400,7 @@ static void print_table(const kvlm_model *m, const char *path, const bench_opts 
     printf("model    %s (%s, %.1f M params, %.1f MiB)\n", path, in.name, (double)in.n_params / 1e6,
            (double)in.file_bytes / (1024.0 * 1024.0));
     printf("threads  %d, K/V %s, %d repetitions, seed %llu, load average %.2f %.2f %.2f\n\n", o->n_threads,
-           kv_type_name(o->kv_type), o->reps, (unsigned long long)o->seed, la[0], la[1], la[2]);
+           kvlm_kv_type_name(o->kv_type), o->reps, (unsigned long long)o->seed, la[0], la[1], la[2]);
     printf("| %-14s | %10s | %-21s | %8s |\n", "test", "tok/s", "min - max", "stddev");
     printf("| %-14s | %10s | %-21s | %8s |\n", "--------------", "---------:", "---------------------",
            "-------:");
@@ -431,7 +428,7 @@ static cJSON *json_header(const kvlm_model *m, const char *path, const bench_opt
     cJSON_AddNumberToObject(j, "model_bytes", (double)in.file_bytes);
     cJSON_AddNumberToObject(j, "n_params", (double)in.n_params);
     cJSON_AddNumberToObject(j, "threads", o->n_threads);
-    cJSON_AddStringToObject(j, "kv_type", kv_type_name(o->kv_type));
+    cJSON_AddStringToObject(j, "kv_type", kvlm_kv_type_name(o->kv_type));
     cJSON_AddNumberToObject(j, "reps", o->reps);
     cJSON_AddNumberToObject(j, "seed", (double)o->seed);
     cJSON *l = cJSON_AddArrayToObject(j, "loadavg");
@@ -587,7 +584,7 @@ static int run_curve(const kvlm_model *m, const char *path, const bench_opts *o)
 
     char subtitle[1024];
     snprintf(subtitle, sizeof subtitle, "%s, %d threads, K/V %s, %lld greedy tokens; total %.2f s cached vs %.2f s recomputed",
-             in.name, o->n_threads, kv_type_name(o->kv_type), (long long)n, sum_c / 1e3, sum_n / 1e3);
+             in.name, o->n_threads, kvlm_kv_type_name(o->kv_type), (long long)n, sum_c / 1e3, sum_n / 1e3);
     cli_bench_curve c = { .n = n, .ms_cached = ms_c, .ms_nocache = ms_n, .subtitle = subtitle };
     if (o->plot && write_file(o->plot, &c, cli_bench_plot_svg)) goto done;
     const char *csv = o->csv;
@@ -616,7 +613,7 @@ static int run_curve(const kvlm_model *m, const char *path, const bench_opts *o)
         goto done;
     }
     FILE *out = csv ? stdout : stderr;   /* without a CSV file, stdout carries the CSV */
-    fprintf(out, "model    %s (%s), %d threads, K/V %s\n", path, in.name, o->n_threads, kv_type_name(o->kv_type));
+    fprintf(out, "model    %s (%s), %d threads, K/V %s\n", path, in.name, o->n_threads, kvlm_kv_type_name(o->kv_type));
     fprintf(out, "%8s %12s %14s %8s\n", "position", "ms cached", "ms no-cache", "ratio");
     int64_t step = n >= 16 ? n / 16 : 1;
     for (int64_t i = 0; i < n; i += step)

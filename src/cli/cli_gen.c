@@ -327,12 +327,13 @@ int cli_inspect(const cli_opts *o)
     printf("context        %lld (training)\n", (long long)in.n_ctx_train);
     printf("KV cache       %lld layers x %lld K/V heads x %lld dims, K and V; blocks of 16 tokens\n",
            (long long)in.n_layer, (long long)in.n_head_kv, (long long)in.head_dim);
-    const struct { const char *name; kvlm_kv_type type; } types[] = { { "f32", KVLM_KV_F32 }, { "f16", KVLM_KV_F16 } };
+    const kvlm_kv_type types[] = { KVLM_KV_F32, KVLM_KV_F16, KVLM_KV_Q8 };
     const long long ctxs[] = { 4096, 8192, 32768, 131072 };
     printf("  %-5s %12s %12s %12s %12s %12s %12s\n", "type", "bytes/token", "per layer", "4K", "8K", "32K", "128K");
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
-        double per_tok = (double)kvlm_kv_bytes_per_token(m, types[t].type);
-        printf("  %-5s %12.0f %12.0f", types[t].name, per_tok, per_tok / (double)in.n_layer);
+        double per_tok = (double)kvlm_kv_bytes_per_token(m, types[t]);
+        if (per_tok <= 0) continue;                   /* q8 with a head_dim that is not a multiple of 32 */
+        printf("  %-5s %12.0f %12.0f", kvlm_kv_type_name(types[t]), per_tok, per_tok / (double)in.n_layer);
         for (size_t c = 0; c < 4; c++) printf(" %8.1f MiB", per_tok * (double)ctxs[c] / (1024.0 * 1024.0));
         printf("\n");
     }

@@ -33,15 +33,6 @@ typedef struct ppl_opts {
 } ppl_opts;
 
 
-static int parse_type(const char *s, kvlm_kv_type *out)
-{
-    if (!strcmp(s, "f16")) *out = KVLM_KV_F16;
-    else if (!strcmp(s, "f32")) *out = KVLM_KV_F32;
-    else return -1;
-    return 0;
-}
-
-static const char *type_name(kvlm_kv_type t) { return t == KVLM_KV_F32 ? "f32" : "f16"; }
 
 static void usage(FILE *f)
 {
@@ -56,7 +47,7 @@ static void usage(FILE *f)
         "  -c, --ctx N            tokens per window (default 512, at least 4)\n"
         "      --chunks N         score at most N windows (default: all)\n"
         "  -t, --threads N        threads (default: online cores)\n"
-        "      --cache-type T     K/V type under test: f16 (default) or f32\n"
+        "      --cache-type T     K/V type under test: f16 (default), f32 or q8\n"
         "      --kl-base T        also run every window with cache type T and compare\n"
         "      --json             one JSON object on stdout instead of the text report\n"
         "  -h, --help             this help\n");
@@ -83,9 +74,9 @@ static int parse_args(int argc, char **argv, ppl_opts *o)
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             NEED_VALUE(); if (cli_parse_i64(v, 1, 512, &n)) BAD_VALUE(); o->n_threads = (int)n;
         } else if (!strcmp(a, "--cache-type")) {
-            NEED_VALUE(); if (parse_type(v, &o->type)) BAD_VALUE();
+            NEED_VALUE(); if (!kvlm_kv_type_from_name(v, &o->type)) BAD_VALUE();
         } else if (!strcmp(a, "--kl-base")) {
-            NEED_VALUE(); if (parse_type(v, &o->base_type)) BAD_VALUE(); o->kl = true;
+            NEED_VALUE(); if (!kvlm_kv_type_from_name(v, &o->base_type)) BAD_VALUE(); o->kl = true;
         } else if (!strcmp(a, "--json")) o->json = true;
         else {
             fprintf(stderr, "kvlm perplexity: unknown option '%s' (see kvlm perplexity --help)\n", a);
@@ -263,7 +254,7 @@ int cli_perplexity(int argc, char **argv)
     if (!o.json)
         fprintf(stderr, "perplexity: %zu tokens of %s, %lld windows of %lld (scored: the last %lld of each), "
                 "K/V %s%s%s\n", n_tok, o.file, (long long)n_chunks, (long long)c, (long long)(c - 1 - c / 2),
-                type_name(o.type), o.kl ? ", KL base " : "", o.kl ? type_name(o.base_type) : "");
+                kvlm_kv_type_name(o.type), o.kl ? ", KL base " : "", o.kl ? kvlm_kv_type_name(o.base_type) : "");
     ppl_sums s = { 0 };
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -281,12 +272,12 @@ int cli_perplexity(int argc, char **argv)
         cJSON_AddNumberToObject(j, "ctx", (double)c);
         cJSON_AddNumberToObject(j, "chunks", (double)n_chunks);
         cJSON_AddNumberToObject(j, "scored", (double)s.count);
-        cJSON_AddStringToObject(j, "cache_type", type_name(o.type));
+        cJSON_AddStringToObject(j, "cache_type", kvlm_kv_type_name(o.type));
         cJSON_AddNumberToObject(j, "ppl", ppl);
         cJSON_AddNumberToObject(j, "ppl_err", ppl_err);
         cJSON_AddNumberToObject(j, "mean_nll", s.nll / (double)s.count);
         if (o.kl) {
-            cJSON_AddStringToObject(j, "kl_base", type_name(o.base_type));
+            cJSON_AddStringToObject(j, "kl_base", kvlm_kv_type_name(o.base_type));
             cJSON_AddNumberToObject(j, "kl_mean", s.kl / (double)s.count);
             cJSON_AddNumberToObject(j, "kl_err", sem(s.kl, s.kl2, s.count));
             cJSON_AddNumberToObject(j, "top1_agreement", (double)s.top1_same / (double)s.count);
@@ -298,10 +289,10 @@ int cli_perplexity(int argc, char **argv)
         cJSON_Delete(j);
     } else {
         printf("PPL = %.4f +/- %.4f   (%lld tokens scored, K/V %s, %.1f s)\n", ppl, ppl_err, (long long)s.count,
-               type_name(o.type), secs);
+               kvlm_kv_type_name(o.type), secs);
         if (o.kl)
-            printf("KL(%s || %s) = %.6f +/- %.6f nats per token, top-1 agreement %.2f%%\n", type_name(o.base_type),
-                   type_name(o.type), s.kl / (double)s.count, sem(s.kl, s.kl2, s.count),
+            printf("KL(%s || %s) = %.6f +/- %.6f nats per token, top-1 agreement %.2f%%\n", kvlm_kv_type_name(o.base_type),
+                   kvlm_kv_type_name(o.type), s.kl / (double)s.count, sem(s.kl, s.kl2, s.count),
                    100.0 * (double)s.top1_same / (double)s.count);
     }
     rc = 0;

@@ -42,7 +42,7 @@ static void usage(FILE *o)
         "      --seed N          sampling seed (default: from the clock)\n"
         "      --system TEXT     system message for the chat template\n"
         "      --raw             do not apply the chat template (run only)\n"
-        "      --cache-type T    K/V element type: f16 (default) or f32\n"
+        "      --cache-type T    K/V element type: f16 (default), f32 or q8 (8-bit, half the bytes)\n"
         "      --no-kv-cache     recompute the whole sequence at every step (naive baseline)\n"
         "      --kv-mem SIZE     KV block pool budget, e.g. 64M, 1G (default: the context's worth;\n"
         "                        batch: 256M). Blocks nobody uses stay cached within it\n"
@@ -145,9 +145,7 @@ static int parse_args(int argc, char **argv, cli_opts *o)
             o->samp.seed = s;
         } else if (!strcmp(a, "--cache-type")) {
             NEED_VALUE();
-            if (!strcmp(v, "f16")) o->ctx.kv_type = KVLM_KV_F16;
-            else if (!strcmp(v, "f32")) o->ctx.kv_type = KVLM_KV_F32;
-            else BAD_VALUE();
+            if (!kvlm_kv_type_from_name(v, &o->ctx.kv_type)) BAD_VALUE();
         } else if (!strcmp(a, "--no-kv-cache")) { o->ctx.no_kv_cache = true; }
         else if (!strcmp(a, "--no-prefix-cache")) { o->ctx.no_prefix_cache = true; }
         else if (!strcmp(a, "--kv-mem")) {

@@ -2,6 +2,7 @@
 #include "engine/cache.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include "core/err.h"
 
 kvlm_cache_params kvlm_cache_default_params(void)
@@ -13,7 +14,28 @@ kvlm_cache_params kvlm_cache_default_params(void)
 int64_t kvlm_kv_bytes_per_token(const kvlm_model *m, kvlm_kv_type type)
 {
     const model_hparams *hp = &m->hp;
-    return 2 * hp->n_layer * hp->n_head_kv * hp->head_dim * (int64_t)kv_type_bytes(type);
+    return 2 * hp->n_layer * (int64_t)kv_type_part_bytes(type, hp->n_head_kv * hp->head_dim) / KV_BLOCK_TOKENS;
+}
+
+const char *kvlm_kv_type_name(kvlm_kv_type type)
+{
+    switch (type) {
+    case KVLM_KV_F32: return "f32";
+    case KVLM_KV_F16: return "f16";
+    case KVLM_KV_Q8: return "q8";
+    }
+    return "?";
+}
+
+bool kvlm_kv_type_from_name(const char *name, kvlm_kv_type *out)
+{
+    static const kvlm_kv_type all[] = { KVLM_KV_F32, KVLM_KV_F16, KVLM_KV_Q8 };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (name && !strcmp(name, kvlm_kv_type_name(all[i]))) {
+            *out = all[i];
+            return true;
+        }
+    return false;
 }
 
 kvlm_err cache_create(const kvlm_model *m, const kvlm_cache_params *params, kvlm_cache **out, char *err,
@@ -24,6 +46,9 @@ kvlm_err cache_create(const kvlm_model *m, const kvlm_cache_params *params, kvlm
     const model_hparams *hp = &m->hp;
     if (kv_type_bytes(p.kv_type) == 0)
         return err_set(err, errlen, KVLM_ERR_INVALID, "unknown K/V type %d", (int)p.kv_type);
+    if (p.kv_type == KVLM_KV_Q8 && hp->head_dim % KV_Q8_GROUP)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "q8 K/V needs head_dim to be a multiple of %d (it is %lld)",
+                       KV_Q8_GROUP, (long long)hp->head_dim);
     size_t block = kv_pool_block_bytes(hp->n_layer, hp->n_head_kv, hp->head_dim, p.kv_type);
     if (p.mem_bytes == 0) {
         /* one sequence of n_ctx positions, plus one block for a copy-on-write */

@@ -7,28 +7,34 @@
 #include <math.h>
 #include <string.h>
 
-/* V row j of a chunk: block j / ATTN_BLOCK, slot j % ATTN_BLOCK. */
-static const void *row(const void *const *base, size_t stride, size_t elt, int64_t j)
+enum { T_F32, T_F16, T_Q8 };
+
+/* K of row j, channel ch (of n_ch), from the channel-major blocks */
+static float kelem(const void *const *base, int64_t n_ch, int64_t j, int64_t ch, int t)
 {
-    return (const uint8_t *)base[j / ATTN_BLOCK] + (size_t)(j % ATTN_BLOCK) * stride * elt;
+    const uint8_t *b = base[j / ATTN_BLOCK];
+    const size_t slot = (size_t)(j % ATTN_BLOCK), at = (size_t)ch * ATTN_BLOCK + slot;
+    if (t == T_F32) return ((const float *)b)[at];
+    if (t == T_F16) return fp16_to_f32(((const uint16_t *)b)[at]);
+    const uint16_t *d = (const uint16_t *)(b + (size_t)n_ch * ATTN_BLOCK);   /* [n_ch / 32][16] */
+    return fp16_to_f32(d[(size_t)(ch / ATTN_Q8_GROUP) * ATTN_BLOCK + slot]) * (float)((const int8_t *)b)[at];
 }
 
-/* K of row j, channel ch (of n_head_kv * hd), from the channel-major blocks */
-static float kelem(const void *const *base, int64_t j, int64_t ch, int f16)
+/* V of row j, channel ch, from the row-major blocks of stride elements (= n_ch for q8) */
+static float velem(const void *const *base, size_t stride, int64_t j, int64_t ch, int t)
 {
-    const size_t at = (size_t)ch * ATTN_BLOCK + (size_t)(j % ATTN_BLOCK);
-    return f16 ? fp16_to_f32(((const uint16_t *)base[j / ATTN_BLOCK])[at]) : ((const float *)base[j / ATTN_BLOCK])[at];
-}
-
-static float elem(const void *r, int64_t i, int f16)
-{
-    return f16 ? fp16_to_f32(((const uint16_t *)r)[i]) : ((const float *)r)[i];
+    const uint8_t *b = base[j / ATTN_BLOCK];
+    const size_t slot = (size_t)(j % ATTN_BLOCK), at = slot * stride + (size_t)ch;
+    if (t == T_F32) return ((const float *)b)[at];
+    if (t == T_F16) return fp16_to_f32(((const uint16_t *)b)[at]);
+    const uint16_t *d = (const uint16_t *)(b + stride * ATTN_BLOCK);        /* [16][n_ch / 32] */
+    return fp16_to_f32(d[slot * (stride / ATTN_Q8_GROUP) + (size_t)(ch / ATTN_Q8_GROUP)]) * (float)((const int8_t *)b)[at];
 }
 
 static void chunk_ref(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                      const attn_chunk *c, float *scratch, int f16)
+                      const attn_chunk *c, float *scratch, int t)
 {
-    const size_t elt = f16 ? 2 : 4;
+    const int64_t n_ch = c->n_head_kv * hd;
     for (int64_t h = 0; h < c->n_head_kv * G; h++) {  /* part: [n_head][hd + 2], q: [n_head][hd] */
         const float *qh = q + h * hd;
         const int64_t hk = (h / G) * hd;              /* K/V head h / G inside a row */
@@ -36,7 +42,7 @@ static void chunk_ref(float *part, const float *q, int64_t G, int64_t hd, float 
         float m = -INFINITY;
         for (int64_t j = 0; j < c->n; j++) {
             float d = 0.0f;
-            for (int64_t i = 0; i < hd; i++) d += qh[i] * kelem(c->k, j, hk + i, f16);
+            for (int64_t i = 0; i < hd; i++) d += qh[i] * kelem(c->k, n_ch, j, hk + i, t);
             s[j] = d * scale;
             if (s[j] > m) m = s[j];
         }
@@ -45,10 +51,9 @@ static void chunk_ref(float *part, const float *q, int64_t G, int64_t hd, float 
         memset(o, 0, (size_t)hd * sizeof *o);
         for (int64_t j = 0; j < c->n; j++) {
             float p = expf(s[j] - m);
-            if (f16) p = fp16_to_f32(f32_to_fp16(p));
+            if (t == T_F16) p = fp16_to_f32(f32_to_fp16(p));
             l += p;
-            const void *v = row(c->v, c->stride, elt, j);
-            for (int64_t i = 0; i < hd; i++) o[i] += p * elem(v, hk + i, f16);
+            for (int64_t i = 0; i < hd; i++) o[i] += p * velem(c->v, c->stride, j, hk + i, t);
         }
         ph[0] = m;
         ph[1] = l;
@@ -58,13 +63,19 @@ static void chunk_ref(float *part, const float *q, int64_t G, int64_t hd, float 
 static void chunk_f32(float *part, const float *q, int64_t G, int64_t hd, float scale,
                       const attn_chunk *c, float *scratch)
 {
-    chunk_ref(part, q, G, hd, scale, c, scratch, 0);
+    chunk_ref(part, q, G, hd, scale, c, scratch, T_F32);
 }
 
 static void chunk_f16(float *part, const float *q, int64_t G, int64_t hd, float scale,
                       const attn_chunk *c, float *scratch)
 {
-    chunk_ref(part, q, G, hd, scale, c, scratch, 1);
+    chunk_ref(part, q, G, hd, scale, c, scratch, T_F16);
+}
+
+static void chunk_q8(float *part, const float *q, int64_t G, int64_t hd, float scale,
+                     const attn_chunk *c, float *scratch)
+{
+    chunk_ref(part, q, G, hd, scale, c, scratch, T_Q8);
 }
 
 static void round_f16(float *x, int64_t n)
@@ -72,7 +83,7 @@ static void round_f16(float *x, int64_t n)
     for (int64_t i = 0; i < n; i++) x[i] = fp16_to_f32(f32_to_fp16(x[i]));
 }
 
-static const attn_kernels SCALAR = { "scalar", chunk_f32, chunk_f16, round_f16 };
+static const attn_kernels SCALAR = { "scalar", chunk_f32, chunk_f16, chunk_q8, round_f16 };
 
 const attn_kernels *attn_scalar(void) { return &SCALAR; }
 

@@ -7,7 +7,9 @@
  * layer, held in blocks of ATTN_BLOCK rows (the cache's blocks). Block b holds
  *   K at k[b]: [n_head_kv * hd][ATTN_BLOCK]   channel-major (kv_pool's layout)
  *   V at v[b]: [ATTN_BLOCK][stride]            rows, a row is [n_head_kv][hd]
- * The G query heads of K/V head g (heads g*G .. g*G+G-1) read each of its rows
+ * in f32 or f16 elements; for q8, int8 elements followed by f16 scales, one per
+ * position and group of ATTN_Q8_GROUP channels: K [n_ch / 32][16], V [16][n_ch / 32]
+ * (element = scale * int). The G query heads of K/V head g (heads g*G .. g*G+G-1) read each of its rows
  * once, and a block is read for all K/V heads together (contiguous memory).
  * What every kernel set computes, for query head h in [0, n_head_kv * G), reading
  * K/V head g = h / G:
@@ -16,6 +18,7 @@
  *   s_j = scale * (q_h . k_j)                     j in [0, n)
  *   m_h = max_j s_j
  *   p_j = exp(s_j - m_h)                          rounded to f16 for an f16 cache
+ *                                                 (q8 and f32: q and p stay f32)
  *   l_h = sum_j p_j
  *   o_h = sum_j p_j v_j                           j ascending
  *   part: [n_head_kv * G][ATTN_PART(hd)] = { m_h, l_h, o_h[0..hd) }
@@ -42,6 +45,7 @@
 #define ATTN_BLOCK 16           /* rows per cache block (KV_BLOCK_TOKENS) */
 #define ATTN_CHUNK 256          /* rows per chunk: a fixed multiple of ATTN_BLOCK */
 #define ATTN_PART(hd) ((hd) + 2)
+#define ATTN_Q8_GROUP 32        /* q8: channels of one position sharing a scale */
 
 typedef struct attn_chunk {
     const void *const *k;       /* [ceil(n / ATTN_BLOCK)] each block's K, channel-major */
@@ -59,6 +63,7 @@ typedef struct attn_kernels {
     const char *name;
     attn_chunk_fn chunk_f32;    /* f32 rows */
     attn_chunk_fn chunk_f16;    /* f16 rows (IEEE half) */
+    attn_chunk_fn chunk_q8;     /* q8 rows (hd % 32 == 0); NULL: use the scalar set's */
     void (*round_f16)(float *x, int64_t n);   /* x[i] = nearest f16 value (ties to even) */
 } attn_kernels;
 

@@ -152,15 +152,125 @@ INLINE void pv_block(float *part, const float *s, int64_t h0, int64_t G, const v
     }
 }
 
-INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                  const attn_chunk *c, float *scratch, int f16)
+/* q8: as scores_t, for int8 channels kq [hd][16] with f16 scales kd [hd / 32][16]
+ * (one per position and group of 32 channels). Per group the int products are
+ * summed in 4 partial sums, then multiplied by the group's scales and added. */
+INLINE void scores_q8(float *s, const float *q, int64_t h0, const int GP, const int8_t *kq,
+                      const uint16_t *kd, int64_t hd, __m512 vscale)
 {
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int h = 0; h < GP; h++) acc[h] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < hd / ATTN_Q8_GROUP; g++) {
+        __m512 a[4][4];
+#pragma GCC unroll 4
+        for (int h = 0; h < GP; h++)
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++) a[h][p] = _mm512_setzero_ps();
+        for (int64_t i = g * ATTN_Q8_GROUP; i < (g + 1) * ATTN_Q8_GROUP; i += 4) {
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++) {
+                const __m512 kv = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(kq + (i + p) * 16))));
+#pragma GCC unroll 4
+                for (int h = 0; h < GP; h++)
+                    a[h][p] = _mm512_fmadd_ps(_mm512_set1_ps(q[(h0 + h) * hd + i + p]), kv, a[h][p]);
+            }
+        }
+        const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kd + g * 16)));
+#pragma GCC unroll 4
+        for (int h = 0; h < GP; h++)
+            acc[h] = _mm512_fmadd_ps(_mm512_add_ps(_mm512_add_ps(a[h][0], a[h][1]), _mm512_add_ps(a[h][2], a[h][3])), dv, acc[h]);
+    }
+#pragma GCC unroll 4
+    for (int h = 0; h < GP; h++) _mm512_store_ps(s + (h0 + h) * ATTN_CHUNK, _mm512_mul_ps(acc[h], vscale));
+}
+
+/* q8: the last, partial block's K part (ints [n_ch][16], scales [n_ch / 32][16])
+ * copied with slots m..15 zeroed. */
+INLINE void pad_k_q8(void *dst, const void *src, int64_t n_ch, int64_t m)
+{
+    pad_k(dst, src, n_ch, m, 1);
+    pad_k((uint8_t *)dst + n_ch * ATTN_BLOCK, (const uint8_t *)src + n_ch * ATTN_BLOCK, n_ch / ATTN_Q8_GROUP, m, 2);
+}
+
+/* q8 p.v for the GP heads h0.. and the 32 channels of one scale group:
+ *   o_h[i0 + i] += sum over rows r < m of (p_h[r] * d_r) * q_r[i]     (rows in order)
+ * vq: this group's ints of row 0 (rows stride bytes apart); vd: its scale of row 0
+ * (rows dstride scales apart). */
+INLINE void pv_q8(float *part, const float *s, int64_t h0, const int GP, const int8_t *vq, size_t stride,
+                  const uint16_t *vd, size_t dstride, int64_t m, int64_t hd, int64_t i0)
+{
+    __m512 acc[4][2];
+#pragma GCC unroll 4
+    for (int h = 0; h < GP; h++)
+#pragma GCC unroll 2
+        for (int k = 0; k < 2; k++) acc[h][k] = _mm512_loadu_ps(part + (h0 + h) * ATTN_PART(hd) + 2 + i0 + 16 * k);
+    for (int64_t r = 0; r < m; r++) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(vq + (size_t)r * stride));
+        const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(x)));
+        const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(x, 1)));
+        const float d = _cvtsh_ss(vd[(size_t)r * dstride]);
+#pragma GCC unroll 4
+        for (int h = 0; h < GP; h++) {
+            const __m512 pd = _mm512_set1_ps(s[(h0 + h) * ATTN_CHUNK + r] * d);
+            acc[h][0] = _mm512_fmadd_ps(pd, lo, acc[h][0]);
+            acc[h][1] = _mm512_fmadd_ps(pd, hi, acc[h][1]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int h = 0; h < GP; h++)
+#pragma GCC unroll 2
+        for (int k = 0; k < 2; k++) _mm512_storeu_ps(part + (h0 + h) * ATTN_PART(hd) + 2 + i0 + 16 * k, acc[h][k]);
+}
+
+/* q8 p.v of one block for the G heads of K/V head g (v: the block's V part). */
+INLINE void pv_block_q8(float *part, const float *s, int64_t g, int64_t G, const void *v, size_t stride,
+                        int64_t m, int64_t hd)
+{
+    const int8_t *vq = (const int8_t *)v + g * hd;
+    const uint16_t *vd = (const uint16_t *)((const int8_t *)v + stride * ATTN_BLOCK) + g * hd / ATTN_Q8_GROUP;
+    const size_t dstride = stride / ATTN_Q8_GROUP;
+    for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 4) {
+        const int64_t gp = (g + 1) * G - h0 < 4 ? (g + 1) * G - h0 : 4;
+        for (int64_t i0 = 0; i0 < hd; i0 += ATTN_Q8_GROUP) {
+            const int8_t *q0 = vq + i0;
+            const uint16_t *d0 = vd + i0 / ATTN_Q8_GROUP;
+            switch (gp) {
+            case 1: pv_q8(part, s, h0, 1, q0, stride, d0, dstride, m, hd, i0); break;
+            case 2: pv_q8(part, s, h0, 2, q0, stride, d0, dstride, m, hd, i0); break;
+            case 3: pv_q8(part, s, h0, 3, q0, stride, d0, dstride, m, hd, i0); break;
+            default: pv_q8(part, s, h0, 4, q0, stride, d0, dstride, m, hd, i0); break;
+            }
+        }
+    }
+}
+
+enum { T_F32, T_F16, T_Q8 };
+
+/* The scores of GP query heads (from h0) of K/V head g over one block's K part kt. */
+INLINE void scores_any(float *sb, const float *q, int64_t h0, const int GP, const void *kt, int64_t Hk, int64_t g,
+                       int64_t hd, int t, __m512 vscale)
+{
+    if (t == T_Q8) {
+        const uint16_t *kd = (const uint16_t *)((const int8_t *)kt + Hk * hd * ATTN_BLOCK);   /* [Hk*hd/32][16] */
+        scores_q8(sb, q, h0, GP, (const int8_t *)kt + g * hd * ATTN_BLOCK, kd + g * hd / ATTN_Q8_GROUP * ATTN_BLOCK,
+                  hd, vscale);
+    } else {
+        const size_t elt = t == T_F32 ? 4 : 2;
+        scores_t(sb, q, h0, GP, (const uint8_t *)kt + (size_t)(g * hd) * ATTN_BLOCK * elt, hd, t == T_F16, vscale);
+    }
+}
+
+INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scale,
+                  const attn_chunk *c, float *scratch, int t)
+{
+    const int f16 = t == T_F16;
     const int64_t Hk = c->n_head_kv, H = Hk * G;
     float *s = scratch;                               /* s: [H][ATTN_CHUNK] scores, then p */
     float *pad = scratch + H * ATTN_CHUNK;            /* pad: [Hk * hd][16] a partial block's K */
     const int64_t nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
-    const size_t elt = f16 ? 2 : 4;
-    const size_t blk_bytes = (size_t)(ATTN_BLOCK - 1) * c->stride * elt + (size_t)(Hk * hd) * elt;
+    const size_t elt = t == T_F32 ? 4 : t == T_F16 ? 2 : 1;
+    const size_t blk_bytes = ATTN_BLOCK * c->stride * elt + (t == T_Q8 ? ATTN_BLOCK * c->stride / ATTN_Q8_GROUP * 2 : 0);
     const __mmask16 tail = (__mmask16)((1u << (c->n - (nb - 1) * ATTN_BLOCK)) - 1u);   /* 16 rows -> 0xffff */
     const __m512 vscale = _mm512_set1_ps(scale);
 
@@ -172,21 +282,20 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
         prefetch_item(c, nb, b + PF_DIST, blk_bytes);
         const void *kt = c->k[b];
         if (m < ATTN_BLOCK) {
-            pad_k(pad, kt, Hk * hd, m, elt);
+            if (t == T_Q8) pad_k_q8(pad, kt, Hk * hd, m);
+            else pad_k(pad, kt, Hk * hd, m, elt);
             kt = pad;
         }
-        for (int64_t g = 0; g < Hk; g++) {
-            const void *kg = (const uint8_t *)kt + (size_t)(g * hd) * ATTN_BLOCK * elt;
+        for (int64_t g = 0; g < Hk; g++)
             for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 4) {
                 float *sb = s + b * ATTN_BLOCK;
                 switch ((g + 1) * G - h0 < 4 ? (g + 1) * G - h0 : 4) {
-                case 1: scores_t(sb, q, h0, 1, kg, hd, f16, vscale); break;
-                case 2: scores_t(sb, q, h0, 2, kg, hd, f16, vscale); break;
-                case 3: scores_t(sb, q, h0, 3, kg, hd, f16, vscale); break;
-                default: scores_t(sb, q, h0, 4, kg, hd, f16, vscale); break;
+                case 1: scores_any(sb, q, h0, 1, kt, Hk, g, hd, t, vscale); break;
+                case 2: scores_any(sb, q, h0, 2, kt, Hk, g, hd, t, vscale); break;
+                case 3: scores_any(sb, q, h0, 3, kt, Hk, g, hd, t, vscale); break;
+                default: scores_any(sb, q, h0, 4, kt, Hk, g, hd, t, vscale); break;
                 }
             }
-        }
     }
 
     /* softmax pieces: m, p (masked past n), l */
@@ -214,31 +323,39 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
     for (int64_t b = 0; b < nb; b++) {
         const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
         prefetch_item(c, nb, nb + b + PF_DIST, blk_bytes);
-        for (int64_t g = 0; g < Hk; g++)
-            pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)c->v[b] + (size_t)(g * hd) * elt,
-                     c->stride, m, hd, f16);
+        for (int64_t g = 0; g < Hk; g++) {
+            if (t == T_Q8) pv_block_q8(part, s + b * ATTN_BLOCK, g, G, c->v[b], c->stride, m, hd);
+            else pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)c->v[b] + (size_t)(g * hd) * elt,
+                          c->stride, m, hd, f16);
+        }
     }
 }
 
 /* hd is a literal in the common cases so the loops over it unroll and the row
  * accumulators stay in registers. */
-#define DISPATCH_HD(f16)                                                          \
+#define DISPATCH_HD(t)                                                          \
     switch (hd) {                                                                 \
-    case 64:  chunk(part, q, G, 64, scale, c, scratch, f16); break;               \
-    case 128: chunk(part, q, G, 128, scale, c, scratch, f16); break;              \
-    default:  chunk(part, q, G, hd, scale, c, scratch, f16); break;               \
+    case 64:  chunk(part, q, G, 64, scale, c, scratch, t); break;                 \
+    case 128: chunk(part, q, G, 128, scale, c, scratch, t); break;                \
+    default:  chunk(part, q, G, hd, scale, c, scratch, t); break;                 \
     }
 
 static void chunk_f32(float *part, const float *q, int64_t G, int64_t hd, float scale,
                       const attn_chunk *c, float *scratch)
 {
-    DISPATCH_HD(0)
+    DISPATCH_HD(T_F32)
+}
+
+static void chunk_q8(float *part, const float *q, int64_t G, int64_t hd, float scale,
+                     const attn_chunk *c, float *scratch)
+{
+    DISPATCH_HD(T_Q8)
 }
 
 static void chunk_f16(float *part, const float *q, int64_t G, int64_t hd, float scale,
                       const attn_chunk *c, float *scratch)
 {
-    DISPATCH_HD(1)
+    DISPATCH_HD(T_F16)
 }
 
 static void round_f16(float *x, int64_t n)
@@ -251,7 +368,7 @@ static void round_f16(float *x, int64_t n)
     }
 }
 
-static const attn_kernels AVX512 = { "avx512", chunk_f32, chunk_f16, round_f16 };
+static const attn_kernels AVX512 = { "avx512", chunk_f32, chunk_f16, chunk_q8, round_f16 };
 const attn_kernels *attn_avx512_kernels(void) { return &AVX512; }
 #else
 const attn_kernels *attn_avx512_kernels(void) { return 0; }

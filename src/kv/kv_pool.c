@@ -23,6 +23,19 @@ size_t kv_type_bytes(kvlm_kv_type type)
     switch (type) {
     case KVLM_KV_F32: return 4;
     case KVLM_KV_F16: return 2;
+    case KVLM_KV_Q8: return 1;
+    }
+    return 0;
+}
+
+size_t kv_type_part_bytes(kvlm_kv_type type, int64_t n_ch)
+{
+    if (n_ch <= 0 || n_ch > ((int64_t)1 << 40)) return 0;
+    switch (type) {
+    case KVLM_KV_F32: return (size_t)n_ch * KV_BLOCK_TOKENS * 4;
+    case KVLM_KV_F16: return (size_t)n_ch * KV_BLOCK_TOKENS * 2;
+    case KVLM_KV_Q8:  /* int8 [n_ch][16] (K) or [16][n_ch] (V), then f16 scales [n_ch / 32][16] or [16][n_ch / 32] */
+        return n_ch % KV_Q8_GROUP ? 0 : (size_t)n_ch * KV_BLOCK_TOKENS + (size_t)(n_ch / KV_Q8_GROUP) * KV_BLOCK_TOKENS * 2;
     }
     return 0;
 }
@@ -43,22 +56,31 @@ struct kv_block_meta {
 
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
+/* One layer's K (or V) in a block, rounded up to a cache line; 0 if impossible. */
+static size_t part_bytes(int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type)
+{
+    size_t n_ch;
+    if (n_head_kv <= 0 || head_dim <= 0 || __builtin_mul_overflow((size_t)n_head_kv, (size_t)head_dim, &n_ch) ||
+        n_ch > ((size_t)1 << 40))
+        return 0;
+    if (type == KVLM_KV_Q8 && head_dim % KV_Q8_GROUP) return 0;   /* a scale group never spans two heads */
+    const size_t pb = kv_type_part_bytes(type, (int64_t)n_ch);
+    return pb ? round_up(pb, SLAB_ALIGN) : 0;
+}
+
 size_t kv_pool_block_bytes(int64_t n_layer, int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type)
 {
-    size_t eb = kv_type_bytes(type), row, bytes;
-    if (eb == 0 || n_layer <= 0 || n_head_kv <= 0 || head_dim <= 0) return 0;
-    if (__builtin_mul_overflow((size_t)n_head_kv, (size_t)head_dim * eb, &row) ||
-        __builtin_mul_overflow(row, (size_t)n_layer * 2 * KV_BLOCK_TOKENS, &bytes) ||
-        bytes > SIZE_MAX - SLAB_ALIGN)
-        return 0;
-    return round_up(bytes, SLAB_ALIGN);
+    size_t pb = part_bytes(n_head_kv, head_dim, type), bytes;
+    if (pb == 0 || n_layer <= 0) return 0;
+    if (__builtin_mul_overflow(pb, (size_t)n_layer * 2, &bytes) || bytes > SIZE_MAX - SLAB_ALIGN) return 0;
+    return bytes;
 }
 
 /* NaN over every element of block b: a stale read then poisons whatever uses it. */
 static void poison_block(kv_pool *p, kv_block b)
 {
     uint8_t *base = p->slab + (size_t)b * p->block_bytes;
-    if (p->type == KVLM_KV_F32) {
+    if (p->type == KVLM_KV_F32) {   /* f16 and q8: every f16 value or scale becomes NaN */
         const uint32_t nan32 = 0x7fc00000u;   /* quiet NaN */
         for (size_t i = 0; i < p->block_bytes; i += 4) memcpy(base + i, &nan32, 4);
     } else {
@@ -76,6 +98,7 @@ static void set_dims(kv_pool *p, const kv_pool_params *pp)
     p->poison = pp->poison;
     p->elt_bytes = kv_type_bytes(pp->type);
     p->row_bytes = (size_t)pp->n_head_kv * (size_t)pp->head_dim * p->elt_bytes;
+    p->part_bytes = part_bytes(pp->n_head_kv, pp->head_dim, pp->type);
     p->block_bytes = kv_pool_block_bytes(pp->n_layer, pp->n_head_kv, pp->head_dim, pp->type);
 }
 
@@ -102,8 +125,9 @@ static void init_stats(kv_pool *p)
     p->stats.n_blocks = p->n_blocks;
     p->stats.n_free = p->n_blocks;
     p->stats.block_bytes = (int64_t)p->block_bytes;
-    p->stats.bytes_per_token_per_layer = 2 * (int64_t)p->row_bytes;
-    p->stats.bytes_per_token = 2 * (int64_t)p->row_bytes * p->n_layer;
+    const int64_t per_layer = 2 * (int64_t)kv_type_part_bytes(p->type, p->n_head_kv * p->head_dim) / KV_BLOCK_TOKENS;
+    p->stats.bytes_per_token_per_layer = per_layer;
+    p->stats.bytes_per_token = per_layer * p->n_layer;
 }
 
 /* The slab, on 2 MiB pages where the kernel allows (THP in madvise mode): attention

@@ -7,11 +7,12 @@
  *
  * A block holds KV_BLOCK_TOKENS positions of every layer's K and V:
  *
- *   block b: [n_layer][K|V][KV_BLOCK_TOKENS * n_head_kv * head_dim]   (element type `type`)
- *     K of layer il: [n_head_kv * head_dim][KV_BLOCK_TOKENS]  channel-major: the 16
- *                    positions of one channel are adjacent (kv_pool_k)
- *     V of layer il: [KV_BLOCK_TOKENS][n_head_kv * head_dim]  row-major, stride row_bytes
- *                    (kv_pool_v)
+ *   block b: [n_layer][K|V][part_bytes]      (n_ch = n_head_kv * head_dim channels)
+ *     K of layer il: [n_ch][KV_BLOCK_TOKENS]  channel-major: the 16 positions of one
+ *                    channel are adjacent (kv_pool_k)
+ *     V of layer il: [KV_BLOCK_TOKENS][n_ch]  row-major, stride row_bytes (kv_pool_v)
+ *   in elements of `type`; for q8 these are int8, followed by the f16 scales, one
+ *   per position and group of 32 channels: K [n_ch / 32][16], V [16][n_ch / 32].
  *   Attention multiplies q by 16 keys at once (one vector per channel, no
  *   horizontal sums) and adds p-weighted V rows, so each part is stored the way
  *   it is read.
@@ -63,7 +64,8 @@
 #include <stdint.h>
 #include "kvlm.h"
 
-enum { KV_BLOCK_TOKENS = 16 };      /* positions per block (vLLM's default block size) */
+enum { KV_BLOCK_TOKENS = 16 };
+enum { KV_Q8_GROUP = 32 };          /* q8: channels of one position sharing a scale */      /* positions per block (vLLM's default block size) */
 #define KV_BLOCK_NONE  ((kv_block)-1)
 #define KV_ROOT_KEY    ((uint64_t)0) /* parent_key of a sequence's first block */
 
@@ -113,9 +115,10 @@ struct kv_block_meta;      /* private to kv_pool.c */
 typedef struct kv_pool {
     int64_t n_layer, n_head_kv, head_dim;
     kvlm_kv_type type;
-    size_t elt_bytes;      /* bytes per element of `type` */
-    size_t row_bytes;      /* n_head_kv * head_dim * elt_bytes: one position, one layer, K or V */
-    size_t block_bytes;    /* n_layer * 2 * KV_BLOCK_TOKENS * row_bytes, rounded up to 64 */
+    size_t elt_bytes;      /* bytes per element of `type` (q8: the int8 part) */
+    size_t row_bytes;      /* n_head_kv * head_dim * elt_bytes: one V row (q8: its int8 part) */
+    size_t part_bytes;     /* one layer's K (or V) in a block, rounded up to 64 */
+    size_t block_bytes;    /* n_layer * 2 * part_bytes */
     int32_t n_blocks;
     bool poison;
     uint8_t *slab;         /* [n_blocks][block_bytes], 64-byte aligned */
@@ -129,6 +132,9 @@ typedef struct kv_pool {
 
 /* Bytes of one element of a K/V type; 0 for an unknown type. */
 size_t kv_type_bytes(kvlm_kv_type type);
+/* Bytes of one layer's K (or V) in one block of n_ch = n_head_kv * head_dim
+ * channels, unpadded; 0 for an unknown type or a q8 n_ch not a multiple of 32. */
+size_t kv_type_part_bytes(kvlm_kv_type type, int64_t n_ch);
 
 /* Carves budget_bytes into blocks (one aligned allocation). KVLM_ERR_BUDGET if
  * the budget is below one block, KVLM_ERR_INVALID for bad dimensions or type,
@@ -198,12 +204,12 @@ kvlm_err kv_pool_check(const kv_pool *pool, char *err, size_t errlen);
  * unpublished. */
 static inline void *kv_pool_k(const kv_pool *kp, kv_block b, int64_t il)
 {
-    return kp->slab + (size_t)b * kp->block_bytes + (size_t)il * 2 * KV_BLOCK_TOKENS * kp->row_bytes;
+    return kp->slab + (size_t)b * kp->block_bytes + (size_t)il * 2 * kp->part_bytes;
 }
 static inline void *kv_pool_v(const kv_pool *kp, kv_block b, int64_t il, int64_t slot)
 {
-    return kp->slab + (size_t)b * kp->block_bytes +
-           (((size_t)il * 2 + 1) * KV_BLOCK_TOKENS + (size_t)slot) * kp->row_bytes;
+    return kp->slab + (size_t)b * kp->block_bytes + ((size_t)il * 2 + 1) * kp->part_bytes +
+           (size_t)slot * kp->row_bytes;
 }
 /* Distance in bytes between consecutive positions of one layer inside a block. */
 static inline size_t kv_pool_row_stride(const kv_pool *kp) { return kp->row_bytes; }

@@ -7,6 +7,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 static int64_t ceil_blocks(int64_t n_pos) { return (n_pos + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS; }
@@ -125,12 +126,49 @@ static void store_col(const kv_pool *pool, void *dst, int64_t slot, const float 
     for (int64_t c = 0; c < n; c++) d[c * KV_BLOCK_TOKENS + slot] = f32_to_fp16(row[c]);
 }
 
+/* q8: x[0..32) -> q[i * qstride] (int8) with x ~ d * q, d = max|x| / 127 stored as f16;
+ * the ints are rounded from x / d in f32 (d before its f16 rounding), as ggml's q8_0. */
+static void quant_group_q8(const float *x, int8_t *q, size_t qstride, uint16_t *d)
+{
+    float amax = 0.0f;
+    for (int i = 0; i < KV_Q8_GROUP; i++) amax = fmaxf(amax, fabsf(x[i]));
+    const float dd = amax / 127.0f, id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    for (int i = 0; i < KV_Q8_GROUP; i++) q[(size_t)i * qstride] = (int8_t)roundf(x[i] * id);
+    *d = f32_to_fp16(dd);
+}
+
+/* q8 K of slot `slot`: ints [n_ch][16] then scales [n_ch / 32][16] */
+static void store_col_q8(const kv_pool *pool, void *dst, int64_t slot, const float *row)
+{
+    const int64_t n = pool->n_head_kv * pool->head_dim;
+    int8_t *q = dst;
+    uint16_t *d = (uint16_t *)(q + n * KV_BLOCK_TOKENS);
+    for (int64_t g = 0; g < n / KV_Q8_GROUP; g++)
+        quant_group_q8(row + g * KV_Q8_GROUP, q + g * KV_Q8_GROUP * KV_BLOCK_TOKENS + slot, KV_BLOCK_TOKENS,
+                       d + g * KV_BLOCK_TOKENS + slot);
+}
+
+/* q8 V of slot `slot`: ints [16][n_ch] then scales [16][n_ch / 32]; dst = the V part */
+static void store_row_q8(const kv_pool *pool, void *dst, int64_t slot, const float *row)
+{
+    const int64_t n = pool->n_head_kv * pool->head_dim;
+    int8_t *q = (int8_t *)dst + slot * n;
+    uint16_t *d = (uint16_t *)((int8_t *)dst + n * KV_BLOCK_TOKENS) + slot * (n / KV_Q8_GROUP);
+    for (int64_t g = 0; g < n / KV_Q8_GROUP; g++)
+        quant_group_q8(row + g * KV_Q8_GROUP, q + g * KV_Q8_GROUP, 1, d + g);
+}
+
 void kv_seq_store(kv_seq *s, int64_t il, int64_t pos, const float *k, const float *v)
 {
     assert(il >= 0 && il < s->pool->n_layer && pos >= 0 && pos < s->n_blocks * KV_BLOCK_TOKENS);
     const kv_block b = s->blocks[pos / KV_BLOCK_TOKENS];
     assert(writable(s->pool, b));   /* else a shared or published block would change under its readers */
     const int64_t slot = pos % KV_BLOCK_TOKENS;
+    if (s->pool->type == KVLM_KV_Q8) {
+        store_col_q8(s->pool, kv_pool_k(s->pool, b, il), slot, k);
+        store_row_q8(s->pool, kv_pool_v(s->pool, b, il, 0), slot, v);
+        return;
+    }
     store_col(s->pool, kv_pool_k(s->pool, b, il), slot, k);
     store_row(s->pool, kv_pool_v(s->pool, b, il, slot), v);
 }

@@ -58,6 +58,7 @@ void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, 
         vb[b] = kv_pool_v(kp, s->blocks[b0 + b], il, 0);
     }
     const attn_chunk ch = { kb, vb, kp->row_bytes / kp->elt_bytes, n, kp->n_head_kv };
-    (kp->type == KVLM_KV_F16 ? ak->chunk_f16 : ak->chunk_f32)(part, q, n_head / kp->n_head_kv, kp->head_dim,
-                                                               scale, &ch, scratch);
+    attn_chunk_fn fn = kp->type == KVLM_KV_F16 ? ak->chunk_f16 : kp->type == KVLM_KV_F32 ? ak->chunk_f32 : ak->chunk_q8;
+    if (!fn) fn = attn_scalar()->chunk_q8;            /* a set without a q8 kernel */
+    fn(part, q, n_head / kp->n_head_kv, kp->head_dim, scale, &ch, scratch);
 }

@@ -21,6 +21,7 @@
 
 static kvlm_model *g_model;
 static int64_t g_vocab;
+static kvlm_kv_type g_kv_type = KVLM_KV_F16;   /* of every cache and context below */
 
 #define NEED_MODEL() do { if (!g_model) skip(); } while (0)
 enum { MAX_TOK = 1024, GEN = 12 };
@@ -48,6 +49,7 @@ static kvlm_cache *new_cache(size_t blocks)
 {
     kvlm_cache_params cp = kvlm_cache_default_params();
     cp.poison = true;
+    cp.kv_type = g_kv_type;
     cp.mem_bytes = blocks * (size_t)kvlm_kv_bytes_per_token(g_model, cp.kv_type) * 16 + 4096;
     kvlm_cache *c;
     char err[256];
@@ -64,6 +66,7 @@ static kvlm_ctx *new_ctx(kvlm_cache *cache)
     p.n_threads = 2;
     p.n_ctx = MAX_TOK;
     p.cache = cache;
+    p.kv_type = g_kv_type;
     kvlm_ctx *c;
     char err[256];
     kvlm_err e = kvlm_ctx_init(g_model, &p, &c, err, sizeof err);
@@ -351,6 +354,19 @@ static void test_namespaces(void **state)
     kvlm_cache_free(cache);
 }
 
+/* The same cache paths with q8 K/V: blocks are opaque bytes to the pool, and a
+ * position's quantization is fixed when it is stored, so warm, cold and evicted
+ * paths must agree bitwise for q8 as they do for f16. */
+static void test_heavy_eviction(void **state);
+static void test_q8_cache_paths(void **state)
+{
+    g_kv_type = KVLM_KV_Q8;
+    test_warm_prefix(state);
+    test_chat_turns(state);
+    test_heavy_eviction(state);
+    g_kv_type = KVLM_KV_F16;
+}
+
 int main(void)
 {
     const struct CMUnitTest t[] = {
@@ -360,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_heavy_eviction),
         cmocka_unit_test(test_budget_exhausted),
         cmocka_unit_test(test_namespaces),
+        cmocka_unit_test(test_q8_cache_paths),
     };
     return cmocka_run_group_tests_name("prefix_cache", t, setup, teardown);
 }

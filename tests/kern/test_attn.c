@@ -1,7 +1,7 @@
 /* test_attn.c - the attention chunk kernels (kern/attn.h).
  *  - every set against a double-precision softmax computed directly over all rows
  *    (independent of chunks, online folding and the kernels' exp), for f32 and
- *    f16 rows, head sizes 64, 128 and 80, groups of 1 to 6 query heads per K/V
+ *    f16 and q8 rows, head sizes 64, 128 and 80 (q8: multiples of 32), groups of 1 to 6 query heads per K/V
  *    head, and row counts that end inside a block, on one, or past one chunk;
  *  - every SIMD set against the scalar set on the same chunks;
  *  - the exactness contract: a chunk's part does not depend on where its blocks
@@ -37,7 +37,7 @@ static float frand(void)   /* [-1, 1) */
  * [hk * hd][16] and V rows [16][hk * hd], blocks in reversed order with gaps. */
 typedef struct cache {
     int64_t hk, hd, n;
-    int f16;
+    int t;                      /* T_F32, T_F16, T_Q8 */
     uint8_t *mem;
     const void *k[MAX_ROWS / ATTN_BLOCK + 1], *v[MAX_ROWS / ATTN_BLOCK + 1];
     double kd[MAX_ROWS][MAX_HK * MAX_HD], vd[MAX_ROWS][MAX_HK * MAX_HD];   /* the values stored, exactly */
@@ -45,37 +45,68 @@ typedef struct cache {
 
 static cache C;
 
-static void cache_fill(cache *c, int64_t hk, int64_t hd, int64_t n, int f16, int64_t shift)
+enum { T_F32, T_F16, T_Q8 };
+static const char *TNAME[] = { "f32", "f16", "q8" };
+
+/* q8 of 32 values as the cache stores them: d = max|x| / 127 (f16), ints round(x / d) */
+static void q8_group(const float *x, int8_t *q, size_t qstride, uint16_t *d, double *back)
 {
-    const size_t elt = f16 ? 2 : 4, row = (size_t)(hk * hd) * elt, blk = ATTN_BLOCK * row;
+    float amax = 0.0f;
+    for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
+    const float dd = amax / 127.0f, id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    *d = f32_to_fp16(dd);
+    for (int i = 0; i < 32; i++) {
+        q[(size_t)i * qstride] = (int8_t)roundf(x[i] * id);
+        back[i] = (double)fp16_to_f32(*d) * (double)q[(size_t)i * qstride];
+    }
+}
+
+static void cache_fill(cache *c, int64_t hk, int64_t hd, int64_t n, int t, int64_t shift)
+{
+    const int64_t n_ch = hk * hd;
+    const size_t elt = t == T_F32 ? 4 : t == T_F16 ? 2 : 1, row = (size_t)n_ch * elt;
+    const size_t blk = ATTN_BLOCK * row + (t == T_Q8 ? ATTN_BLOCK * (size_t)(n_ch / 32) * 2 : 0);
     const int64_t nb = (n + ATTN_BLOCK - 1) / ATTN_BLOCK;
     free(c->mem);
-    c->hk = hk; c->hd = hd; c->n = n; c->f16 = f16;
-    c->mem = aligned_alloc(64, (size_t)(2 * nb + 1) * 2 * blk + 64 * (size_t)(shift + 1));
+    c->hk = hk; c->hd = hd; c->n = n; c->t = t;
+    const size_t slot_bytes = (blk + 63) / 64 * 64;
+    c->mem = aligned_alloc(64, (size_t)(2 * nb + 1) * 2 * slot_bytes + 64 * (size_t)(shift + 1));
     assert_non_null(c->mem);
     for (int64_t b = 0; b < nb; b++) {              /* block b at slot (nb - 1 - b) * 2: reversed, gaps between */
-        uint8_t *base = c->mem + 64 * (size_t)shift + (size_t)(nb - 1 - b) * 2 * 2 * blk;
+        uint8_t *base = c->mem + 64 * (size_t)shift + (size_t)(nb - 1 - b) * 2 * 2 * slot_bytes;
         c->k[b] = base;
-        c->v[b] = base + blk;
+        c->v[b] = base + slot_bytes;
     }
-    for (int64_t j = 0; j < n; j++)
-        for (int64_t i = 0; i < hk * hd; i++) {
-            const float kf = frand() * 2.0f, vf = frand();
-            const size_t ki = (size_t)i * ATTN_BLOCK + (size_t)(j % ATTN_BLOCK);   /* channel i, slot j % 16 */
-            uint8_t *kb = (uint8_t *)c->k[j / ATTN_BLOCK];
-            uint8_t *vr = (uint8_t *)c->v[j / ATTN_BLOCK] + (size_t)(j % ATTN_BLOCK) * row;
-            if (f16) {
-                ((uint16_t *)kb)[ki] = f32_to_fp16(kf);
-                ((uint16_t *)vr)[i] = f32_to_fp16(vf);
+    float kf[MAX_HK * MAX_HD], vf[MAX_HK * MAX_HD];
+    for (int64_t j = 0; j < n; j++) {
+        for (int64_t i = 0; i < n_ch; i++) { kf[i] = frand() * 2.0f; vf[i] = frand(); }
+        uint8_t *kb = (uint8_t *)c->k[j / ATTN_BLOCK], *vb = (uint8_t *)c->v[j / ATTN_BLOCK];
+        const size_t slot = (size_t)(j % ATTN_BLOCK);
+        if (t == T_Q8) {                             /* K ints [n_ch][16] + d [n_ch/32][16]; V ints [16][n_ch] + d [16][n_ch/32] */
+            uint16_t *kd = (uint16_t *)(kb + n_ch * ATTN_BLOCK), *vd = (uint16_t *)(vb + n_ch * ATTN_BLOCK);
+            for (int64_t g = 0; g < n_ch / 32; g++) {
+                q8_group(kf + g * 32, (int8_t *)kb + g * 32 * ATTN_BLOCK + slot, ATTN_BLOCK, kd + g * ATTN_BLOCK + slot,
+                         c->kd[j] + g * 32);
+                q8_group(vf + g * 32, (int8_t *)vb + slot * (size_t)n_ch + g * 32, 1, vd + slot * (size_t)(n_ch / 32) + g,
+                         c->vd[j] + g * 32);
+            }
+            continue;
+        }
+        for (int64_t i = 0; i < n_ch; i++) {
+            const size_t ki = (size_t)i * ATTN_BLOCK + slot;   /* channel i, slot j % 16 */
+            if (t == T_F16) {
+                ((uint16_t *)kb)[ki] = f32_to_fp16(kf[i]);
+                ((uint16_t *)vb)[slot * (size_t)n_ch + (size_t)i] = f32_to_fp16(vf[i]);
                 c->kd[j][i] = fp16_to_f32(((uint16_t *)kb)[ki]);
-                c->vd[j][i] = fp16_to_f32(((uint16_t *)vr)[i]);
+                c->vd[j][i] = fp16_to_f32(f32_to_fp16(vf[i]));
             } else {
-                ((float *)kb)[ki] = kf;
-                ((float *)vr)[i] = vf;
-                c->kd[j][i] = kf;
-                c->vd[j][i] = vf;
+                ((float *)kb)[ki] = kf[i];
+                ((float *)vb)[slot * (size_t)n_ch + (size_t)i] = vf[i];
+                c->kd[j][i] = kf[i];
+                c->vd[j][i] = vf[i];
             }
         }
+    }
 }
 
 /* out: [hk * G][hd] by chunks of the set, folded in order (parts kept if keep) */
@@ -89,7 +120,8 @@ static void run_set(const attn_kernels *ak, const cache *c, const float *q, int6
     for (int64_t j0 = 0, ci = 0; j0 < c->n; j0 += ATTN_CHUNK, ci++) {
         const attn_chunk ch = { c->k + j0 / ATTN_BLOCK, c->v + j0 / ATTN_BLOCK, (size_t)(c->hk * c->hd),
                                 c->n - j0 < ATTN_CHUNK ? c->n - j0 : ATTN_CHUNK, c->hk };
-        (c->f16 ? ak->chunk_f16 : ak->chunk_f32)(part, q, G, c->hd, scale, &ch, scratch);
+        attn_chunk_fn fn = c->t == T_F16 ? ak->chunk_f16 : c->t == T_F32 ? ak->chunk_f32 : ak->chunk_q8;
+        fn(part, q, G, c->hd, scale, &ch, scratch);
         if (parts_keep) memcpy(parts_keep + ci * P, part, (size_t)P * sizeof *part);
         attn_merge(acc, part, H, c->hd);
     }
@@ -156,26 +188,29 @@ static void test_against_reference(void **state)
     static float q[MAX_HK * MAX_G * MAX_HD], out[MAX_HK * MAX_G * MAX_HD], out_s[MAX_HK * MAX_G * MAX_HD];
     static double ref[MAX_HK * MAX_G * MAX_HD];
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-        for (int f16 = 0; f16 < 2; f16++)
+        for (int t = 0; t < 3; t++)
             for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
                 const int64_t hk = shapes[si].hk, hd = shapes[si].hd, G = shapes[si].G, H = hk * G, n = rows[ri];
-                cache_fill(&C, hk, hd, n, f16, 0);
+                if (t == T_Q8 && hd % 32) continue;
+                cache_fill(&C, hk, hd, n, t, 0);
                 for (int64_t i = 0; i < H * hd; i++) q[i] = frand();
-                if (f16) attn_scalar()->round_f16(q, H * hd);
+                if (t == T_F16) attn_scalar()->round_f16(q, H * hd);
                 const float scale = 1.0f / sqrtf((float)hd);
                 reference(&C, q, G, scale, ref);
                 run_set(attn_scalar(), &C, q, G, scale, out_s, NULL);
                 for (int s = 0; s < n_sets; s++) {
-                    if (!set_runs_hd(s, hd)) continue;
+                    if (!set_runs_hd(s, hd) || (t == T_Q8 && !sets[s]->chunk_q8)) continue;
                     run_set(sets[s], &C, q, G, scale, out, NULL);
                     char what[96];
                     snprintf(what, sizeof what, "%s hk %lld hd %lld G %lld n %lld %s", set_names[s], (long long)hk,
-                             (long long)hd, (long long)G, (long long)n, f16 ? "f16" : "f32");
-                    /* f16 rows round p to f16 (relative 2^-11), f32 rows only float sums */
-                    close_to(out, ref, H * hd, f16 ? 2e-3 : 2e-5, what);
+                             (long long)hd, (long long)G, (long long)n, TNAME[t]);
+                    /* f16 rows round p to f16 (relative 2^-11); f32 and q8 (exact dequantized
+                     * values in the reference) only float sums */
+                    const double tol = t == T_F16 ? 2e-3 : 2e-5;
+                    close_to(out, ref, H * hd, tol, what);
                     double sd[MAX_HK * MAX_G * MAX_HD];
                     for (int64_t i = 0; i < H * hd; i++) sd[i] = out_s[i];
-                    close_to(out, sd, H * hd, f16 ? 2e-3 : 2e-5, what);
+                    close_to(out, sd, H * hd, tol, what);
                 }
             }
 }
@@ -188,14 +223,15 @@ static void test_exactness(void **state)
     enum { HK = 3, HD = 64, G = 3, H = HK * G, N = 600, NC = (N + ATTN_CHUNK - 1) / ATTN_CHUNK };
     static float q[H * HD], a[H * HD], b[H * HD], c[H * HD], parts[NC * H * ATTN_PART(HD)];
     for (int s = 0; s < n_sets; s++) {
-        for (int f16 = 0; f16 < 2; f16++) {
+        for (int t = 0; t < 3; t++) {
+            if (t == T_Q8 && !sets[s]->chunk_q8) continue;
             uint32_t seed = 777;
             rng = seed;
-            cache_fill(&C, HK, HD, N, f16, 0);
+            cache_fill(&C, HK, HD, N, t, 0);
             for (int i = 0; i < H * HD; i++) q[i] = frand();
             run_set(sets[s], &C, q, G, 0.125f, a, parts);
             rng = seed;                               /* the same values, blocks 3 lines further on */
-            cache_fill(&C, HK, HD, N, f16, 3);
+            cache_fill(&C, HK, HD, N, t, 3);
             for (int i = 0; i < H * HD; i++) q[i] = frand();
             run_set(sets[s], &C, q, G, 0.125f, b, NULL);
             assert_memory_equal(a, b, sizeof a);

@@ -17,6 +17,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "kern/quant.h"
 #include "kv/kv_pool.h"
@@ -221,6 +222,59 @@ static void test_row_layout(void **state)
     assert_ptr_equal(kv_pool_k(&pool, b, 1), base + 32 * rb);
     assert_ptr_equal(kv_pool_v(&pool, b, 1, 15), base + 63 * rb);
     kv_pool_unref(&pool, b);
+    kv_pool_free(&pool);
+}
+
+/* q8: every stored K and V value dequantizes to within half a step of what was
+ * stored, the largest of each group of 32 to exactly +-127 steps, in the layout
+ * kv_pool.h gives; head_dim not a multiple of 32 is refused. */
+static void test_store_q8(void **state)
+{
+    (void)state;
+    enum { L = 2, HK = 2, HD = 32, NCH = HK * HD, NPOS = 21 };
+    kv_pool_params pp = { .n_layer = L, .n_head_kv = HK, .head_dim = HD, .type = KVLM_KV_Q8 };
+    assert_int_equal(kv_pool_block_bytes(L, HK, 16, KVLM_KV_Q8), 0);
+    assert_int_equal(kv_pool_block_bytes(L, HK, HD, KVLM_KV_Q8), 2 * L * ((17 * NCH + 63) / 64 * 64));
+    pp.budget_bytes = 4 * kv_pool_block_bytes(L, HK, HD, KVLM_KV_Q8);
+    kv_pool pool;
+    assert_int_equal(kv_pool_init(&pool, &pp, NULL, 0), KVLM_OK);
+    kv_seq s;
+    kv_seq_init(&s, &pool);
+    assert_int_equal(kv_seq_reserve(&s, NPOS, NULL, 0), KVLM_OK);
+    static float k[NPOS][L][NCH], v[NPOS][L][NCH];
+    uint64_t r = 99;
+    for (int p = 0; p < NPOS; p++)
+        for (int il = 0; il < L; il++) {
+            for (int c = 0; c < NCH; c++) {
+                r = r * 6364136223846793005ull + 1442695040888963407ull;
+                k[p][il][c] = (float)((int)(r >> 40) % 2001 - 1000) / 97.0f;
+                v[p][il][c] = (float)((int)(r >> 20) % 2001 - 1000) / 311.0f;
+            }
+            kv_seq_store(&s, il, p, k[p][il], v[p][il]);
+        }
+    kv_seq_advance(&s, NPOS);
+    for (int p = 0; p < NPOS; p++)
+        for (int il = 0; il < L; il++) {
+            const kv_block b = s.blocks[p / KV_BLOCK_TOKENS];
+            const int slot = p % KV_BLOCK_TOKENS;
+            const int8_t *kq = kv_pool_k(&pool, b, il), *vq = kv_pool_v(&pool, b, il, 0);
+            const uint16_t *kd = (const uint16_t *)(kq + NCH * KV_BLOCK_TOKENS), *vd = (const uint16_t *)(vq + NCH * KV_BLOCK_TOKENS);
+            for (int g = 0; g < NCH / 32; g++) {
+                const float dk = fp16_to_f32(kd[g * KV_BLOCK_TOKENS + slot]), dv = fp16_to_f32(vd[slot * (NCH / 32) + g]);
+                int kmax = 0, vmax = 0;
+                for (int c = g * 32; c < g * 32 + 32; c++) {
+                    const int qk = kq[c * KV_BLOCK_TOKENS + slot], qv = vq[slot * NCH + c];
+                    if (abs(qk) > kmax) kmax = abs(qk);
+                    if (abs(qv) > vmax) vmax = abs(qv);
+                    /* half a step, plus the step's own f16 rounding over up to 127 steps */
+                    assert_true(fabsf(dk * (float)qk - k[p][il][c]) <= 0.5f * dk + 127.0f * dk / 1024.0f);
+                    assert_true(fabsf(dv * (float)qv - v[p][il][c]) <= 0.5f * dv + 127.0f * dv / 1024.0f);
+                }
+                assert_int_equal(kmax, 127);
+                assert_int_equal(vmax, 127);
+            }
+        }
+    kv_seq_free(&s);
     kv_pool_free(&pool);
 }
 
@@ -934,6 +988,7 @@ int main(void)
         cmocka_unit_test(test_init_and_sizes),
         cmocka_unit_test(test_row_layout),
         cmocka_unit_test(test_store_f16_rounds_like_kern),
+        cmocka_unit_test(test_store_q8),
         cmocka_unit_test(test_fork_shares),
         cmocka_unit_test(test_cow_copies_exactly),
         cmocka_unit_test(test_truncate_frees),
