@@ -39,6 +39,22 @@ void ops_rope(float *x, const float *cs, int64_t n_heads, int64_t head_dim)
     }
 }
 
+void ops_hadamard(float *x, int64_t n_heads, int64_t head_dim)
+{
+    const float norm = 1.0f / sqrtf((float)head_dim);
+    for (int64_t h = 0; h < n_heads; h++) {          /* x: [n_heads][head_dim] */
+        float *xh = x + h * head_dim;
+        for (int64_t len = 1; len < head_dim; len *= 2)
+            for (int64_t i = 0; i < head_dim; i += 2 * len)
+                for (int64_t j = i; j < i + len; j++) {
+                    const float a = xh[j], b = xh[j + len];
+                    xh[j] = a + b;
+                    xh[j + len] = a - b;
+                }
+        for (int64_t i = 0; i < head_dim; i++) xh[i] *= norm;
+    }
+}
+
 void ops_swiglu(float *g, const float *u, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];

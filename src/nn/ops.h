@@ -19,6 +19,14 @@ void ops_rope_table(float *cs, int64_t pos, int64_t head_dim, float theta);
  * llama layout as GGUF stores it.   x: [n_heads][head_dim] */
 void ops_rope(float *x, const float *cs, int64_t n_heads, int64_t head_dim);
 
+/* x_h <- H x_h / sqrt(head_dim) for each head h, H the Sylvester-Hadamard matrix
+ * (fast Walsh-Hadamard transform; head_dim a power of two). Orthonormal and its
+ * own inverse, so (Hq).(Hk) = q.k and H(sum p Hv) = sum p v: attention can run on
+ * rotated q, K and V and rotate its output back. Quantized caches store rotated
+ * K and V, whose values are spread evenly over the channels (an outlier channel
+ * no longer sets the scale of its whole group).   x: [n_heads][head_dim] */
+void ops_hadamard(float *x, int64_t n_heads, int64_t head_dim);
+
 /* g[i] = silu(g[i]) * u[i]      g, u: [n] */
 void ops_swiglu(float *g, const float *u, int64_t n);
 
