@@ -113,10 +113,12 @@ kvlm_err kvlm_chat_render(const kvlm_model *model, const kvlm_chat_msg *msgs, si
 
 /* ---- inference context ------------------------------------------------------ */
 /* K/V element types. q8: 8-bit integers with an f16 scale per 32 channels of one
- * position (K and V alike, 8.5 bits per element, like llama.cpp's q8_0); needs
- * head_dim to be a multiple of 32. */
-typedef enum kvlm_kv_type { KVLM_KV_F32 = 0, KVLM_KV_F16 = 1, KVLM_KV_Q8 = 2 } kvlm_kv_type;
-/* "f32", "f16", "q8" <-> the type; from_name returns false for any other name. */
+ * position (K and V alike, 8.5 bits per element, like llama.cpp's q8_0); q4: 4-bit
+ * the same way (4.5 bits, like q4_0). Both need head_dim to be a multiple of 32,
+ * and attention over them runs in a Hadamard-rotated basis when head_dim is a
+ * power of two (outliers spread over the channels before quantization). */
+typedef enum kvlm_kv_type { KVLM_KV_F32 = 0, KVLM_KV_F16 = 1, KVLM_KV_Q8 = 2, KVLM_KV_Q4 = 3 } kvlm_kv_type;
+/* "f32", "f16", "q8", "q4" <-> the type; from_name returns false for any other name. */
 const char *kvlm_kv_type_name(kvlm_kv_type type);
 bool        kvlm_kv_type_from_name(const char *name, kvlm_kv_type *out);
 

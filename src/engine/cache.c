@@ -23,13 +23,14 @@ const char *kvlm_kv_type_name(kvlm_kv_type type)
     case KVLM_KV_F32: return "f32";
     case KVLM_KV_F16: return "f16";
     case KVLM_KV_Q8: return "q8";
+    case KVLM_KV_Q4: return "q4";
     }
     return "?";
 }
 
 bool kvlm_kv_type_from_name(const char *name, kvlm_kv_type *out)
 {
-    static const kvlm_kv_type all[] = { KVLM_KV_F32, KVLM_KV_F16, KVLM_KV_Q8 };
+    static const kvlm_kv_type all[] = { KVLM_KV_F32, KVLM_KV_F16, KVLM_KV_Q8, KVLM_KV_Q4 };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (name && !strcmp(name, kvlm_kv_type_name(all[i]))) {
             *out = all[i];
@@ -46,9 +47,9 @@ kvlm_err cache_create(const kvlm_model *m, const kvlm_cache_params *params, kvlm
     const model_hparams *hp = &m->hp;
     if (kv_type_bytes(p.kv_type) == 0)
         return err_set(err, errlen, KVLM_ERR_INVALID, "unknown K/V type %d", (int)p.kv_type);
-    if (p.kv_type == KVLM_KV_Q8 && hp->head_dim % KV_Q8_GROUP)
-        return err_set(err, errlen, KVLM_ERR_INVALID, "q8 K/V needs head_dim to be a multiple of %d (it is %lld)",
-                       KV_Q8_GROUP, (long long)hp->head_dim);
+    if ((p.kv_type == KVLM_KV_Q8 || p.kv_type == KVLM_KV_Q4) && hp->head_dim % KV_Q8_GROUP)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "%s K/V needs head_dim to be a multiple of %d (it is %lld)",
+                       kvlm_kv_type_name(p.kv_type), KV_Q8_GROUP, (long long)hp->head_dim);
     size_t block = kv_pool_block_bytes(hp->n_layer, hp->n_head_kv, hp->head_dim, p.kv_type);
     if (p.mem_bytes == 0) {
         /* one sequence of n_ctx positions, plus one block for a copy-on-write */

@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-enum { T_F32, T_F16, T_Q8 };
+enum { T_F32, T_F16, T_Q8, T_Q4 };
 
 /* K of row j, channel ch (of n_ch), from the channel-major blocks */
 static float kelem(const void *const *base, int64_t n_ch, int64_t j, int64_t ch, int t)
@@ -16,6 +16,12 @@ static float kelem(const void *const *base, int64_t n_ch, int64_t j, int64_t ch,
     const size_t slot = (size_t)(j % ATTN_BLOCK), at = (size_t)ch * ATTN_BLOCK + slot;
     if (t == T_F32) return ((const float *)b)[at];
     if (t == T_F16) return fp16_to_f32(((const uint16_t *)b)[at]);
+    if (t == T_Q4) {                                  /* nibbles [n_ch][8]: slot s in byte s % 8, high if s >= 8 */
+        const uint8_t byte = b[(size_t)ch * (ATTN_BLOCK / 2) + slot % 8];
+        const int q = (slot < 8 ? byte & 15 : byte >> 4) - 8;
+        const uint16_t *d = (const uint16_t *)(b + (size_t)n_ch * ATTN_BLOCK / 2);
+        return fp16_to_f32(d[(size_t)(ch / ATTN_Q8_GROUP) * ATTN_BLOCK + slot]) * (float)q;
+    }
     const uint16_t *d = (const uint16_t *)(b + (size_t)n_ch * ATTN_BLOCK);   /* [n_ch / 32][16] */
     return fp16_to_f32(d[(size_t)(ch / ATTN_Q8_GROUP) * ATTN_BLOCK + slot]) * (float)((const int8_t *)b)[at];
 }
@@ -27,6 +33,13 @@ static float velem(const void *const *base, size_t stride, int64_t j, int64_t ch
     const size_t slot = (size_t)(j % ATTN_BLOCK), at = slot * stride + (size_t)ch;
     if (t == T_F32) return ((const float *)b)[at];
     if (t == T_F16) return fp16_to_f32(((const uint16_t *)b)[at]);
+    if (t == T_Q4) {                                  /* stride = n_ch; row: nibbles [n_ch / 2] */
+        const size_t g = (size_t)ch / ATTN_Q8_GROUP, i = (size_t)ch % ATTN_Q8_GROUP;
+        const uint8_t byte = b[slot * stride / 2 + g * ATTN_Q8_GROUP / 2 + i % 16];
+        const int q = (i < 16 ? byte & 15 : byte >> 4) - 8;
+        const uint16_t *d = (const uint16_t *)(b + stride * ATTN_BLOCK / 2);
+        return fp16_to_f32(d[slot * (stride / ATTN_Q8_GROUP) + g]) * (float)q;
+    }
     const uint16_t *d = (const uint16_t *)(b + stride * ATTN_BLOCK);        /* [16][n_ch / 32] */
     return fp16_to_f32(d[slot * (stride / ATTN_Q8_GROUP) + (size_t)(ch / ATTN_Q8_GROUP)]) * (float)((const int8_t *)b)[at];
 }
@@ -78,12 +91,18 @@ static void chunk_q8(float *part, const float *q, int64_t G, int64_t hd, float s
     chunk_ref(part, q, G, hd, scale, c, scratch, T_Q8);
 }
 
+static void chunk_q4(float *part, const float *q, int64_t G, int64_t hd, float scale,
+                     const attn_chunk *c, float *scratch)
+{
+    chunk_ref(part, q, G, hd, scale, c, scratch, T_Q4);
+}
+
 static void round_f16(float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) x[i] = fp16_to_f32(f32_to_fp16(x[i]));
 }
 
-static const attn_kernels SCALAR = { "scalar", chunk_f32, chunk_f16, chunk_q8, round_f16 };
+static const attn_kernels SCALAR = { "scalar", chunk_f32, chunk_f16, chunk_q8, chunk_q4, round_f16 };
 
 const attn_kernels *attn_scalar(void) { return &SCALAR; }
 

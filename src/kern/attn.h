@@ -9,7 +9,8 @@
  *   V at v[b]: [ATTN_BLOCK][stride]            rows, a row is [n_head_kv][hd]
  * in f32 or f16 elements; for q8, int8 elements followed by f16 scales, one per
  * position and group of ATTN_Q8_GROUP channels: K [n_ch / 32][16], V [16][n_ch / 32]
- * (element = scale * int). The G query heads of K/V head g (heads g*G .. g*G+G-1) read each of its rows
+ * (element = scale * int); for q4, 4-bit values q + 8 packed two per byte as
+ * kv_pool.h describes, then the same scales (element = scale * q). The G query heads of K/V head g (heads g*G .. g*G+G-1) read each of its rows
  * once, and a block is read for all K/V heads together (contiguous memory).
  * What every kernel set computes, for query head h in [0, n_head_kv * G), reading
  * K/V head g = h / G:
@@ -64,6 +65,7 @@ typedef struct attn_kernels {
     attn_chunk_fn chunk_f32;    /* f32 rows */
     attn_chunk_fn chunk_f16;    /* f16 rows (IEEE half) */
     attn_chunk_fn chunk_q8;     /* q8 rows (hd % 32 == 0); NULL: use the scalar set's */
+    attn_chunk_fn chunk_q4;     /* q4 rows (hd % 32 == 0); NULL: use the scalar set's */
     void (*round_f16)(float *x, int64_t n);   /* x[i] = nearest f16 value (ties to even) */
 } attn_kernels;
 

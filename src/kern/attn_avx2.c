@@ -274,7 +274,7 @@ static void round_f16(float *x, int64_t n)
     for (; i < n; i++) x[i] = _cvtsh_ss(_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT));
 }
 
-static const attn_kernels AVX2 = { "avx2", chunk_f32, chunk_f16, NULL, round_f16 };
+static const attn_kernels AVX2 = { "avx2", chunk_f32, chunk_f16, NULL, NULL, round_f16 };
 const attn_kernels *attn_avx2_kernels(void) { return &AVX2; }
 #else
 const attn_kernels *attn_avx2_kernels(void) { return 0; }

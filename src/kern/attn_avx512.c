@@ -245,7 +245,33 @@ INLINE void pv_block_q8(float *part, const float *s, int64_t g, int64_t G, const
     }
 }
 
-enum { T_F32, T_F16, T_Q8 };
+enum { T_F32, T_F16, T_Q8, T_Q4 };
+
+/* q4 -> q8 layout (ints q - 8 as int8, the scales copied), so the q8 code reads it.
+ * K: nibbles [n_ch][8] -> int8 [n_ch][16]: low nibbles are slots 0-7, high 8-15. */
+INLINE void expand_k_q4(int8_t *dst, const uint8_t *src, int64_t n_ch)
+{
+    const __m128i lo4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
+    for (int64_t ch = 0; ch < n_ch; ch++) {
+        const __m128i x = _mm_loadl_epi64((const __m128i *)(src + ch * 8));
+        const __m128i lo = _mm_and_si128(x, lo4), hi = _mm_and_si128(_mm_srli_epi16(x, 4), lo4);
+        _mm_storeu_si128((__m128i *)(dst + ch * 16), _mm_sub_epi8(_mm_unpacklo_epi64(lo, hi), eight));
+    }
+    memcpy(dst + n_ch * ATTN_BLOCK, src + n_ch * ATTN_BLOCK / 2, (size_t)(n_ch / ATTN_Q8_GROUP) * ATTN_BLOCK * 2);
+}
+
+/* V: rows of nibbles [16][n_ch / 2] -> int8 [16][n_ch]: in a group of 32, byte i holds
+ * channel i (low) and i + 16 (high). */
+INLINE void expand_v_q4(int8_t *dst, const uint8_t *src, int64_t n_ch)
+{
+    const __m128i lo4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
+    for (int64_t g = 0; g < ATTN_BLOCK * n_ch / ATTN_Q8_GROUP; g++) {   /* every group of every row */
+        const __m128i x = _mm_loadu_si128((const __m128i *)(src + g * 16));
+        _mm_storeu_si128((__m128i *)(dst + g * 32), _mm_sub_epi8(_mm_and_si128(x, lo4), eight));
+        _mm_storeu_si128((__m128i *)(dst + g * 32 + 16), _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(x, 4), lo4), eight));
+    }
+    memcpy(dst + n_ch * ATTN_BLOCK, src + n_ch * ATTN_BLOCK / 2, (size_t)(n_ch / ATTN_Q8_GROUP) * ATTN_BLOCK * 2);
+}
 
 /* The scores of GP query heads (from h0) of K/V head g over one block's K part kt. */
 INLINE void scores_any(float *sb, const float *q, int64_t h0, const int GP, const void *kt, int64_t Hk, int64_t g,
@@ -268,9 +294,14 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
     const int64_t Hk = c->n_head_kv, H = Hk * G;
     float *s = scratch;                               /* s: [H][ATTN_CHUNK] scores, then p */
     float *pad = scratch + H * ATTN_CHUNK;            /* pad: [Hk * hd][16] a partial block's K */
+    /* q4 blocks are expanded to the q8 layout (17 bytes per channel) past pad's q8 use */
+    const int64_t q8_part = (17 * Hk * hd + 63) / 64 * 64;
+    int8_t *xk = (int8_t *)pad + q8_part, *xv = xk + q8_part;
     const int64_t nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
     const size_t elt = t == T_F32 ? 4 : t == T_F16 ? 2 : 1;
-    const size_t blk_bytes = ATTN_BLOCK * c->stride * elt + (t == T_Q8 ? ATTN_BLOCK * c->stride / ATTN_Q8_GROUP * 2 : 0);
+    const size_t blk_bytes = t == T_Q4 ? ATTN_BLOCK * c->stride / 2 + ATTN_BLOCK * c->stride / ATTN_Q8_GROUP * 2
+                                       : ATTN_BLOCK * c->stride * elt + (t == T_Q8 ? ATTN_BLOCK * c->stride / ATTN_Q8_GROUP * 2 : 0);
+    const int tq = t == T_Q4 ? T_Q8 : t;              /* the layout the kernels below read */
     const __mmask16 tail = (__mmask16)((1u << (c->n - (nb - 1) * ATTN_BLOCK)) - 1u);   /* 16 rows -> 0xffff */
     const __m512 vscale = _mm512_set1_ps(scale);
 
@@ -281,8 +312,12 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
             for (int64_t d = 1; d < PF_DIST; d++) prefetch_item(c, nb, d, blk_bytes);
         prefetch_item(c, nb, b + PF_DIST, blk_bytes);
         const void *kt = c->k[b];
+        if (t == T_Q4) {
+            expand_k_q4(xk, kt, Hk * hd);
+            kt = xk;
+        }
         if (m < ATTN_BLOCK) {
-            if (t == T_Q8) pad_k_q8(pad, kt, Hk * hd, m);
+            if (tq == T_Q8) pad_k_q8(pad, kt, Hk * hd, m);
             else pad_k(pad, kt, Hk * hd, m, elt);
             kt = pad;
         }
@@ -290,10 +325,10 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
             for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 4) {
                 float *sb = s + b * ATTN_BLOCK;
                 switch ((g + 1) * G - h0 < 4 ? (g + 1) * G - h0 : 4) {
-                case 1: scores_any(sb, q, h0, 1, kt, Hk, g, hd, t, vscale); break;
-                case 2: scores_any(sb, q, h0, 2, kt, Hk, g, hd, t, vscale); break;
-                case 3: scores_any(sb, q, h0, 3, kt, Hk, g, hd, t, vscale); break;
-                default: scores_any(sb, q, h0, 4, kt, Hk, g, hd, t, vscale); break;
+                case 1: scores_any(sb, q, h0, 1, kt, Hk, g, hd, tq, vscale); break;
+                case 2: scores_any(sb, q, h0, 2, kt, Hk, g, hd, tq, vscale); break;
+                case 3: scores_any(sb, q, h0, 3, kt, Hk, g, hd, tq, vscale); break;
+                default: scores_any(sb, q, h0, 4, kt, Hk, g, hd, tq, vscale); break;
                 }
             }
     }
@@ -323,8 +358,13 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
     for (int64_t b = 0; b < nb; b++) {
         const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
         prefetch_item(c, nb, nb + b + PF_DIST, blk_bytes);
+        const void *vt = c->v[b];
+        if (t == T_Q4) {
+            expand_v_q4(xv, vt, Hk * hd);
+            vt = xv;
+        }
         for (int64_t g = 0; g < Hk; g++) {
-            if (t == T_Q8) pv_block_q8(part, s + b * ATTN_BLOCK, g, G, c->v[b], c->stride, m, hd);
+            if (tq == T_Q8) pv_block_q8(part, s + b * ATTN_BLOCK, g, G, vt, c->stride, m, hd);
             else pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)c->v[b] + (size_t)(g * hd) * elt,
                           c->stride, m, hd, f16);
         }
@@ -352,6 +392,12 @@ static void chunk_q8(float *part, const float *q, int64_t G, int64_t hd, float s
     DISPATCH_HD(T_Q8)
 }
 
+static void chunk_q4(float *part, const float *q, int64_t G, int64_t hd, float scale,
+                     const attn_chunk *c, float *scratch)
+{
+    DISPATCH_HD(T_Q4)
+}
+
 static void chunk_f16(float *part, const float *q, int64_t G, int64_t hd, float scale,
                       const attn_chunk *c, float *scratch)
 {
@@ -368,7 +414,7 @@ static void round_f16(float *x, int64_t n)
     }
 }
 
-static const attn_kernels AVX512 = { "avx512", chunk_f32, chunk_f16, chunk_q8, round_f16 };
+static const attn_kernels AVX512 = { "avx512", chunk_f32, chunk_f16, chunk_q8, chunk_q4, round_f16 };
 const attn_kernels *attn_avx512_kernels(void) { return &AVX512; }
 #else
 const attn_kernels *attn_avx512_kernels(void) { return 0; }

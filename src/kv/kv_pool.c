@@ -24,6 +24,7 @@ size_t kv_type_bytes(kvlm_kv_type type)
     case KVLM_KV_F32: return 4;
     case KVLM_KV_F16: return 2;
     case KVLM_KV_Q8: return 1;
+    case KVLM_KV_Q4: return 1;   /* V rows: n_ch / 2 bytes, see row_bytes */
     }
     return 0;
 }
@@ -36,6 +37,8 @@ size_t kv_type_part_bytes(kvlm_kv_type type, int64_t n_ch)
     case KVLM_KV_F16: return (size_t)n_ch * KV_BLOCK_TOKENS * 2;
     case KVLM_KV_Q8:  /* int8 [n_ch][16] (K) or [16][n_ch] (V), then f16 scales [n_ch / 32][16] or [16][n_ch / 32] */
         return n_ch % KV_Q8_GROUP ? 0 : (size_t)n_ch * KV_BLOCK_TOKENS + (size_t)(n_ch / KV_Q8_GROUP) * KV_BLOCK_TOKENS * 2;
+    case KVLM_KV_Q4:  /* nibbles [n_ch][8] (K) or [16][n_ch / 2] (V), then the scales as q8 */
+        return n_ch % KV_Q8_GROUP ? 0 : (size_t)n_ch * KV_BLOCK_TOKENS / 2 + (size_t)(n_ch / KV_Q8_GROUP) * KV_BLOCK_TOKENS * 2;
     }
     return 0;
 }
@@ -63,7 +66,7 @@ static size_t part_bytes(int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type)
     if (n_head_kv <= 0 || head_dim <= 0 || __builtin_mul_overflow((size_t)n_head_kv, (size_t)head_dim, &n_ch) ||
         n_ch > ((size_t)1 << 40))
         return 0;
-    if (type == KVLM_KV_Q8 && head_dim % KV_Q8_GROUP) return 0;   /* a scale group never spans two heads */
+    if ((type == KVLM_KV_Q8 || type == KVLM_KV_Q4) && head_dim % KV_Q8_GROUP) return 0;   /* a group never spans two heads */
     const size_t pb = kv_type_part_bytes(type, (int64_t)n_ch);
     return pb ? round_up(pb, SLAB_ALIGN) : 0;
 }
@@ -97,7 +100,7 @@ static void set_dims(kv_pool *p, const kv_pool_params *pp)
     p->type = pp->type;
     p->poison = pp->poison;
     p->elt_bytes = kv_type_bytes(pp->type);
-    p->row_bytes = (size_t)pp->n_head_kv * (size_t)pp->head_dim * p->elt_bytes;
+    p->row_bytes = (size_t)pp->n_head_kv * (size_t)pp->head_dim * p->elt_bytes / (pp->type == KVLM_KV_Q4 ? 2 : 1);
     p->part_bytes = part_bytes(pp->n_head_kv, pp->head_dim, pp->type);
     p->block_bytes = kv_pool_block_bytes(pp->n_layer, pp->n_head_kv, pp->head_dim, pp->type);
 }

@@ -13,6 +13,9 @@
  *     V of layer il: [KV_BLOCK_TOKENS][n_ch]  row-major, stride row_bytes (kv_pool_v)
  *   in elements of `type`; for q8 these are int8, followed by the f16 scales, one
  *   per position and group of 32 channels: K [n_ch / 32][16], V [16][n_ch / 32].
+ *   q4 packs two 4-bit values (q + 8) per byte, then the same scales: K [n_ch][8]
+ *   (byte i of a channel: position i low, i + 8 high), V [16][n_ch / 2] (byte i of a
+ *   group of 32 channels: channel i low, i + 16 high), as ggml's q4_0 packs.
  *   Attention multiplies q by 16 keys at once (one vector per channel, no
  *   horizontal sums) and adds p-weighted V rows, so each part is stored the way
  *   it is read.

@@ -158,12 +158,63 @@ static void store_row_q8(const kv_pool *pool, void *dst, int64_t slot, const flo
         quant_group_q8(row + g * KV_Q8_GROUP, q + g * KV_Q8_GROUP, 1, d + g);
 }
 
+/* q4 of x[0..32) as ggml's q4_0: d = (the value of largest magnitude) / -8, stored
+ * as f16; q = min(15, trunc(x / d + 8.5)) in [0, 15], value = d * (q - 8).
+ * q[i] receives the 4 bits of x[i] (the caller packs them). */
+static void quant_group_q4(const float *x, uint8_t *q, uint16_t *d)
+{
+    float amax = 0.0f, mx = 0.0f;
+    for (int i = 0; i < KV_Q8_GROUP; i++)
+        if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); mx = x[i]; }
+    const float dd = mx / -8.0f, id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    for (int i = 0; i < KV_Q8_GROUP; i++) {
+        const int v = (int)(x[i] * id + 8.5f);
+        q[i] = (uint8_t)(v > 15 ? 15 : v < 0 ? 0 : v);
+    }
+    *d = f32_to_fp16(dd);
+}
+
+/* q4 K of slot `slot`: nibbles [n_ch][8] (byte slot % 8 of a channel, low nibble for
+ * slots 0-7, high for 8-15), then scales [n_ch / 32][16] */
+static void store_col_q4(const kv_pool *pool, void *dst, int64_t slot, const float *row)
+{
+    const int64_t n = pool->n_head_kv * pool->head_dim;
+    uint8_t *q = dst, v[KV_Q8_GROUP];
+    uint16_t *d = (uint16_t *)(q + n * KV_BLOCK_TOKENS / 2);
+    const int shift = slot < 8 ? 0 : 4;
+    for (int64_t g = 0; g < n / KV_Q8_GROUP; g++) {
+        quant_group_q4(row + g * KV_Q8_GROUP, v, d + g * KV_BLOCK_TOKENS + slot);
+        for (int i = 0; i < KV_Q8_GROUP; i++) {
+            uint8_t *b = q + (g * KV_Q8_GROUP + i) * (KV_BLOCK_TOKENS / 2) + slot % 8;
+            *b = (uint8_t)((*b & (0xF0 >> shift)) | (v[i] << shift));
+        }
+    }
+}
+
+/* q4 V of slot `slot`: nibbles [16][n_ch / 2] (byte i of a group: channel i low,
+ * i + 16 high), then scales [16][n_ch / 32]; dst = the V part */
+static void store_row_q4(const kv_pool *pool, void *dst, int64_t slot, const float *row)
+{
+    const int64_t n = pool->n_head_kv * pool->head_dim;
+    uint8_t *q = (uint8_t *)dst + slot * n / 2, v[KV_Q8_GROUP];
+    uint16_t *d = (uint16_t *)((uint8_t *)dst + n * KV_BLOCK_TOKENS / 2) + slot * (n / KV_Q8_GROUP);
+    for (int64_t g = 0; g < n / KV_Q8_GROUP; g++) {
+        quant_group_q4(row + g * KV_Q8_GROUP, v, d + g);
+        for (int i = 0; i < KV_Q8_GROUP / 2; i++) q[g * KV_Q8_GROUP / 2 + i] = (uint8_t)(v[i] | (v[i + 16] << 4));
+    }
+}
+
 void kv_seq_store(kv_seq *s, int64_t il, int64_t pos, const float *k, const float *v)
 {
     assert(il >= 0 && il < s->pool->n_layer && pos >= 0 && pos < s->n_blocks * KV_BLOCK_TOKENS);
     const kv_block b = s->blocks[pos / KV_BLOCK_TOKENS];
     assert(writable(s->pool, b));   /* else a shared or published block would change under its readers */
     const int64_t slot = pos % KV_BLOCK_TOKENS;
+    if (s->pool->type == KVLM_KV_Q4) {
+        store_col_q4(s->pool, kv_pool_k(s->pool, b, il), slot, k);
+        store_row_q4(s->pool, kv_pool_v(s->pool, b, il, 0), slot, v);
+        return;
+    }
     if (s->pool->type == KVLM_KV_Q8) {
         store_col_q8(s->pool, kv_pool_k(s->pool, b, il), slot, k);
         store_row_q8(s->pool, kv_pool_v(s->pool, b, il, 0), slot, v);

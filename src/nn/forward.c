@@ -258,7 +258,7 @@ void forward_free(forward_state *fs)
 
 bool forward_rotates(kvlm_kv_type type, int64_t head_dim)
 {
-    return type == KVLM_KV_Q8 && head_dim > 0 && (head_dim & (head_dim - 1)) == 0;
+    return (type == KVLM_KV_Q8 || type == KVLM_KV_Q4) && head_dim > 0 && (head_dim & (head_dim - 1)) == 0;
 }
 
 /* ---- the layer loop -------------------------------------------------------------- */

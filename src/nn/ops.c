@@ -73,8 +73,15 @@ void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, 
         kb[b] = kv_pool_k(kp, s->blocks[b0 + b], il);
         vb[b] = kv_pool_v(kp, s->blocks[b0 + b], il, 0);
     }
-    const attn_chunk ch = { kb, vb, kp->row_bytes / kp->elt_bytes, n, kp->n_head_kv };
-    attn_chunk_fn fn = kp->type == KVLM_KV_F16 ? ak->chunk_f16 : kp->type == KVLM_KV_F32 ? ak->chunk_f32 : ak->chunk_q8;
-    if (!fn) fn = attn_scalar()->chunk_q8;            /* a set without a q8 kernel */
+    /* stride: V row elements (q4: channels, two per byte) */
+    const size_t stride = kp->type == KVLM_KV_Q4 ? (size_t)(kp->n_head_kv * kp->head_dim) : kp->row_bytes / kp->elt_bytes;
+    const attn_chunk ch = { kb, vb, stride, n, kp->n_head_kv };
+    attn_chunk_fn fn = NULL;
+    switch (kp->type) {
+    case KVLM_KV_F32: fn = ak->chunk_f32; break;
+    case KVLM_KV_F16: fn = ak->chunk_f16; break;
+    case KVLM_KV_Q8: fn = ak->chunk_q8 ? ak->chunk_q8 : attn_scalar()->chunk_q8; break;   /* sets may lack them */
+    case KVLM_KV_Q4: fn = ak->chunk_q4 ? ak->chunk_q4 : attn_scalar()->chunk_q4; break;
+    }
     fn(part, q, n_head / kp->n_head_kv, kp->head_dim, scale, &ch, scratch);
 }

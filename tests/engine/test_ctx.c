@@ -131,13 +131,11 @@ static void test_long_context_paths(void **state)
     kvlm_ctx_free(d);
 }
 
-/* q8 K/V: the same bitwise agreement between one batch, single steps across the
- * chunk edge and another thread count, as f16 (the quantization happens per
- * position when it is stored, so batching cannot change it). */
-static void test_q8_paths(void **state)
+/* q8 and q4 K/V: the same bitwise agreement between one batch, single steps
+ * across the chunk edge and another thread count, as f16 (the quantization
+ * happens per position when it is stored, so batching cannot change it). */
+static void quant_paths(kvlm_kv_type type)
 {
-    (void)state;
-    NEED_MODEL();
     enum { CAP = 512 };
     static kvlm_token t[CAP];
     size_t n = 0, one = tokenize(TEXT, t, CAP);
@@ -149,7 +147,7 @@ static void test_q8_paths(void **state)
         kvlm_ctx_params p = kvlm_ctx_default_params();
         p.n_threads = threads[i];
         p.n_ctx = CAP;
-        p.kv_type = KVLM_KV_Q8;
+        p.kv_type = type;
         assert_int_equal(kvlm_ctx_init(g_model, &p, &c[i], NULL, 0), KVLM_OK);
     }
     assert_int_equal(kvlm_ctx_decode(c[0], t, n, NULL, 0), KVLM_OK);
@@ -160,6 +158,20 @@ static void test_q8_paths(void **state)
     assert_logits_equal(kvlm_ctx_logits(c[0]), kvlm_ctx_logits(c[1]));
     assert_logits_equal(kvlm_ctx_logits(c[0]), kvlm_ctx_logits(c[2]));
     for (int i = 0; i < 3; i++) kvlm_ctx_free(c[i]);
+}
+
+static void test_q8_paths(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    quant_paths(KVLM_KV_Q8);
+}
+
+static void test_q4_paths(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    quant_paths(KVLM_KV_Q4);
 }
 
 /* decode_all: every row bitwise what single-token decodes give; the last row is
@@ -378,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_fill_zero),
         cmocka_unit_test(test_decode_all),
         cmocka_unit_test(test_q8_paths),
+        cmocka_unit_test(test_q4_paths),
         cmocka_unit_test(test_threads_do_not_change_logits),
         cmocka_unit_test(test_prefix_reuse_and_rollback),
         cmocka_unit_test(test_no_kv_cache_is_identical),

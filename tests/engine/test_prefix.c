@@ -358,12 +358,21 @@ static void test_namespaces(void **state)
  * position's quantization is fixed when it is stored, so warm, cold and evicted
  * paths must agree bitwise for q8 as they do for f16. */
 static void test_heavy_eviction(void **state);
+static void test_fork(void **state);
 static void test_q8_cache_paths(void **state)
 {
     g_kv_type = KVLM_KV_Q8;
     test_warm_prefix(state);
     test_chat_turns(state);
     test_heavy_eviction(state);
+    g_kv_type = KVLM_KV_F16;
+}
+
+static void test_q4_cache_paths(void **state)
+{
+    g_kv_type = KVLM_KV_Q4;
+    test_warm_prefix(state);
+    test_fork(state);
     g_kv_type = KVLM_KV_F16;
 }
 
@@ -377,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_budget_exhausted),
         cmocka_unit_test(test_namespaces),
         cmocka_unit_test(test_q8_cache_paths),
+        cmocka_unit_test(test_q4_cache_paths),
     };
     return cmocka_run_group_tests_name("prefix_cache", t, setup, teardown);
 }

@@ -45,8 +45,24 @@ typedef struct cache {
 
 static cache C;
 
-enum { T_F32, T_F16, T_Q8 };
-static const char *TNAME[] = { "f32", "f16", "q8" };
+enum { T_F32, T_F16, T_Q8, T_Q4 };
+static const char *TNAME[] = { "f32", "f16", "q8", "q4" };
+
+/* q4 of 32 values as ggml's q4_0 (an independent copy of the rule in kv_seq.c):
+ * d = the value of largest magnitude / -8, q = min(15, trunc(x / d + 8.5)) */
+static void q4_group(const float *x, uint8_t *q, uint16_t *d, double *back)
+{
+    float amax = 0.0f, mx = 0.0f;
+    for (int i = 0; i < 32; i++)
+        if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); mx = x[i]; }
+    const float dd = mx / -8.0f, id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    *d = f32_to_fp16(dd);
+    for (int i = 0; i < 32; i++) {
+        const int v = (int)(x[i] * id + 8.5f);
+        q[i] = (uint8_t)(v > 15 ? 15 : v < 0 ? 0 : v);
+        back[i] = (double)fp16_to_f32(*d) * (double)(q[i] - 8);
+    }
+}
 
 /* q8 of 32 values as the cache stores them: d = max|x| / 127 (f16), ints round(x / d) */
 static void q8_group(const float *x, int8_t *q, size_t qstride, uint16_t *d, double *back)
@@ -64,8 +80,8 @@ static void q8_group(const float *x, int8_t *q, size_t qstride, uint16_t *d, dou
 static void cache_fill(cache *c, int64_t hk, int64_t hd, int64_t n, int t, int64_t shift)
 {
     const int64_t n_ch = hk * hd;
-    const size_t elt = t == T_F32 ? 4 : t == T_F16 ? 2 : 1, row = (size_t)n_ch * elt;
-    const size_t blk = ATTN_BLOCK * row + (t == T_Q8 ? ATTN_BLOCK * (size_t)(n_ch / 32) * 2 : 0);
+    const size_t elt = t == T_F32 ? 4 : t == T_F16 ? 2 : 1, row = (size_t)n_ch * elt / (t == T_Q4 ? 2 : 1);
+    const size_t blk = ATTN_BLOCK * row + (t >= T_Q8 ? ATTN_BLOCK * (size_t)(n_ch / 32) * 2 : 0);
     const int64_t nb = (n + ATTN_BLOCK - 1) / ATTN_BLOCK;
     free(c->mem);
     c->hk = hk; c->hd = hd; c->n = n; c->t = t;
@@ -82,6 +98,21 @@ static void cache_fill(cache *c, int64_t hk, int64_t hd, int64_t n, int t, int64
         for (int64_t i = 0; i < n_ch; i++) { kf[i] = frand() * 2.0f; vf[i] = frand(); }
         uint8_t *kb = (uint8_t *)c->k[j / ATTN_BLOCK], *vb = (uint8_t *)c->v[j / ATTN_BLOCK];
         const size_t slot = (size_t)(j % ATTN_BLOCK);
+        if (t == T_Q4) {                             /* K nibbles [n_ch][8] + d [n_ch/32][16]; V nibbles [16][n_ch/2] + d [16][n_ch/32] */
+            uint16_t *kd = (uint16_t *)(kb + n_ch * ATTN_BLOCK / 2), *vd = (uint16_t *)(vb + n_ch * ATTN_BLOCK / 2);
+            for (int64_t g = 0; g < n_ch / 32; g++) {
+                uint8_t qk[32], qv[32];
+                q4_group(kf + g * 32, qk, kd + g * ATTN_BLOCK + slot, c->kd[j] + g * 32);
+                q4_group(vf + g * 32, qv, vd + slot * (size_t)(n_ch / 32) + g, c->vd[j] + g * 32);
+                for (int i = 0; i < 32; i++) {         /* K: slot s in byte s % 8 of its channel, high nibble if s >= 8 */
+                    uint8_t *bk = kb + (size_t)(g * 32 + i) * 8 + slot % 8;
+                    *bk = slot < 8 ? (uint8_t)((*bk & 0xF0) | qk[i]) : (uint8_t)((*bk & 0x0F) | (qk[i] << 4));
+                }
+                for (int i = 0; i < 16; i++)         /* V: byte i of a group = channel i low, i + 16 high */
+                    vb[slot * (size_t)n_ch / 2 + (size_t)g * 16 + (size_t)i] = (uint8_t)(qv[i] | (qv[i + 16] << 4));
+            }
+            continue;
+        }
         if (t == T_Q8) {                             /* K ints [n_ch][16] + d [n_ch/32][16]; V ints [16][n_ch] + d [16][n_ch/32] */
             uint16_t *kd = (uint16_t *)(kb + n_ch * ATTN_BLOCK), *vd = (uint16_t *)(vb + n_ch * ATTN_BLOCK);
             for (int64_t g = 0; g < n_ch / 32; g++) {
@@ -120,7 +151,7 @@ static void run_set(const attn_kernels *ak, const cache *c, const float *q, int6
     for (int64_t j0 = 0, ci = 0; j0 < c->n; j0 += ATTN_CHUNK, ci++) {
         const attn_chunk ch = { c->k + j0 / ATTN_BLOCK, c->v + j0 / ATTN_BLOCK, (size_t)(c->hk * c->hd),
                                 c->n - j0 < ATTN_CHUNK ? c->n - j0 : ATTN_CHUNK, c->hk };
-        attn_chunk_fn fn = c->t == T_F16 ? ak->chunk_f16 : c->t == T_F32 ? ak->chunk_f32 : ak->chunk_q8;
+        attn_chunk_fn fn = c->t == T_F16 ? ak->chunk_f16 : c->t == T_F32 ? ak->chunk_f32 : c->t == T_Q8 ? ak->chunk_q8 : ak->chunk_q4;
         fn(part, q, G, c->hd, scale, &ch, scratch);
         if (parts_keep) memcpy(parts_keep + ci * P, part, (size_t)P * sizeof *part);
         attn_merge(acc, part, H, c->hd);
@@ -188,10 +219,10 @@ static void test_against_reference(void **state)
     static float q[MAX_HK * MAX_G * MAX_HD], out[MAX_HK * MAX_G * MAX_HD], out_s[MAX_HK * MAX_G * MAX_HD];
     static double ref[MAX_HK * MAX_G * MAX_HD];
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-        for (int t = 0; t < 3; t++)
+        for (int t = 0; t < 4; t++)
             for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
                 const int64_t hk = shapes[si].hk, hd = shapes[si].hd, G = shapes[si].G, H = hk * G, n = rows[ri];
-                if (t == T_Q8 && hd % 32) continue;
+                if (t >= T_Q8 && hd % 32) continue;
                 cache_fill(&C, hk, hd, n, t, 0);
                 for (int64_t i = 0; i < H * hd; i++) q[i] = frand();
                 if (t == T_F16) attn_scalar()->round_f16(q, H * hd);
@@ -199,7 +230,7 @@ static void test_against_reference(void **state)
                 reference(&C, q, G, scale, ref);
                 run_set(attn_scalar(), &C, q, G, scale, out_s, NULL);
                 for (int s = 0; s < n_sets; s++) {
-                    if (!set_runs_hd(s, hd) || (t == T_Q8 && !sets[s]->chunk_q8)) continue;
+                    if (!set_runs_hd(s, hd) || (t == T_Q8 && !sets[s]->chunk_q8) || (t == T_Q4 && !sets[s]->chunk_q4)) continue;
                     run_set(sets[s], &C, q, G, scale, out, NULL);
                     char what[96];
                     snprintf(what, sizeof what, "%s hk %lld hd %lld G %lld n %lld %s", set_names[s], (long long)hk,
@@ -223,8 +254,8 @@ static void test_exactness(void **state)
     enum { HK = 3, HD = 64, G = 3, H = HK * G, N = 600, NC = (N + ATTN_CHUNK - 1) / ATTN_CHUNK };
     static float q[H * HD], a[H * HD], b[H * HD], c[H * HD], parts[NC * H * ATTN_PART(HD)];
     for (int s = 0; s < n_sets; s++) {
-        for (int t = 0; t < 3; t++) {
-            if (t == T_Q8 && !sets[s]->chunk_q8) continue;
+        for (int t = 0; t < 4; t++) {
+            if ((t == T_Q8 && !sets[s]->chunk_q8) || (t == T_Q4 && !sets[s]->chunk_q4)) continue;
             uint32_t seed = 777;
             rng = seed;
             cache_fill(&C, HK, HD, N, t, 0);

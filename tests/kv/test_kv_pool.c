@@ -225,6 +225,17 @@ static void test_row_layout(void **state)
     kv_pool_free(&pool);
 }
 
+/* A pool of 4 blocks of the given shape and type, and a sequence holding npos
+ * reserved positions in it. */
+static void open_seq(kv_pool *pool, kv_seq *s, int64_t L, int64_t HK, int64_t HD, kvlm_kv_type type, int64_t npos)
+{
+    kv_pool_params pp = { .n_layer = L, .n_head_kv = HK, .head_dim = HD, .type = type };
+    pp.budget_bytes = 4 * kv_pool_block_bytes(L, HK, HD, type);
+    assert_int_equal(kv_pool_init(pool, &pp, NULL, 0), KVLM_OK);
+    kv_seq_init(s, pool);
+    assert_int_equal(kv_seq_reserve(s, npos, NULL, 0), KVLM_OK);
+}
+
 /* q8: every stored K and V value dequantizes to within half a step of what was
  * stored, the largest of each group of 32 to exactly +-127 steps, in the layout
  * kv_pool.h gives; head_dim not a multiple of 32 is refused. */
@@ -232,15 +243,11 @@ static void test_store_q8(void **state)
 {
     (void)state;
     enum { L = 2, HK = 2, HD = 32, NCH = HK * HD, NPOS = 21 };
-    kv_pool_params pp = { .n_layer = L, .n_head_kv = HK, .head_dim = HD, .type = KVLM_KV_Q8 };
     assert_int_equal(kv_pool_block_bytes(L, HK, 16, KVLM_KV_Q8), 0);
     assert_int_equal(kv_pool_block_bytes(L, HK, HD, KVLM_KV_Q8), 2 * L * ((17 * NCH + 63) / 64 * 64));
-    pp.budget_bytes = 4 * kv_pool_block_bytes(L, HK, HD, KVLM_KV_Q8);
     kv_pool pool;
-    assert_int_equal(kv_pool_init(&pool, &pp, NULL, 0), KVLM_OK);
     kv_seq s;
-    kv_seq_init(&s, &pool);
-    assert_int_equal(kv_seq_reserve(&s, NPOS, NULL, 0), KVLM_OK);
+    open_seq(&pool, &s, L, HK, HD, KVLM_KV_Q8, NPOS);
     static float k[NPOS][L][NCH], v[NPOS][L][NCH];
     uint64_t r = 99;
     for (int p = 0; p < NPOS; p++)
@@ -274,6 +281,55 @@ static void test_store_q8(void **state)
                 assert_int_equal(vmax, 127);
             }
         }
+    kv_seq_free(&s);
+    kv_pool_free(&pool);
+}
+
+/* q4: every stored value dequantizes to within half a step (plus the scale's f16
+ * rounding) of what was stored, except that values of the sign opposite to the
+ * group's extreme may clip at +7 (q4_0's range is [-8, 7]): within one step; in
+ * the packing kv_pool.h gives; the value of largest magnitude maps to -8. */
+static void test_store_q4(void **state)
+{
+    (void)state;
+    enum { L = 1, HK = 2, HD = 32, NCH = HK * HD, NPOS = 19 };
+    assert_int_equal(kv_pool_block_bytes(L, HK, HD, KVLM_KV_Q4), 2 * L * ((9 * NCH + 63) / 64 * 64));
+    kv_pool pool;
+    kv_seq s;
+    open_seq(&pool, &s, L, HK, HD, KVLM_KV_Q4, NPOS);
+    static float k[NPOS][NCH], v[NPOS][NCH];
+    uint64_t r = 7;
+    for (int p = 0; p < NPOS; p++) {
+        for (int c = 0; c < NCH; c++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            k[p][c] = (float)((int)(r >> 40) % 2001 - 1000) / 97.0f;
+            v[p][c] = (float)((int)(r >> 20) % 2001 - 1000) / 311.0f;
+        }
+        kv_seq_store(&s, 0, p, k[p], v[p]);
+    }
+    kv_seq_advance(&s, NPOS);
+    for (int p = 0; p < NPOS; p++) {
+        const kv_block b = s.blocks[p / KV_BLOCK_TOKENS];
+        const int slot = p % KV_BLOCK_TOKENS;
+        const uint8_t *kq = kv_pool_k(&pool, b, 0), *vq = kv_pool_v(&pool, b, 0, 0);
+        const uint16_t *kd = (const uint16_t *)(kq + NCH * 8), *vd = (const uint16_t *)(vq + NCH * 8);
+        for (int g = 0; g < NCH / 32; g++) {
+            const float dk = fp16_to_f32(kd[g * KV_BLOCK_TOKENS + slot]), dv = fp16_to_f32(vd[slot * (NCH / 32) + g]);
+            int kmin = 99, vmin = 99;
+            for (int i = 0; i < 32; i++) {
+                const int c = g * 32 + i;
+                const uint8_t bk = kq[c * 8 + slot % 8], bv = vq[slot * NCH / 2 + g * 16 + i % 16];
+                const int qk = (slot < 8 ? bk & 15 : bk >> 4) - 8, qv = (i < 16 ? bv & 15 : bv >> 4) - 8;
+                if (qk < kmin) kmin = qk;
+                if (qv < vmin) vmin = qv;
+                const float sk = qk == 7 ? 1.0f : 0.5f, sv = qv == 7 ? 1.0f : 0.5f;   /* 7: maybe clipped */
+                assert_true(fabsf(dk * (float)qk - k[p][c]) <= sk * fabsf(dk) + 8.0f * fabsf(dk) / 1024.0f + 1e-6f);
+                assert_true(fabsf(dv * (float)qv - v[p][c]) <= sv * fabsf(dv) + 8.0f * fabsf(dv) / 1024.0f + 1e-6f);
+            }
+            assert_int_equal(kmin, -8);
+            assert_int_equal(vmin, -8);
+        }
+    }
     kv_seq_free(&s);
     kv_pool_free(&pool);
 }
@@ -989,6 +1045,7 @@ int main(void)
         cmocka_unit_test(test_row_layout),
         cmocka_unit_test(test_store_f16_rounds_like_kern),
         cmocka_unit_test(test_store_q8),
+        cmocka_unit_test(test_store_q4),
         cmocka_unit_test(test_fork_shares),
         cmocka_unit_test(test_cow_copies_exactly),
         cmocka_unit_test(test_truncate_frees),
