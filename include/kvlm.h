@@ -117,8 +117,12 @@ kvlm_err kvlm_chat_render(const kvlm_model *model, const kvlm_chat_msg *msgs, si
  * the same way (4.5 bits, like q4_0). Both need head_dim to be a multiple of 32,
  * and attention over them runs in a Hadamard-rotated basis when head_dim is a
  * power of two (outliers spread over the channels before quantization). */
-typedef enum kvlm_kv_type { KVLM_KV_F32 = 0, KVLM_KV_F16 = 1, KVLM_KV_Q8 = 2, KVLM_KV_Q4 = 3 } kvlm_kv_type;
-/* "f32", "f16", "q8", "q4" <-> the type; from_name returns false for any other name. */
+/* bf16: the high half of an f32 (8-bit exponent, 7-bit mantissa). K and V types
+ * are chosen separately (kv_type, kv_type_v); KVLM_KV_SAME: V as K. */
+typedef enum kvlm_kv_type {
+    KVLM_KV_SAME = -1, KVLM_KV_F32 = 0, KVLM_KV_F16 = 1, KVLM_KV_Q8 = 2, KVLM_KV_Q4 = 3, KVLM_KV_BF16 = 4
+} kvlm_kv_type;
+/* "f32", "f16", "bf16", "q8", "q4" <-> the type; from_name returns false for any other name. */
 const char *kvlm_kv_type_name(kvlm_kv_type type);
 bool        kvlm_kv_type_from_name(const char *name, kvlm_kv_type *out);
 
@@ -137,7 +141,8 @@ bool        kvlm_kv_type_from_name(const char *name, kvlm_kv_type *out);
 typedef struct kvlm_cache_params {
     size_t       mem_bytes;  /* budget for K/V; 0 = enough for one sequence of n_ctx tokens */
     int64_t      n_ctx;      /* used only when mem_bytes is 0; 0 = the model's training context */
-    kvlm_kv_type kv_type;    /* element type (default f16) */
+    kvlm_kv_type kv_type;    /* K element type, and V's unless kv_type_v (default f16) */
+    kvlm_kv_type kv_type_v;  /* V element type, or KVLM_KV_SAME (the default) */
     bool         poison;     /* debug: freed blocks are filled with NaN, so stale reads show */
 } kvlm_cache_params;
 kvlm_cache_params kvlm_cache_default_params(void);
@@ -162,7 +167,7 @@ typedef struct kvlm_cache_stats {
 } kvlm_cache_stats;
 void kvlm_cache_get_stats(const kvlm_cache *cache, kvlm_cache_stats *out);
 
-/* K and V bytes of one position (all layers) for a type: what the pool spends. */
+/* K and V bytes of one position (all layers) for a type of both: what the pool spends. */
 int64_t kvlm_kv_bytes_per_token(const kvlm_model *model, kvlm_kv_type type);
 
 /* ---- inference context ------------------------------------------------------ */
@@ -170,7 +175,8 @@ typedef struct kvlm_ctx_params {
     int64_t n_ctx;           /* max tokens in the sequence; 0 = model's training context */
     int     n_threads;       /* 0 = number of online cores */
     bool    no_kv_cache;     /* naive baseline: recompute the whole sequence every step */
-    kvlm_kv_type kv_type;    /* K/V element type of a private cache (default f16) */
+    kvlm_kv_type kv_type;    /* K (and V) element type of a private cache (default f16) */
+    kvlm_kv_type kv_type_v;  /* V element type, or KVLM_KV_SAME (the default) */
     kvlm_cache *cache;       /* shared cache (the context takes a reference), or NULL
                                 for a private one sized by kv_mem */
     size_t  kv_mem;          /* budget of a private cache; 0 = n_ctx tokens' worth */

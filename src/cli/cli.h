@@ -27,6 +27,8 @@ kvlm_model *cli_load_model(const cli_opts *o);
  * that falls back to it when path is NULL (NULL after printing the error). */
 const char *cli_model_default_path(void);
 kvlm_model *cli_model_open(const char *path);
+/* "f16", or "q8/q4" when V differs from K: for reports. buf: at least 16 bytes. */
+const char *cli_kv_label(kvlm_kv_type k, kvlm_kv_type v, char *buf, size_t cap);
 /* A decimal integer in [lo, hi], the whole string: 0, else -1 (nothing written). */
 int cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 

@@ -62,7 +62,7 @@ typedef struct bench_opts {
     int64_t n_prompt, n_gen;           /* 0 skips the test */
     int64_t depths[BENCH_MAX_DEPTHS];
     size_t n_depths;
-    kvlm_kv_type kv_type;
+    kvlm_kv_type kv_type, kv_type_v;
     uint64_t seed;
     bool json, help;
     int64_t curve_n;                   /* > 0: the latency-curve mode */
@@ -95,7 +95,8 @@ static void usage(FILE *o)
         "  -n, --n-gen N             generated tokens of each tg test (default 128; 0 = skip)\n"
         "  -d, --depths LIST         comma-separated tokens in the cache before each tg test\n"
         "                            (default 0,1024,4096,8000)\n"
-        "      --cache-type T        K/V element type: f16 (default), f32 or q8\n"
+        "      --cache-type T        K/V element type: f16 (default), f32, bf16, q8 or q4\n"
+        "      --cache-type-k T, --cache-type-v T   the same for K or V alone\n"
         "      --seed N              seed of the random token ids (default 1234)\n"
         "      --json                machine-readable results on stdout instead of the table\n"
         "      --no-kv-cache-curve N instead of the tests: generate N tokens with the cache and\n"
@@ -144,6 +145,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
     o->n_prompt = 512;
     o->n_gen = 128;
     o->kv_type = kvlm_ctx_default_params().kv_type;
+    o->kv_type_v = KVLM_KV_SAME;
     o->seed = 1234;
     o->callgrind_depth = -1;
     parse_depths("0,1024,4096,8000", o);
@@ -164,9 +166,13 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             NEED_VALUE(); if (cli_parse_i64(v, 0, 1 << 20, &o->n_gen)) BAD_VALUE();
         } else if (!strcmp(a, "-d") || !strcmp(a, "--depths")) {
             NEED_VALUE(); if (parse_depths(v, o)) BAD_VALUE();
-        } else if (!strcmp(a, "--cache-type")) {
+        } else if (!strcmp(a, "--cache-type") || !strcmp(a, "--cache-type-k")) {
             NEED_VALUE();
             if (!kvlm_kv_type_from_name(v, &o->kv_type)) BAD_VALUE();
+            if (!strcmp(a, "--cache-type")) o->kv_type_v = KVLM_KV_SAME;
+        } else if (!strcmp(a, "--cache-type-v")) {
+            NEED_VALUE();
+            if (!kvlm_kv_type_from_name(v, &o->kv_type_v)) BAD_VALUE();
         } else if (!strcmp(a, "--seed")) {
             NEED_VALUE();
             char *end;
@@ -272,6 +278,7 @@ static int ctx_open(const kvlm_model *m, const bench_opts *o, int64_t n_ctx, boo
     cp.n_ctx = n_ctx;
     cp.n_threads = o->n_threads;
     cp.kv_type = o->kv_type;
+    cp.kv_type_v = o->kv_type_v;
     cp.no_kv_cache = no_kv_cache;
     if (kvlm_ctx_init(m, &cp, ctx, err, sizeof err) != KVLM_OK) {
         fprintf(stderr, "kvlm bench: %s\n", err);
@@ -393,6 +400,7 @@ static void load_averages(double la[3])
 static void print_table(const kvlm_model *m, const char *path, const bench_opts *o, const bench_result *res,
                         size_t n_res)
 {
+    char kvl[16];
     kvlm_model_info in;
     kvlm_model_get_info(m, &in);
     double la[3];
@@ -400,7 +408,7 @@ static void print_table(const kvlm_model *m, const char *path, const bench_opts 
     printf("model    %s (%s, %.1f M params, %.1f MiB)\n", path, in.name, (double)in.n_params / 1e6,
            (double)in.file_bytes / (1024.0 * 1024.0));
     printf("threads  %d, K/V %s, %d repetitions, seed %llu, load average %.2f %.2f %.2f\n\n", o->n_threads,
-           kvlm_kv_type_name(o->kv_type), o->reps, (unsigned long long)o->seed, la[0], la[1], la[2]);
+           cli_kv_label(o->kv_type, o->kv_type_v, kvl, sizeof kvl), o->reps, (unsigned long long)o->seed, la[0], la[1], la[2]);
     printf("| %-14s | %10s | %-21s | %8s |\n", "test", "tok/s", "min - max", "stddev");
     printf("| %-14s | %10s | %-21s | %8s |\n", "--------------", "---------:", "---------------------",
            "-------:");
@@ -416,6 +424,7 @@ static void print_table(const kvlm_model *m, const char *path, const bench_opts 
 /* The common header of every JSON report. */
 static cJSON *json_header(const kvlm_model *m, const char *path, const bench_opts *o)
 {
+    char kvl[16];
     kvlm_model_info in;
     kvlm_model_get_info(m, &in);
     double la[3];
@@ -428,7 +437,7 @@ static cJSON *json_header(const kvlm_model *m, const char *path, const bench_opt
     cJSON_AddNumberToObject(j, "model_bytes", (double)in.file_bytes);
     cJSON_AddNumberToObject(j, "n_params", (double)in.n_params);
     cJSON_AddNumberToObject(j, "threads", o->n_threads);
-    cJSON_AddStringToObject(j, "kv_type", kvlm_kv_type_name(o->kv_type));
+    cJSON_AddStringToObject(j, "kv_type", cli_kv_label(o->kv_type, o->kv_type_v, kvl, sizeof kvl));
     cJSON_AddNumberToObject(j, "reps", o->reps);
     cJSON_AddNumberToObject(j, "seed", (double)o->seed);
     cJSON *l = cJSON_AddArrayToObject(j, "loadavg");
@@ -557,6 +566,7 @@ static int write_file(const char *path, const cli_bench_curve *c, int (*emit)(FI
 
 static int run_curve(const kvlm_model *m, const char *path, const bench_opts *o)
 {
+    char kvl[16];
     int rc = 1;
     int64_t n = o->curve_n;
     kvlm_model_info in;
@@ -584,7 +594,7 @@ static int run_curve(const kvlm_model *m, const char *path, const bench_opts *o)
 
     char subtitle[1024];
     snprintf(subtitle, sizeof subtitle, "%s, %d threads, K/V %s, %lld greedy tokens; total %.2f s cached vs %.2f s recomputed",
-             in.name, o->n_threads, kvlm_kv_type_name(o->kv_type), (long long)n, sum_c / 1e3, sum_n / 1e3);
+             in.name, o->n_threads, cli_kv_label(o->kv_type, o->kv_type_v, kvl, sizeof kvl), (long long)n, sum_c / 1e3, sum_n / 1e3);
     cli_bench_curve c = { .n = n, .ms_cached = ms_c, .ms_nocache = ms_n, .subtitle = subtitle };
     if (o->plot && write_file(o->plot, &c, cli_bench_plot_svg)) goto done;
     const char *csv = o->csv;
@@ -613,7 +623,7 @@ static int run_curve(const kvlm_model *m, const char *path, const bench_opts *o)
         goto done;
     }
     FILE *out = csv ? stdout : stderr;   /* without a CSV file, stdout carries the CSV */
-    fprintf(out, "model    %s (%s), %d threads, K/V %s\n", path, in.name, o->n_threads, kvlm_kv_type_name(o->kv_type));
+    fprintf(out, "model    %s (%s), %d threads, K/V %s\n", path, in.name, o->n_threads, cli_kv_label(o->kv_type, o->kv_type_v, kvl, sizeof kvl));
     fprintf(out, "%8s %12s %14s %8s\n", "position", "ms cached", "ms no-cache", "ratio");
     int64_t step = n >= 16 ? n / 16 : 1;
     for (int64_t i = 0; i < n; i += step)

@@ -47,3 +47,10 @@ int cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
     *out = v;
     return 0;
 }
+
+const char *cli_kv_label(kvlm_kv_type k, kvlm_kv_type v, char *buf, size_t cap)
+{
+    if (v == KVLM_KV_SAME || v == k) snprintf(buf, cap, "%s", kvlm_kv_type_name(k));
+    else snprintf(buf, cap, "%s/%s", kvlm_kv_type_name(k), kvlm_kv_type_name(v));
+    return buf;
+}

@@ -28,7 +28,7 @@ typedef struct ppl_opts {
     const char *model, *file;
     int64_t n_window, max_chunks;
     int n_threads;
-    kvlm_kv_type type, base_type;
+    kvlm_kv_type type, type_v, base_type;
     bool kl, json, help;
 } ppl_opts;
 
@@ -47,7 +47,8 @@ static void usage(FILE *f)
         "  -c, --ctx N            tokens per window (default 512, at least 4)\n"
         "      --chunks N         score at most N windows (default: all)\n"
         "  -t, --threads N        threads (default: online cores)\n"
-        "      --cache-type T     K/V type under test: f16 (default), f32 or q8\n"
+        "      --cache-type T     K/V type under test: f16 (default), f32, bf16, q8 or q4\n"
+        "      --cache-type-v T   V alone (default: as K)\n"
         "      --kl-base T        also run every window with cache type T and compare\n"
         "      --json             one JSON object on stdout instead of the text report\n"
         "  -h, --help             this help\n");
@@ -59,6 +60,7 @@ static int parse_args(int argc, char **argv, ppl_opts *o)
     o->n_window = 512;
     o->max_chunks = -1;
     o->type = KVLM_KV_F16;
+    o->type_v = KVLM_KV_SAME;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int64_t n;
@@ -73,8 +75,10 @@ static int parse_args(int argc, char **argv, ppl_opts *o)
             NEED_VALUE(); if (cli_parse_i64(v, 1, INT64_MAX, &o->max_chunks)) BAD_VALUE();
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             NEED_VALUE(); if (cli_parse_i64(v, 1, 512, &n)) BAD_VALUE(); o->n_threads = (int)n;
-        } else if (!strcmp(a, "--cache-type")) {
+        } else if (!strcmp(a, "--cache-type") || !strcmp(a, "--cache-type-k")) {
             NEED_VALUE(); if (!kvlm_kv_type_from_name(v, &o->type)) BAD_VALUE();
+        } else if (!strcmp(a, "--cache-type-v")) {
+            NEED_VALUE(); if (!kvlm_kv_type_from_name(v, &o->type_v)) BAD_VALUE();
         } else if (!strcmp(a, "--kl-base")) {
             NEED_VALUE(); if (!kvlm_kv_type_from_name(v, &o->base_type)) BAD_VALUE(); o->kl = true;
         } else if (!strcmp(a, "--json")) o->json = true;
@@ -138,12 +142,13 @@ static int64_t argmax(const float *x, int64_t V)
     return best;
 }
 
-static kvlm_ctx *open_ctx(const kvlm_model *m, const ppl_opts *o, kvlm_kv_type t)
+static kvlm_ctx *open_ctx(const kvlm_model *m, const ppl_opts *o, kvlm_kv_type t, kvlm_kv_type tv)
 {
     kvlm_ctx_params p = kvlm_ctx_default_params();
     p.n_ctx = o->n_window;
     p.n_threads = o->n_threads;
     p.kv_type = t;
+    p.kv_type_v = tv;
     p.no_prefix_cache = true;                      /* every window is a fresh, cold sequence */
     kvlm_ctx *c = NULL;
     char err[ERRLEN];
@@ -224,7 +229,7 @@ int cli_perplexity(int argc, char **argv)
     if (!m) goto done;
     kvlm_model_info in;
     kvlm_model_get_info(m, &in);
-    char err[ERRLEN];
+    char err[ERRLEN], kvl[16];
     size_t n_tok = 0;
     kvlm_tokenize(m, text, len, true, false, NULL, 0, &n_tok, NULL, 0);   /* the count */
     tok = malloc((n_tok ? n_tok : 1) * sizeof *tok);
@@ -250,11 +255,11 @@ int cli_perplexity(int argc, char **argv)
         fprintf(stderr, "kvlm perplexity: out of memory for %lld x %lld logits\n", (long long)c, (long long)V);
         goto done;
     }
-    if (!(ct = open_ctx(m, &o, o.type)) || (o.kl && !(cb = open_ctx(m, &o, o.base_type)))) goto done;
+    if (!(ct = open_ctx(m, &o, o.type, o.type_v)) || (o.kl && !(cb = open_ctx(m, &o, o.base_type, KVLM_KV_SAME)))) goto done;
     if (!o.json)
         fprintf(stderr, "perplexity: %zu tokens of %s, %lld windows of %lld (scored: the last %lld of each), "
                 "K/V %s%s%s\n", n_tok, o.file, (long long)n_chunks, (long long)c, (long long)(c - 1 - c / 2),
-                kvlm_kv_type_name(o.type), o.kl ? ", KL base " : "", o.kl ? kvlm_kv_type_name(o.base_type) : "");
+                cli_kv_label(o.type, o.type_v, kvl, sizeof kvl), o.kl ? ", KL base " : "", o.kl ? kvlm_kv_type_name(o.base_type) : "");
     ppl_sums s = { 0 };
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -272,7 +277,7 @@ int cli_perplexity(int argc, char **argv)
         cJSON_AddNumberToObject(j, "ctx", (double)c);
         cJSON_AddNumberToObject(j, "chunks", (double)n_chunks);
         cJSON_AddNumberToObject(j, "scored", (double)s.count);
-        cJSON_AddStringToObject(j, "cache_type", kvlm_kv_type_name(o.type));
+        cJSON_AddStringToObject(j, "cache_type", cli_kv_label(o.type, o.type_v, kvl, sizeof kvl));
         cJSON_AddNumberToObject(j, "ppl", ppl);
         cJSON_AddNumberToObject(j, "ppl_err", ppl_err);
         cJSON_AddNumberToObject(j, "mean_nll", s.nll / (double)s.count);
@@ -289,10 +294,10 @@ int cli_perplexity(int argc, char **argv)
         cJSON_Delete(j);
     } else {
         printf("PPL = %.4f +/- %.4f   (%lld tokens scored, K/V %s, %.1f s)\n", ppl, ppl_err, (long long)s.count,
-               kvlm_kv_type_name(o.type), secs);
+               cli_kv_label(o.type, o.type_v, kvl, sizeof kvl), secs);
         if (o.kl)
             printf("KL(%s || %s) = %.6f +/- %.6f nats per token, top-1 agreement %.2f%%\n", kvlm_kv_type_name(o.base_type),
-                   kvlm_kv_type_name(o.type), s.kl / (double)s.count, sem(s.kl, s.kl2, s.count),
+                   cli_kv_label(o.type, o.type_v, kvl, sizeof kvl), s.kl / (double)s.count, sem(s.kl, s.kl2, s.count),
                    100.0 * (double)s.top1_same / (double)s.count);
     }
     rc = 0;

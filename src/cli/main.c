@@ -42,7 +42,8 @@ static void usage(FILE *o)
         "      --seed N          sampling seed (default: from the clock)\n"
         "      --system TEXT     system message for the chat template\n"
         "      --raw             do not apply the chat template (run only)\n"
-        "      --cache-type T    K/V element type: f16 (default), f32 or q8 (8-bit, half the bytes)\n"
+        "      --cache-type T    K/V element type: f16 (default), f32, bf16, q8 (8.5 bits) or q4 (4.5 bits)\n"
+        "      --cache-type-k T, --cache-type-v T   the same for K or V alone\n"
         "      --no-kv-cache     recompute the whole sequence at every step (naive baseline)\n"
         "      --kv-mem SIZE     KV block pool budget, e.g. 64M, 1G (default: the context's worth;\n"
         "                        batch: 256M). Blocks nobody uses stay cached within it\n"
@@ -143,9 +144,13 @@ static int parse_args(int argc, char **argv, cli_opts *o)
             unsigned long long s = strtoull(v, &end, 0);
             if (errno || end == v || *end) BAD_VALUE();
             o->samp.seed = s;
-        } else if (!strcmp(a, "--cache-type")) {
+        } else if (!strcmp(a, "--cache-type") || !strcmp(a, "--cache-type-k")) {
             NEED_VALUE();
             if (!kvlm_kv_type_from_name(v, &o->ctx.kv_type)) BAD_VALUE();
+            if (!strcmp(a, "--cache-type")) o->ctx.kv_type_v = KVLM_KV_SAME;
+        } else if (!strcmp(a, "--cache-type-v")) {
+            NEED_VALUE();
+            if (!kvlm_kv_type_from_name(v, &o->ctx.kv_type_v)) BAD_VALUE();
         } else if (!strcmp(a, "--no-kv-cache")) { o->ctx.no_kv_cache = true; }
         else if (!strcmp(a, "--no-prefix-cache")) { o->ctx.no_prefix_cache = true; }
         else if (!strcmp(a, "--kv-mem")) {

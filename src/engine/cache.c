@@ -7,7 +7,8 @@
 
 kvlm_cache_params kvlm_cache_default_params(void)
 {
-    kvlm_cache_params p = { .mem_bytes = 0, .n_ctx = 0, .kv_type = KVLM_KV_F16, .poison = false };
+    kvlm_cache_params p = { .mem_bytes = 0, .n_ctx = 0, .kv_type = KVLM_KV_F16, .kv_type_v = KVLM_KV_SAME,
+                            .poison = false };
     return p;
 }
 
@@ -24,13 +25,15 @@ const char *kvlm_kv_type_name(kvlm_kv_type type)
     case KVLM_KV_F16: return "f16";
     case KVLM_KV_Q8: return "q8";
     case KVLM_KV_Q4: return "q4";
+    case KVLM_KV_BF16: return "bf16";
+    case KVLM_KV_SAME: return "same";
     }
     return "?";
 }
 
 bool kvlm_kv_type_from_name(const char *name, kvlm_kv_type *out)
 {
-    static const kvlm_kv_type all[] = { KVLM_KV_F32, KVLM_KV_F16, KVLM_KV_Q8, KVLM_KV_Q4 };
+    static const kvlm_kv_type all[] = { KVLM_KV_F32, KVLM_KV_F16, KVLM_KV_BF16, KVLM_KV_Q8, KVLM_KV_Q4 };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (name && !strcmp(name, kvlm_kv_type_name(all[i]))) {
             *out = all[i];
@@ -45,12 +48,16 @@ kvlm_err cache_create(const kvlm_model *m, const kvlm_cache_params *params, kvlm
     *out = NULL;
     kvlm_cache_params p = params ? *params : kvlm_cache_default_params();
     const model_hparams *hp = &m->hp;
-    if (kv_type_bytes(p.kv_type) == 0)
-        return err_set(err, errlen, KVLM_ERR_INVALID, "unknown K/V type %d", (int)p.kv_type);
-    if ((p.kv_type == KVLM_KV_Q8 || p.kv_type == KVLM_KV_Q4) && hp->head_dim % KV_Q8_GROUP)
-        return err_set(err, errlen, KVLM_ERR_INVALID, "%s K/V needs head_dim to be a multiple of %d (it is %lld)",
-                       kvlm_kv_type_name(p.kv_type), KV_Q8_GROUP, (long long)hp->head_dim);
-    size_t block = kv_pool_block_bytes(hp->n_layer, hp->n_head_kv, hp->head_dim, p.kv_type);
+    const kvlm_kv_type tk = p.kv_type, tv = p.kv_type_v == KVLM_KV_SAME ? p.kv_type : p.kv_type_v;
+    const kvlm_kv_type both[2] = { tk, tv };
+    for (int i = 0; i < 2; i++) {
+        if (kv_type_bytes(both[i]) == 0)
+            return err_set(err, errlen, KVLM_ERR_INVALID, "unknown %s type %d", i ? "V" : "K", (int)both[i]);
+        if ((both[i] == KVLM_KV_Q8 || both[i] == KVLM_KV_Q4) && hp->head_dim % KV_Q8_GROUP)
+            return err_set(err, errlen, KVLM_ERR_INVALID, "%s %s needs head_dim to be a multiple of %d (it is %lld)",
+                           kvlm_kv_type_name(both[i]), i ? "V" : "K", KV_Q8_GROUP, (long long)hp->head_dim);
+    }
+    size_t block = kv_pool_block_bytes(hp->n_layer, hp->n_head_kv, hp->head_dim, tk, tv);
     if (p.mem_bytes == 0) {
         /* one sequence of n_ctx positions, plus one block for a copy-on-write */
         int64_t n_ctx = p.n_ctx > 0 ? p.n_ctx : hp->n_ctx_train;
@@ -59,7 +66,7 @@ kvlm_err cache_create(const kvlm_model *m, const kvlm_cache_params *params, kvlm
     }
     kvlm_cache *c = calloc(1, sizeof *c);
     if (!c) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
-    kv_pool_params pp = { hp->n_layer, hp->n_head_kv, hp->head_dim, p.kv_type, p.mem_bytes, p.poison };
+    kv_pool_params pp = { hp->n_layer, hp->n_head_kv, hp->head_dim, tk, tv, p.mem_bytes, p.poison };
     kvlm_err e = kv_pool_init(&c->pool, &pp, err, errlen);
     if (e) {
         free(c);

@@ -46,14 +46,15 @@ static double now_s(void)
 kvlm_ctx_params kvlm_ctx_default_params(void)
 {
     kvlm_ctx_params p = { .n_ctx = 0, .n_threads = 0, .no_kv_cache = false, .kv_type = KVLM_KV_F16,
-                          .cache = NULL, .kv_mem = 0, .no_prefix_cache = false, .cache_ns = 0 };
+                          .kv_type_v = KVLM_KV_SAME, .cache = NULL, .kv_mem = 0, .no_prefix_cache = false, .cache_ns = 0 };
     return p;
 }
 
 /* The prefix-cache identity of this context's blocks: the weights and the K/V type. */
 static uint64_t fingerprint(const kvlm_ctx *c)
 {
-    return c->m->fingerprint ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(c->cache->pool.type + 1));
+    const kv_pool *kp = &c->cache->pool;
+    return c->m->fingerprint ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(kp->type_k * 8 + kp->type_v + 1));
 }
 
 static bool prefix_on(const kvlm_ctx *c) { return !c->params.no_prefix_cache && !c->params.no_kv_cache; }
@@ -90,7 +91,8 @@ kvlm_err kvlm_ctx_init(const kvlm_model *m, const kvlm_ctx_params *params, kvlm_
         c->cache = p.cache;
         cache_ref(c->cache);
     } else {
-        kvlm_cache_params cp = { .mem_bytes = p.kv_mem, .n_ctx = p.n_ctx, .kv_type = p.kv_type };
+        kvlm_cache_params cp = { .mem_bytes = p.kv_mem, .n_ctx = p.n_ctx, .kv_type = p.kv_type,
+                                 .kv_type_v = p.kv_type_v };
         if ((e = cache_create(m, &cp, &c->cache, err, errlen))) goto fail;
     }
     p.cache = NULL;   /* held in c->cache; a fork shares it */

@@ -7,16 +7,33 @@
 #include <math.h>
 #include <string.h>
 
-enum { T_F32, T_F16, T_Q8, T_Q4 };
+size_t attn_part_bytes(int type, int64_t n_ch)
+{
+    if (n_ch <= 0 || n_ch > ((int64_t)1 << 40)) return 0;
+    const size_t n = (size_t)n_ch * ATTN_BLOCK, scales = (size_t)(n_ch / ATTN_Q8_GROUP) * ATTN_BLOCK * 2;
+    switch (type) {
+    case ATTN_F32: return 4 * n;
+    case ATTN_F16: case ATTN_BF16: return 2 * n;
+    case ATTN_Q8: return n_ch % ATTN_Q8_GROUP ? 0 : n + scales;
+    case ATTN_Q4: return n_ch % ATTN_Q8_GROUP ? 0 : n / 2 + scales;
+    }
+    return 0;
+}
+
+static float half(const void *b, size_t at, int t)
+{
+    const uint16_t h = ((const uint16_t *)b)[at];
+    return t == ATTN_BF16 ? bf16_to_f32(h) : fp16_to_f32(h);
+}
 
 /* K of row j, channel ch (of n_ch), from the channel-major blocks */
 static float kelem(const void *const *base, int64_t n_ch, int64_t j, int64_t ch, int t)
 {
     const uint8_t *b = base[j / ATTN_BLOCK];
     const size_t slot = (size_t)(j % ATTN_BLOCK), at = (size_t)ch * ATTN_BLOCK + slot;
-    if (t == T_F32) return ((const float *)b)[at];
-    if (t == T_F16) return fp16_to_f32(((const uint16_t *)b)[at]);
-    if (t == T_Q4) {                                  /* nibbles [n_ch][8]: slot s in byte s % 8, high if s >= 8 */
+    if (t == ATTN_F32) return ((const float *)b)[at];
+    if (t == ATTN_F16 || t == ATTN_BF16) return half(b, at, t);
+    if (t == ATTN_Q4) {                               /* nibbles [n_ch][8]: slot s in byte s % 8, high if s >= 8 */
         const uint8_t byte = b[(size_t)ch * (ATTN_BLOCK / 2) + slot % 8];
         const int q = (slot < 8 ? byte & 15 : byte >> 4) - 8;
         const uint16_t *d = (const uint16_t *)(b + (size_t)n_ch * ATTN_BLOCK / 2);
@@ -26,14 +43,14 @@ static float kelem(const void *const *base, int64_t n_ch, int64_t j, int64_t ch,
     return fp16_to_f32(d[(size_t)(ch / ATTN_Q8_GROUP) * ATTN_BLOCK + slot]) * (float)((const int8_t *)b)[at];
 }
 
-/* V of row j, channel ch, from the row-major blocks of stride elements (= n_ch for q8) */
+/* V of row j, channel ch, from the row-major blocks of stride elements (= n_ch for q8/q4) */
 static float velem(const void *const *base, size_t stride, int64_t j, int64_t ch, int t)
 {
     const uint8_t *b = base[j / ATTN_BLOCK];
     const size_t slot = (size_t)(j % ATTN_BLOCK), at = slot * stride + (size_t)ch;
-    if (t == T_F32) return ((const float *)b)[at];
-    if (t == T_F16) return fp16_to_f32(((const uint16_t *)b)[at]);
-    if (t == T_Q4) {                                  /* stride = n_ch; row: nibbles [n_ch / 2] */
+    if (t == ATTN_F32) return ((const float *)b)[at];
+    if (t == ATTN_F16 || t == ATTN_BF16) return half(b, at, t);
+    if (t == ATTN_Q4) {                               /* row: nibbles [n_ch / 2] */
         const size_t g = (size_t)ch / ATTN_Q8_GROUP, i = (size_t)ch % ATTN_Q8_GROUP;
         const uint8_t byte = b[slot * stride / 2 + g * ATTN_Q8_GROUP / 2 + i % 16];
         const int q = (i < 16 ? byte & 15 : byte >> 4) - 8;
@@ -44,57 +61,59 @@ static float velem(const void *const *base, size_t stride, int64_t j, int64_t ch
     return fp16_to_f32(d[slot * (stride / ATTN_Q8_GROUP) + (size_t)(ch / ATTN_Q8_GROUP)]) * (float)((const int8_t *)b)[at];
 }
 
-static void chunk_ref(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                      const attn_chunk *c, float *scratch, int t)
+/* ---- the scalar set: the specification -------------------------------------------- */
+static void scores_ref(float *s, const float *q, int64_t G, int64_t hd, float scale, const attn_chunk *c, float *tmp)
 {
     const int64_t n_ch = c->n_head_kv * hd;
-    for (int64_t h = 0; h < c->n_head_kv * G; h++) {  /* part: [n_head][hd + 2], q: [n_head][hd] */
-        const float *qh = q + h * hd;
-        const int64_t hk = (h / G) * hd;              /* K/V head h / G inside a row */
-        float *s = scratch;                           /* s: [n] */
-        float m = -INFINITY;
+    for (int64_t h = 0; h < c->n_head_kv * G; h++) {  /* s: [H][ATTN_CHUNK], q: [H][hd] */
+        const int64_t off = (h / G) * hd;             /* K/V head h / G inside a row */
         for (int64_t j = 0; j < c->n; j++) {
             float d = 0.0f;
-            for (int64_t i = 0; i < hd; i++) d += qh[i] * kelem(c->k, n_ch, j, hk + i, t);
-            s[j] = d * scale;
-            if (s[j] > m) m = s[j];
+            for (int64_t i = 0; i < hd; i++) d += q[h * hd + i] * kelem(c->k, n_ch, j, off + i, c->type_k);
+            s[h * ATTN_CHUNK + j] = d * scale;
         }
-        float *ph = part + h * ATTN_PART(hd), *o = ph + 2;
-        float l = 0.0f;
-        memset(o, 0, (size_t)hd * sizeof *o);
-        for (int64_t j = 0; j < c->n; j++) {
-            float p = expf(s[j] - m);
-            if (t == T_F16) p = fp16_to_f32(f32_to_fp16(p));
-            l += p;
-            for (int64_t i = 0; i < hd; i++) o[i] += p * velem(c->v, c->stride, j, hk + i, t);
-        }
-        ph[0] = m;
-        ph[1] = l;
     }
 }
 
-static void chunk_f32(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                      const attn_chunk *c, float *scratch)
+static void softmax_ref(float *part, float *s, int64_t H, int64_t n, int64_t hd, int round_p)
 {
-    chunk_ref(part, q, G, hd, scale, c, scratch, T_F32);
+    for (int64_t h = 0; h < H; h++) {                 /* part: [H][hd + 2] */
+        float *sh = s + h * ATTN_CHUNK, *ph = part + h * ATTN_PART(hd);
+        float m = -INFINITY, l = 0.0f;
+        for (int64_t j = 0; j < n; j++) if (sh[j] > m) m = sh[j];
+        for (int64_t j = 0; j < n; j++) {
+            float p = expf(sh[j] - m);
+            if (round_p) p = fp16_to_f32(f32_to_fp16(p));
+            sh[j] = p;
+            l += p;
+        }
+        ph[0] = m;
+        ph[1] = l;
+        memset(ph + 2, 0, (size_t)hd * sizeof *ph);
+    }
 }
 
-static void chunk_f16(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                      const attn_chunk *c, float *scratch)
+static void pv_ref(float *part, const float *s, int64_t G, int64_t hd, const attn_chunk *c, float *tmp)
 {
-    chunk_ref(part, q, G, hd, scale, c, scratch, T_F16);
+    for (int64_t h = 0; h < c->n_head_kv * G; h++) {
+        const int64_t off = (h / G) * hd;
+        float *o = part + h * ATTN_PART(hd) + 2;
+        for (int64_t j = 0; j < c->n; j++)
+            for (int64_t i = 0; i < hd; i++) o[i] += s[h * ATTN_CHUNK + j] * velem(c->v, c->stride, j, off + i, c->type_v);
+    }
 }
 
-static void chunk_q8(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                     const attn_chunk *c, float *scratch)
+void attn_chunk_run(const attn_kernels *ak, float *part, const float *q, int64_t G, int64_t hd, float scale,
+                    const attn_chunk *c, float *scratch)
 {
-    chunk_ref(part, q, G, hd, scale, c, scratch, T_Q8);
-}
-
-static void chunk_q4(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                     const attn_chunk *c, float *scratch)
-{
-    chunk_ref(part, q, G, hd, scale, c, scratch, T_Q4);
+    const attn_kernels *sc = attn_scalar();
+    const int64_t H = c->n_head_kv * G;
+    float *tmp = scratch + H * ATTN_CHUNK;            /* scratch: s [H][ATTN_CHUNK], then the kernels' room */
+    attn_scores_fn scores = ak->scores[c->type_k] ? ak->scores[c->type_k] : sc->scores[c->type_k];
+    attn_pv_fn pv = ak->pv[c->type_v] ? ak->pv[c->type_v] : sc->pv[c->type_v];
+    scores(scratch, q, G, hd, scale, c, tmp);
+    ak->softmax(part, scratch, H, c->n, hd, c->type_v == ATTN_F16);
+    pv(part, scratch, G, hd, c, tmp);
 }
 
 static void round_f16(float *x, int64_t n)
@@ -102,7 +121,13 @@ static void round_f16(float *x, int64_t n)
     for (int64_t i = 0; i < n; i++) x[i] = fp16_to_f32(f32_to_fp16(x[i]));
 }
 
-static const attn_kernels SCALAR = { "scalar", chunk_f32, chunk_f16, chunk_q8, chunk_q4, round_f16 };
+static const attn_kernels SCALAR = {
+    "scalar",
+    { scores_ref, scores_ref, scores_ref, scores_ref, scores_ref },
+    softmax_ref,
+    { pv_ref, pv_ref, pv_ref, pv_ref, pv_ref },
+    round_f16,
+};
 
 const attn_kernels *attn_scalar(void) { return &SCALAR; }
 

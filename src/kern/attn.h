@@ -7,10 +7,11 @@
  * layer, held in blocks of ATTN_BLOCK rows (the cache's blocks). Block b holds
  *   K at k[b]: [n_head_kv * hd][ATTN_BLOCK]   channel-major (kv_pool's layout)
  *   V at v[b]: [ATTN_BLOCK][stride]            rows, a row is [n_head_kv][hd]
- * in f32 or f16 elements; for q8, int8 elements followed by f16 scales, one per
- * position and group of ATTN_Q8_GROUP channels: K [n_ch / 32][16], V [16][n_ch / 32]
+ * in f32, f16 or bf16 elements; for q8, int8 elements followed by f16 scales, one
+ * per position and group of ATTN_Q8_GROUP channels: K [n_ch / 32][16], V [16][n_ch / 32]
  * (element = scale * int); for q4, 4-bit values q + 8 packed two per byte as
- * kv_pool.h describes, then the same scales (element = scale * q). The G query heads of K/V head g (heads g*G .. g*G+G-1) read each of its rows
+ * kv_pool.h describes, then the same scales (element = scale * q). K and V types
+ * are independent. The G query heads of K/V head g (heads g*G .. g*G+G-1) read each of its rows
  * once, and a block is read for all K/V heads together (contiguous memory).
  * What every kernel set computes, for query head h in [0, n_head_kv * G), reading
  * K/V head g = h / G:
@@ -19,7 +20,8 @@
  *   s_j = scale * (q_h . k_j)                     j in [0, n)
  *   m_h = max_j s_j
  *   p_j = exp(s_j - m_h)                          rounded to f16 for an f16 cache
- *                                                 (q8 and f32: q and p stay f32)
+ *                                                 (only f16 rounds: q when K is f16,
+ *                                                 p when V is f16)
  *   l_h = sum_j p_j
  *   o_h = sum_j p_j v_j                           j ascending
  *   part: [n_head_kv * G][ATTN_PART(hd)] = { m_h, l_h, o_h[0..hd) }
@@ -48,31 +50,53 @@
 #define ATTN_PART(hd) ((hd) + 2)
 #define ATTN_Q8_GROUP 32        /* q8: channels of one position sharing a scale */
 
+/* Element types of K and V, chosen separately (the values of kvlm_kv_type). */
+enum { ATTN_F32 = 0, ATTN_F16 = 1, ATTN_Q8 = 2, ATTN_Q4 = 3, ATTN_BF16 = 4, ATTN_N_TYPES = 5 };
+
 typedef struct attn_chunk {
     const void *const *k;       /* [ceil(n / ATTN_BLOCK)] each block's K, channel-major */
     const void *const *v;       /* [ceil(n / ATTN_BLOCK)] each block's first V row */
-    size_t stride;              /* elements between consecutive V rows, >= n_head_kv * hd */
+    size_t stride;              /* V elements between consecutive rows, >= n_head_kv * hd */
     int64_t n;                  /* rows, 1..ATTN_CHUNK */
     int64_t n_head_kv;          /* K/V heads in a row, each hd elements */
+    int type_k, type_v;         /* ATTN_* */
 } attn_chunk;
 
-/* scratch: attn_scratch_floats(n_head_kv * G, hd) floats, 64-byte aligned. */
-typedef void (*attn_chunk_fn)(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                              const attn_chunk *c, float *scratch);
+/* The three phases of a chunk (attn_chunk_run runs them in order):
+ *   scores:  s[h][j] = scale * q_h . k_j       s: [H][ATTN_CHUNK], H = n_head_kv * G
+ *   softmax: part[h] = { m_h, l_h, 0... }, s[h][j] <- p_j (0 past n; rounded to f16
+ *            when round_p: V is f16, as llama.cpp's f16 p.v runs on f16 operands)
+ *   pv:      part[h].o += sum_j p_j v_j, j ascending
+ * tmp: the part of the scratch after s (attn_scratch_floats). */
+typedef void (*attn_scores_fn)(float *s, const float *q, int64_t G, int64_t hd, float scale,
+                               const attn_chunk *c, float *tmp);
+typedef void (*attn_softmax_fn)(float *part, float *s, int64_t H, int64_t n, int64_t hd, int round_p);
+typedef void (*attn_pv_fn)(float *part, const float *s, int64_t G, int64_t hd, const attn_chunk *c, float *tmp);
 
 typedef struct attn_kernels {
     const char *name;
-    attn_chunk_fn chunk_f32;    /* f32 rows */
-    attn_chunk_fn chunk_f16;    /* f16 rows (IEEE half) */
-    attn_chunk_fn chunk_q8;     /* q8 rows (hd % 32 == 0); NULL: use the scalar set's */
-    attn_chunk_fn chunk_q4;     /* q4 rows (hd % 32 == 0); NULL: use the scalar set's */
+    attn_scores_fn scores[ATTN_N_TYPES];   /* by K type; NULL: the scalar set's */
+    attn_softmax_fn softmax;
+    attn_pv_fn pv[ATTN_N_TYPES];           /* by V type; NULL: the scalar set's */
     void (*round_f16)(float *x, int64_t n);   /* x[i] = nearest f16 value (ties to even) */
 } attn_kernels;
 
+/* scratch: [n_head][ATTN_CHUNK] scores, then room for a block's K or V widened to
+ * f32 (three times, for the kernels' padded and unpacked copies); 64-byte aligned. */
 static inline size_t attn_scratch_floats(int64_t n_head, int64_t hd)
 {
-    return (size_t)n_head * ATTN_CHUNK + (size_t)n_head * (size_t)hd * ATTN_BLOCK + 16;
+    return (size_t)n_head * ATTN_CHUNK + 3 * (size_t)n_head * (size_t)hd * ATTN_BLOCK + 64;
 }
+
+/* One chunk with set ak (the scalar set's phase where ak has none):
+ *   part: [n_head_kv * G][ATTN_PART(hd)], q: [n_head_kv * G][hd]
+ *   (q rounded to f16 by the caller when K is f16). */
+void attn_chunk_run(const attn_kernels *ak, float *part, const float *q, int64_t G, int64_t hd, float scale,
+                    const attn_chunk *c, float *scratch);
+
+/* Bytes of one layer's K or V in one block of n_ch channels (unpadded); 0 when
+ * the type cannot hold it (q8/q4 need n_ch % 32 == 0). */
+size_t attn_part_bytes(int type, int64_t n_ch);
 
 const attn_kernels *attn_scalar(void);
 const attn_kernels *attn_avx2_kernels(void);     /* NULL when built without the ISA */

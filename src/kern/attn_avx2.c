@@ -6,6 +6,7 @@
  * lanes (inputs below -87 give 0); p.v keeps 16 output lanes of up to 4 heads in
  * registers, rows added in order. */
 #include "kern/attn.h"
+#include "kern/attn_impl.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -48,26 +49,31 @@ INLINE __m256 lane_mask(int64_t m)
     return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)m), iota));
 }
 
+/* 8 elements of an f32, f16 or bf16 array, widened to f32 */
+INLINE __m256 load8(const void *p, int t)
+{
+    if (t == ATTN_F32) return _mm256_loadu_ps(p);
+    const __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (t == ATTN_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));   /* bf16: the high half of an f32 */
+}
+
+INLINE size_t elt_size(int t) { return t == ATTN_F32 ? 4 : 2; }
+
 /* All lines of a block's rows, for the next block while this one is worked on. */
 INLINE void prefetch_block(const void *base, size_t block_bytes)
 {
     for (size_t o = 0; o < block_bytes; o += 64) _mm_prefetch((const char *)base + o, _MM_HINT_T2);
 }
 
-enum { PF_DIST = 2 };   /* blocks ahead */
-/* The chunk reads K blocks 0..nb-1, then V blocks 0..nb-1: item i of that stream. */
-INLINE void prefetch_item(const attn_chunk *c, int64_t nb, int64_t i, size_t blk_bytes)
-{
-    if (i < nb) prefetch_block(c->k[i], blk_bytes);
-    else if (i < 2 * nb) prefetch_block(c->v[i - nb], blk_bytes);
-}
+enum { PF_AHEAD = 2 };   /* blocks ahead */
 
 /* For the GP query heads h0 .. h0+GP-1 (GP <= 3) of one K/V head, the scores of
  * a block's 16 rows (two vectors of 8):
  *   s_h[0..16) = scale * sum_i q_h[i] * kt[i][0..16)        kt: [hd][16] channel-major
  * The sum over i runs in 2 interleaved partial sums (i mod 2), added at the end. */
 INLINE void scores_t(float *s, const float *q, int64_t h0, const int GP, const void *kt, int64_t hd,
-                     int f16, __m256 vscale)
+                     int t, __m256 vscale)
 {
     __m256 a[3][2][2];                                /* [head][half of the rows][partial] */
 #pragma GCC unroll 3
@@ -80,8 +86,7 @@ INLINE void scores_t(float *s, const float *q, int64_t h0, const int GP, const v
             __m256 kv[2];
 #pragma GCC unroll 2
             for (int r = 0; r < 2; r++)
-                kv[r] = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)kt + (i + p) * 16 + 8 * r)))
-                            : _mm256_loadu_ps((const float *)kt + (i + p) * 16 + 8 * r);
+                kv[r] = load8((const uint8_t *)kt + (size_t)((i + p) * 16 + 8 * r) * elt_size(t), t);
 #pragma GCC unroll 3
             for (int h = 0; h < GP; h++) {
                 const __m256 qb = _mm256_set1_ps(q[(h0 + h) * hd + i + p]);
@@ -112,7 +117,7 @@ INLINE void pad_k(void *dst, const void *src, int64_t n_ch, int64_t m, size_t el
  * Each row slice is converted once into registers and serves all GP heads.
  *   o_h = part + h * ATTN_PART(hd) + 2, p_h = s + h * ATTN_CHUNK (this block's rows) */
 INLINE void pv_slice(float *part, const float *s, int64_t h0, const int GP, const void *rows, size_t stride,
-                     int64_t m, int64_t hd, int64_t i0, const int NV, int f16)
+                     int64_t m, int64_t hd, int64_t i0, const int NV, int t)
 {
     __m256 acc[4][2];
 #pragma GCC unroll 4
@@ -123,8 +128,7 @@ INLINE void pv_slice(float *part, const float *s, int64_t h0, const int GP, cons
         __m256 v[2];
 #pragma GCC unroll 2
         for (int k = 0; k < NV; k++)
-            v[k] = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)rows + (size_t)r * stride + i0 + 8 * k)))
-                       : _mm256_loadu_ps((const float *)rows + (size_t)r * stride + i0 + 8 * k);
+            v[k] = load8((const uint8_t *)rows + ((size_t)r * stride + (size_t)(i0 + 8 * k)) * elt_size(t), t);
 #pragma GCC unroll 4
         for (int h = 0; h < GP; h++) {
             const __m256 pr = _mm256_set1_ps(s[(h0 + h) * ATTN_CHUNK + r]);
@@ -141,21 +145,21 @@ INLINE void pv_slice(float *part, const float *s, int64_t h0, const int GP, cons
 /* p.v of one block for the G heads of one K/V head (rows: that head's part of
  * the block's V rows; s: the scores of head h0 at this block). */
 INLINE void pv_block(float *part, const float *s, int64_t h0, int64_t G, const void *rows, size_t stride,
-                     int64_t m, int64_t hd, int f16)
+                     int64_t m, int64_t hd, int t)
 {
     for (int64_t g0 = 0; g0 < G; g0 += 4) {
         const int64_t gp = G - g0 < 4 ? G - g0 : 4;
         int64_t i0 = 0;
         for (; i0 + 16 <= hd; i0 += 16) {
             switch (gp) {
-            case 1: pv_slice(part, s, h0 + g0, 1, rows, stride, m, hd, i0, 2, f16); break;
-            case 2: pv_slice(part, s, h0 + g0, 2, rows, stride, m, hd, i0, 2, f16); break;
-            case 3: pv_slice(part, s, h0 + g0, 3, rows, stride, m, hd, i0, 2, f16); break;
-            default: pv_slice(part, s, h0 + g0, 4, rows, stride, m, hd, i0, 2, f16); break;
+            case 1: pv_slice(part, s, h0 + g0, 1, rows, stride, m, hd, i0, 2, t); break;
+            case 2: pv_slice(part, s, h0 + g0, 2, rows, stride, m, hd, i0, 2, t); break;
+            case 3: pv_slice(part, s, h0 + g0, 3, rows, stride, m, hd, i0, 2, t); break;
+            default: pv_slice(part, s, h0 + g0, 4, rows, stride, m, hd, i0, 2, t); break;
             }
         }
         for (; i0 < hd; i0 += 8)                       /* hd % 16 lanes left: one vector, one head at a time */
-            for (int64_t h = 0; h < gp; h++) pv_slice(part, s, h0 + g0 + h, 1, rows, stride, m, hd, i0, 1, f16);
+            for (int64_t h = 0; h < gp; h++) pv_slice(part, s, h0 + g0 + h, 1, rows, stride, m, hd, i0, 1, t);
     }
 }
 
@@ -175,42 +179,40 @@ INLINE float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                  const attn_chunk *c, float *scratch, int f16)
+/* scores phase (f32, f16, bf16 K): tmp holds a padded partial block */
+INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float scale, const attn_chunk *c,
+                         float *tmp, int t)
 {
-    const int64_t Hk = c->n_head_kv, H = Hk * G;
-    float *s = scratch;                               /* s: [H][ATTN_CHUNK] scores, then p */
-    float *pad = scratch + H * ATTN_CHUNK;            /* pad: [Hk * hd][16] a partial block's K */
-    const int64_t n = c->n, nb = (n + ATTN_BLOCK - 1) / ATTN_BLOCK;
-    const size_t elt = f16 ? 2 : 4;
-    const size_t blk_bytes = (size_t)(ATTN_BLOCK - 1) * c->stride * elt + (size_t)(Hk * hd) * elt;
+    const int64_t Hk = c->n_head_kv, n_ch = Hk * hd, nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    const size_t kb = (size_t)n_ch * ATTN_BLOCK * elt_size(t);
+    const size_t vb = c->type_v == ATTN_F32 ? c->stride * ATTN_BLOCK * 4 : c->stride * ATTN_BLOCK * 2;
     const __m256 vscale = _mm256_set1_ps(scale);
-
-    /* scores: s[h][j] = scale * q_h . k_j, block by block, all heads of a block together */
+    for (int64_t d = 0; d < PF_AHEAD && d < nb; d++) prefetch_block(c->k[d], kb);
     for (int64_t b = 0; b < nb; b++) {
-        const int64_t m = b == nb - 1 ? n - b * ATTN_BLOCK : ATTN_BLOCK;
-        if (b == 0)
-            for (int64_t d = 1; d < PF_DIST; d++) prefetch_item(c, nb, d, blk_bytes);
-        prefetch_item(c, nb, b + PF_DIST, blk_bytes);
+        const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
+        if (b + PF_AHEAD < nb) prefetch_block(c->k[b + PF_AHEAD], kb);
+        else if (b + PF_AHEAD - nb < nb) prefetch_block(c->v[b + PF_AHEAD - nb], vb);
         const void *kt = c->k[b];
         if (m < ATTN_BLOCK) {
-            pad_k(pad, kt, Hk * hd, m, elt);
-            kt = pad;
+            pad_k(tmp, kt, n_ch, m, elt_size(t));
+            kt = tmp;
         }
         for (int64_t g = 0; g < Hk; g++) {
-            const void *kg = (const uint8_t *)kt + (size_t)(g * hd) * ATTN_BLOCK * elt;
+            const void *kg = (const uint8_t *)kt + (size_t)(g * hd) * ATTN_BLOCK * elt_size(t);
             for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 3) {
                 float *sb = s + b * ATTN_BLOCK;
                 switch ((g + 1) * G - h0 < 3 ? (g + 1) * G - h0 : 3) {
-                case 1: scores_t(sb, q, h0, 1, kg, hd, f16, vscale); break;
-                case 2: scores_t(sb, q, h0, 2, kg, hd, f16, vscale); break;
-                default: scores_t(sb, q, h0, 3, kg, hd, f16, vscale); break;
+                case 1: scores_t(sb, q, h0, 1, kg, hd, t, vscale); break;
+                case 2: scores_t(sb, q, h0, 2, kg, hd, t, vscale); break;
+                default: scores_t(sb, q, h0, 3, kg, hd, t, vscale); break;
                 }
             }
         }
     }
+}
 
-    /* softmax pieces: m, p (zero past n), l */
+static void softmax(float *part, float *s, int64_t H, int64_t n, int64_t hd, int round_p)
+{
     const int64_t n8 = (n + 7) / 8;                    /* groups of 8 rows */
     const __m256 tail = lane_mask(n - (n8 - 1) * 8), all = lane_mask(8);
     for (int64_t h = 0; h < H; h++) {
@@ -226,7 +228,7 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
         __m256 l = _mm256_setzero_ps();
         for (int64_t g = 0; g < n8; g++) {
             __m256 p = exp_neg(_mm256_sub_ps(_mm256_load_ps(sh + g * 8), vm));
-            if (f16) p = round_f16_v(p);
+            if (round_p) p = round_f16_v(p);
             p = _mm256_and_ps(p, g == n8 - 1 ? tail : all);
             _mm256_store_ps(sh + g * 8, p);
             l = _mm256_add_ps(l, p);
@@ -235,37 +237,28 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
         ph[1] = hsum(l);
         memset(ph + 2, 0, (size_t)hd * sizeof *ph);
     }
+}
 
-    /* o_h += p_j v_j, rows in order */
+/* pv phase (f32, f16, bf16 V) */
+INLINE void pv_phase(float *part, const float *s, int64_t G, int64_t hd, const attn_chunk *c, float *tmp, int t)
+{
+    const int64_t Hk = c->n_head_kv, nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    const size_t vb = c->stride * ATTN_BLOCK * elt_size(t);
     for (int64_t b = 0; b < nb; b++) {
-        const int64_t m = b == nb - 1 ? n - b * ATTN_BLOCK : ATTN_BLOCK;
-        prefetch_item(c, nb, nb + b + PF_DIST, blk_bytes);
+        const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
+        if (b + PF_AHEAD < nb) prefetch_block(c->v[b + PF_AHEAD], vb);
         for (int64_t g = 0; g < Hk; g++)
-            pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)c->v[b] + (size_t)(g * hd) * elt,
-                     c->stride, m, hd, f16);
+            pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)c->v[b] + (size_t)(g * hd) * elt_size(t),
+                     c->stride, m, hd, t);
     }
 }
 
-/* hd is a literal in the common cases so the loops over it unroll and the row
- * accumulators stay in registers. */
-#define DISPATCH_HD(f16)                                                          \
-    switch (hd) {                                                                 \
-    case 64:  chunk(part, q, G, 64, scale, c, scratch, f16); break;               \
-    case 128: chunk(part, q, G, 128, scale, c, scratch, f16); break;              \
-    default:  chunk(part, q, G, hd, scale, c, scratch, f16); break;               \
-    }
-
-static void chunk_f32(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                      const attn_chunk *c, float *scratch)
-{
-    DISPATCH_HD(0)
-}
-
-static void chunk_f16(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                      const attn_chunk *c, float *scratch)
-{
-    DISPATCH_HD(1)
-}
+SCORES_FN(scores_f32, ATTN_F32)
+SCORES_FN(scores_f16, ATTN_F16)
+SCORES_FN(scores_bf16, ATTN_BF16)
+PV_FN(pv_f32, ATTN_F32)
+PV_FN(pv_f16, ATTN_F16)
+PV_FN(pv_bf16, ATTN_BF16)
 
 static void round_f16(float *x, int64_t n)
 {
@@ -274,7 +267,14 @@ static void round_f16(float *x, int64_t n)
     for (; i < n; i++) x[i] = _cvtsh_ss(_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT));
 }
 
-static const attn_kernels AVX2 = { "avx2", chunk_f32, chunk_f16, NULL, NULL, round_f16 };
+/* q8 and q4 have no AVX2 kernels yet: attn_chunk_run uses the scalar ones. */
+static const attn_kernels AVX2 = {
+    "avx2",
+    { [ATTN_F32] = scores_f32, [ATTN_F16] = scores_f16, [ATTN_BF16] = scores_bf16 },
+    softmax,
+    { [ATTN_F32] = pv_f32, [ATTN_F16] = pv_f16, [ATTN_BF16] = pv_bf16 },
+    round_f16,
+};
 const attn_kernels *attn_avx2_kernels(void) { return &AVX2; }
 #else
 const attn_kernels *attn_avx2_kernels(void) { return 0; }

@@ -12,6 +12,7 @@
  * Blocks are prefetched PF_DIST ahead along the chunk's K-then-V stream. Nothing
  * depends on where a row sits in the chunk or how many rows it has, beyond masking. */
 #include "kern/attn.h"
+#include "kern/attn_impl.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
 #include <immintrin.h>
@@ -44,17 +45,20 @@ INLINE __m512 round_f16_v(__m512 x)
     return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
+/* 16 elements of an f32, f16 or bf16 array, widened to f32 */
+INLINE __m512 load16(const void *p, int t)
+{
+    if (t == ATTN_F32) return _mm512_loadu_ps(p);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    if (t == ATTN_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));   /* bf16: the high half of an f32 */
+}
+
+INLINE size_t elt_size(int t) { return t == ATTN_F32 ? 4 : t == ATTN_F16 || t == ATTN_BF16 ? 2 : 1; }
+
 INLINE void prefetch_block(const void *base, size_t block_bytes)
 {
     for (size_t o = 0; o < block_bytes; o += 64) _mm_prefetch((const char *)base + o, _MM_HINT_T2);
-}
-
-enum { PF_DIST = 2 };   /* blocks ahead: 1 to 6 measured the same on Zen 4 */
-/* The chunk reads K blocks 0..nb-1, then V blocks 0..nb-1: item i of that stream. */
-INLINE void prefetch_item(const attn_chunk *c, int64_t nb, int64_t i, size_t blk_bytes)
-{
-    if (i < nb) prefetch_block(c->k[i], blk_bytes);
-    else if (i < 2 * nb) prefetch_block(c->v[i - nb], blk_bytes);
 }
 
 /* For the GP query heads h0 .. h0+GP-1 (GP <= 4) of one K/V head, the scores of
@@ -64,7 +68,7 @@ INLINE void prefetch_item(const attn_chunk *c, int64_t nb, int64_t i, size_t blk
  * (p0 + p1) + (p2 + p3): 4 GP independent FMA chains, no horizontal sums.
  *   s_h = s + h * ATTN_CHUNK (this block's 16 entries) */
 INLINE void scores_t(float *s, const float *q, int64_t h0, const int GP, const void *kt, int64_t hd,
-                     int f16, __m512 vscale)
+                     int t, __m512 vscale)
 {
     __m512 a[4][4];
 #pragma GCC unroll 4
@@ -74,8 +78,7 @@ INLINE void scores_t(float *s, const float *q, int64_t h0, const int GP, const v
     for (int64_t i = 0; i < hd; i += 4) {
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
-            const __m512 kv = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)kt + (i + p) * 16)))
-                                  : _mm512_loadu_ps((const float *)kt + (i + p) * 16);
+            const __m512 kv = load16((const uint8_t *)kt + (size_t)(i + p) * 16 * elt_size(t), t);
 #pragma GCC unroll 4
             for (int h = 0; h < GP; h++)
                 a[h][p] = _mm512_fmadd_ps(_mm512_set1_ps(q[(h0 + h) * hd + i + p]), kv, a[h][p]);
@@ -83,8 +86,8 @@ INLINE void scores_t(float *s, const float *q, int64_t h0, const int GP, const v
     }
 #pragma GCC unroll 4
     for (int h = 0; h < GP; h++) {
-        const __m512 t = _mm512_add_ps(_mm512_add_ps(a[h][0], a[h][1]), _mm512_add_ps(a[h][2], a[h][3]));
-        _mm512_store_ps(s + (h0 + h) * ATTN_CHUNK, _mm512_mul_ps(t, vscale));
+        const __m512 sum = _mm512_add_ps(_mm512_add_ps(a[h][0], a[h][1]), _mm512_add_ps(a[h][2], a[h][3]));
+        _mm512_store_ps(s + (h0 + h) * ATTN_CHUNK, _mm512_mul_ps(sum, vscale));
     }
 }
 
@@ -105,7 +108,7 @@ INLINE void pad_k(void *dst, const void *src, int64_t n_ch, int64_t m, size_t el
  * accumulators are independent chains, so FMA latency is hidden.
  *   o_h = part + h * ATTN_PART(hd) + 2, p_h = s + h * ATTN_CHUNK (this block's rows) */
 INLINE void pv_slice(float *part, const float *s, int64_t h0, const int GP, const void *rows, size_t stride,
-                     int64_t m, int64_t hd, int64_t i0, const int NV, int f16)
+                     int64_t m, int64_t hd, int64_t i0, const int NV, int t)
 {
     __m512 acc[4][4];
 #pragma GCC unroll 4
@@ -116,8 +119,7 @@ INLINE void pv_slice(float *part, const float *s, int64_t h0, const int GP, cons
         __m512 v[4];
 #pragma GCC unroll 4
         for (int k = 0; k < NV; k++)
-            v[k] = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)rows + (size_t)r * stride + i0 + 16 * k)))
-                       : _mm512_loadu_ps((const float *)rows + (size_t)r * stride + i0 + 16 * k);
+            v[k] = load16((const uint8_t *)rows + ((size_t)r * stride + (size_t)(i0 + 16 * k)) * elt_size(t), t);
 #pragma GCC unroll 4
         for (int h = 0; h < GP; h++) {
             const __m512 pr = _mm512_set1_ps(s[(h0 + h) * ATTN_CHUNK + r]);
@@ -134,21 +136,21 @@ INLINE void pv_slice(float *part, const float *s, int64_t h0, const int GP, cons
 /* p.v of one block for the G heads of one K/V head (rows: that head's part of
  * the block's V rows; s: the scores of head h0 at this block). */
 INLINE void pv_block(float *part, const float *s, int64_t h0, int64_t G, const void *rows, size_t stride,
-                     int64_t m, int64_t hd, int f16)
+                     int64_t m, int64_t hd, int t)
 {
     for (int64_t g0 = 0; g0 < G; g0 += 4) {
         const int64_t gp = G - g0 < 4 ? G - g0 : 4;
         int64_t i0 = 0;
         for (; i0 + 64 <= hd; i0 += 64) {
             switch (gp) {
-            case 1: pv_slice(part, s, h0 + g0, 1, rows, stride, m, hd, i0, 4, f16); break;
-            case 2: pv_slice(part, s, h0 + g0, 2, rows, stride, m, hd, i0, 4, f16); break;
-            case 3: pv_slice(part, s, h0 + g0, 3, rows, stride, m, hd, i0, 4, f16); break;
-            default: pv_slice(part, s, h0 + g0, 4, rows, stride, m, hd, i0, 4, f16); break;
+            case 1: pv_slice(part, s, h0 + g0, 1, rows, stride, m, hd, i0, 4, t); break;
+            case 2: pv_slice(part, s, h0 + g0, 2, rows, stride, m, hd, i0, 4, t); break;
+            case 3: pv_slice(part, s, h0 + g0, 3, rows, stride, m, hd, i0, 4, t); break;
+            default: pv_slice(part, s, h0 + g0, 4, rows, stride, m, hd, i0, 4, t); break;
             }
         }
         for (; i0 < hd; i0 += 16)                      /* hd % 64 lanes left: one vector, one head at a time */
-            for (int64_t h = 0; h < gp; h++) pv_slice(part, s, h0 + g0 + h, 1, rows, stride, m, hd, i0, 1, f16);
+            for (int64_t h = 0; h < gp; h++) pv_slice(part, s, h0 + g0 + h, 1, rows, stride, m, hd, i0, 1, t);
     }
 }
 
@@ -245,8 +247,6 @@ INLINE void pv_block_q8(float *part, const float *s, int64_t g, int64_t G, const
     }
 }
 
-enum { T_F32, T_F16, T_Q8, T_Q4 };
-
 /* q4 -> q8 layout (ints q - 8 as int8, the scales copied), so the q8 code reads it.
  * K: nibbles [n_ch][8] -> int8 [n_ch][16]: low nibbles are slots 0-7, high 8-15. */
 INLINE void expand_k_q4(int8_t *dst, const uint8_t *src, int64_t n_ch)
@@ -273,52 +273,52 @@ INLINE void expand_v_q4(int8_t *dst, const uint8_t *src, int64_t n_ch)
     memcpy(dst + n_ch * ATTN_BLOCK, src + n_ch * ATTN_BLOCK / 2, (size_t)(n_ch / ATTN_Q8_GROUP) * ATTN_BLOCK * 2);
 }
 
-/* The scores of GP query heads (from h0) of K/V head g over one block's K part kt. */
+/* The scores of GP query heads (from h0) of K/V head g over one block's K part kt
+ * (for q4: already widened to the q8 layout). */
 INLINE void scores_any(float *sb, const float *q, int64_t h0, const int GP, const void *kt, int64_t Hk, int64_t g,
                        int64_t hd, int t, __m512 vscale)
 {
-    if (t == T_Q8) {
+    if (t == ATTN_Q8 || t == ATTN_Q4) {
         const uint16_t *kd = (const uint16_t *)((const int8_t *)kt + Hk * hd * ATTN_BLOCK);   /* [Hk*hd/32][16] */
         scores_q8(sb, q, h0, GP, (const int8_t *)kt + g * hd * ATTN_BLOCK, kd + g * hd / ATTN_Q8_GROUP * ATTN_BLOCK,
                   hd, vscale);
     } else {
-        const size_t elt = t == T_F32 ? 4 : 2;
-        scores_t(sb, q, h0, GP, (const uint8_t *)kt + (size_t)(g * hd) * ATTN_BLOCK * elt, hd, t == T_F16, vscale);
+        scores_t(sb, q, h0, GP, (const uint8_t *)kt + (size_t)(g * hd) * ATTN_BLOCK * elt_size(t), hd, t, vscale);
     }
 }
 
-INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                  const attn_chunk *c, float *scratch, int t)
+/* Bytes of a block's K or V part of type t (prefetch extent). */
+INLINE size_t part_bytes(int t, size_t n_ch)
 {
-    const int f16 = t == T_F16;
-    const int64_t Hk = c->n_head_kv, H = Hk * G;
-    float *s = scratch;                               /* s: [H][ATTN_CHUNK] scores, then p */
-    float *pad = scratch + H * ATTN_CHUNK;            /* pad: [Hk * hd][16] a partial block's K */
-    /* q4 blocks are expanded to the q8 layout (17 bytes per channel) past pad's q8 use */
-    const int64_t q8_part = (17 * Hk * hd + 63) / 64 * 64;
-    int8_t *xk = (int8_t *)pad + q8_part, *xv = xk + q8_part;
-    const int64_t nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
-    const size_t elt = t == T_F32 ? 4 : t == T_F16 ? 2 : 1;
-    const size_t blk_bytes = t == T_Q4 ? ATTN_BLOCK * c->stride / 2 + ATTN_BLOCK * c->stride / ATTN_Q8_GROUP * 2
-                                       : ATTN_BLOCK * c->stride * elt + (t == T_Q8 ? ATTN_BLOCK * c->stride / ATTN_Q8_GROUP * 2 : 0);
-    const int tq = t == T_Q4 ? T_Q8 : t;              /* the layout the kernels below read */
-    const __mmask16 tail = (__mmask16)((1u << (c->n - (nb - 1) * ATTN_BLOCK)) - 1u);   /* 16 rows -> 0xffff */
-    const __m512 vscale = _mm512_set1_ps(scale);
+    const size_t n = n_ch * ATTN_BLOCK, scales = n_ch / ATTN_Q8_GROUP * ATTN_BLOCK * 2;
+    return t == ATTN_Q8 ? n + scales : t == ATTN_Q4 ? n / 2 + scales : n * elt_size(t);
+}
 
-    /* scores: s[h][j] = scale * q_h . k_j, block by block, all heads of a block together */
+enum { PF_AHEAD = 2 };   /* blocks ahead: 1 to 6 measured the same on Zen 4 */
+
+/* scores phase: tmp holds a padded K block (pad) and a widened q4 one (xk). */
+INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float scale, const attn_chunk *c,
+                         float *tmp, int t)
+{
+    const int64_t Hk = c->n_head_kv, n_ch = Hk * hd, nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    const int64_t q8_part = (17 * n_ch + 63) / 64 * 64;
+    int8_t *pad = (int8_t *)tmp, *xk = pad + (t == ATTN_F32 ? 4 * n_ch * ATTN_BLOCK : q8_part);
+    const size_t kb = part_bytes(t, (size_t)n_ch), vb = part_bytes(c->type_v, c->stride);
+    const int tq = t == ATTN_Q4 ? ATTN_Q8 : t;        /* the layout the kernels below read */
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (int64_t d = 0; d < PF_AHEAD && d < nb; d++) prefetch_block(c->k[d], kb);
     for (int64_t b = 0; b < nb; b++) {
         const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
-        if (b == 0)
-            for (int64_t d = 1; d < PF_DIST; d++) prefetch_item(c, nb, d, blk_bytes);
-        prefetch_item(c, nb, b + PF_DIST, blk_bytes);
+        if (b + PF_AHEAD < nb) prefetch_block(c->k[b + PF_AHEAD], kb);
+        else if (b + PF_AHEAD - nb < nb) prefetch_block(c->v[b + PF_AHEAD - nb], vb);   /* the pv phase's first blocks */
         const void *kt = c->k[b];
-        if (t == T_Q4) {
-            expand_k_q4(xk, kt, Hk * hd);
+        if (t == ATTN_Q4) {
+            expand_k_q4(xk, kt, n_ch);
             kt = xk;
         }
         if (m < ATTN_BLOCK) {
-            if (tq == T_Q8) pad_k_q8(pad, kt, Hk * hd, m);
-            else pad_k(pad, kt, Hk * hd, m, elt);
+            if (tq == ATTN_Q8) pad_k_q8(pad, kt, n_ch, m);
+            else pad_k(pad, kt, n_ch, m, elt_size(t));
             kt = pad;
         }
         for (int64_t g = 0; g < Hk; g++)
@@ -332,8 +332,12 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
                 }
             }
     }
+}
 
-    /* softmax pieces: m, p (masked past n), l */
+static void softmax(float *part, float *s, int64_t H, int64_t n, int64_t hd, int round_p)
+{
+    const int64_t nb = (n + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    const __mmask16 tail = (__mmask16)((1u << (n - (nb - 1) * ATTN_BLOCK)) - 1u);   /* 16 rows -> 0xffff */
     for (int64_t h = 0; h < H; h++) {
         float *sh = s + h * ATTN_CHUNK, *ph = part + h * ATTN_PART(hd);
         __m512 mx = _mm512_set1_ps(-INFINITY);
@@ -344,7 +348,7 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
         __m512 l = _mm512_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
             __m512 p = exp_neg(_mm512_sub_ps(_mm512_load_ps(sh + b * ATTN_BLOCK), vm));
-            if (f16) p = round_f16_v(p);
+            if (round_p) p = round_f16_v(p);
             p = _mm512_maskz_mov_ps(b == nb - 1 ? tail : (__mmask16)0xffff, p);
             _mm512_store_ps(sh + b * ATTN_BLOCK, p);
             l = _mm512_add_ps(l, p);
@@ -353,56 +357,40 @@ INLINE void chunk(float *part, const float *q, int64_t G, int64_t hd, float scal
         ph[1] = _mm512_reduce_add_ps(l);
         memset(ph + 2, 0, (size_t)hd * sizeof *ph);
     }
+}
 
-    /* o_h += p_j v_j, rows in order */
+/* pv phase: tmp holds a widened q4 V block (xv). */
+INLINE void pv_phase(float *part, const float *s, int64_t G, int64_t hd, const attn_chunk *c, float *tmp, int t)
+{
+    const int64_t Hk = c->n_head_kv, nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    int8_t *xv = (int8_t *)tmp;
+    const size_t vb = part_bytes(t, c->stride);
     for (int64_t b = 0; b < nb; b++) {
         const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
-        prefetch_item(c, nb, nb + b + PF_DIST, blk_bytes);
+        if (b + PF_AHEAD < nb) prefetch_block(c->v[b + PF_AHEAD], vb);
         const void *vt = c->v[b];
-        if (t == T_Q4) {
-            expand_v_q4(xv, vt, Hk * hd);
+        if (t == ATTN_Q4) {
+            expand_v_q4(xv, vt, (int64_t)c->stride);
             vt = xv;
         }
         for (int64_t g = 0; g < Hk; g++) {
-            if (tq == T_Q8) pv_block_q8(part, s + b * ATTN_BLOCK, g, G, vt, c->stride, m, hd);
-            else pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)c->v[b] + (size_t)(g * hd) * elt,
-                          c->stride, m, hd, f16);
+            if (t == ATTN_Q8 || t == ATTN_Q4) pv_block_q8(part, s + b * ATTN_BLOCK, g, G, vt, c->stride, m, hd);
+            else pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)vt + (size_t)(g * hd) * elt_size(t),
+                          c->stride, m, hd, t);
         }
     }
 }
 
-/* hd is a literal in the common cases so the loops over it unroll and the row
- * accumulators stay in registers. */
-#define DISPATCH_HD(t)                                                          \
-    switch (hd) {                                                                 \
-    case 64:  chunk(part, q, G, 64, scale, c, scratch, t); break;                 \
-    case 128: chunk(part, q, G, 128, scale, c, scratch, t); break;                \
-    default:  chunk(part, q, G, hd, scale, c, scratch, t); break;                 \
-    }
-
-static void chunk_f32(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                      const attn_chunk *c, float *scratch)
-{
-    DISPATCH_HD(T_F32)
-}
-
-static void chunk_q8(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                     const attn_chunk *c, float *scratch)
-{
-    DISPATCH_HD(T_Q8)
-}
-
-static void chunk_q4(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                     const attn_chunk *c, float *scratch)
-{
-    DISPATCH_HD(T_Q4)
-}
-
-static void chunk_f16(float *part, const float *q, int64_t G, int64_t hd, float scale,
-                      const attn_chunk *c, float *scratch)
-{
-    DISPATCH_HD(T_F16)
-}
+SCORES_FN(scores_f32, ATTN_F32)
+SCORES_FN(scores_f16, ATTN_F16)
+SCORES_FN(scores_bf16, ATTN_BF16)
+SCORES_FN(scores_q8_fn, ATTN_Q8)
+SCORES_FN(scores_q4_fn, ATTN_Q4)
+PV_FN(pv_f32, ATTN_F32)
+PV_FN(pv_f16, ATTN_F16)
+PV_FN(pv_bf16, ATTN_BF16)
+PV_FN(pv_q8_fn, ATTN_Q8)
+PV_FN(pv_q4_fn, ATTN_Q4)
 
 static void round_f16(float *x, int64_t n)
 {
@@ -414,7 +402,14 @@ static void round_f16(float *x, int64_t n)
     }
 }
 
-static const attn_kernels AVX512 = { "avx512", chunk_f32, chunk_f16, chunk_q8, chunk_q4, round_f16 };
+static const attn_kernels AVX512 = {
+    "avx512",
+    { [ATTN_F32] = scores_f32, [ATTN_F16] = scores_f16, [ATTN_Q8] = scores_q8_fn, [ATTN_Q4] = scores_q4_fn,
+      [ATTN_BF16] = scores_bf16 },
+    softmax,
+    { [ATTN_F32] = pv_f32, [ATTN_F16] = pv_f16, [ATTN_Q8] = pv_q8_fn, [ATTN_Q4] = pv_q4_fn, [ATTN_BF16] = pv_bf16 },
+    round_f16,
+};
 const attn_kernels *attn_avx512_kernels(void) { return &AVX512; }
 #else
 const attn_kernels *attn_avx512_kernels(void) { return 0; }

@@ -25,6 +25,8 @@ size_t kv_type_bytes(kvlm_kv_type type)
     case KVLM_KV_F16: return 2;
     case KVLM_KV_Q8: return 1;
     case KVLM_KV_Q4: return 1;   /* V rows: n_ch / 2 bytes, see row_bytes */
+    case KVLM_KV_BF16: return 2;
+    case KVLM_KV_SAME: break;   /* resolved by the caller, never a pool's type */
     }
     return 0;
 }
@@ -34,11 +36,12 @@ size_t kv_type_part_bytes(kvlm_kv_type type, int64_t n_ch)
     if (n_ch <= 0 || n_ch > ((int64_t)1 << 40)) return 0;
     switch (type) {
     case KVLM_KV_F32: return (size_t)n_ch * KV_BLOCK_TOKENS * 4;
-    case KVLM_KV_F16: return (size_t)n_ch * KV_BLOCK_TOKENS * 2;
+    case KVLM_KV_F16: case KVLM_KV_BF16: return (size_t)n_ch * KV_BLOCK_TOKENS * 2;
     case KVLM_KV_Q8:  /* int8 [n_ch][16] (K) or [16][n_ch] (V), then f16 scales [n_ch / 32][16] or [16][n_ch / 32] */
         return n_ch % KV_Q8_GROUP ? 0 : (size_t)n_ch * KV_BLOCK_TOKENS + (size_t)(n_ch / KV_Q8_GROUP) * KV_BLOCK_TOKENS * 2;
     case KVLM_KV_Q4:  /* nibbles [n_ch][8] (K) or [16][n_ch / 2] (V), then the scales as q8 */
         return n_ch % KV_Q8_GROUP ? 0 : (size_t)n_ch * KV_BLOCK_TOKENS / 2 + (size_t)(n_ch / KV_Q8_GROUP) * KV_BLOCK_TOKENS * 2;
+    case KVLM_KV_SAME: break;
     }
     return 0;
 }
@@ -71,24 +74,34 @@ static size_t part_bytes(int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type)
     return pb ? round_up(pb, SLAB_ALIGN) : 0;
 }
 
-size_t kv_pool_block_bytes(int64_t n_layer, int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type)
+size_t kv_pool_block_bytes(int64_t n_layer, int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type_k,
+                           kvlm_kv_type type_v)
 {
-    size_t pb = part_bytes(n_head_kv, head_dim, type), bytes;
-    if (pb == 0 || n_layer <= 0) return 0;
-    if (__builtin_mul_overflow(pb, (size_t)n_layer * 2, &bytes) || bytes > SIZE_MAX - SLAB_ALIGN) return 0;
+    const size_t pk = part_bytes(n_head_kv, head_dim, type_k), pv = part_bytes(n_head_kv, head_dim, type_v);
+    size_t bytes;
+    if (pk == 0 || pv == 0 || n_layer <= 0) return 0;
+    if (__builtin_mul_overflow(pk + pv, (size_t)n_layer, &bytes) || bytes > SIZE_MAX - SLAB_ALIGN) return 0;
     return bytes;
+}
+
+/* NaN over every value of one part (a scale is NaN for q8/q4, so every value is). */
+static void poison_part(uint8_t *p, size_t bytes, kvlm_kv_type t)
+{
+    if (t == KVLM_KV_F32) {
+        const uint32_t nan32 = 0x7fc00000u;   /* quiet NaN */
+        for (size_t i = 0; i + 4 <= bytes; i += 4) memcpy(p + i, &nan32, 4);
+    } else {
+        const uint16_t nan16 = t == KVLM_KV_BF16 ? 0x7fc0u : 0x7e00u;   /* quiet NaN in bf16 / fp16 */
+        for (size_t i = 0; i + 2 <= bytes; i += 2) memcpy(p + i, &nan16, 2);
+    }
 }
 
 /* NaN over every element of block b: a stale read then poisons whatever uses it. */
 static void poison_block(kv_pool *p, kv_block b)
 {
-    uint8_t *base = p->slab + (size_t)b * p->block_bytes;
-    if (p->type == KVLM_KV_F32) {   /* f16 and q8: every f16 value or scale becomes NaN */
-        const uint32_t nan32 = 0x7fc00000u;   /* quiet NaN */
-        for (size_t i = 0; i < p->block_bytes; i += 4) memcpy(base + i, &nan32, 4);
-    } else {
-        const uint16_t nan16 = 0x7e00u;       /* quiet NaN in fp16 */
-        for (size_t i = 0; i < p->block_bytes; i += 2) memcpy(base + i, &nan16, 2);
+    for (int64_t il = 0; il < p->n_layer; il++) {
+        poison_part(kv_pool_k(p, b, il), p->part_k, p->type_k);
+        poison_part((uint8_t *)kv_pool_k(p, b, il) + p->part_k, p->part_v, p->type_v);
     }
 }
 
@@ -97,12 +110,15 @@ static void set_dims(kv_pool *p, const kv_pool_params *pp)
     p->n_layer = pp->n_layer;
     p->n_head_kv = pp->n_head_kv;
     p->head_dim = pp->head_dim;
-    p->type = pp->type;
+    p->type_k = pp->type_k;
+    p->type_v = pp->type_v;
     p->poison = pp->poison;
-    p->elt_bytes = kv_type_bytes(pp->type);
-    p->row_bytes = (size_t)pp->n_head_kv * (size_t)pp->head_dim * p->elt_bytes / (pp->type == KVLM_KV_Q4 ? 2 : 1);
-    p->part_bytes = part_bytes(pp->n_head_kv, pp->head_dim, pp->type);
-    p->block_bytes = kv_pool_block_bytes(pp->n_layer, pp->n_head_kv, pp->head_dim, pp->type);
+    p->elt_k = kv_type_bytes(pp->type_k);
+    p->row_bytes = (size_t)pp->n_head_kv * (size_t)pp->head_dim * kv_type_bytes(pp->type_v) /
+                   (pp->type_v == KVLM_KV_Q4 ? 2 : 1);
+    p->part_k = part_bytes(pp->n_head_kv, pp->head_dim, pp->type_k);
+    p->part_v = part_bytes(pp->n_head_kv, pp->head_dim, pp->type_v);
+    p->block_bytes = kv_pool_block_bytes(pp->n_layer, pp->n_head_kv, pp->head_dim, pp->type_k, pp->type_v);
 }
 
 /* All blocks start FREE; the free list hands out low ids first. */
@@ -128,7 +144,9 @@ static void init_stats(kv_pool *p)
     p->stats.n_blocks = p->n_blocks;
     p->stats.n_free = p->n_blocks;
     p->stats.block_bytes = (int64_t)p->block_bytes;
-    const int64_t per_layer = 2 * (int64_t)kv_type_part_bytes(p->type, p->n_head_kv * p->head_dim) / KV_BLOCK_TOKENS;
+    const int64_t n_ch = p->n_head_kv * p->head_dim;
+    const int64_t per_layer = (int64_t)(kv_type_part_bytes(p->type_k, n_ch) + kv_type_part_bytes(p->type_v, n_ch)) /
+                              KV_BLOCK_TOKENS;
     p->stats.bytes_per_token_per_layer = per_layer;
     p->stats.bytes_per_token = per_layer * p->n_layer;
 }
@@ -151,9 +169,10 @@ static void *slab_alloc(size_t bytes)
 kvlm_err kv_pool_init(kv_pool *pool, const kv_pool_params *pp, char *err, size_t errlen)
 {
     memset(pool, 0, sizeof *pool);
-    if (kv_type_bytes(pp->type) == 0)
-        return err_set(err, errlen, KVLM_ERR_INVALID, "unknown KV cache type %d", (int)pp->type);
-    const size_t bb = kv_pool_block_bytes(pp->n_layer, pp->n_head_kv, pp->head_dim, pp->type);
+    if (kv_type_bytes(pp->type_k) == 0 || kv_type_bytes(pp->type_v) == 0)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "unknown KV cache type %d / %d", (int)pp->type_k,
+                       (int)pp->type_v);
+    const size_t bb = kv_pool_block_bytes(pp->n_layer, pp->n_head_kv, pp->head_dim, pp->type_k, pp->type_v);
     if (bb == 0)
         return err_set(err, errlen, KVLM_ERR_INVALID, "KV pool dimensions must be positive and small enough");
     if (pp->budget_bytes < bb)

@@ -7,11 +7,11 @@
  *
  * A block holds KV_BLOCK_TOKENS positions of every layer's K and V:
  *
- *   block b: [n_layer][K|V][part_bytes]      (n_ch = n_head_kv * head_dim channels)
+ *   block b: [n_layer][K part_k bytes | V part_v bytes]   (n_ch = n_head_kv * head_dim)
  *     K of layer il: [n_ch][KV_BLOCK_TOKENS]  channel-major: the 16 positions of one
  *                    channel are adjacent (kv_pool_k)
  *     V of layer il: [KV_BLOCK_TOKENS][n_ch]  row-major, stride row_bytes (kv_pool_v)
- *   in elements of `type`; for q8 these are int8, followed by the f16 scales, one
+ *   in elements of type_k / type_v (chosen separately); for q8 these are int8, followed by the f16 scales, one
  *   per position and group of 32 channels: K [n_ch / 32][16], V [16][n_ch / 32].
  *   q4 packs two 4-bit values (q + 8) per byte, then the same scales: K [n_ch][8]
  *   (byte i of a channel: position i low, i + 8 high), V [16][n_ch / 2] (byte i of a
@@ -81,14 +81,14 @@ typedef struct kv_link {
     uint64_t key;          /* kv_pool_chain_key(parent_key, tokens, fingerprint, ns) */
     uint64_t parent_key;   /* key of the block before, KV_ROOT_KEY for the first */
     kv_block parent;       /* that block (published), KV_BLOCK_NONE for the first */
-    uint64_t fingerprint;  /* identity of the model (weights, K/V type) */
+    uint64_t fingerprint;  /* identity of the model (weights, K/V types) */
     uint64_t ns;           /* namespace: tenant or cache salt; different ns never share */
     kvlm_token tokens[KV_BLOCK_TOKENS];
 } kv_link;
 
 typedef struct kv_pool_params {
     int64_t n_layer, n_head_kv, head_dim;
-    kvlm_kv_type type;
+    kvlm_kv_type type_k, type_v;
     size_t budget_bytes;   /* n_blocks = budget_bytes / block_bytes, at least 1 */
     bool poison;           /* fill a block with NaN when it is freed or evicted */
 } kv_pool_params;
@@ -117,11 +117,11 @@ struct kv_block_meta;      /* private to kv_pool.c */
 /* Fields are read-only outside kv_pool.c; the inline accessors below need them. */
 typedef struct kv_pool {
     int64_t n_layer, n_head_kv, head_dim;
-    kvlm_kv_type type;
-    size_t elt_bytes;      /* bytes per element of `type` (q8: the int8 part) */
-    size_t row_bytes;      /* n_head_kv * head_dim * elt_bytes: one V row (q8: its int8 part) */
-    size_t part_bytes;     /* one layer's K (or V) in a block, rounded up to 64 */
-    size_t block_bytes;    /* n_layer * 2 * part_bytes */
+    kvlm_kv_type type_k, type_v;
+    size_t elt_k;          /* bytes per K element (q8/q4: see kv_type_bytes) */
+    size_t row_bytes;      /* one V row (q8: its int8 part, q4: n_ch / 2) */
+    size_t part_k, part_v; /* one layer's K, V in a block, each rounded up to 64 */
+    size_t block_bytes;    /* n_layer * (part_k + part_v) */
     int32_t n_blocks;
     bool poison;
     uint8_t *slab;         /* [n_blocks][block_bytes], 64-byte aligned */
@@ -146,7 +146,8 @@ kvlm_err kv_pool_init(kv_pool *pool, const kv_pool_params *params, char *err, si
 void     kv_pool_free(kv_pool *pool);   /* leaves *pool zeroed; NULL or zeroed is fine */
 
 /* Bytes of one block for these dimensions (padded as the pool pads it); 0 if invalid. */
-size_t kv_pool_block_bytes(int64_t n_layer, int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type);
+size_t kv_pool_block_bytes(int64_t n_layer, int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type_k,
+                           kvlm_kv_type type_v);
 
 /* A block with refcount 1, unpublished, contents undefined (NaN in poison mode).
  * Takes the free list head, else evicts the oldest unpinned cached block.
@@ -207,11 +208,11 @@ kvlm_err kv_pool_check(const kv_pool *pool, char *err, size_t errlen);
  * unpublished. */
 static inline void *kv_pool_k(const kv_pool *kp, kv_block b, int64_t il)
 {
-    return kp->slab + (size_t)b * kp->block_bytes + (size_t)il * 2 * kp->part_bytes;
+    return kp->slab + (size_t)b * kp->block_bytes + (size_t)il * (kp->part_k + kp->part_v);
 }
 static inline void *kv_pool_v(const kv_pool *kp, kv_block b, int64_t il, int64_t slot)
 {
-    return kp->slab + (size_t)b * kp->block_bytes + ((size_t)il * 2 + 1) * kp->part_bytes +
+    return kp->slab + (size_t)b * kp->block_bytes + (size_t)il * (kp->part_k + kp->part_v) + kp->part_k +
            (size_t)slot * kp->row_bytes;
 }
 /* Distance in bytes between consecutive positions of one layer inside a block. */

@@ -100,30 +100,33 @@ kvlm_err kv_seq_reserve(kv_seq *s, int64_t n_new, char *err, size_t errlen)
     return KVLM_OK;
 }
 
-/* row: [n] f32 -> dst in the pool's element type */
-static void store_row(const kv_pool *pool, void *dst, const float *row)
+/* one value in a 2-byte type */
+static uint16_t to_half(float x, kvlm_kv_type t) { return t == KVLM_KV_BF16 ? f32_to_bf16(x) : f32_to_fp16(x); }
+
+/* row: [n] f32 -> dst (a V row) in type t (f32, f16, bf16) */
+static void store_row(const kv_pool *pool, void *dst, const float *row, kvlm_kv_type t)
 {
     const int64_t n = pool->n_head_kv * pool->head_dim;
-    if (pool->type == KVLM_KV_F32) {
+    if (t == KVLM_KV_F32) {
         memcpy(dst, row, (size_t)n * sizeof(float));
         return;
     }
     uint16_t *d = dst;
-    for (int64_t i = 0; i < n; i++) d[i] = f32_to_fp16(row[i]);
+    for (int64_t i = 0; i < n; i++) d[i] = to_half(row[i], t);
 }
 
 /* row: [n] f32 -> channel c of slot `slot` of a channel-major K block:
- * dst[c * KV_BLOCK_TOKENS + slot] in the pool's element type */
-static void store_col(const kv_pool *pool, void *dst, int64_t slot, const float *row)
+ * dst[c * KV_BLOCK_TOKENS + slot] in type t (f32, f16, bf16) */
+static void store_col(const kv_pool *pool, void *dst, int64_t slot, const float *row, kvlm_kv_type t)
 {
     const int64_t n = pool->n_head_kv * pool->head_dim;
-    if (pool->type == KVLM_KV_F32) {
+    if (t == KVLM_KV_F32) {
         float *d = dst;
         for (int64_t c = 0; c < n; c++) d[c * KV_BLOCK_TOKENS + slot] = row[c];
         return;
     }
     uint16_t *d = dst;
-    for (int64_t c = 0; c < n; c++) d[c * KV_BLOCK_TOKENS + slot] = f32_to_fp16(row[c]);
+    for (int64_t c = 0; c < n; c++) d[c * KV_BLOCK_TOKENS + slot] = to_half(row[c], t);
 }
 
 /* q8: x[0..32) -> q[i * qstride] (int8) with x ~ d * q, d = max|x| / 127 stored as f16;
@@ -210,18 +213,18 @@ void kv_seq_store(kv_seq *s, int64_t il, int64_t pos, const float *k, const floa
     const kv_block b = s->blocks[pos / KV_BLOCK_TOKENS];
     assert(writable(s->pool, b));   /* else a shared or published block would change under its readers */
     const int64_t slot = pos % KV_BLOCK_TOKENS;
-    if (s->pool->type == KVLM_KV_Q4) {
-        store_col_q4(s->pool, kv_pool_k(s->pool, b, il), slot, k);
-        store_row_q4(s->pool, kv_pool_v(s->pool, b, il, 0), slot, v);
-        return;
+    const kv_pool *p = s->pool;
+    void *kd = kv_pool_k(p, b, il), *vd = kv_pool_v(p, b, il, 0);
+    switch (p->type_k) {
+    case KVLM_KV_Q4: store_col_q4(p, kd, slot, k); break;
+    case KVLM_KV_Q8: store_col_q8(p, kd, slot, k); break;
+    default: store_col(p, kd, slot, k, p->type_k); break;
     }
-    if (s->pool->type == KVLM_KV_Q8) {
-        store_col_q8(s->pool, kv_pool_k(s->pool, b, il), slot, k);
-        store_row_q8(s->pool, kv_pool_v(s->pool, b, il, 0), slot, v);
-        return;
+    switch (p->type_v) {
+    case KVLM_KV_Q4: store_row_q4(p, vd, slot, v); break;
+    case KVLM_KV_Q8: store_row_q8(p, vd, slot, v); break;
+    default: store_row(p, kv_pool_v(p, b, il, slot), v, p->type_v); break;
     }
-    store_col(s->pool, kv_pool_k(s->pool, b, il), slot, k);
-    store_row(s->pool, kv_pool_v(s->pool, b, il, slot), v);
 }
 
 void kv_seq_advance(kv_seq *s, int64_t n)

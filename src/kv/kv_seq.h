@@ -110,7 +110,7 @@ kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tok
 static inline const void *kv_seq_k_elem(const kv_seq *s, int64_t il, int64_t pos, int64_t c)
 {
     return (const uint8_t *)kv_pool_k(s->pool, s->blocks[pos / KV_BLOCK_TOKENS], il) +
-           ((size_t)c * KV_BLOCK_TOKENS + (size_t)(pos % KV_BLOCK_TOKENS)) * s->pool->elt_bytes;
+           ((size_t)c * KV_BLOCK_TOKENS + (size_t)(pos % KV_BLOCK_TOKENS)) * s->pool->elt_k;
 }
 static inline const void *kv_seq_v_row(const kv_seq *s, int64_t il, int64_t pos)
 {

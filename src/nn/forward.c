@@ -261,6 +261,7 @@ bool forward_rotates(kvlm_kv_type type, int64_t head_dim)
     return (type == KVLM_KV_Q8 || type == KVLM_KV_Q4) && head_dim > 0 && (head_dim & (head_dim - 1)) == 0;
 }
 
+
 /* ---- the layer loop -------------------------------------------------------------- */
 void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens,
                  int64_t n_tok, float *logits, bool all_logits)
@@ -271,7 +272,8 @@ void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens
     const int64_t n_q = hp->n_head * hd, n_kv = hp->n_head_kv * hd;
     const int64_t pos0 = s->n_pos;
     const quant_traits *et = quant_get(m->tok_embd.type);
-    const bool rotate = forward_rotates(s->pool->type, hd);
+    /* q with K, V with the output: each pair rotated when its cache part is quantized */
+    const bool rot_k = forward_rotates(s->pool->type_k, hd), rot_v = forward_rotates(s->pool->type_v, hd);
 
     /* x[t] = embedding row of tokens[t]                          x: [n_tok][D] */
     for (int64_t t = 0; t < n_tok; t++) {
@@ -293,17 +295,17 @@ void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens
         for (int64_t t = 0; t < n_tok; t++) {       /* q: [n_tok][n_head][hd], k, v: [n_tok][n_head_kv][hd] */
             ops_rope(fs->q + t * n_q, fs->rope + t * hd, hp->n_head, hd);
             ops_rope(fs->k + t * n_kv, fs->rope + t * hd, hp->n_head_kv, hd);
-            if (rotate) {                             /* quantized K/V: attention in the Hadamard basis */
+            if (rot_k) {                              /* quantized K: q.k in the Hadamard basis */
                 ops_hadamard(fs->q + t * n_q, hp->n_head, hd);
                 ops_hadamard(fs->k + t * n_kv, hp->n_head_kv, hd);
-                ops_hadamard(fs->v + t * n_kv, hp->n_head_kv, hd);
             }
+            if (rot_v) ops_hadamard(fs->v + t * n_kv, hp->n_head_kv, hd);   /* quantized V: p.v too */
             kv_seq_store(s, il, pos0 + t, fs->k + t * n_kv, fs->v + t * n_kv);
         }
-        if (s->pool->type == KVLM_KV_F16)
+        if (s->pool->type_k == KVLM_KV_F16)
             fs->ak->round_f16(fs->q, n_tok * n_q);   /* q.k on f16 operands, as llama.cpp does */
         attend(fs, p, s, il, pos0, n_tok);
-        if (rotate) ops_hadamard(fs->att, n_tok * hp->n_head, hd);   /* back: H is its own inverse */
+        if (rot_v) ops_hadamard(fs->att, n_tok * hp->n_head, hd);   /* back: H is its own inverse */
         {
             const model_weight *w[1] = { &L->wo };
             float *y[1] = { fs->xb };                 /* reuse xb: [n_tok][D] */

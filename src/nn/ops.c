@@ -61,6 +61,9 @@ void ops_swiglu(float *g, const float *u, int64_t n)
 }
 
 _Static_assert(ATTN_BLOCK == KV_BLOCK_TOKENS, "attention blocks are cache blocks");
+_Static_assert((int)ATTN_F32 == (int)KVLM_KV_F32 && (int)ATTN_F16 == (int)KVLM_KV_F16 &&
+               (int)ATTN_BF16 == (int)KVLM_KV_BF16 && (int)ATTN_Q8 == (int)KVLM_KV_Q8 && (int)ATTN_Q4 == (int)KVLM_KV_Q4,
+               "kern's type ids are the API's");
 
 void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, int64_t c,
                       int64_t n_kv, int64_t n_head, float scale, const attn_kernels *ak, float *scratch)
@@ -73,15 +76,7 @@ void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, 
         kb[b] = kv_pool_k(kp, s->blocks[b0 + b], il);
         vb[b] = kv_pool_v(kp, s->blocks[b0 + b], il, 0);
     }
-    /* stride: V row elements (q4: channels, two per byte) */
-    const size_t stride = kp->type == KVLM_KV_Q4 ? (size_t)(kp->n_head_kv * kp->head_dim) : kp->row_bytes / kp->elt_bytes;
-    const attn_chunk ch = { kb, vb, stride, n, kp->n_head_kv };
-    attn_chunk_fn fn = NULL;
-    switch (kp->type) {
-    case KVLM_KV_F32: fn = ak->chunk_f32; break;
-    case KVLM_KV_F16: fn = ak->chunk_f16; break;
-    case KVLM_KV_Q8: fn = ak->chunk_q8 ? ak->chunk_q8 : attn_scalar()->chunk_q8; break;   /* sets may lack them */
-    case KVLM_KV_Q4: fn = ak->chunk_q4 ? ak->chunk_q4 : attn_scalar()->chunk_q4; break;
-    }
-    fn(part, q, n_head / kp->n_head_kv, kp->head_dim, scale, &ch, scratch);
+    const attn_chunk ch = { kb, vb, (size_t)(kp->n_head_kv * kp->head_dim), n, kp->n_head_kv, (int)kp->type_k,
+                            (int)kp->type_v };   /* stride: V elements per row */
+    attn_chunk_run(ak, part, q, n_head / kp->n_head_kv, kp->head_dim, scale, &ch, scratch);
 }

@@ -131,10 +131,10 @@ static void test_long_context_paths(void **state)
     kvlm_ctx_free(d);
 }
 
-/* q8 and q4 K/V: the same bitwise agreement between one batch, single steps
+/* q8, q4 (and mixed, bf16) K/V: the same bitwise agreement between one batch, single steps
  * across the chunk edge and another thread count, as f16 (the quantization
  * happens per position when it is stored, so batching cannot change it). */
-static void quant_paths(kvlm_kv_type type)
+static void quant_paths(kvlm_kv_type type, kvlm_kv_type type_v)
 {
     enum { CAP = 512 };
     static kvlm_token t[CAP];
@@ -148,6 +148,7 @@ static void quant_paths(kvlm_kv_type type)
         p.n_threads = threads[i];
         p.n_ctx = CAP;
         p.kv_type = type;
+        p.kv_type_v = type_v;
         assert_int_equal(kvlm_ctx_init(g_model, &p, &c[i], NULL, 0), KVLM_OK);
     }
     assert_int_equal(kvlm_ctx_decode(c[0], t, n, NULL, 0), KVLM_OK);
@@ -164,14 +165,24 @@ static void test_q8_paths(void **state)
 {
     (void)state;
     NEED_MODEL();
-    quant_paths(KVLM_KV_Q8);
+    quant_paths(KVLM_KV_Q8, KVLM_KV_SAME);
 }
 
 static void test_q4_paths(void **state)
 {
     (void)state;
     NEED_MODEL();
-    quant_paths(KVLM_KV_Q4);
+    quant_paths(KVLM_KV_Q4, KVLM_KV_SAME);
+}
+
+/* K and V of different types (q8 K with q4 V: each pair of q.k and p.v rotated on
+ * its own), and bf16 */
+static void test_mixed_and_bf16_paths(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    quant_paths(KVLM_KV_Q8, KVLM_KV_Q4);
+    quant_paths(KVLM_KV_BF16, KVLM_KV_SAME);
 }
 
 /* decode_all: every row bitwise what single-token decodes give; the last row is
@@ -391,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_decode_all),
         cmocka_unit_test(test_q8_paths),
         cmocka_unit_test(test_q4_paths),
+        cmocka_unit_test(test_mixed_and_bf16_paths),
         cmocka_unit_test(test_threads_do_not_change_logits),
         cmocka_unit_test(test_prefix_reuse_and_rollback),
         cmocka_unit_test(test_no_kv_cache_is_identical),

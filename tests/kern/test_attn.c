@@ -1,7 +1,8 @@
 /* test_attn.c - the attention chunk kernels (kern/attn.h).
  *  - every set against a double-precision softmax computed directly over all rows
  *    (independent of chunks, online folding and the kernels' exp), for f32 and
- *    f16 and q8 rows, head sizes 64, 128 and 80 (q8: multiples of 32), groups of 1 to 6 query heads per K/V
+ *    f16, bf16, q8 and q4 rows (and K and V of different types), head sizes 64,
+ *    128 and 80 (q8/q4: multiples of 32), groups of 1 to 6 query heads per K/V
  *    head, and row counts that end inside a block, on one, or past one chunk;
  *  - every SIMD set against the scalar set on the same chunks;
  *  - the exactness contract: a chunk's part does not depend on where its blocks
@@ -37,7 +38,7 @@ static float frand(void)   /* [-1, 1) */
  * [hk * hd][16] and V rows [16][hk * hd], blocks in reversed order with gaps. */
 typedef struct cache {
     int64_t hk, hd, n;
-    int t;                      /* T_F32, T_F16, T_Q8 */
+    int tk, tv;                 /* T_F32 ... T_BF16 (the ATTN_* ids) */
     uint8_t *mem;
     const void *k[MAX_ROWS / ATTN_BLOCK + 1], *v[MAX_ROWS / ATTN_BLOCK + 1];
     double kd[MAX_ROWS][MAX_HK * MAX_HD], vd[MAX_ROWS][MAX_HK * MAX_HD];   /* the values stored, exactly */
@@ -45,8 +46,8 @@ typedef struct cache {
 
 static cache C;
 
-enum { T_F32, T_F16, T_Q8, T_Q4 };
-static const char *TNAME[] = { "f32", "f16", "q8", "q4" };
+enum { T_F32 = ATTN_F32, T_F16 = ATTN_F16, T_Q8 = ATTN_Q8, T_Q4 = ATTN_Q4, T_BF16 = ATTN_BF16, N_T = ATTN_N_TYPES };
+static const char *TNAME[] = { "f32", "f16", "q8", "q4", "bf16" };
 
 /* q4 of 32 values as ggml's q4_0 (an independent copy of the rule in kv_seq.c):
  * d = the value of largest magnitude / -8, q = min(15, trunc(x / d + 8.5)) */
@@ -77,66 +78,89 @@ static void q8_group(const float *x, int8_t *q, size_t qstride, uint16_t *d, dou
     }
 }
 
-static void cache_fill(cache *c, int64_t hk, int64_t hd, int64_t n, int t, int64_t shift)
+/* Bytes of one block's K or V part of type t (attn_part_bytes, written out again). */
+static size_t part_size(int t, int64_t n_ch)
 {
-    const int64_t n_ch = hk * hd;
-    const size_t elt = t == T_F32 ? 4 : t == T_F16 ? 2 : 1, row = (size_t)n_ch * elt / (t == T_Q4 ? 2 : 1);
-    const size_t blk = ATTN_BLOCK * row + (t >= T_Q8 ? ATTN_BLOCK * (size_t)(n_ch / 32) * 2 : 0);
-    const int64_t nb = (n + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    const size_t n = (size_t)n_ch * ATTN_BLOCK, sc = (size_t)(n_ch / 32) * ATTN_BLOCK * 2;
+    return t == T_F32 ? 4 * n : t == T_F16 || t == T_BF16 ? 2 * n : t == T_Q8 ? n + sc : n / 2 + sc;
+}
+
+static uint16_t half_of(float x, int t) { return t == T_BF16 ? f32_to_bf16(x) : f32_to_fp16(x); }
+static double half_back(uint16_t h, int t) { return t == T_BF16 ? bf16_to_f32(h) : fp16_to_f32(h); }
+
+/* position `slot` of one block: K (channel-major) from kf, in type tk */
+static void put_k(uint8_t *kb, size_t slot, int64_t n_ch, const float *kf, int tk, double *back)
+{
+    if (tk == T_Q4) {                                 /* nibbles [n_ch][8] + d [n_ch/32][16] */
+        uint16_t *kd = (uint16_t *)(kb + n_ch * ATTN_BLOCK / 2);
+        for (int64_t g = 0; g < n_ch / 32; g++) {
+            uint8_t qk[32];
+            q4_group(kf + g * 32, qk, kd + g * ATTN_BLOCK + slot, back + g * 32);
+            for (int i = 0; i < 32; i++) {             /* slot s in byte s % 8 of its channel, high nibble if s >= 8 */
+                uint8_t *bk = kb + (size_t)(g * 32 + i) * 8 + slot % 8;
+                *bk = slot < 8 ? (uint8_t)((*bk & 0xF0) | qk[i]) : (uint8_t)((*bk & 0x0F) | (qk[i] << 4));
+            }
+        }
+    } else if (tk == T_Q8) {                          /* ints [n_ch][16] + d [n_ch/32][16] */
+        uint16_t *kd = (uint16_t *)(kb + n_ch * ATTN_BLOCK);
+        for (int64_t g = 0; g < n_ch / 32; g++)
+            q8_group(kf + g * 32, (int8_t *)kb + g * 32 * ATTN_BLOCK + slot, ATTN_BLOCK, kd + g * ATTN_BLOCK + slot,
+                     back + g * 32);
+    } else {
+        for (int64_t i = 0; i < n_ch; i++) {
+            const size_t ki = (size_t)i * ATTN_BLOCK + slot;   /* channel i, this slot */
+            if (tk == T_F32) back[i] = ((float *)kb)[ki] = kf[i];
+            else back[i] = half_back(((uint16_t *)kb)[ki] = half_of(kf[i], tk), tk);
+        }
+    }
+}
+
+/* position `slot` of one block: the V row from vf, in type tv */
+static void put_v(uint8_t *vb, size_t slot, int64_t n_ch, const float *vf, int tv, double *back)
+{
+    if (tv == T_Q4) {                                 /* nibbles [16][n_ch/2] + d [16][n_ch/32] */
+        uint16_t *vd = (uint16_t *)(vb + n_ch * ATTN_BLOCK / 2);
+        for (int64_t g = 0; g < n_ch / 32; g++) {
+            uint8_t qv[32];
+            q4_group(vf + g * 32, qv, vd + slot * (size_t)(n_ch / 32) + g, back + g * 32);
+            for (int i = 0; i < 16; i++)               /* byte i of a group = channel i low, i + 16 high */
+                vb[slot * (size_t)n_ch / 2 + (size_t)g * 16 + (size_t)i] = (uint8_t)(qv[i] | (qv[i + 16] << 4));
+        }
+    } else if (tv == T_Q8) {                          /* ints [16][n_ch] + d [16][n_ch/32] */
+        uint16_t *vd = (uint16_t *)(vb + n_ch * ATTN_BLOCK);
+        for (int64_t g = 0; g < n_ch / 32; g++)
+            q8_group(vf + g * 32, (int8_t *)vb + slot * (size_t)n_ch + g * 32, 1, vd + slot * (size_t)(n_ch / 32) + g,
+                     back + g * 32);
+    } else {
+        for (int64_t i = 0; i < n_ch; i++) {
+            const size_t vi = slot * (size_t)n_ch + (size_t)i;
+            if (tv == T_F32) back[i] = ((float *)vb)[vi] = vf[i];
+            else back[i] = half_back(((uint16_t *)vb)[vi] = half_of(vf[i], tv), tv);
+        }
+    }
+}
+
+static void cache_fill(cache *c, int64_t hk, int64_t hd, int64_t n, int tk, int tv, int64_t shift)
+{
+    const int64_t n_ch = hk * hd, nb = (n + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    const size_t kbytes = (part_size(tk, n_ch) + 63) / 64 * 64, vbytes = (part_size(tv, n_ch) + 63) / 64 * 64;
+    const size_t slot_bytes = kbytes + vbytes;
     free(c->mem);
-    c->hk = hk; c->hd = hd; c->n = n; c->t = t;
-    const size_t slot_bytes = (blk + 63) / 64 * 64;
-    c->mem = aligned_alloc(64, (size_t)(2 * nb + 1) * 2 * slot_bytes + 64 * (size_t)(shift + 1));
+    c->hk = hk; c->hd = hd; c->n = n; c->tk = tk; c->tv = tv;
+    c->mem = aligned_alloc(64, (size_t)(2 * nb + 1) * slot_bytes + 64 * (size_t)(shift + 1));
     assert_non_null(c->mem);
+    memset(c->mem, 0x5a, (size_t)(2 * nb + 1) * slot_bytes + 64 * (size_t)(shift + 1));
     for (int64_t b = 0; b < nb; b++) {              /* block b at slot (nb - 1 - b) * 2: reversed, gaps between */
-        uint8_t *base = c->mem + 64 * (size_t)shift + (size_t)(nb - 1 - b) * 2 * 2 * slot_bytes;
+        uint8_t *base = c->mem + 64 * (size_t)shift + (size_t)(nb - 1 - b) * 2 * slot_bytes;
         c->k[b] = base;
-        c->v[b] = base + slot_bytes;
+        c->v[b] = base + kbytes;
     }
     float kf[MAX_HK * MAX_HD], vf[MAX_HK * MAX_HD];
     for (int64_t j = 0; j < n; j++) {
         for (int64_t i = 0; i < n_ch; i++) { kf[i] = frand() * 2.0f; vf[i] = frand(); }
-        uint8_t *kb = (uint8_t *)c->k[j / ATTN_BLOCK], *vb = (uint8_t *)c->v[j / ATTN_BLOCK];
         const size_t slot = (size_t)(j % ATTN_BLOCK);
-        if (t == T_Q4) {                             /* K nibbles [n_ch][8] + d [n_ch/32][16]; V nibbles [16][n_ch/2] + d [16][n_ch/32] */
-            uint16_t *kd = (uint16_t *)(kb + n_ch * ATTN_BLOCK / 2), *vd = (uint16_t *)(vb + n_ch * ATTN_BLOCK / 2);
-            for (int64_t g = 0; g < n_ch / 32; g++) {
-                uint8_t qk[32], qv[32];
-                q4_group(kf + g * 32, qk, kd + g * ATTN_BLOCK + slot, c->kd[j] + g * 32);
-                q4_group(vf + g * 32, qv, vd + slot * (size_t)(n_ch / 32) + g, c->vd[j] + g * 32);
-                for (int i = 0; i < 32; i++) {         /* K: slot s in byte s % 8 of its channel, high nibble if s >= 8 */
-                    uint8_t *bk = kb + (size_t)(g * 32 + i) * 8 + slot % 8;
-                    *bk = slot < 8 ? (uint8_t)((*bk & 0xF0) | qk[i]) : (uint8_t)((*bk & 0x0F) | (qk[i] << 4));
-                }
-                for (int i = 0; i < 16; i++)         /* V: byte i of a group = channel i low, i + 16 high */
-                    vb[slot * (size_t)n_ch / 2 + (size_t)g * 16 + (size_t)i] = (uint8_t)(qv[i] | (qv[i + 16] << 4));
-            }
-            continue;
-        }
-        if (t == T_Q8) {                             /* K ints [n_ch][16] + d [n_ch/32][16]; V ints [16][n_ch] + d [16][n_ch/32] */
-            uint16_t *kd = (uint16_t *)(kb + n_ch * ATTN_BLOCK), *vd = (uint16_t *)(vb + n_ch * ATTN_BLOCK);
-            for (int64_t g = 0; g < n_ch / 32; g++) {
-                q8_group(kf + g * 32, (int8_t *)kb + g * 32 * ATTN_BLOCK + slot, ATTN_BLOCK, kd + g * ATTN_BLOCK + slot,
-                         c->kd[j] + g * 32);
-                q8_group(vf + g * 32, (int8_t *)vb + slot * (size_t)n_ch + g * 32, 1, vd + slot * (size_t)(n_ch / 32) + g,
-                         c->vd[j] + g * 32);
-            }
-            continue;
-        }
-        for (int64_t i = 0; i < n_ch; i++) {
-            const size_t ki = (size_t)i * ATTN_BLOCK + slot;   /* channel i, slot j % 16 */
-            if (t == T_F16) {
-                ((uint16_t *)kb)[ki] = f32_to_fp16(kf[i]);
-                ((uint16_t *)vb)[slot * (size_t)n_ch + (size_t)i] = f32_to_fp16(vf[i]);
-                c->kd[j][i] = fp16_to_f32(((uint16_t *)kb)[ki]);
-                c->vd[j][i] = fp16_to_f32(f32_to_fp16(vf[i]));
-            } else {
-                ((float *)kb)[ki] = kf[i];
-                ((float *)vb)[slot * (size_t)n_ch + (size_t)i] = vf[i];
-                c->kd[j][i] = kf[i];
-                c->vd[j][i] = vf[i];
-            }
-        }
+        put_k((uint8_t *)c->k[j / ATTN_BLOCK], slot, n_ch, kf, tk, c->kd[j]);
+        put_v((uint8_t *)c->v[j / ATTN_BLOCK], slot, n_ch, vf, tv, c->vd[j]);
     }
 }
 
@@ -150,9 +174,8 @@ static void run_set(const attn_kernels *ak, const cache *c, const float *q, int6
     attn_part_init(acc, H, c->hd);
     for (int64_t j0 = 0, ci = 0; j0 < c->n; j0 += ATTN_CHUNK, ci++) {
         const attn_chunk ch = { c->k + j0 / ATTN_BLOCK, c->v + j0 / ATTN_BLOCK, (size_t)(c->hk * c->hd),
-                                c->n - j0 < ATTN_CHUNK ? c->n - j0 : ATTN_CHUNK, c->hk };
-        attn_chunk_fn fn = c->t == T_F16 ? ak->chunk_f16 : c->t == T_F32 ? ak->chunk_f32 : c->t == T_Q8 ? ak->chunk_q8 : ak->chunk_q4;
-        fn(part, q, G, c->hd, scale, &ch, scratch);
+                                c->n - j0 < ATTN_CHUNK ? c->n - j0 : ATTN_CHUNK, c->hk, c->tk, c->tv };
+        attn_chunk_run(ak, part, q, G, c->hd, scale, &ch, scratch);
         if (parts_keep) memcpy(parts_keep + ci * P, part, (size_t)P * sizeof *part);
         attn_merge(acc, part, H, c->hd);
     }
@@ -209,41 +232,52 @@ static int set_runs_hd(int s, int64_t hd)
     return !strcmp(set_names[s], "scalar") || (!strcmp(set_names[s], "avx2") ? hd % 8 == 0 : hd % 16 == 0);
 }
 
-/* Every set against the double reference and against the scalar set. */
+/* One case: every set against the double reference and against the scalar set. */
+static void check_case(int64_t hk, int64_t hd, int64_t G, int64_t n, int tk, int tv)
+{
+    static float q[MAX_HK * MAX_G * MAX_HD], out[MAX_HK * MAX_G * MAX_HD], out_s[MAX_HK * MAX_G * MAX_HD];
+    static double ref[MAX_HK * MAX_G * MAX_HD], sd[MAX_HK * MAX_G * MAX_HD];
+    const int64_t H = hk * G;
+    cache_fill(&C, hk, hd, n, tk, tv, 0);
+    for (int64_t i = 0; i < H * hd; i++) q[i] = frand();
+    if (tk == T_F16) attn_scalar()->round_f16(q, H * hd);
+    const float scale = 1.0f / sqrtf((float)hd);
+    reference(&C, q, G, scale, ref);
+    run_set(attn_scalar(), &C, q, G, scale, out_s, NULL);
+    for (int64_t i = 0; i < H * hd; i++) sd[i] = out_s[i];
+    for (int s = 0; s < n_sets; s++) {
+        if (!set_runs_hd(s, hd)) continue;
+        run_set(sets[s], &C, q, G, scale, out, NULL);
+        char what[128];
+        snprintf(what, sizeof what, "%s hk %lld hd %lld G %lld n %lld K %s V %s", set_names[s], (long long)hk,
+                 (long long)hd, (long long)G, (long long)n, TNAME[tk], TNAME[tv]);
+        /* f16 V rounds p to f16 (relative 2^-11); otherwise only float sums differ
+         * (the reference reads exactly the values stored, dequantized) */
+        const double tol = tv == T_F16 ? 2e-3 : 2e-5;
+        close_to(out, ref, H * hd, tol, what);
+        close_to(out, sd, H * hd, tol, what);
+    }
+}
+
 static void test_against_reference(void **state)
 {
     (void)state;
     find_sets();
     static const int64_t rows[] = { 1, 15, 16, 17, 100, 256, 257, 700 };
     static const struct { int64_t hk, hd, G; } shapes[] = { { 3, 64, 3 }, { 1, 64, 1 }, { 2, 128, 2 }, { 1, 80, 6 }, { 3, 64, 5 } };
-    static float q[MAX_HK * MAX_G * MAX_HD], out[MAX_HK * MAX_G * MAX_HD], out_s[MAX_HK * MAX_G * MAX_HD];
-    static double ref[MAX_HK * MAX_G * MAX_HD];
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-        for (int t = 0; t < 4; t++)
+        for (int t = 0; t < N_T; t++)
             for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
-                const int64_t hk = shapes[si].hk, hd = shapes[si].hd, G = shapes[si].G, H = hk * G, n = rows[ri];
-                if (t >= T_Q8 && hd % 32) continue;
-                cache_fill(&C, hk, hd, n, t, 0);
-                for (int64_t i = 0; i < H * hd; i++) q[i] = frand();
-                if (t == T_F16) attn_scalar()->round_f16(q, H * hd);
-                const float scale = 1.0f / sqrtf((float)hd);
-                reference(&C, q, G, scale, ref);
-                run_set(attn_scalar(), &C, q, G, scale, out_s, NULL);
-                for (int s = 0; s < n_sets; s++) {
-                    if (!set_runs_hd(s, hd) || (t == T_Q8 && !sets[s]->chunk_q8) || (t == T_Q4 && !sets[s]->chunk_q4)) continue;
-                    run_set(sets[s], &C, q, G, scale, out, NULL);
-                    char what[96];
-                    snprintf(what, sizeof what, "%s hk %lld hd %lld G %lld n %lld %s", set_names[s], (long long)hk,
-                             (long long)hd, (long long)G, (long long)n, TNAME[t]);
-                    /* f16 rows round p to f16 (relative 2^-11); f32 and q8 (exact dequantized
-                     * values in the reference) only float sums */
-                    const double tol = t == T_F16 ? 2e-3 : 2e-5;
-                    close_to(out, ref, H * hd, tol, what);
-                    double sd[MAX_HK * MAX_G * MAX_HD];
-                    for (int64_t i = 0; i < H * hd; i++) sd[i] = out_s[i];
-                    close_to(out, sd, H * hd, tol, what);
-                }
+                if ((t == T_Q8 || t == T_Q4) && shapes[si].hd % 32) continue;
+                check_case(shapes[si].hk, shapes[si].hd, shapes[si].G, rows[ri], t, t);
             }
+    /* K and V of different types */
+    static const int pairs[][2] = { { T_Q8, T_Q4 }, { T_Q4, T_Q8 }, { T_F16, T_Q8 }, { T_Q8, T_F16 }, { T_BF16, T_F16 },
+                                    { T_F32, T_BF16 }, { T_Q4, T_F32 } };
+    for (size_t pi = 0; pi < sizeof pairs / sizeof pairs[0]; pi++) {
+        check_case(3, 64, 3, 17, pairs[pi][0], pairs[pi][1]);
+        check_case(3, 64, 3, 300, pairs[pi][0], pairs[pi][1]);
+    }
 }
 
 /* Bits do not depend on where blocks sit, nor on folding now or later. */
@@ -254,15 +288,14 @@ static void test_exactness(void **state)
     enum { HK = 3, HD = 64, G = 3, H = HK * G, N = 600, NC = (N + ATTN_CHUNK - 1) / ATTN_CHUNK };
     static float q[H * HD], a[H * HD], b[H * HD], c[H * HD], parts[NC * H * ATTN_PART(HD)];
     for (int s = 0; s < n_sets; s++) {
-        for (int t = 0; t < 4; t++) {
-            if ((t == T_Q8 && !sets[s]->chunk_q8) || (t == T_Q4 && !sets[s]->chunk_q4)) continue;
+        for (int t = 0; t < N_T; t++) {
             uint32_t seed = 777;
             rng = seed;
-            cache_fill(&C, HK, HD, N, t, 0);
+            cache_fill(&C, HK, HD, N, t, t, 0);
             for (int i = 0; i < H * HD; i++) q[i] = frand();
             run_set(sets[s], &C, q, G, 0.125f, a, parts);
             rng = seed;                               /* the same values, blocks 3 lines further on */
-            cache_fill(&C, HK, HD, N, t, 3);
+            cache_fill(&C, HK, HD, N, t, t, 3);
             for (int i = 0; i < H * HD; i++) q[i] = frand();
             run_set(sets[s], &C, q, G, 0.125f, b, NULL);
             assert_memory_equal(a, b, sizeof a);

@@ -47,7 +47,7 @@ static void expected_row(float *row, uint64_t h, int64_t il, int kv)
 
 static float read_elt(const kv_pool *pool, const void *row, int e)
 {
-    if (pool->type == KVLM_KV_F32) return ((const float *)row)[e];
+    if (pool->type_k == KVLM_KV_F32) return ((const float *)row)[e];   /* these tests use one type for K and V */
     return fp16_to_f32(((const uint16_t *)row)[e]);
 }
 
@@ -65,8 +65,8 @@ typedef struct shadow {
 static kv_pool *make_pool(kv_pool *pool, int64_t n_blocks, kvlm_kv_type type, bool poison)
 {
     kv_pool_params pp = { .n_layer = N_LAYER, .n_head_kv = N_HEAD_KV, .head_dim = HEAD_DIM,
-                          .type = type, .poison = poison };
-    pp.budget_bytes = (size_t)n_blocks * kv_pool_block_bytes(N_LAYER, N_HEAD_KV, HEAD_DIM, type);
+                          .type_k = type, .type_v = type, .poison = poison };
+    pp.budget_bytes = (size_t)n_blocks * kv_pool_block_bytes(N_LAYER, N_HEAD_KV, HEAD_DIM, type, type);
     char err[256] = "";
     assert_int_equal(kv_pool_init(pool, &pp, err, sizeof err), KVLM_OK);
     assert_int_equal(pool->n_blocks, n_blocks);
@@ -182,15 +182,15 @@ static void test_init_and_sizes(void **state)
     (void)state;
     kv_pool pool;
     char err[256] = "";
-    const size_t bb = kv_pool_block_bytes(N_LAYER, N_HEAD_KV, HEAD_DIM, KVLM_KV_F32);
+    const size_t bb = kv_pool_block_bytes(N_LAYER, N_HEAD_KV, HEAD_DIM, KVLM_KV_F32, KVLM_KV_F32);
     assert_int_equal(bb, N_LAYER * 2 * KV_BLOCK_TOKENS * W * 4);   /* 2048: already 64-aligned */
     kv_pool_params pp = { .n_layer = N_LAYER, .n_head_kv = N_HEAD_KV, .head_dim = HEAD_DIM,
-                          .type = KVLM_KV_F32, .budget_bytes = bb - 1 };
+                          .type_k = KVLM_KV_F32, .type_v = KVLM_KV_F32, .budget_bytes = bb - 1 };
     assert_int_equal(kv_pool_init(&pool, &pp, err, sizeof err), KVLM_ERR_BUDGET);
     assert_non_null(strstr(err, "below one block"));
-    pp.type = (kvlm_kv_type)7;
+    pp.type_k = (kvlm_kv_type)7;
     assert_int_equal(kv_pool_init(&pool, &pp, err, sizeof err), KVLM_ERR_INVALID);
-    pp.type = KVLM_KV_F16;
+    pp.type_k = pp.type_v = KVLM_KV_F16;
     pp.budget_bytes = 5 * bb / 2 + 10;   /* f16 blocks are half as big: 5 of them */
     assert_int_equal(kv_pool_init(&pool, &pp, err, sizeof err), KVLM_OK);
     kv_pool_stats st;
@@ -229,8 +229,8 @@ static void test_row_layout(void **state)
  * reserved positions in it. */
 static void open_seq(kv_pool *pool, kv_seq *s, int64_t L, int64_t HK, int64_t HD, kvlm_kv_type type, int64_t npos)
 {
-    kv_pool_params pp = { .n_layer = L, .n_head_kv = HK, .head_dim = HD, .type = type };
-    pp.budget_bytes = 4 * kv_pool_block_bytes(L, HK, HD, type);
+    kv_pool_params pp = { .n_layer = L, .n_head_kv = HK, .head_dim = HD, .type_k = type, .type_v = type };
+    pp.budget_bytes = 4 * kv_pool_block_bytes(L, HK, HD, type, type);
     assert_int_equal(kv_pool_init(pool, &pp, NULL, 0), KVLM_OK);
     kv_seq_init(s, pool);
     assert_int_equal(kv_seq_reserve(s, npos, NULL, 0), KVLM_OK);
@@ -243,8 +243,8 @@ static void test_store_q8(void **state)
 {
     (void)state;
     enum { L = 2, HK = 2, HD = 32, NCH = HK * HD, NPOS = 21 };
-    assert_int_equal(kv_pool_block_bytes(L, HK, 16, KVLM_KV_Q8), 0);
-    assert_int_equal(kv_pool_block_bytes(L, HK, HD, KVLM_KV_Q8), 2 * L * ((17 * NCH + 63) / 64 * 64));
+    assert_int_equal(kv_pool_block_bytes(L, HK, 16, KVLM_KV_Q8, KVLM_KV_Q8), 0);
+    assert_int_equal(kv_pool_block_bytes(L, HK, HD, KVLM_KV_Q8, KVLM_KV_Q8), 2 * L * ((17 * NCH + 63) / 64 * 64));
     kv_pool pool;
     kv_seq s;
     open_seq(&pool, &s, L, HK, HD, KVLM_KV_Q8, NPOS);
@@ -293,7 +293,7 @@ static void test_store_q4(void **state)
 {
     (void)state;
     enum { L = 1, HK = 2, HD = 32, NCH = HK * HD, NPOS = 19 };
-    assert_int_equal(kv_pool_block_bytes(L, HK, HD, KVLM_KV_Q4), 2 * L * ((9 * NCH + 63) / 64 * 64));
+    assert_int_equal(kv_pool_block_bytes(L, HK, HD, KVLM_KV_Q4, KVLM_KV_Q4), 2 * L * ((9 * NCH + 63) / 64 * 64));
     kv_pool pool;
     kv_seq s;
     open_seq(&pool, &s, L, HK, HD, KVLM_KV_Q4, NPOS);
