@@ -28,6 +28,7 @@ int main(int argc, char **argv)
     float q[HK * G * HD], part[HK * G * ATTN_PART(HD)];
     for (int i = 0; i < HK * G * HD; i++) q[i] = (float)(i % 7) / 7.0f - 0.5f;
     float *scratch = aligned_alloc(64, attn_scratch_floats(HK * G, HD) * 4 + 64);
+    attn_part_init(part, HK * G, HD);
     const void *kb[ATTN_CHUNK / B], *vb[ATTN_CHUNK / B];
     for (int mode = 0; mode < 2; mode++) {           /* 0 hot: layer 0 only, 1 cold: all layers */
         double best = 1e9;
@@ -41,8 +42,8 @@ int main(int argc, char **argv)
                         kb[b] = slab + (size_t)(j0 / B + b) * blk + (size_t)l * 2 * B * row;
                         vb[b] = (const uint8_t *)kb[b] + B * row;
                     }
-                    attn_chunk c = { kb, vb, HK * HD, n, HK };
-                    ak->chunk_f16(part, q, G, HD, 0.125f, &c, scratch);
+                    attn_chunk c = { kb, vb, HK * HD, n, HK, ATTN_F16, ATTN_F16 };   /* the f16 layout's sizes */
+                    attn_chunk_run(ak, part, q, G, HD, 0.125f, &c, scratch);
                 }
             }
             double dt = now() - t0;

@@ -13,7 +13,6 @@
 #include <math.h>
 #include <string.h>
 
-#define INLINE static inline __attribute__((always_inline))
 
 /* e^x for x <= 0 (x = -inf gives 0). */
 INLINE __m256 exp_neg(__m256 x)
@@ -58,13 +57,7 @@ INLINE __m256 load8(const void *p, int t)
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));   /* bf16: the high half of an f32 */
 }
 
-INLINE size_t elt_size(int t) { return t == ATTN_F32 ? 4 : 2; }
 
-/* All lines of a block's rows, for the next block while this one is worked on. */
-INLINE void prefetch_block(const void *base, size_t block_bytes)
-{
-    for (size_t o = 0; o < block_bytes; o += 64) _mm_prefetch((const char *)base + o, _MM_HINT_T2);
-}
 
 enum { PF_AHEAD = 2 };   /* blocks ahead */
 
@@ -102,15 +95,6 @@ INLINE void scores_t(float *s, const float *q, int64_t h0, const int GP, const v
             _mm256_store_ps(s + (h0 + h) * ATTN_CHUNK + 8 * r, _mm256_mul_ps(_mm256_add_ps(a[h][r][0], a[h][r][1]), vscale));
 }
 
-/* The last, partial block's K: channels [n_ch][16] copied with rows m..15 zeroed. */
-INLINE void pad_k(void *dst, const void *src, int64_t n_ch, int64_t m, size_t elt)
-{
-    for (int64_t ch = 0; ch < n_ch; ch++) {
-        uint8_t *d = (uint8_t *)dst + (size_t)ch * ATTN_BLOCK * elt;
-        memcpy(d, (const uint8_t *)src + (size_t)ch * ATTN_BLOCK * elt, (size_t)m * elt);
-        memset(d + (size_t)m * elt, 0, (size_t)(ATTN_BLOCK - m) * elt);
-    }
-}
 
 /* For the GP heads h0 .. h0+GP-1 (GP <= 4) and lanes [i0, i0 + 8 NV) (NV <= 2):
  *   o_h[i] += sum over rows r < m of p_h[r] * v_r[i]      (rows in order)
@@ -179,13 +163,107 @@ INLINE float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* scores phase (f32, f16, bf16 K): tmp holds a padded partial block */
+/* q8: the scores of GP (<= 2) heads from int8 channels kq [hd][16] with f16 scales
+ * kd [hd / 32][16]; per group of 32 channels the int products are summed in 2
+ * partial sums per half of the rows, then scaled by the group's scales. */
+INLINE void scores_q8(float *s, const float *q, int64_t h0, const int GP, const int8_t *kq,
+                      const uint16_t *kd, int64_t hd, __m256 vscale)
+{
+    __m256 acc[2][2];                                 /* [head][half of the rows] */
+#pragma GCC unroll 2
+    for (int h = 0; h < GP; h++) acc[h][0] = acc[h][1] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < hd / ATTN_Q8_GROUP; g++) {
+        __m256 a[2][2][2];                            /* [head][half][partial] */
+#pragma GCC unroll 2
+        for (int h = 0; h < GP; h++)
+#pragma GCC unroll 2
+            for (int r = 0; r < 2; r++) a[h][r][0] = a[h][r][1] = _mm256_setzero_ps();
+        for (int64_t i = g * ATTN_Q8_GROUP; i < (g + 1) * ATTN_Q8_GROUP; i += 2) {
+#pragma GCC unroll 2
+            for (int p = 0; p < 2; p++) {
+                const __m128i x = _mm_loadu_si128((const __m128i *)(kq + (i + p) * 16));
+                const __m256 k0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x));
+                const __m256 k1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x, 8)));
+#pragma GCC unroll 2
+                for (int h = 0; h < GP; h++) {
+                    const __m256 qb = _mm256_set1_ps(q[(h0 + h) * hd + i + p]);
+                    a[h][0][p] = _mm256_fmadd_ps(qb, k0, a[h][0][p]);
+                    a[h][1][p] = _mm256_fmadd_ps(qb, k1, a[h][1][p]);
+                }
+            }
+        }
+#pragma GCC unroll 2
+        for (int r = 0; r < 2; r++) {
+            const __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kd + g * 16 + 8 * r)));
+#pragma GCC unroll 2
+            for (int h = 0; h < GP; h++) acc[h][r] = _mm256_fmadd_ps(_mm256_add_ps(a[h][r][0], a[h][r][1]), dv, acc[h][r]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < GP; h++)
+#pragma GCC unroll 2
+        for (int r = 0; r < 2; r++) _mm256_store_ps(s + (h0 + h) * ATTN_CHUNK + 8 * r, _mm256_mul_ps(acc[h][r], vscale));
+}
+
+
+/* q8 p.v for GP (<= 2) heads and the 32 channels of one scale group:
+ *   o_h[i0 + i] += sum over rows r < m of (p_h[r] * d_r) * q_r[i]     (rows in order) */
+INLINE void pv_q8(float *part, const float *s, int64_t h0, const int GP, const int8_t *vq, size_t stride,
+                  const uint16_t *vd, size_t dstride, int64_t m, int64_t hd, int64_t i0)
+{
+    __m256 acc[2][4];
+#pragma GCC unroll 2
+    for (int h = 0; h < GP; h++)
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) acc[h][k] = _mm256_loadu_ps(part + (h0 + h) * ATTN_PART(hd) + 2 + i0 + 8 * k);
+    for (int64_t r = 0; r < m; r++) {
+        const __m128i x0 = _mm_loadu_si128((const __m128i *)(vq + (size_t)r * stride));
+        const __m128i x1 = _mm_loadu_si128((const __m128i *)(vq + (size_t)r * stride + 16));
+        __m256 v[4];
+        v[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x0));
+        v[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x0, 8)));
+        v[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x1));
+        v[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x1, 8)));
+        const float d = _cvtsh_ss(vd[(size_t)r * dstride]);
+#pragma GCC unroll 2
+        for (int h = 0; h < GP; h++) {
+            const __m256 pd = _mm256_set1_ps(s[(h0 + h) * ATTN_CHUNK + r] * d);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) acc[h][k] = _mm256_fmadd_ps(pd, v[k], acc[h][k]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < GP; h++)
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) _mm256_storeu_ps(part + (h0 + h) * ATTN_PART(hd) + 2 + i0 + 8 * k, acc[h][k]);
+}
+
+/* q8 p.v of one block for the G heads of K/V head g (v: the block's V part, ints then scales) */
+INLINE void pv_block_q8(float *part, const float *s, int64_t g, int64_t G, const void *v, size_t stride,
+                        int64_t m, int64_t hd)
+{
+    const int8_t *vq = (const int8_t *)v + g * hd;
+    const uint16_t *vd = (const uint16_t *)((const int8_t *)v + stride * ATTN_BLOCK) + g * hd / ATTN_Q8_GROUP;
+    const size_t dstride = stride / ATTN_Q8_GROUP;
+    for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 2)
+        for (int64_t i0 = 0; i0 < hd; i0 += ATTN_Q8_GROUP) {
+            if ((g + 1) * G - h0 >= 2) pv_q8(part, s, h0, 2, vq + i0, stride, vd + i0 / ATTN_Q8_GROUP, dstride, m, hd, i0);
+            else pv_q8(part, s, h0, 1, vq + i0, stride, vd + i0 / ATTN_Q8_GROUP, dstride, m, hd, i0);
+        }
+}
+
+
+
+
+/* scores phase: tmp holds a padded partial block (pad) and a widened q4 one (xk) */
 INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float scale, const attn_chunk *c,
                          float *tmp, int t)
 {
     const int64_t Hk = c->n_head_kv, n_ch = Hk * hd, nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
-    const size_t kb = (size_t)n_ch * ATTN_BLOCK * elt_size(t);
-    const size_t vb = c->type_v == ATTN_F32 ? c->stride * ATTN_BLOCK * 4 : c->stride * ATTN_BLOCK * 2;
+    const int64_t q8_part = (17 * n_ch + 63) / 64 * 64;
+    int8_t *pad = (int8_t *)tmp, *xk = pad + (t == ATTN_F32 ? 4 * n_ch * ATTN_BLOCK : q8_part);
+    const size_t kb = part_bytes(t, (size_t)n_ch), vb = part_bytes(c->type_v, c->stride);
+    const int tq = t == ATTN_Q4 ? ATTN_Q8 : t;        /* the layout read below */
     const __m256 vscale = _mm256_set1_ps(scale);
     for (int64_t d = 0; d < PF_AHEAD && d < nb; d++) prefetch_block(c->k[d], kb);
     for (int64_t b = 0; b < nb; b++) {
@@ -193,14 +271,28 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
         if (b + PF_AHEAD < nb) prefetch_block(c->k[b + PF_AHEAD], kb);
         else if (b + PF_AHEAD - nb < nb) prefetch_block(c->v[b + PF_AHEAD - nb], vb);
         const void *kt = c->k[b];
-        if (m < ATTN_BLOCK) {
-            pad_k(tmp, kt, n_ch, m, elt_size(t));
-            kt = tmp;
+        if (t == ATTN_Q4) {
+            expand_k_q4(xk, kt, n_ch);
+            kt = xk;
         }
+        if (m < ATTN_BLOCK) {
+            if (tq == ATTN_Q8) pad_k_q8(pad, kt, n_ch, m);
+            else pad_k(pad, kt, n_ch, m, elt_size(t));
+            kt = pad;
+        }
+        float *sb = s + b * ATTN_BLOCK;
         for (int64_t g = 0; g < Hk; g++) {
+            if (tq == ATTN_Q8) {
+                const int8_t *kq = (const int8_t *)kt + g * hd * ATTN_BLOCK;
+                const uint16_t *kd = (const uint16_t *)((const int8_t *)kt + n_ch * ATTN_BLOCK) + g * hd / ATTN_Q8_GROUP * ATTN_BLOCK;
+                for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 2) {
+                    if ((g + 1) * G - h0 >= 2) scores_q8(sb, q, h0, 2, kq, kd, hd, vscale);
+                    else scores_q8(sb, q, h0, 1, kq, kd, hd, vscale);
+                }
+                continue;
+            }
             const void *kg = (const uint8_t *)kt + (size_t)(g * hd) * ATTN_BLOCK * elt_size(t);
             for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 3) {
-                float *sb = s + b * ATTN_BLOCK;
                 switch ((g + 1) * G - h0 < 3 ? (g + 1) * G - h0 : 3) {
                 case 1: scores_t(sb, q, h0, 1, kg, hd, t, vscale); break;
                 case 2: scores_t(sb, q, h0, 2, kg, hd, t, vscale); break;
@@ -239,17 +331,25 @@ static void softmax(float *part, float *s, int64_t H, int64_t n, int64_t hd, int
     }
 }
 
-/* pv phase (f32, f16, bf16 V) */
+/* pv phase: tmp holds a widened q4 V block (xv) */
 INLINE void pv_phase(float *part, const float *s, int64_t G, int64_t hd, const attn_chunk *c, float *tmp, int t)
 {
     const int64_t Hk = c->n_head_kv, nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
-    const size_t vb = c->stride * ATTN_BLOCK * elt_size(t);
+    int8_t *xv = (int8_t *)tmp;
+    const size_t vb = part_bytes(t, c->stride);
     for (int64_t b = 0; b < nb; b++) {
         const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
         if (b + PF_AHEAD < nb) prefetch_block(c->v[b + PF_AHEAD], vb);
-        for (int64_t g = 0; g < Hk; g++)
-            pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)c->v[b] + (size_t)(g * hd) * elt_size(t),
-                     c->stride, m, hd, t);
+        const void *vt = c->v[b];
+        if (t == ATTN_Q4) {
+            expand_v_q4(xv, vt, (int64_t)c->stride);
+            vt = xv;
+        }
+        for (int64_t g = 0; g < Hk; g++) {
+            if (t == ATTN_Q8 || t == ATTN_Q4) pv_block_q8(part, s + b * ATTN_BLOCK, g, G, vt, c->stride, m, hd);
+            else pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)vt + (size_t)(g * hd) * elt_size(t),
+                          c->stride, m, hd, t);
+        }
     }
 }
 
@@ -259,6 +359,10 @@ SCORES_FN(scores_bf16, ATTN_BF16)
 PV_FN(pv_f32, ATTN_F32)
 PV_FN(pv_f16, ATTN_F16)
 PV_FN(pv_bf16, ATTN_BF16)
+SCORES_FN(scores_q8_fn, ATTN_Q8)
+SCORES_FN(scores_q4_fn, ATTN_Q4)
+PV_FN(pv_q8_fn, ATTN_Q8)
+PV_FN(pv_q4_fn, ATTN_Q4)
 
 static void round_f16(float *x, int64_t n)
 {
@@ -267,12 +371,12 @@ static void round_f16(float *x, int64_t n)
     for (; i < n; i++) x[i] = _cvtsh_ss(_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT));
 }
 
-/* q8 and q4 have no AVX2 kernels yet: attn_chunk_run uses the scalar ones. */
 static const attn_kernels AVX2 = {
     "avx2",
-    { [ATTN_F32] = scores_f32, [ATTN_F16] = scores_f16, [ATTN_BF16] = scores_bf16 },
+    { [ATTN_F32] = scores_f32, [ATTN_F16] = scores_f16, [ATTN_Q8] = scores_q8_fn, [ATTN_Q4] = scores_q4_fn,
+      [ATTN_BF16] = scores_bf16 },
     softmax,
-    { [ATTN_F32] = pv_f32, [ATTN_F16] = pv_f16, [ATTN_BF16] = pv_bf16 },
+    { [ATTN_F32] = pv_f32, [ATTN_F16] = pv_f16, [ATTN_Q8] = pv_q8_fn, [ATTN_Q4] = pv_q4_fn, [ATTN_BF16] = pv_bf16 },
     round_f16,
 };
 const attn_kernels *attn_avx2_kernels(void) { return &AVX2; }

@@ -19,7 +19,6 @@
 #include <math.h>
 #include <string.h>
 
-#define INLINE static inline __attribute__((always_inline))
 
 /* e^x for x <= 0 (x = -inf gives 0). */
 INLINE __m512 exp_neg(__m512 x)
@@ -54,12 +53,7 @@ INLINE __m512 load16(const void *p, int t)
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));   /* bf16: the high half of an f32 */
 }
 
-INLINE size_t elt_size(int t) { return t == ATTN_F32 ? 4 : t == ATTN_F16 || t == ATTN_BF16 ? 2 : 1; }
 
-INLINE void prefetch_block(const void *base, size_t block_bytes)
-{
-    for (size_t o = 0; o < block_bytes; o += 64) _mm_prefetch((const char *)base + o, _MM_HINT_T2);
-}
 
 /* For the GP query heads h0 .. h0+GP-1 (GP <= 4) of one K/V head, the scores of
  * a block's 16 rows at once:
@@ -91,16 +85,6 @@ INLINE void scores_t(float *s, const float *q, int64_t h0, const int GP, const v
     }
 }
 
-/* The last, partial block's K: channels [n_ch][16] copied with rows m..15 zeroed,
- * so the score vectors never read a slot that holds no position. */
-INLINE void pad_k(void *dst, const void *src, int64_t n_ch, int64_t m, size_t elt)
-{
-    for (int64_t ch = 0; ch < n_ch; ch++) {
-        uint8_t *d = (uint8_t *)dst + (size_t)ch * ATTN_BLOCK * elt;
-        memcpy(d, (const uint8_t *)src + (size_t)ch * ATTN_BLOCK * elt, (size_t)m * elt);
-        memset(d + (size_t)m * elt, 0, (size_t)(ATTN_BLOCK - m) * elt);
-    }
-}
 
 /* For the GP heads h0 .. h0+GP-1 (GP <= 4) and lanes [i0, i0 + 16 NV) (NV <= 4):
  *   o_h[i] += sum over rows r < m of p_h[r] * v_r[i]      (rows in order)
@@ -187,13 +171,6 @@ INLINE void scores_q8(float *s, const float *q, int64_t h0, const int GP, const 
     for (int h = 0; h < GP; h++) _mm512_store_ps(s + (h0 + h) * ATTN_CHUNK, _mm512_mul_ps(acc[h], vscale));
 }
 
-/* q8: the last, partial block's K part (ints [n_ch][16], scales [n_ch / 32][16])
- * copied with slots m..15 zeroed. */
-INLINE void pad_k_q8(void *dst, const void *src, int64_t n_ch, int64_t m)
-{
-    pad_k(dst, src, n_ch, m, 1);
-    pad_k((uint8_t *)dst + n_ch * ATTN_BLOCK, (const uint8_t *)src + n_ch * ATTN_BLOCK, n_ch / ATTN_Q8_GROUP, m, 2);
-}
 
 /* q8 p.v for the GP heads h0.. and the 32 channels of one scale group:
  *   o_h[i0 + i] += sum over rows r < m of (p_h[r] * d_r) * q_r[i]     (rows in order)
@@ -247,31 +224,7 @@ INLINE void pv_block_q8(float *part, const float *s, int64_t g, int64_t G, const
     }
 }
 
-/* q4 -> q8 layout (ints q - 8 as int8, the scales copied), so the q8 code reads it.
- * K: nibbles [n_ch][8] -> int8 [n_ch][16]: low nibbles are slots 0-7, high 8-15. */
-INLINE void expand_k_q4(int8_t *dst, const uint8_t *src, int64_t n_ch)
-{
-    const __m128i lo4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
-    for (int64_t ch = 0; ch < n_ch; ch++) {
-        const __m128i x = _mm_loadl_epi64((const __m128i *)(src + ch * 8));
-        const __m128i lo = _mm_and_si128(x, lo4), hi = _mm_and_si128(_mm_srli_epi16(x, 4), lo4);
-        _mm_storeu_si128((__m128i *)(dst + ch * 16), _mm_sub_epi8(_mm_unpacklo_epi64(lo, hi), eight));
-    }
-    memcpy(dst + n_ch * ATTN_BLOCK, src + n_ch * ATTN_BLOCK / 2, (size_t)(n_ch / ATTN_Q8_GROUP) * ATTN_BLOCK * 2);
-}
 
-/* V: rows of nibbles [16][n_ch / 2] -> int8 [16][n_ch]: in a group of 32, byte i holds
- * channel i (low) and i + 16 (high). */
-INLINE void expand_v_q4(int8_t *dst, const uint8_t *src, int64_t n_ch)
-{
-    const __m128i lo4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
-    for (int64_t g = 0; g < ATTN_BLOCK * n_ch / ATTN_Q8_GROUP; g++) {   /* every group of every row */
-        const __m128i x = _mm_loadu_si128((const __m128i *)(src + g * 16));
-        _mm_storeu_si128((__m128i *)(dst + g * 32), _mm_sub_epi8(_mm_and_si128(x, lo4), eight));
-        _mm_storeu_si128((__m128i *)(dst + g * 32 + 16), _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(x, 4), lo4), eight));
-    }
-    memcpy(dst + n_ch * ATTN_BLOCK, src + n_ch * ATTN_BLOCK / 2, (size_t)(n_ch / ATTN_Q8_GROUP) * ATTN_BLOCK * 2);
-}
 
 /* The scores of GP query heads (from h0) of K/V head g over one block's K part kt
  * (for q4: already widened to the q8 layout). */
@@ -287,12 +240,6 @@ INLINE void scores_any(float *sb, const float *q, int64_t h0, const int GP, cons
     }
 }
 
-/* Bytes of a block's K or V part of type t (prefetch extent). */
-INLINE size_t part_bytes(int t, size_t n_ch)
-{
-    const size_t n = n_ch * ATTN_BLOCK, scales = n_ch / ATTN_Q8_GROUP * ATTN_BLOCK * 2;
-    return t == ATTN_Q8 ? n + scales : t == ATTN_Q4 ? n / 2 + scales : n * elt_size(t);
-}
 
 enum { PF_AHEAD = 2 };   /* blocks ahead: 1 to 6 measured the same on Zen 4 */
 
