@@ -201,7 +201,7 @@ kvlm_err kv_pool_check(const kv_pool *pool, char *err, size_t errlen);
 
 /* ---- rows ---------------------------------------------------------------------- */
 /* K of layer il in block b: [n_head_kv * head_dim][KV_BLOCK_TOKENS] elements of
- * pool->type; element (slot, channel c) at index c * KV_BLOCK_TOKENS + slot.
+ * pool->type_k; element (slot, channel c) at index c * KV_BLOCK_TOKENS + slot.
  * V of position slot (0..15) of layer il: [n_head_kv * head_dim] elements; the 16
  * rows of a layer are contiguous, kv_pool_v(p, b, il, 0) is their base, stride
  * row_bytes. Writing is allowed only into a block the writer holds alone,

@@ -106,7 +106,7 @@ kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tok
 
 /* One position of one layer, pos < n_blocks * 16. K: channel c (of n_head_kv *
  * head_dim) alone, since K is stored channel-major; V: the row [n_head_kv][head_dim].
- * Elements of pool->type, valid until the next reserve/truncate/free. */
+ * Elements of pool->type_k / type_v, valid until the next reserve/truncate/free. */
 static inline const void *kv_seq_k_elem(const kv_seq *s, int64_t il, int64_t pos, int64_t c)
 {
     return (const uint8_t *)kv_pool_k(s->pool, s->blocks[pos / KV_BLOCK_TOKENS], il) +
