@@ -33,7 +33,7 @@ TEST_UTIL_OBJ := $(TEST_UTIL_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 LIB      := $(BUILD)/libkvlm.a
 
-.PHONY: all setup deps model run test tests asan fuzz fuzz-bin clean
+.PHONY: all setup deps model fixtures run test tests asan fuzz fuzz-bin clean
 all: $(BUILD)/kvlm
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c
@@ -66,6 +66,8 @@ deps:
 	@scripts/setup-deps.sh
 model: deps
 	@scripts/fetch-model.sh >/dev/null
+fixtures: deps
+	@scripts/gen-fixtures.sh >/dev/null
 setup: deps model
 
 # ---- the two commands ----------------------------------------------------------------
@@ -100,7 +102,7 @@ fuzz: fuzz-bin
 
 # the builds use every core (they are independent object files); tests run one at a time
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-test: setup
+test: setup fixtures
 	@$(MAKE) --no-print-directory -j$(JOBS) tests
 	@$(MAKE) --no-print-directory -j$(JOBS) asan
 	@$(MAKE) --no-print-directory -j$(JOBS) fuzz-bin

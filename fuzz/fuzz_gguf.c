@@ -5,7 +5,8 @@
  * the reference and fast kernels (dequantize, quantize to vec_dot_type, vec_dot), so
  * hostile block contents (NaN/inf scales, extreme codes) are fuzzed too.
  * Then builds a tokenizer from the (hostile) metadata and tokenizes a fixed text.
- * Seeds: fuzz/corpus/gguf/ (tests/ref/gen_gguf_fixtures.py). */
+ * Seeds: the GGUF fixtures scripts/gen-fixtures.sh writes into the cache
+ * (tests/ref/gen_gguf_fixtures.py), copied in by scripts/fuzz.sh. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>

@@ -38,7 +38,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         m = path;
     }
     bpe = load(m);
-    spm = load("tests/data/tok/spm-tiny.gguf");
+    /* the SPM fixture, generated into the cache by scripts/gen-fixtures.sh (fuzz.sh exports the dir) */
+    const char *fx = getenv("KVLM_FIXTURES");
+    char spm_path[1024];
+    snprintf(spm_path, sizeof spm_path, "%s/tok/spm-tiny.gguf", fx ? fx : ".");
+    spm = load(spm_path);
     if (!bpe && !spm) { fprintf(stderr, "fuzz_tokenizer: no tokenizer could be loaded\n"); abort(); }
     return 0;
 }

@@ -17,6 +17,7 @@ declare -A need=(
     [libclang-rt-dev]=__fuzzer__
     [python3]=/usr/bin/python3
     [python3-pip]=__pip__
+    [python3-venv]=__venv__
 )
 
 missing=()
@@ -24,6 +25,7 @@ for pkg in "${!need[@]}"; do
     f=${need[$pkg]}
     case "$f" in
         __pip__) python3 -m pip --version >/dev/null 2>&1 || missing+=("$pkg") ;;
+        __venv__) python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=("$pkg") ;;
         __fuzzer__) ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \
                         || missing+=("$pkg") ;;
         *) [ -e "$f" ] || missing+=("$pkg") ;;

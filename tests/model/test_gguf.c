@@ -661,7 +661,7 @@ static gguf_file *open_fixture(const char *rel)
 {
     gguf_file *f = NULL;
     char err[512] = "";
-    kvlm_err e = gguf_open(test_data_path(rel), &f, err, sizeof err);
+    kvlm_err e = gguf_open(test_fixture_path(rel), &f, err, sizeof err);
     if (e) fail_msg("%s: %s", rel, err);
     return f;
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """gen_gguf_fixtures.py - tiny valid GGUF files written by an independent writer.
 
-Run from the repo root:  ~/.cache/kvlm/venv/bin/python tests/ref/gen_gguf_fixtures.py
+Run by scripts/gen-fixtures.sh (make test does it) as  python gen_gguf_fixtures.py OUT_DIR:
+the files go to OUT_DIR/gguf/ in the cache, never into the repository.
 
 Uses gguf.GGUFWriter (the `gguf` package), not our code, so tests/model/test_gguf.c can
 check that our reader agrees with another implementation on every value type. The same
-files seed the fuzz target (fuzz/corpus/gguf/). Each file is < 4 KB; deterministic.
+files seed the fuzz target (scripts/fuzz.sh copies them). Each file is < 4 KB;
+deterministic for the gguf and numpy versions gen-fixtures.sh pins.
 
     tiny_llama.gguf  llama-shaped metadata (vocab of 8 tokens, 2 merges) and tensors
                      token_embd.weight Q8_0 [64, 8], blk.0.attn_norm.weight F32 [64],
@@ -16,15 +18,13 @@ files seed the fuzz target (fuzz/corpus/gguf/). Each file is < 4 KB; determinist
     kv_only.gguf     metadata only, no tensors
 """
 import os
-import shutil
+import sys
 
 import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf import GGUFValueType as V
 from gguf import GGUFWriter, quants
 
-DATA = os.path.join("tests", "data", "gguf")
-CORPUS = os.path.join("fuzz", "corpus", "gguf")
 rng = np.random.default_rng(7)
 
 
@@ -98,14 +98,13 @@ def kv_only(path):
 
 
 def main():
-    os.makedirs(DATA, exist_ok=True)
-    os.makedirs(CORPUS, exist_ok=True)
+    out = os.path.join(sys.argv[1], "gguf")
+    os.makedirs(out, exist_ok=True)
     for fn, gen in (("tiny_llama.gguf", tiny_llama), ("all_types.gguf", all_types), ("kv_only.gguf", kv_only)):
-        path = os.path.join(DATA, fn)
+        path = os.path.join(out, fn)
         gen(path)
         size = os.path.getsize(path)
         assert size < 4096, (fn, size)
-        shutil.copyfile(path, os.path.join(CORPUS, fn))
         print(f"{path}: {size} bytes")
 
 

@@ -8,7 +8,7 @@ model ships with kvlm, so this script makes one:
      /usr/share/common-licenses/GPL-3, with identity normalization and no
      whitespace squeezing (llama.cpp applies neither, so the two references can
      agree on whitespace runs);
-  2. writes tests/data/tok/spm-tiny.gguf with gguf.GGUFWriter: arch "llama",
+  2. writes spm-tiny.gguf (a temporary file) with gguf.GGUFWriter: arch "llama",
      tokenizer.ggml.{model,tokens,scores,token_type,bos/eos/unknown ids,
      add_space_prefix,add_bos_token} plus the few llama.* hyper-parameters that
      llama.cpp wants to open a vocab-only file; no tensors;
@@ -26,7 +26,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT_DIR = os.path.join(HERE, "..", "data", "tok")
-GGUF_OUT = os.path.join(OUT_DIR, "spm-tiny.gguf")
+GGUF_OUT = os.path.join(tempfile.gettempdir(), "kvlm-spm-tiny.gguf")   # the repo keeps JSON_OUT
+JSON_OUT = os.path.join(OUT_DIR, "spm-tiny.json")
 GOLDEN_OUT = os.path.join(OUT_DIR, "spm_golden.json")
 TRAIN_TEXT = "/usr/share/common-licenses/GPL-3"
 VOCAB = 800
@@ -117,6 +118,31 @@ def write_gguf(sp):
     w.close()
 
 
+def write_json():
+    """The GGUF's metadata, key by key, as tests/data/tok/spm-tiny.json (what the
+    repository keeps; gen_spm_gguf.py writes the identical GGUF back from it)."""
+    import gguf
+    r = gguf.GGUFReader(GGUF_OUT)
+    kv = []
+    for f in r.fields.values():
+        if f.name.startswith("GGUF."):
+            continue
+        t = f.types[0]
+        if t == gguf.GGUFValueType.ARRAY:
+            et = f.types[1]
+            if et == gguf.GGUFValueType.STRING:
+                val = [bytes(f.parts[i]).decode("utf-8", errors="surrogateescape") for i in f.data]
+            else:
+                val = [f.parts[i].tolist()[0] for i in f.data]
+            kv.append({"key": f.name, "type": "ARRAY", "elem": et.name, "value": val})
+        elif t == gguf.GGUFValueType.STRING:
+            kv.append({"key": f.name, "type": "STRING", "value": bytes(f.parts[f.data[0]]).decode()})
+        else:
+            kv.append({"key": f.name, "type": t.name, "value": f.parts[f.data[0]].tolist()[0]})
+    with open(JSON_OUT, "w", encoding="utf-8") as out:
+        json.dump({"arch": "llama", "kv": kv}, out, ensure_ascii=False)
+
+
 def llama_ids():
     try:
         import llama_cpp
@@ -131,6 +157,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmpdir:
         sp = train(tmpdir)
     write_gguf(sp)
+    write_json()
     lt = llama_ids()
     cases, n_disagree = [], 0
     for name, text in CORPUS:
@@ -154,7 +181,7 @@ def main():
     with open(GOLDEN_OUT, "w", encoding="utf-8") as f:
         json.dump(golden, f, ensure_ascii=True, indent=1)
         f.write("\n")
-    print(f"wrote {GGUF_OUT} ({os.path.getsize(GGUF_OUT)} bytes) and {GOLDEN_OUT}: "
+    print(f"wrote {JSON_OUT} (from {GGUF_OUT}) and {GOLDEN_OUT}: "
           f"{len(cases)} strings, llama.cpp disagrees on {n_disagree}")
     for c in cases:
         if c.get("agree") is False:

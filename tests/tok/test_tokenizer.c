@@ -66,7 +66,7 @@ static int setup_smollm(void **state)
 static int setup_spm(void **state)
 {
     static char path[1024];
-    snprintf(path, sizeof path, "%s", test_data_path("tok/spm-tiny.gguf"));
+    snprintf(path, sizeof path, "%s", test_fixture_path("tok/spm-tiny.gguf"));
     return setup_golden(state, "tok/spm_golden.json", path);
 }
 

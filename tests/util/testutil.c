@@ -32,6 +32,18 @@ const char *test_data_path(const char *rel)
     return buf;
 }
 
+const char *test_fixture_path(const char *rel)
+{
+    static char buf[4096];
+    const char *env = getenv("KVLM_FIXTURES"), *cache = getenv("KVLM_CACHE");
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (env && *env) snprintf(buf, sizeof buf, "%s/%s", env, rel);
+    else if (cache && *cache) snprintf(buf, sizeof buf, "%s/fixtures/%s", cache, rel);
+    else if (xdg && *xdg) snprintf(buf, sizeof buf, "%s/kvlm/fixtures/%s", xdg, rel);
+    else snprintf(buf, sizeof buf, "%s/.cache/kvlm/fixtures/%s", home ? home : ".", rel);
+    return buf;
+}
+
 char *test_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

@@ -15,6 +15,12 @@ const char *test_model_path(void);
  * next call. */
 const char *test_data_path(const char *rel);
 
+/* Path of a generated GGUF fixture (gguf/..., tok/spm-tiny.gguf), written into the
+ * cache by scripts/gen-fixtures.sh (make test runs it; no GGUF file is tracked):
+ * $KVLM_FIXTURES/rel, else <cache>/fixtures/rel with the cache of test_model_path.
+ * Static storage, overwritten by the next call. */
+const char *test_fixture_path(const char *rel);
+
 /* Reads a whole file into a malloc'd buffer (NUL-terminated; *len excludes the
  * NUL). NULL on failure. */
 char *test_read_file(const char *path, size_t *len);
