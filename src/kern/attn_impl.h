@@ -65,12 +65,6 @@ INLINE void expand_v_q4(int8_t *dst, const uint8_t *src, int64_t n_ch)
     memcpy(dst + n_ch * ATTN_BLOCK, src + n_ch * ATTN_BLOCK / 2, (size_t)(n_ch / ATTN_Q8_GROUP) * ATTN_BLOCK * 2);
 }
 
-/* Bytes of a block's K or V part of type t (prefetch extent). */
-INLINE size_t part_bytes(int t, size_t n_ch)
-{
-    const size_t n = n_ch * ATTN_BLOCK, scales = n_ch / ATTN_Q8_GROUP * ATTN_BLOCK * 2;
-    return t == ATTN_Q8 ? n + scales : t == ATTN_Q4 ? n / 2 + scales : n * elt_size(t);
-}
 
 
 /* hd is a literal in the common cases, so the loops over it unroll and the

@@ -11,6 +11,7 @@
  * counters n_free, n_cached, n_in_use cannot drift from the lists. */
 #include "kv/kv_pool.h"
 #include "core/err.h"
+#include "kern/attn.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -33,17 +34,8 @@ size_t kv_type_bytes(kvlm_kv_type type)
 
 size_t kv_type_part_bytes(kvlm_kv_type type, int64_t n_ch)
 {
-    if (n_ch <= 0 || n_ch > ((int64_t)1 << 40)) return 0;
-    switch (type) {
-    case KVLM_KV_F32: return (size_t)n_ch * KV_BLOCK_TOKENS * 4;
-    case KVLM_KV_F16: case KVLM_KV_BF16: return (size_t)n_ch * KV_BLOCK_TOKENS * 2;
-    case KVLM_KV_Q8:  /* int8 [n_ch][16] (K) or [16][n_ch] (V), then f16 scales [n_ch / 32][16] or [16][n_ch / 32] */
-        return n_ch % KV_Q8_GROUP ? 0 : (size_t)n_ch * KV_BLOCK_TOKENS + (size_t)(n_ch / KV_Q8_GROUP) * KV_BLOCK_TOKENS * 2;
-    case KVLM_KV_Q4:  /* nibbles [n_ch][8] (K) or [16][n_ch / 2] (V), then the scales as q8 */
-        return n_ch % KV_Q8_GROUP ? 0 : (size_t)n_ch * KV_BLOCK_TOKENS / 2 + (size_t)(n_ch / KV_Q8_GROUP) * KV_BLOCK_TOKENS * 2;
-    case KVLM_KV_SAME: break;
-    }
-    return 0;
+    /* the layout attention reads (kern/attn.h); its type ids are kvlm_kv_type's (nn/ops.c checks) */
+    return type == KVLM_KV_SAME ? 0 : attn_part_bytes((int)type, n_ch);
 }
 
 enum { SLAB_ALIGN = 64 };   /* a cache line: every block and row set starts on one */

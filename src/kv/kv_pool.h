@@ -1,7 +1,8 @@
 /* kv_pool.h - the KV block pool: fixed-size blocks of K/V carved from one slab,
  * reference-counted, with a prefix index of published blocks and an LRU of
  * cached ones. The only owner of K/V bytes.
- * Room: kv. May touch: core (errors), libc, xxHash. Knows nothing of the model
+ * Room: kv. May touch: core (errors), kern/attn (the byte layout of each K/V type),
+ * libc, xxHash. Knows nothing of the model
  * file, the forward pass, requests or threads (not thread-safe: one owner).
  * It knows token ids only as the opaque content a published block is keyed by.
  *

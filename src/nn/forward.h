@@ -44,10 +44,6 @@ typedef struct forward_state {
     size_t xq_bytes;
 } forward_state;
 
-/* Whether attention over a cache of this type runs in the Hadamard basis
- * (ops_hadamard): quantized types, when head_dim is a power of two. */
-bool forward_rotates(kvlm_kv_type type, int64_t head_dim);
-
 kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, int64_t n_ctx,
                       int n_threads, char *err, size_t errlen);
 void     forward_free(forward_state *fs);
