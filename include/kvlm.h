@@ -118,11 +118,19 @@ kvlm_err kvlm_chat_render(const kvlm_model *model, const kvlm_chat_msg *msgs, si
  * and attention over them runs in a Hadamard-rotated basis when head_dim is a
  * power of two (outliers spread over the channels before quantization). */
 /* bf16: the high half of an f32 (8-bit exponent, 7-bit mantissa). K and V types
- * are chosen separately (kv_type, kv_type_v); KVLM_KV_SAME: V as K. */
+ * are chosen separately (kv_type, kv_type_v); KVLM_KV_SAME: V as K.
+ * kivi4, kivi2 (KIVI, Liu et al. 2024): 4- or 2-bit codes with a scale and a
+ * minimum; K is quantized per channel over each block of 16 positions, V per
+ * position over 64 channels (K: 6 or 4 bits per element, V: 4.5 or 2.5). The
+ * newest positions, those of the current residual group of kv_residual
+ * positions, stay in f32 and are read as such; blocks are quantized once, as
+ * they fill. Needs head_dim to be a multiple of 64. */
 typedef enum kvlm_kv_type {
-    KVLM_KV_SAME = -1, KVLM_KV_F32 = 0, KVLM_KV_F16 = 1, KVLM_KV_Q8 = 2, KVLM_KV_Q4 = 3, KVLM_KV_BF16 = 4
+    KVLM_KV_SAME = -1, KVLM_KV_F32 = 0, KVLM_KV_F16 = 1, KVLM_KV_Q8 = 2, KVLM_KV_Q4 = 3, KVLM_KV_BF16 = 4,
+    KVLM_KV_KIVI4 = 5, KVLM_KV_KIVI2 = 6
 } kvlm_kv_type;
-/* "f32", "f16", "bf16", "q8", "q4" <-> the type; from_name returns false for any other name. */
+/* "f32", "f16", "bf16", "q8", "q4", "kivi4", "kivi2" <-> the type; from_name
+ * returns false for any other name. */
 const char *kvlm_kv_type_name(kvlm_kv_type type);
 bool        kvlm_kv_type_from_name(const char *name, kvlm_kv_type *out);
 
@@ -144,7 +152,10 @@ typedef struct kvlm_cache_params {
     kvlm_kv_type kv_type;    /* K element type, and V's unless kv_type_v (default f16) */
     kvlm_kv_type kv_type_v;  /* V element type, or KVLM_KV_SAME (the default) */
     bool         poison;     /* debug: freed blocks are filled with NaN, so stale reads show */
+    int64_t      kv_residual; /* KIVI: positions per residual group, 16..256 dividing 256;
+                                 0 = KVLM_KV_RESIDUAL_DEFAULT */
 } kvlm_cache_params;
+#define KVLM_KV_RESIDUAL_DEFAULT 128
 kvlm_cache_params kvlm_cache_default_params(void);
 
 /* KVLM_ERR_BUDGET if mem_bytes is below one block (the message says how big one is). */
@@ -180,6 +191,7 @@ typedef struct kvlm_ctx_params {
     kvlm_cache *cache;       /* shared cache (the context takes a reference), or NULL
                                 for a private one sized by kv_mem */
     size_t  kv_mem;          /* budget of a private cache; 0 = n_ctx tokens' worth */
+    int64_t kv_residual;     /* KIVI residual group of a private cache (kvlm_cache_params) */
     bool    no_prefix_cache; /* neither publish blocks nor look prefixes up */
     uint64_t cache_ns;       /* prefix namespace (tenant, salt): no sharing across values */
 } kvlm_ctx_params;

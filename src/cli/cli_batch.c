@@ -211,6 +211,8 @@ int cli_batch(const cli_opts *o)
     if (!m) goto done;
     kvlm_cache_params cp = kvlm_cache_default_params();
     cp.kv_type = o->ctx.kv_type;
+    cp.kv_type_v = o->ctx.kv_type_v;
+    cp.kv_residual = o->ctx.kv_residual;
     cp.mem_bytes = o->ctx.kv_mem ? o->ctx.kv_mem : (size_t)256 << 20;
     if (kvlm_cache_init(m, &cp, &cache, err, sizeof err)) {
         fprintf(stderr, "kvlm batch: %s\n", err);

@@ -63,6 +63,7 @@ typedef struct bench_opts {
     int64_t depths[BENCH_MAX_DEPTHS];
     size_t n_depths;
     kvlm_kv_type kv_type, kv_type_v;
+    int64_t kv_residual;
     uint64_t seed;
     bool json, help;
     int64_t curve_n;                   /* > 0: the latency-curve mode */
@@ -95,7 +96,8 @@ static void usage(FILE *o)
         "  -n, --n-gen N             generated tokens of each tg test (default 128; 0 = skip)\n"
         "  -d, --depths LIST         comma-separated tokens in the cache before each tg test\n"
         "                            (default 0,1024,4096,8000)\n"
-        "      --cache-type T        K/V element type: f16 (default), f32, bf16, q8 or q4\n"
+        "      --cache-type T        K/V element type: f16 (default), f32, bf16, q8, q4, kivi4 or kivi2\n"
+        "      --kv-residual N       KIVI: positions per residual group read in f32 (default 128)\n"
         "      --cache-type-k T, --cache-type-v T   the same for K or V alone\n"
         "      --seed N              seed of the random token ids (default 1234)\n"
         "      --json                machine-readable results on stdout instead of the table\n"
@@ -173,6 +175,9 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         } else if (!strcmp(a, "--cache-type-v")) {
             NEED_VALUE();
             if (!kvlm_kv_type_from_name(v, &o->kv_type_v)) BAD_VALUE();
+        } else if (!strcmp(a, "--kv-residual")) {
+            NEED_VALUE();
+            if (cli_parse_i64(v, 16, 256, &o->kv_residual)) BAD_VALUE();
         } else if (!strcmp(a, "--seed")) {
             NEED_VALUE();
             char *end;
@@ -279,6 +284,7 @@ static int ctx_open(const kvlm_model *m, const bench_opts *o, int64_t n_ctx, boo
     cp.n_threads = o->n_threads;
     cp.kv_type = o->kv_type;
     cp.kv_type_v = o->kv_type_v;
+    cp.kv_residual = o->kv_residual;
     cp.no_kv_cache = no_kv_cache;
     if (kvlm_ctx_init(m, &cp, ctx, err, sizeof err) != KVLM_OK) {
         fprintf(stderr, "kvlm bench: %s\n", err);

@@ -26,7 +26,7 @@ enum { ERRLEN = 512 };
 
 typedef struct ppl_opts {
     const char *model, *file;
-    int64_t n_window, max_chunks;
+    int64_t n_window, max_chunks, kv_residual;
     int n_threads;
     kvlm_kv_type type, type_v, base_type;
     bool kl, json, help;
@@ -47,8 +47,9 @@ static void usage(FILE *f)
         "  -c, --ctx N            tokens per window (default 512, at least 4)\n"
         "      --chunks N         score at most N windows (default: all)\n"
         "  -t, --threads N        threads (default: online cores)\n"
-        "      --cache-type T     K/V type under test: f16 (default), f32, bf16, q8 or q4\n"
+        "      --cache-type T     K/V type under test: f16 (default), f32, bf16, q8, q4, kivi4 or kivi2\n"
         "      --cache-type-v T   V alone (default: as K)\n"
+        "      --kv-residual N    KIVI: positions per residual group kept in f32 (16..256, default 128)\n"
         "      --kl-base T        also run every window with cache type T and compare\n"
         "      --json             one JSON object on stdout instead of the text report\n"
         "  -h, --help             this help\n");
@@ -79,6 +80,8 @@ static int parse_args(int argc, char **argv, ppl_opts *o)
             NEED_VALUE(); if (!kvlm_kv_type_from_name(v, &o->type)) BAD_VALUE();
         } else if (!strcmp(a, "--cache-type-v")) {
             NEED_VALUE(); if (!kvlm_kv_type_from_name(v, &o->type_v)) BAD_VALUE();
+        } else if (!strcmp(a, "--kv-residual")) {
+            NEED_VALUE(); if (cli_parse_i64(v, 16, 256, &o->kv_residual)) BAD_VALUE();
         } else if (!strcmp(a, "--kl-base")) {
             NEED_VALUE(); if (!kvlm_kv_type_from_name(v, &o->base_type)) BAD_VALUE(); o->kl = true;
         } else if (!strcmp(a, "--json")) o->json = true;
@@ -149,6 +152,7 @@ static kvlm_ctx *open_ctx(const kvlm_model *m, const ppl_opts *o, kvlm_kv_type t
     p.n_threads = o->n_threads;
     p.kv_type = t;
     p.kv_type_v = tv;
+    p.kv_residual = o->kv_residual;
     p.no_prefix_cache = true;                      /* every window is a fresh, cold sequence */
     kvlm_ctx *c = NULL;
     char err[ERRLEN];

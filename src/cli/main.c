@@ -42,8 +42,10 @@ static void usage(FILE *o)
         "      --seed N          sampling seed (default: from the clock)\n"
         "      --system TEXT     system message for the chat template\n"
         "      --raw             do not apply the chat template (run only)\n"
-        "      --cache-type T    K/V element type: f16 (default), f32, bf16, q8 (8.5 bits) or q4 (4.5 bits)\n"
+        "      --cache-type T    K/V element type: f16 (default), f32, bf16, q8 (8.5 bits), q4 (4.5 bits),\n"
+        "                        kivi4 or kivi2 (KIVI: K per channel 6/4 bits, V per position 4.5/2.5 bits)\n"
         "      --cache-type-k T, --cache-type-v T   the same for K or V alone\n"
+        "      --kv-residual N   KIVI: positions per residual group read in f32 (16..256, default 128)\n"
         "      --no-kv-cache     recompute the whole sequence at every step (naive baseline)\n"
         "      --kv-mem SIZE     KV block pool budget, e.g. 64M, 1G (default: the context's worth;\n"
         "                        batch: 256M). Blocks nobody uses stay cached within it\n"
@@ -151,6 +153,8 @@ static int parse_args(int argc, char **argv, cli_opts *o)
         } else if (!strcmp(a, "--cache-type-v")) {
             NEED_VALUE();
             if (!kvlm_kv_type_from_name(v, &o->ctx.kv_type_v)) BAD_VALUE();
+        } else if (!strcmp(a, "--kv-residual")) {
+            NEED_VALUE(); if (parse_long(v, 16, 256, &n)) BAD_VALUE(); o->ctx.kv_residual = n;
         } else if (!strcmp(a, "--no-kv-cache")) { o->ctx.no_kv_cache = true; }
         else if (!strcmp(a, "--no-prefix-cache")) { o->ctx.no_prefix_cache = true; }
         else if (!strcmp(a, "--kv-mem")) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/err.h"
+#include "kern/attn.h"
 
 kvlm_cache_params kvlm_cache_default_params(void)
 {
@@ -15,7 +16,9 @@ kvlm_cache_params kvlm_cache_default_params(void)
 int64_t kvlm_kv_bytes_per_token(const kvlm_model *m, kvlm_kv_type type)
 {
     const model_hparams *hp = &m->hp;
-    return 2 * hp->n_layer * (int64_t)kv_type_part_bytes(type, hp->n_head_kv * hp->head_dim) / KV_BLOCK_TOKENS;
+    const int64_t n_ch = hp->n_head_kv * hp->head_dim;
+    return hp->n_layer * (int64_t)(kv_type_part_bytes(type, n_ch, false) + kv_type_part_bytes(type, n_ch, true)) /
+           KV_BLOCK_TOKENS;
 }
 
 const char *kvlm_kv_type_name(kvlm_kv_type type)
@@ -26,6 +29,8 @@ const char *kvlm_kv_type_name(kvlm_kv_type type)
     case KVLM_KV_Q8: return "q8";
     case KVLM_KV_Q4: return "q4";
     case KVLM_KV_BF16: return "bf16";
+    case KVLM_KV_KIVI4: return "kivi4";
+    case KVLM_KV_KIVI2: return "kivi2";
     case KVLM_KV_SAME: return "same";
     }
     return "?";
@@ -33,7 +38,8 @@ const char *kvlm_kv_type_name(kvlm_kv_type type)
 
 bool kvlm_kv_type_from_name(const char *name, kvlm_kv_type *out)
 {
-    static const kvlm_kv_type all[] = { KVLM_KV_F32, KVLM_KV_F16, KVLM_KV_BF16, KVLM_KV_Q8, KVLM_KV_Q4 };
+    static const kvlm_kv_type all[] = { KVLM_KV_F32, KVLM_KV_F16, KVLM_KV_BF16, KVLM_KV_Q8, KVLM_KV_Q4,
+                                        KVLM_KV_KIVI4, KVLM_KV_KIVI2 };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (name && !strcmp(name, kvlm_kv_type_name(all[i]))) {
             *out = all[i];
@@ -56,7 +62,14 @@ kvlm_err cache_create(const kvlm_model *m, const kvlm_cache_params *params, kvlm
         if ((both[i] == KVLM_KV_Q8 || both[i] == KVLM_KV_Q4) && hp->head_dim % KV_Q8_GROUP)
             return err_set(err, errlen, KVLM_ERR_INVALID, "%s %s needs head_dim to be a multiple of %d (it is %lld)",
                            kvlm_kv_type_name(both[i]), i ? "V" : "K", KV_Q8_GROUP, (long long)hp->head_dim);
+        if (kv_type_is_kivi(both[i]) && hp->head_dim % ATTN_KIVI_VGROUP)
+            return err_set(err, errlen, KVLM_ERR_INVALID, "%s %s needs head_dim to be a multiple of %d (it is %lld)",
+                           kvlm_kv_type_name(both[i]), i ? "V" : "K", ATTN_KIVI_VGROUP, (long long)hp->head_dim);
     }
+    if (p.kv_residual == 0) p.kv_residual = KVLM_KV_RESIDUAL_DEFAULT;
+    if (!kv_res_tokens_valid(p.kv_residual))
+        return err_set(err, errlen, KVLM_ERR_INVALID, "KIVI residual of %lld positions: it must be 16, 32, 64, 128 or 256",
+                       (long long)p.kv_residual);
     size_t block = kv_pool_block_bytes(hp->n_layer, hp->n_head_kv, hp->head_dim, tk, tv);
     if (p.mem_bytes == 0) {
         /* one sequence of n_ctx positions, plus one block for a copy-on-write */
@@ -66,7 +79,7 @@ kvlm_err cache_create(const kvlm_model *m, const kvlm_cache_params *params, kvlm
     }
     kvlm_cache *c = calloc(1, sizeof *c);
     if (!c) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
-    kv_pool_params pp = { hp->n_layer, hp->n_head_kv, hp->head_dim, tk, tv, p.mem_bytes, p.poison };
+    kv_pool_params pp = { hp->n_layer, hp->n_head_kv, hp->head_dim, tk, tv, p.mem_bytes, p.poison, p.kv_residual };
     kvlm_err e = kv_pool_init(&c->pool, &pp, err, errlen);
     if (e) {
         free(c);

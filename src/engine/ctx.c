@@ -6,7 +6,10 @@
  * table holds exactly positions [0, n_past) (seq.n_pos == n_past), and with the
  * prefix cache on, every full block of it is published (after each call). With
  * no_kv_cache every call recomputes positions [0, n_past) from scratch: the
- * naive baseline, by the same code, so both paths give bitwise equal logits. */
+ * naive baseline, by the same code, so both paths give bitwise equal logits.
+ * KIVI caches keep fewer positions than asked on a rollback into an earlier
+ * residual group (kv_seq.h); kvlm_ctx_truncate recomputes the difference from
+ * tokens[], prefill folds it into the tokens it computes anyway. */
 #include "core/err.h"
 #include "core/pool.h"
 #include "engine/cache.h"
@@ -54,7 +57,9 @@ kvlm_ctx_params kvlm_ctx_default_params(void)
 static uint64_t fingerprint(const kvlm_ctx *c)
 {
     const kv_pool *kp = &c->cache->pool;
-    return c->m->fingerprint ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(kp->type_k * 8 + kp->type_v + 1));
+    /* KIVI: the residual group decides which positions were read in f32, so it changes K/V too */
+    return c->m->fingerprint ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(kp->type_k * 8 + kp->type_v + 1)) ^
+           ((uint64_t)kp->res_tokens << 40);
 }
 
 static bool prefix_on(const kvlm_ctx *c) { return !c->params.no_prefix_cache && !c->params.no_kv_cache; }
@@ -92,14 +97,14 @@ kvlm_err kvlm_ctx_init(const kvlm_model *m, const kvlm_ctx_params *params, kvlm_
         cache_ref(c->cache);
     } else {
         kvlm_cache_params cp = { .mem_bytes = p.kv_mem, .n_ctx = p.n_ctx, .kv_type = p.kv_type,
-                                 .kv_type_v = p.kv_type_v };
+                                 .kv_type_v = p.kv_type_v, .kv_residual = p.kv_residual };
         if ((e = cache_create(m, &cp, &c->cache, err, errlen))) goto fail;
     }
     p.cache = NULL;   /* held in c->cache; a fork shares it */
     c->params = p;
     kv_seq_init(&c->seq, &c->cache->pool);
     int64_t nb = c->n_ctx < CTX_MAX_BATCH ? c->n_ctx : CTX_MAX_BATCH;
-    if ((e = forward_init(&c->fs, m, nb, c->n_ctx, p.n_threads, err, errlen))) goto fail;
+    if ((e = forward_init(&c->fs, m, nb, c->n_ctx, p.n_threads, &c->cache->pool, err, errlen))) goto fail;
     if ((e = pool_init(&c->pool, p.n_threads, err, errlen))) goto fail;
     c->tokens = malloc((size_t)c->n_ctx * sizeof *c->tokens);
     c->logits = malloc((size_t)m->hp.n_vocab * sizeof *c->logits);
@@ -240,18 +245,34 @@ kvlm_err kvlm_ctx_fill_zero(kvlm_ctx *c, size_t n, char *err, size_t errlen)
     kvlm_err e = kv_seq_reserve(&c->seq, (int64_t)n, err, errlen);
     if (e) return e;
     const model_hparams *hp = &c->m->hp;
-    float *zero = calloc((size_t)(hp->n_head_kv * hp->head_dim), sizeof *zero);
+    const size_t nb = (size_t)c->fs.n_batch, n_ch = (size_t)(hp->n_head_kv * hp->head_dim);
+    float *zero = calloc(nb * n_ch, sizeof *zero);
     if (!zero) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {                  /* zero: [n_head_kv * head_dim] */
-        for (int64_t il = 0; il < hp->n_layer; il++) kv_seq_store(&c->seq, il, (int64_t)(c->n_past + i), zero, zero);
-        c->tokens[c->n_past + i] = 0;
+    for (size_t i = 0; i < n; i += nb) {              /* zero: [n_batch][n_head_kv * head_dim] */
+        const size_t m = n - i < nb ? n - i : nb;
+        for (int64_t il = 0; il < hp->n_layer; il++) {
+            if (c->seq.pool->res_tokens)
+                kv_seq_stage(&c->seq, il, (int64_t)(c->n_past + i), (int64_t)m, zero, zero, c->fs.stage);
+            else
+                for (size_t t = 0; t < m; t++) kv_seq_store(&c->seq, il, (int64_t)(c->n_past + i + t), zero, zero);
+        }
+        kv_seq_advance(&c->seq, (int64_t)m);
     }
+    for (size_t i = 0; i < n; i++) c->tokens[c->n_past + i] = 0;
     free(zero);
-    kv_seq_advance(&c->seq, (int64_t)n);
     c->n_past += n;
     c->has_logits = false;
     c->params.no_prefix_cache = true;                 /* these blocks must never be found by their tokens */
     return KVLM_OK;
+}
+
+/* Drops positions >= n_keep; a KIVI sequence may keep fewer (n_past says). */
+static void truncate_seq(kvlm_ctx *c, size_t n_keep)
+{
+    if (n_keep >= c->n_past) return;
+    kv_seq_truncate(&c->seq, (int64_t)n_keep);
+    c->n_past = c->params.no_kv_cache ? n_keep : (size_t)c->seq.n_pos;
+    c->has_logits = false;
 }
 
 /* Tries the prefix index for more than `keep` leading tokens of tokens[0..n):
@@ -290,8 +311,8 @@ kvlm_err kvlm_ctx_prefill(kvlm_ctx *c, const kvlm_token *tokens, size_t n, size_
     if (!c->params.no_kv_cache)
         while (keep < c->n_past && keep < n && c->tokens[keep] == tokens[keep]) keep++;
     if (keep == n) keep = n - 1;   /* the last token is recomputed for fresh logits */
-    kvlm_ctx_truncate(c, keep);
-    keep = attach_from_index(c, tokens, n, keep);
+    truncate_seq(c, keep);
+    keep = attach_from_index(c, tokens, n, c->n_past);
     if ((e = kvlm_ctx_decode(c, tokens + keep, n - keep, err, errlen)) != KVLM_OK) return e;
     c->stats.n_prompt += (int64_t)n;
     c->stats.n_reused += (int64_t)keep;
@@ -302,8 +323,14 @@ kvlm_err kvlm_ctx_prefill(kvlm_ctx *c, const kvlm_token *tokens, size_t n, size_
 void kvlm_ctx_truncate(kvlm_ctx *c, size_t n_keep)
 {
     if (n_keep >= c->n_past) return;
-    c->n_past = n_keep;
-    kv_seq_truncate(&c->seq, (int64_t)n_keep);
+    truncate_seq(c, n_keep);
+    if (c->n_past < n_keep) {                          /* KIVI: recompute [n_past, n_keep) */
+        const size_t from = c->n_past;
+        if (kv_seq_reserve(&c->seq, (int64_t)(n_keep - from), NULL, 0) == KVLM_OK) {
+            run_batches(c, c->tokens + from, n_keep - from, NULL);
+            c->n_past = n_keep;
+        }   /* else (the budget is gone): the sequence stays at the group start, still exact */
+    }
     c->has_logits = false;
 }
 

@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-size_t attn_part_bytes(int type, int64_t n_ch)
+size_t attn_part_bytes(int type, int64_t n_ch, int is_v)
 {
     if (n_ch <= 0 || n_ch > ((int64_t)1 << 40)) return 0;
     const size_t n = (size_t)n_ch * ATTN_BLOCK, scales = (size_t)(n_ch / ATTN_Q8_GROUP) * ATTN_BLOCK * 2;
@@ -16,6 +16,11 @@ size_t attn_part_bytes(int type, int64_t n_ch)
     case ATTN_F16: case ATTN_BF16: return 2 * n;
     case ATTN_Q8: return n_ch % ATTN_Q8_GROUP ? 0 : n + scales;
     case ATTN_Q4: return n_ch % ATTN_Q8_GROUP ? 0 : n / 2 + scales;
+    case ATTN_KIVI4: case ATTN_KIVI2:
+        if (n_ch % ATTN_KIVI_VGROUP) return 0;
+        /* codes, then d and m: K per channel, V per position and group of 64 */
+        return n * (size_t)attn_kivi_bits(type) / 8 + (is_v ? ATTN_BLOCK * (size_t)(n_ch / ATTN_KIVI_VGROUP) * 4
+                                                            : (size_t)n_ch * 4);
     }
     return 0;
 }
@@ -26,12 +31,27 @@ static float half(const void *b, size_t at, int t)
     return t == ATTN_BF16 ? bf16_to_f32(h) : fp16_to_f32(h);
 }
 
+/* unsigned b-bit code k of a packed run (attn.h's KIVI packing: with per = 8 / b
+ * codes per byte and span = run / per, code k sits in byte k % span at bits
+ * b * (k / span)); run = 16 for a K channel, 32 for a V group */
+static int kivi_code(const uint8_t *p, int bits, int run, int k)
+{
+    const int span = run * bits / 8;
+    return (p[k % span] >> (bits * (k / span))) & ((1 << bits) - 1);
+}
+
 /* K of row j, channel ch (of n_ch), from the channel-major blocks */
 static float kelem(const void *const *base, int64_t n_ch, int64_t j, int64_t ch, int t)
 {
     const uint8_t *b = base[j / ATTN_BLOCK];
     const size_t slot = (size_t)(j % ATTN_BLOCK), at = (size_t)ch * ATTN_BLOCK + slot;
     if (t == ATTN_F32) return ((const float *)b)[at];
+    if (t == ATTN_KIVI4 || t == ATTN_KIVI2) {         /* codes [n_ch][2 bits], d [n_ch], m [n_ch] */
+        const int bits = attn_kivi_bits(t);
+        const uint16_t *d = (const uint16_t *)(b + (size_t)n_ch * 2 * (size_t)bits), *m = d + n_ch;
+        const int q = kivi_code(b + (size_t)ch * 2 * (size_t)bits, bits, ATTN_BLOCK, (int)slot);
+        return fp16_to_f32(m[ch]) + fp16_to_f32(d[ch]) * (float)q;
+    }
     if (t == ATTN_F16 || t == ATTN_BF16) return half(b, at, t);
     if (t == ATTN_Q4) {                               /* nibbles [n_ch][8]: slot s in byte s % 8, high if s >= 8 */
         const uint8_t byte = b[(size_t)ch * (ATTN_BLOCK / 2) + slot % 8];
@@ -50,6 +70,14 @@ static float velem(const void *const *base, size_t stride, int64_t j, int64_t ch
     const size_t slot = (size_t)(j % ATTN_BLOCK), at = slot * stride + (size_t)ch;
     if (t == ATTN_F32) return ((const float *)b)[at];
     if (t == ATTN_F16 || t == ATTN_BF16) return half(b, at, t);
+    if (t == ATTN_KIVI4 || t == ATTN_KIVI2) {         /* rows of codes [16][stride * bits / 8], d, m [16][stride / 64] */
+        const int bits = attn_kivi_bits(t);
+        const size_t row = stride * (size_t)bits / 8, ng = stride / ATTN_KIVI_VGROUP;
+        const uint8_t *g32 = b + slot * row + (size_t)(ch / 32) * 4 * (size_t)bits;
+        const uint16_t *d = (const uint16_t *)(b + ATTN_BLOCK * row), *m = d + ATTN_BLOCK * ng;
+        const size_t gi = slot * ng + (size_t)ch / ATTN_KIVI_VGROUP;
+        return fp16_to_f32(m[gi]) + fp16_to_f32(d[gi]) * (float)kivi_code(g32, bits, 32, (int)(ch % 32));
+    }
     if (t == ATTN_Q4) {                               /* row: nibbles [n_ch / 2] */
         const size_t g = (size_t)ch / ATTN_Q8_GROUP, i = (size_t)ch % ATTN_Q8_GROUP;
         const uint8_t byte = b[slot * stride / 2 + g * ATTN_Q8_GROUP / 2 + i % 16];
@@ -123,9 +151,9 @@ static void round_f16(float *x, int64_t n)
 
 static const attn_kernels SCALAR = {
     "scalar",
-    { scores_ref, scores_ref, scores_ref, scores_ref, scores_ref },
+    { scores_ref, scores_ref, scores_ref, scores_ref, scores_ref, scores_ref, scores_ref },
     softmax_ref,
-    { pv_ref, pv_ref, pv_ref, pv_ref, pv_ref },
+    { pv_ref, pv_ref, pv_ref, pv_ref, pv_ref, pv_ref, pv_ref },
     round_f16,
 };
 

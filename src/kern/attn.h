@@ -49,9 +49,26 @@
 #define ATTN_CHUNK 256          /* rows per chunk: a fixed multiple of ATTN_BLOCK */
 #define ATTN_PART(hd) ((hd) + 2)
 #define ATTN_Q8_GROUP 32        /* q8: channels of one position sharing a scale */
+#define ATTN_KIVI_VGROUP 64     /* KIVI V: channels of one position sharing a scale and a minimum */
 
 /* Element types of K and V, chosen separately (the values of kvlm_kv_type). */
-enum { ATTN_F32 = 0, ATTN_F16 = 1, ATTN_Q8 = 2, ATTN_Q4 = 3, ATTN_BF16 = 4, ATTN_N_TYPES = 5 };
+enum { ATTN_F32 = 0, ATTN_F16 = 1, ATTN_Q8 = 2, ATTN_Q4 = 3, ATTN_BF16 = 4, ATTN_KIVI4 = 5, ATTN_KIVI2 = 6,
+       ATTN_N_TYPES = 7 };
+
+/* KIVI (Liu et al. 2024): unsigned b-bit codes (b = 4 or 2) with an f16 scale d and
+ * an f16 minimum m per group, element = m + d * code. K is grouped per channel
+ * over the 16 positions of a block (its outlier channels get their own range), V
+ * per position over ATTN_KIVI_VGROUP channels. Layout of one layer in one block:
+ *   K: codes [n_ch][2b bytes]: b = 4: byte i holds slot i (low nibble) and slot
+ *      i + 8 (high); b = 2: byte i holds slots i, i+4, i+8, i+12 at bits 0, 2, 4, 6;
+ *      then d [n_ch], then m [n_ch]                        (b + 2 bits per element)
+ *   V: codes [16][n_ch * b / 8]: in each group of 32 channels, b = 4: byte i holds
+ *      channel i (low) and i + 16 (high); b = 2: byte i holds channels i, i+8,
+ *      i+16, i+24 at bits 0, 2, 4, 6; then d [16][n_ch / 64], then m [16][n_ch / 64]
+ *                                                          (b + 0.5 bits per element)
+ * A block is quantized once, when all 16 positions are known; until then (and
+ * for the rest of its residual group) attention reads it in f32 (kv_seq.h). */
+static inline int attn_kivi_bits(int type) { return type == ATTN_KIVI4 ? 4 : type == ATTN_KIVI2 ? 2 : 0; }
 
 typedef struct attn_chunk {
     const void *const *k;       /* [ceil(n / ATTN_BLOCK)] each block's K, channel-major */
@@ -94,9 +111,10 @@ static inline size_t attn_scratch_floats(int64_t n_head, int64_t hd)
 void attn_chunk_run(const attn_kernels *ak, float *part, const float *q, int64_t G, int64_t hd, float scale,
                     const attn_chunk *c, float *scratch);
 
-/* Bytes of one layer's K or V in one block of n_ch channels (unpadded); 0 when
- * the type cannot hold it (q8/q4 need n_ch % 32 == 0). */
-size_t attn_part_bytes(int type, int64_t n_ch);
+/* Bytes of one layer's K (is_v = 0) or V (is_v = 1) in one block of n_ch channels
+ * (unpadded); 0 when the type cannot hold it (q8/q4 need n_ch % 32 == 0, KIVI
+ * n_ch % 64 == 0). Only KIVI's K and V differ (their scales group differently). */
+size_t attn_part_bytes(int type, int64_t n_ch, int is_v);
 
 const attn_kernels *attn_scalar(void);
 const attn_kernels *attn_avx2_kernels(void);     /* NULL when built without the ISA */

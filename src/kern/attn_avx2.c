@@ -262,7 +262,7 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
     const int64_t Hk = c->n_head_kv, n_ch = Hk * hd, nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
     const int64_t q8_part = (17 * n_ch + 63) / 64 * 64;
     int8_t *pad = (int8_t *)tmp, *xk = pad + (t == ATTN_F32 ? 4 * n_ch * ATTN_BLOCK : q8_part);
-    const size_t kb = attn_part_bytes(t, n_ch), vb = attn_part_bytes(c->type_v, (int64_t)c->stride);
+    const size_t kb = attn_part_bytes(t, n_ch, 0), vb = attn_part_bytes(c->type_v, (int64_t)c->stride, 1);
     const int tq = t == ATTN_Q4 ? ATTN_Q8 : t;        /* the layout read below */
     const __m256 vscale = _mm256_set1_ps(scale);
     for (int64_t d = 0; d < PF_AHEAD && d < nb; d++) prefetch_block(c->k[d], kb);
@@ -336,7 +336,7 @@ INLINE void pv_phase(float *part, const float *s, int64_t G, int64_t hd, const a
 {
     const int64_t Hk = c->n_head_kv, nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
     int8_t *xv = (int8_t *)tmp;
-    const size_t vb = attn_part_bytes(t, (int64_t)c->stride);
+    const size_t vb = attn_part_bytes(t, (int64_t)c->stride, 1);
     for (int64_t b = 0; b < nb; b++) {
         const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
         if (b + PF_AHEAD < nb) prefetch_block(c->v[b + PF_AHEAD], vb);

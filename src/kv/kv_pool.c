@@ -27,15 +27,16 @@ size_t kv_type_bytes(kvlm_kv_type type)
     case KVLM_KV_Q8: return 1;
     case KVLM_KV_Q4: return 1;   /* V rows: n_ch / 2 bytes, see row_bytes */
     case KVLM_KV_BF16: return 2;
+    case KVLM_KV_KIVI4: case KVLM_KV_KIVI2: return 1;   /* packed codes: see attn.h */
     case KVLM_KV_SAME: break;   /* resolved by the caller, never a pool's type */
     }
     return 0;
 }
 
-size_t kv_type_part_bytes(kvlm_kv_type type, int64_t n_ch)
+size_t kv_type_part_bytes(kvlm_kv_type type, int64_t n_ch, bool is_v)
 {
     /* the layout attention reads (kern/attn.h); its type ids are kvlm_kv_type's (nn/ops.c checks) */
-    return type == KVLM_KV_SAME ? 0 : attn_part_bytes((int)type, n_ch);
+    return type == KVLM_KV_SAME ? 0 : attn_part_bytes((int)type, n_ch, is_v);
 }
 
 enum { SLAB_ALIGN = 64 };   /* a cache line: every block and row set starts on one */
@@ -55,21 +56,22 @@ struct kv_block_meta {
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 /* One layer's K (or V) in a block, rounded up to a cache line; 0 if impossible. */
-static size_t part_bytes(int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type)
+static size_t part_bytes(int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type, bool is_v)
 {
     size_t n_ch;
     if (n_head_kv <= 0 || head_dim <= 0 || __builtin_mul_overflow((size_t)n_head_kv, (size_t)head_dim, &n_ch) ||
         n_ch > ((size_t)1 << 40))
         return 0;
     if ((type == KVLM_KV_Q8 || type == KVLM_KV_Q4) && head_dim % KV_Q8_GROUP) return 0;   /* a group never spans two heads */
-    const size_t pb = kv_type_part_bytes(type, (int64_t)n_ch);
+    if (kv_type_is_kivi(type) && head_dim % ATTN_KIVI_VGROUP) return 0;
+    const size_t pb = kv_type_part_bytes(type, (int64_t)n_ch, is_v);
     return pb ? round_up(pb, SLAB_ALIGN) : 0;
 }
 
 size_t kv_pool_block_bytes(int64_t n_layer, int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type_k,
                            kvlm_kv_type type_v)
 {
-    const size_t pk = part_bytes(n_head_kv, head_dim, type_k), pv = part_bytes(n_head_kv, head_dim, type_v);
+    const size_t pk = part_bytes(n_head_kv, head_dim, type_k, false), pv = part_bytes(n_head_kv, head_dim, type_v, true);
     size_t bytes;
     if (pk == 0 || pv == 0 || n_layer <= 0) return 0;
     if (__builtin_mul_overflow(pk + pv, (size_t)n_layer, &bytes) || bytes > SIZE_MAX - SLAB_ALIGN) return 0;
@@ -108,8 +110,11 @@ static void set_dims(kv_pool *p, const kv_pool_params *pp)
     p->elt_k = kv_type_bytes(pp->type_k);
     p->row_bytes = (size_t)pp->n_head_kv * (size_t)pp->head_dim * kv_type_bytes(pp->type_v) /
                    (pp->type_v == KVLM_KV_Q4 ? 2 : 1);
-    p->part_k = part_bytes(pp->n_head_kv, pp->head_dim, pp->type_k);
-    p->part_v = part_bytes(pp->n_head_kv, pp->head_dim, pp->type_v);
+    if (kv_type_is_kivi(pp->type_v))
+        p->row_bytes = (size_t)pp->n_head_kv * (size_t)pp->head_dim * (size_t)attn_kivi_bits((int)pp->type_v) / 8;
+    p->res_tokens = kv_type_is_kivi(pp->type_k) || kv_type_is_kivi(pp->type_v) ? pp->res_tokens : 0;
+    p->part_k = part_bytes(pp->n_head_kv, pp->head_dim, pp->type_k, false);
+    p->part_v = part_bytes(pp->n_head_kv, pp->head_dim, pp->type_v, true);
     p->block_bytes = kv_pool_block_bytes(pp->n_layer, pp->n_head_kv, pp->head_dim, pp->type_k, pp->type_v);
 }
 
@@ -137,7 +142,7 @@ static void init_stats(kv_pool *p)
     p->stats.n_free = p->n_blocks;
     p->stats.block_bytes = (int64_t)p->block_bytes;
     const int64_t n_ch = p->n_head_kv * p->head_dim;
-    const int64_t per_layer = (int64_t)(kv_type_part_bytes(p->type_k, n_ch) + kv_type_part_bytes(p->type_v, n_ch)) /
+    const int64_t per_layer = (int64_t)(kv_type_part_bytes(p->type_k, n_ch, false) + kv_type_part_bytes(p->type_v, n_ch, true)) /
                               KV_BLOCK_TOKENS;
     p->stats.bytes_per_token_per_layer = per_layer;
     p->stats.bytes_per_token = per_layer * p->n_layer;
@@ -167,6 +172,9 @@ kvlm_err kv_pool_init(kv_pool *pool, const kv_pool_params *pp, char *err, size_t
     const size_t bb = kv_pool_block_bytes(pp->n_layer, pp->n_head_kv, pp->head_dim, pp->type_k, pp->type_v);
     if (bb == 0)
         return err_set(err, errlen, KVLM_ERR_INVALID, "KV pool dimensions must be positive and small enough");
+    if ((kv_type_is_kivi(pp->type_k) || kv_type_is_kivi(pp->type_v)) && !kv_res_tokens_valid(pp->res_tokens))
+        return err_set(err, errlen, KVLM_ERR_INVALID,
+                       "KIVI residual of %lld positions: it must be 16, 32, 64, 128 or 256", (long long)pp->res_tokens);
     if (pp->budget_bytes < bb)
         return err_set(err, errlen, KVLM_ERR_BUDGET,
                        "KV budget of %zu bytes is below one block of %zu bytes (%d tokens x %lld layers x K,V)",

@@ -92,6 +92,7 @@ typedef struct kv_pool_params {
     kvlm_kv_type type_k, type_v;
     size_t budget_bytes;   /* n_blocks = budget_bytes / block_bytes, at least 1 */
     bool poison;           /* fill a block with NaN when it is freed or evicted */
+    int64_t res_tokens;    /* KIVI types: the residual group R (kv_seq.h); ignored otherwise */
 } kv_pool_params;
 
 typedef struct kv_pool_stats {
@@ -123,6 +124,7 @@ typedef struct kv_pool {
     size_t row_bytes;      /* one V row (q8: its int8 part, q4: n_ch / 2) */
     size_t part_k, part_v; /* one layer's K, V in a block, each rounded up to 64 */
     size_t block_bytes;    /* n_layer * (part_k + part_v) */
+    int64_t res_tokens;    /* R > 0 when K or V is a KIVI type (kv_seq.h), else 0 */
     int32_t n_blocks;
     bool poison;
     uint8_t *slab;         /* [n_blocks][block_bytes], 64-byte aligned */
@@ -134,11 +136,17 @@ typedef struct kv_pool {
     kv_pool_stats stats;   /* counters kept up to date; block sizes filled at init */
 } kv_pool;
 
+static inline bool kv_type_is_kivi(kvlm_kv_type t) { return t == KVLM_KV_KIVI4 || t == KVLM_KV_KIVI2; }
+/* The residual groups KIVI allows: R a multiple of 16 that divides attention's
+ * 256-row chunks, so a group never straddles a chunk. */
+static inline bool kv_res_tokens_valid(int64_t r) { return r >= 16 && r <= 256 && 256 % r == 0; }
+
 /* Bytes of one element of a K/V type; 0 for an unknown type. */
 size_t kv_type_bytes(kvlm_kv_type type);
-/* Bytes of one layer's K (or V) in one block of n_ch = n_head_kv * head_dim
- * channels, unpadded; 0 for an unknown type or a q8 n_ch not a multiple of 32. */
-size_t kv_type_part_bytes(kvlm_kv_type type, int64_t n_ch);
+/* Bytes of one layer's K (is_v false) or V in one block of n_ch = n_head_kv *
+ * head_dim channels, unpadded; 0 for an unknown type or an n_ch the type cannot
+ * group (q8/q4: a multiple of 32, KIVI: of 64). */
+size_t kv_type_part_bytes(kvlm_kv_type type, int64_t n_ch, bool is_v);
 
 /* Carves budget_bytes into blocks (one aligned allocation). KVLM_ERR_BUDGET if
  * the budget is below one block, KVLM_ERR_INVALID for bad dimensions or type,

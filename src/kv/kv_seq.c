@@ -3,6 +3,7 @@
  * (alloc, lookup, ref) and leaves it with one unref. */
 #include "kv/kv_seq.h"
 #include "core/err.h"
+#include "kern/attn.h"
 #include "kern/quant.h"
 
 #include <assert.h>
@@ -32,6 +33,7 @@ void kv_seq_free(kv_seq *s)
     if (s->pool) release_from(s, 0);
     free(s->blocks);
     free(s->keys);
+    free(s->res);
     memset(s, 0, sizeof *s);
 }
 
@@ -69,10 +71,33 @@ static kvlm_err alloc_n(kv_pool *pool, kv_block *out, int64_t n, char *err, size
     return KVLM_OK;
 }
 
+/* Bytes of a KIVI residual: [n_layer][R / 16] f32 blocks. */
+static size_t res_bytes(const kv_pool *p)
+{
+    return (size_t)p->n_layer * (size_t)(p->res_tokens / KV_BLOCK_TOKENS) * kv_seq_stage_block_floats(p) * sizeof(float);
+}
+
+/* The KIVI residual exists (NaN-filled in poison mode, so a read of a position
+ * never written shows). */
+static kvlm_err res_alloc(kv_seq *s, char *err, size_t errlen)
+{
+    if (s->pool->res_tokens == 0 || s->res) return KVLM_OK;
+    const size_t bytes = res_bytes(s->pool);
+    if (!(s->res = malloc(bytes)))
+        return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for a KIVI residual of %zu bytes", bytes);
+    if (s->pool->poison) {
+        const uint32_t nan32 = 0x7fc00000u;
+        for (size_t i = 0; i + 4 <= bytes; i += 4) memcpy((uint8_t *)s->res + i, &nan32, 4);
+    }
+    return KVLM_OK;
+}
+
 kvlm_err kv_seq_reserve(kv_seq *s, int64_t n_new, char *err, size_t errlen)
 {
     if (n_new < 0) return err_set(err, errlen, KVLM_ERR_INVALID, "cannot reserve %lld positions", (long long)n_new);
     if (n_new == 0) return KVLM_OK;
+    kvlm_err rc0 = res_alloc(s, err, errlen);
+    if (rc0 != KVLM_OK) return rc0;
     const int64_t b0 = s->n_pos / KV_BLOCK_TOKENS;   /* block of the first new position */
     const int64_t b1 = ceil_blocks(s->n_pos + n_new);  /* blocks needed: [0, b1) */
     const bool cow = b0 < s->n_blocks && !writable(s->pool, s->blocks[b0]);
@@ -207,24 +232,117 @@ static void store_row_q4(const kv_pool *pool, void *dst, int64_t slot, const flo
     }
 }
 
-void kv_seq_store(kv_seq *s, int64_t il, int64_t pos, const float *k, const float *v)
+/* k: [n_ch] f32 -> slot `slot` of a K part kd of a non-KIVI type */
+static void store_k(const kv_pool *p, void *kd, int64_t slot, const float *k)
 {
-    assert(il >= 0 && il < s->pool->n_layer && pos >= 0 && pos < s->n_blocks * KV_BLOCK_TOKENS);
-    const kv_block b = s->blocks[pos / KV_BLOCK_TOKENS];
-    assert(writable(s->pool, b));   /* else a shared or published block would change under its readers */
-    const int64_t slot = pos % KV_BLOCK_TOKENS;
-    const kv_pool *p = s->pool;
-    void *kd = kv_pool_k(p, b, il), *vd = kv_pool_v(p, b, il, 0);
     switch (p->type_k) {
     case KVLM_KV_Q4: store_col_q4(p, kd, slot, k); break;
     case KVLM_KV_Q8: store_col_q8(p, kd, slot, k); break;
     default: store_col(p, kd, slot, k, p->type_k); break;
     }
+}
+
+/* v: [n_ch] f32 -> row `slot` of a V part vd of a non-KIVI type */
+static void store_v(const kv_pool *p, void *vd, int64_t slot, const float *v)
+{
     switch (p->type_v) {
     case KVLM_KV_Q4: store_row_q4(p, vd, slot, v); break;
     case KVLM_KV_Q8: store_row_q8(p, vd, slot, v); break;
-    default: store_row(p, kv_pool_v(p, b, il, slot), v, p->type_v); break;
+    default: store_row(p, (uint8_t *)vd + (size_t)slot * p->row_bytes, v, p->type_v); break;
     }
+}
+
+void kv_seq_store(kv_seq *s, int64_t il, int64_t pos, const float *k, const float *v)
+{
+    assert(il >= 0 && il < s->pool->n_layer && pos >= 0 && pos < s->n_blocks * KV_BLOCK_TOKENS);
+    assert(s->pool->res_tokens == 0);   /* KIVI stores through kv_seq_stage */
+    const kv_block b = s->blocks[pos / KV_BLOCK_TOKENS];
+    assert(writable(s->pool, b));   /* else a shared or published block would change under its readers */
+    const int64_t slot = pos % KV_BLOCK_TOKENS;
+    store_k(s->pool, kv_pool_k(s->pool, b, il), slot, k);
+    store_v(s->pool, kv_pool_v(s->pool, b, il, 0), slot, v);
+}
+
+/* ---- KIVI ------------------------------------------------------------------------ */
+/* x[i * xstride], i in [0, n) -> unsigned b-bit codes with *d = (max - min) / (2^b - 1)
+ * and *m = min, both stored as f16, packed in runs of `run` values as attn.h
+ * describes (in a run, with span = run * b / 8 bytes, value k sits in byte k % span
+ * at bits b * (k / span)). The codes are rounded against the stored d and m, so
+ * a value comes back within d / 2 whatever the f16 rounding did.
+ *   pack: [n / run][span] bytes */
+static void kivi_quant(const float *x, size_t xstride, int n, int bits, int run, uint8_t *pack, uint16_t *d,
+                       uint16_t *m)
+{
+    float mn = x[0], mx = x[0];
+    for (int i = 1; i < n; i++) {
+        mn = fminf(mn, x[(size_t)i * xstride]);
+        mx = fmaxf(mx, x[(size_t)i * xstride]);
+    }
+    const int top = (1 << bits) - 1, span = run * bits / 8;
+    *d = f32_to_fp16((mx - mn) / (float)top);
+    *m = f32_to_fp16(mn);
+    const float df = fp16_to_f32(*d), mf = fp16_to_f32(*m), id = df > 0.0f ? 1.0f / df : 0.0f;
+    memset(pack, 0, (size_t)(n / run * span));
+    for (int i = 0; i < n; i++) {
+        float q = roundf((x[(size_t)i * xstride] - mf) * id);
+        q = q > 0.0f ? (q < (float)top ? q : (float)top) : 0.0f;   /* NaN -> 0 */
+        const int r = i / run, k = i % run;
+        pack[r * span + k % span] |= (uint8_t)((int)q << (bits * (k / span)));
+    }
+}
+
+/* The KIVI parts of block b, layer il, from its 16 positions in f32:
+ *   blk: K [n_ch][16] then V [16][n_ch] (kv_seq_stage's layout) */
+static void kivi_store_block(const kv_pool *p, int64_t il, kv_block b, const float *blk)
+{
+    const int64_t n = p->n_head_kv * p->head_dim;
+    if (kv_type_is_kivi(p->type_k)) {                 /* per channel over the 16 positions */
+        const int bits = attn_kivi_bits((int)p->type_k);
+        uint8_t *kd = kv_pool_k(p, b, il);
+        uint16_t *d = (uint16_t *)(kd + (size_t)n * 2 * (size_t)bits), *m = d + n;
+        for (int64_t c = 0; c < n; c++)
+            kivi_quant(blk + c * KV_BLOCK_TOKENS, 1, KV_BLOCK_TOKENS, bits, KV_BLOCK_TOKENS,
+                       kd + (size_t)c * 2 * (size_t)bits, d + c, m + c);
+    }
+    if (kv_type_is_kivi(p->type_v)) {                 /* per position over groups of 64 channels */
+        const int bits = attn_kivi_bits((int)p->type_v);
+        const int64_t ng = n / ATTN_KIVI_VGROUP;
+        uint8_t *vd = kv_pool_v(p, b, il, 0);
+        uint16_t *d = (uint16_t *)(vd + KV_BLOCK_TOKENS * p->row_bytes), *m = d + KV_BLOCK_TOKENS * ng;
+        const float *vf = blk + n * KV_BLOCK_TOKENS;
+        for (int64_t slot = 0; slot < KV_BLOCK_TOKENS; slot++)
+            for (int64_t g = 0; g < ng; g++)
+                kivi_quant(vf + slot * n + g * ATTN_KIVI_VGROUP, 1, ATTN_KIVI_VGROUP, bits, 32,
+                           vd + slot * p->row_bytes + (size_t)(g * ATTN_KIVI_VGROUP * bits / 8),
+                           d + slot * ng + g, m + slot * ng + g);
+    }
+}
+
+void kv_seq_stage(kv_seq *s, int64_t il, int64_t pos0, int64_t n, const float *k, const float *v, float *stage)
+{
+    const kv_pool *p = s->pool;
+    assert(p->res_tokens > 0 && s->res && pos0 == s->n_pos && pos0 + n <= s->n_blocks * KV_BLOCK_TOKENS);
+    const int64_t n_ch = p->n_head_kv * p->head_dim, BT = KV_BLOCK_TOKENS;
+    const size_t bf = kv_seq_stage_block_floats(p);
+    const int64_t g0 = kv_seq_group_start(p, pos0), end = pos0 + n;
+    float *res = s->res + (size_t)il * (size_t)(p->res_tokens / BT) * bf;   /* res: [R / 16][bf] */
+    /* stage: blocks of [g0, end); the residual [g0, pos0) first */
+    memcpy(stage, res, (size_t)((pos0 - g0 + BT - 1) / BT) * bf * sizeof *stage);
+    for (int64_t t = 0; t < n; t++) {                 /* k, v: [n][n_ch] */
+        const int64_t pos = pos0 + t, slot = pos % BT;
+        float *blk = stage + (size_t)((pos - g0) / BT) * bf;
+        for (int64_t c = 0; c < n_ch; c++) blk[c * BT + slot] = k[t * n_ch + c];
+        memcpy(blk + n_ch * BT + slot * n_ch, v + t * n_ch, (size_t)n_ch * sizeof *v);
+        const kv_block b = s->blocks[pos / BT];
+        assert(writable(p, b));
+        /* a non-KIVI part is stored as it comes; a KIVI one when its block is full */
+        if (!kv_type_is_kivi(p->type_k)) store_k(p, kv_pool_k(p, b, il), slot, k + t * n_ch);
+        if (!kv_type_is_kivi(p->type_v)) store_v(p, kv_pool_v(p, b, il, 0), slot, v + t * n_ch);
+        if (slot == BT - 1) kivi_store_block(p, il, b, blk);
+    }
+    /* the residual of the group of position `end` */
+    const int64_t g1 = kv_seq_group_start(p, end);
+    memcpy(res, stage + (size_t)((g1 - g0) / BT) * bf, (size_t)((end - g1 + BT - 1) / BT) * bf * sizeof *stage);
 }
 
 void kv_seq_advance(kv_seq *s, int64_t n)
@@ -236,6 +354,9 @@ void kv_seq_advance(kv_seq *s, int64_t n)
 void kv_seq_truncate(kv_seq *s, int64_t n_keep)
 {
     if (n_keep < 0) n_keep = 0;
+    if (s->pool && s->pool->res_tokens > 0 && n_keep < s->n_pos &&
+        kv_seq_group_start(s->pool, n_keep) < kv_seq_group_start(s->pool, s->n_pos))
+        n_keep = kv_seq_group_start(s->pool, n_keep);   /* the f32 residual of that group is gone */
     if (n_keep < s->n_pos) s->n_pos = n_keep;
     release_from(s, ceil_blocks(s->n_pos));
     const int64_t n_full = s->n_pos / KV_BLOCK_TOKENS;
@@ -249,7 +370,9 @@ kvlm_err kv_seq_fork(kv_seq *dst, const kv_seq *src, char *err, size_t errlen)
         return err_set(err, errlen, KVLM_ERR_INVALID, "fork needs an empty sequence over the same pool");
     const int64_t nb = ceil_blocks(src->n_pos);
     kvlm_err rc = grow(dst, nb, err, errlen);
+    if (rc == KVLM_OK && src->res) rc = res_alloc(dst, err, errlen);
     if (rc != KVLM_OK) return rc;
+    if (src->res) memcpy(dst->res, src->res, res_bytes(src->pool));
     for (int64_t i = 0; i < nb; i++) {   /* blocks: [nb], shared */
         dst->blocks[i] = src->blocks[i];
         kv_pool_ref(src->pool, src->blocks[i]);
@@ -358,6 +481,11 @@ kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tok
         s->blocks[i] = b;
         s->keys[i] = link.key;
         s->n_blocks = i + 1;
+    }
+    if (s->pool->res_tokens > 0) {                    /* KIVI: whole residual groups only */
+        const int64_t keep = kv_seq_group_start(s->pool, i * KV_BLOCK_TOKENS) / KV_BLOCK_TOKENS;
+        release_from(s, keep);
+        i = keep;
     }
     s->n_pos = i * KV_BLOCK_TOKENS;
     s->n_keyed = s->n_published = i;

@@ -29,6 +29,17 @@
  * Reads of positions < n_pos go through kv_seq_k_elem/kv_seq_v_row, or per block
  * through kv_pool_k(pool, blocks[i], il) (channel-major) and kv_pool_v (rows).
  *
+ * KIVI (pool->res_tokens = R > 0): positions are grouped in residual groups of R
+ * positions, [g R, (g + 1) R). A query at position p reads the blocks before its
+ * group start gs(p) = floor(p / R) R quantized from the pool, and the positions
+ * [gs(p), p] in f32. The sequence keeps the f32 K/V of its current group,
+ * [gs(n_pos), n_pos), in `res`; a block is quantized into the pool when its 16
+ * positions are known (kv_seq_stage). What a query reads depends only on its
+ * position, so batch and single steps give the same bits. The f32 values of a
+ * group that has been left cannot be recovered from the pool, so:
+ *   truncate into an earlier group keeps only up to that group's start (the
+ *   caller recomputes the rest), and a prefix hit stops at a group boundary.
+ *
  * Ownership: kv_seq_init borrows the pool, which must outlive the sequence;
  * kv_seq_free returns every block to the pool. Not thread-safe. */
 #ifndef KVLM_KV_KV_SEQ_H
@@ -48,7 +59,35 @@ typedef struct kv_seq {
     int64_t n_keyed;        /* leading full blocks whose chain key is known */
     int64_t n_published;    /* leading blocks known to be published under keys[] */
     uint64_t fingerprint, ns;   /* what keys[] were computed with (when n_keyed > 0) */
+    float *res;             /* KIVI: [n_layer][R / 16] f32 blocks (kv_seq_stage_block_floats each)
+                               holding positions [gs(n_pos), n_pos); NULL until the first reserve */
 } kv_seq;
+
+/* Floats of one f32 block of one layer as kv_seq_stage lays it out:
+ * K [n_ch][16] channel-major, then V [16][n_ch] rows (n_ch = n_head_kv * head_dim). */
+static inline size_t kv_seq_stage_block_floats(const kv_pool *p)
+{
+    return 2 * (size_t)KV_BLOCK_TOKENS * (size_t)(p->n_head_kv * p->head_dim);
+}
+/* Start of the residual group of position pos (KIVI only). */
+static inline int64_t kv_seq_group_start(const kv_pool *p, int64_t pos) { return pos / p->res_tokens * p->res_tokens; }
+/* Floats of a stage for batches of up to n_batch positions (0 without KIVI). */
+static inline size_t kv_seq_stage_floats(const kv_pool *p, int64_t n_batch)
+{
+    if (p->res_tokens == 0) return 0;
+    return (size_t)((p->res_tokens + n_batch) / KV_BLOCK_TOKENS + 2) * kv_seq_stage_block_floats(p);
+}
+
+/* KIVI's store for layer il of a forward step over positions [pos0, pos0 + n),
+ * pos0 = n_pos, reserved:
+ *   k, v: [n][n_head_kv * head_dim] f32
+ *   stage <- f32 blocks of positions [gs(pos0), pos0 + n): the residual, then k, v
+ *            (block i at stage + i * kv_seq_stage_block_floats; what attention
+ *            reads for the positions of each query's own group)
+ *   every block completed by these positions is quantized into the pool, and the
+ *   residual of layer il becomes [gs(pos0 + n), pos0 + n).
+ * stage: kv_seq_stage_floats(pool, n) floats. */
+void kv_seq_stage(kv_seq *s, int64_t il, int64_t pos0, int64_t n, const float *k, const float *v, float *stage);
 
 /* An empty sequence over pool. Allocates nothing. */
 void kv_seq_init(kv_seq *s, kv_pool *pool);
@@ -73,7 +112,9 @@ void kv_seq_advance(kv_seq *s, int64_t n);
 
 /* Rollback: drops positions >= n_keep (n_keep >= n_pos keeps them all) and
  * releases every block past the new end, reserved ones included. A kept partial
- * block that is shared or published is copied by the next reserve. */
+ * block that is shared or published is copied by the next reserve. KIVI: if
+ * n_keep lies inside a residual group before the current one, only the
+ * positions before that group's start are kept; read n_pos for the result. */
 void kv_seq_truncate(kv_seq *s, int64_t n_keep);
 
 /* dst (empty: initialised or truncated to 0, same pool) becomes a copy of src's
@@ -96,7 +137,7 @@ kvlm_err kv_seq_publish(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
 
 /* On an empty sequence: looks up the chain of full blocks of tokens[0, n_tokens)
  * and attaches the hits in order, stopping at the first miss. *n_reused gets the
- * positions reused (now committed): a multiple of 16, at most
+ * positions reused (now committed): a multiple of 16 (KIVI: of its residual group), at most
  * floor((n_tokens - 1) / 16) * 16 so that the caller computes at least one token
  * and has fresh logits. KVLM_ERR_INVALID if the sequence is not empty,
  * KVLM_ERR_NOMEM (nothing attached). */

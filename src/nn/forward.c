@@ -106,6 +106,7 @@ typedef struct attn_job {
     forward_state *fs;
     const kv_seq *s;
     int64_t il, pos0, n_tok;
+    int64_t stage_pos0;       /* KIVI: position of fs->stage's first block */
 } attn_job;
 
 static int64_t n_chunks(int64_t n_kv) { return (n_kv + ATTN_CHUNK - 1) / ATTN_CHUNK; }
@@ -121,11 +122,13 @@ static void attn_tokens_task(void *arg, int ith, int nth)
     const float scale = 1.0f / sqrtf((float)hd);
     float *scratch = attn_tmp(fs, ith);
     float *acc = scratch + attn_scratch_floats(hp->n_head, hd), *part = acc + hp->n_head * ATTN_PART(hd);
-    for (int64_t t = ith; t < j->n_tok; t += nth) {  /* acc, part: [n_head][ATTN_PART(hd)] */
+    float *tmp = part + hp->n_head * ATTN_PART(hd);
+    for (int64_t t = ith; t < j->n_tok; t += nth) {  /* acc, part, tmp: [n_head][ATTN_PART(hd)] */
         const int64_t n_kv = j->pos0 + t + 1;
         attn_part_init(acc, hp->n_head, hd);
         for (int64_t c = 0; c < n_chunks(n_kv); c++) {
-            ops_attend_chunk(part, fs->q + t * n_q, j->s, j->il, c, n_kv, hp->n_head, scale, fs->ak, scratch);
+            ops_attend_chunk(part, fs->q + t * n_q, j->s, j->il, c, n_kv, hp->n_head, scale, fs->ak, scratch,
+                             fs->stage, j->stage_pos0, tmp);
             attn_merge(acc, part, hp->n_head, hd);
         }
         attn_finish(fs->att + t * n_q, acc, hp->n_head, hd);
@@ -155,7 +158,8 @@ static void attn_split_task(void *arg, int ith, int nth)
         for (int64_t c = 0; c < nc; c++, u++)
             if (u >= u0 && u < u1)
                 ops_attend_chunk(part_at(fs, t, c), fs->q + t * n_q, j->s, j->il, c, n_kv, hp->n_head,
-                                 scale, fs->ak, attn_tmp(fs, ith));
+                                 scale, fs->ak, attn_tmp(fs, ith), fs->stage, j->stage_pos0,
+                                 attn_tmp(fs, ith) + attn_scratch_floats(hp->n_head, hp->head_dim));
     }
 }
 
@@ -179,7 +183,7 @@ static void attn_fold_task(void *arg, int ith, int nth)
 
 static void attend(forward_state *fs, pool *p, const kv_seq *s, int64_t il, int64_t pos0, int64_t n_tok)
 {
-    attn_job aj = { fs, s, il, pos0, n_tok };
+    attn_job aj = { fs, s, il, pos0, n_tok, s->pool->res_tokens ? kv_seq_group_start(s->pool, pos0) : 0 };
     if (n_tok <= FORWARD_SPLIT_TOK && pool_size(p) > 1 && n_chunks(pos0 + n_tok) > 1) {
         pool_run(p, attn_split_task, &aj);
         pool_run(p, attn_fold_task, &aj);
@@ -190,7 +194,7 @@ static void attend(forward_state *fs, pool *p, const kv_seq *s, int64_t il, int6
 
 /* ---- init / free ------------------------------------------------------------------ */
 kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, int64_t n_ctx,
-                      int n_threads, char *err, size_t errlen)
+                      int n_threads, const kv_pool *kp, char *err, size_t errlen)
 {
     memset(fs, 0, sizeof *fs);
     const model_hparams *hp = &m->hp;
@@ -224,11 +228,13 @@ kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, i
     fs->rope = malloc(nb * (size_t)hp->head_dim * sizeof(float));
     fs->ak = attn_for(hp->head_dim);
     fs->n_chunk = (n_ctx + ATTN_CHUNK - 1) / ATTN_CHUNK;
-    fs->attn_tmp_floats = attn_scratch_floats(hp->n_head, hp->head_dim) + 2 * (size_t)(hp->n_head * ATTN_PART(hp->head_dim));
+    fs->attn_tmp_floats = attn_scratch_floats(hp->n_head, hp->head_dim) + 3 * (size_t)(hp->n_head * ATTN_PART(hp->head_dim));
     fs->attn_tmp_floats = (fs->attn_tmp_floats + 15) & ~(size_t)15;      /* keep each thread's share 64-byte aligned */
     fs->attn_tmp = aligned_alloc(64, (size_t)n_threads * fs->attn_tmp_floats * sizeof(float));
     fs->parts = malloc((size_t)FORWARD_SPLIT_TOK * (size_t)fs->n_chunk * (size_t)(hp->n_head * ATTN_PART(hp->head_dim)) * sizeof(float));
     fs->xq = malloc(nb * xqb);
+    const size_t stage_floats = kv_seq_stage_floats(kp, n_batch);
+    if (stage_floats && !(fs->stage = malloc(stage_floats * sizeof(float)))) fs->xq = (free(fs->xq), NULL);
     if (!fs->x || !fs->xb || !fs->q || !fs->k || !fs->v || !fs->att || !fs->hg || !fs->hu ||
         !fs->rope || !fs->attn_tmp || !fs->parts || !fs->xq) {
         forward_free(fs);
@@ -253,6 +259,7 @@ void forward_free(forward_state *fs)
     free(fs->attn_tmp);
     free(fs->parts);
     free(fs->xq);
+    free(fs->stage);
     memset(fs, 0, sizeof *fs);
 }
 
@@ -302,8 +309,9 @@ void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens
                 ops_hadamard(fs->k + t * n_kv, hp->n_head_kv, hd);
             }
             if (rot_v) ops_hadamard(fs->v + t * n_kv, hp->n_head_kv, hd);   /* quantized V: p.v too */
-            kv_seq_store(s, il, pos0 + t, fs->k + t * n_kv, fs->v + t * n_kv);
+            if (!s->pool->res_tokens) kv_seq_store(s, il, pos0 + t, fs->k + t * n_kv, fs->v + t * n_kv);
         }
+        if (s->pool->res_tokens) kv_seq_stage(s, il, pos0, n_tok, fs->k, fs->v, fs->stage);   /* KIVI */
         if (s->pool->type_k == KVLM_KV_F16)
             fs->ak->round_f16(fs->q, n_tok * n_q);   /* q.k on f16 operands, as llama.cpp does */
         attend(fs, p, s, il, pos0, n_tok);

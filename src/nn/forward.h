@@ -36,7 +36,8 @@ typedef struct forward_state {
     float *hg, *hu;       /* [n_batch][n_ff]  gate and up projections */
     float *rope;          /* [n_batch][head_dim]  (cos, sin) pairs per position */
     const attn_kernels *ak;   /* attention kernel set for this CPU and head_dim */
-    float *attn_tmp;      /* [n_threads][attn_tmp_floats]: kernel scratch, a running and a chunk part */
+    float *attn_tmp;      /* [n_threads][attn_tmp_floats]: kernel scratch, a running, a chunk and a spare part */
+    float *stage;         /* KIVI: one layer's f32 blocks of the current groups (kv_seq_stage), else NULL */
     size_t attn_tmp_floats;
     float *parts;         /* [FORWARD_SPLIT_TOK][n_chunk][n_head][ATTN_PART(head_dim)] */
     int64_t n_chunk;      /* chunks of the longest context: ceil(n_ctx / ATTN_CHUNK) */
@@ -45,7 +46,7 @@ typedef struct forward_state {
 } forward_state;
 
 kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, int64_t n_ctx,
-                      int n_threads, char *err, size_t errlen);
+                      int n_threads, const kv_pool *kp, char *err, size_t errlen);
 void     forward_free(forward_state *fs);
 
 /* tokens: [n_tok], 1 <= n_tok <= n_batch, s->n_pos + n_tok <= n_ctx, the n_tok

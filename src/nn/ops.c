@@ -62,21 +62,42 @@ void ops_swiglu(float *g, const float *u, int64_t n)
 
 _Static_assert(ATTN_BLOCK == KV_BLOCK_TOKENS, "attention blocks are cache blocks");
 _Static_assert((int)ATTN_F32 == (int)KVLM_KV_F32 && (int)ATTN_F16 == (int)KVLM_KV_F16 &&
-               (int)ATTN_BF16 == (int)KVLM_KV_BF16 && (int)ATTN_Q8 == (int)KVLM_KV_Q8 && (int)ATTN_Q4 == (int)KVLM_KV_Q4,
+               (int)ATTN_BF16 == (int)KVLM_KV_BF16 && (int)ATTN_Q8 == (int)KVLM_KV_Q8 && (int)ATTN_Q4 == (int)KVLM_KV_Q4 &&
+               (int)ATTN_KIVI4 == (int)KVLM_KV_KIVI4 && (int)ATTN_KIVI2 == (int)KVLM_KV_KIVI2,
                "kern's type ids are the API's");
 
 void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, int64_t c,
-                      int64_t n_kv, int64_t n_head, float scale, const attn_kernels *ak, float *scratch)
+                      int64_t n_kv, int64_t n_head, float scale, const attn_kernels *ak, float *scratch,
+                      const float *stage, int64_t stage_pos0, float *tmp)
 {
     const kv_pool *kp = s->pool;
-    const int64_t j0 = c * ATTN_CHUNK, n = n_kv - j0 < ATTN_CHUNK ? n_kv - j0 : ATTN_CHUNK;
-    const int64_t b0 = j0 / KV_BLOCK_TOKENS, nb = (n + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS;
+    const int64_t BT = KV_BLOCK_TOKENS, n_ch = kp->n_head_kv * kp->head_dim, G = n_head / kp->n_head_kv;
+    const int64_t j0 = c * ATTN_CHUNK, j1 = n_kv - j0 < ATTN_CHUNK ? n_kv : j0 + ATTN_CHUNK;
+    /* rows [j0, jr) from the pool, [jr, j1) in f32 from the stage (KIVI only) */
+    const int64_t jr = kp->res_tokens > 0 && kv_seq_group_start(kp, n_kv - 1) < j1 ?
+                       (kv_seq_group_start(kp, n_kv - 1) > j0 ? kv_seq_group_start(kp, n_kv - 1) : j0) : j1;
     const void *kb[ATTN_CHUNK / ATTN_BLOCK], *vb[ATTN_CHUNK / ATTN_BLOCK];
-    for (int64_t b = 0; b < nb; b++) {               /* K [channels][16], V rows [16][channels] of each block */
-        kb[b] = kv_pool_k(kp, s->blocks[b0 + b], il);
-        vb[b] = kv_pool_v(kp, s->blocks[b0 + b], il, 0);
+    if (jr > j0) {
+        const int64_t b0 = j0 / BT, nb = (jr - j0 + BT - 1) / BT;
+        for (int64_t b = 0; b < nb; b++) {            /* K [channels][16], V rows [16][channels] of each block */
+            kb[b] = kv_pool_k(kp, s->blocks[b0 + b], il);
+            vb[b] = kv_pool_v(kp, s->blocks[b0 + b], il, 0);
+        }
+        const attn_chunk ch = { kb, vb, (size_t)n_ch, jr - j0, kp->n_head_kv, (int)kp->type_k,
+                                (int)kp->type_v };   /* stride: V elements per row */
+        attn_chunk_run(ak, part, q, G, kp->head_dim, scale, &ch, scratch);
     }
-    const attn_chunk ch = { kb, vb, (size_t)(kp->n_head_kv * kp->head_dim), n, kp->n_head_kv, (int)kp->type_k,
-                            (int)kp->type_v };   /* stride: V elements per row */
-    attn_chunk_run(ak, part, q, n_head / kp->n_head_kv, kp->head_dim, scale, &ch, scratch);
+    if (jr < j1) {                                    /* jr is a group start: a multiple of 16 */
+        const size_t bf = kv_seq_stage_block_floats(kp);
+        const int64_t nb = (j1 - jr + BT - 1) / BT;
+        for (int64_t b = 0; b < nb; b++) {
+            const float *blk = stage + (size_t)((jr - stage_pos0) / BT + b) * bf;   /* K [n_ch][16], V [16][n_ch] */
+            kb[b] = blk;
+            vb[b] = blk + n_ch * BT;
+        }
+        const attn_chunk ch = { kb, vb, (size_t)n_ch, j1 - jr, kp->n_head_kv, ATTN_F32, ATTN_F32 };
+        float *out = jr > j0 ? tmp : part;
+        attn_chunk_run(ak, out, q, G, kp->head_dim, scale, &ch, scratch);
+        if (out == tmp) attn_merge(part, tmp, n_head, kp->head_dim);
+    }
 }

@@ -36,8 +36,14 @@ void ops_swiglu(float *g, const float *u, int64_t n);
  * Chunk c covers rows [c * ATTN_CHUNK, min(n_kv, (c + 1) * ATTN_CHUNK)) of layer il
  * of sequence s, read through its block table; query head h reads K/V head
  * h / (n_head / n_head_kv), and each K/V head's rows are read once for its whole
- * group. scratch: attn_scratch_floats(group, head_dim) floats, 64-byte aligned. */
+ * group. scratch: attn_scratch_floats(group, head_dim) floats, 64-byte aligned.
+ * KIVI (s->pool->res_tokens > 0): the rows of the query's own residual group,
+ * [gs(n_kv - 1), n_kv), come in f32 from stage (kv_seq_stage's blocks, the first
+ * holding position stage_pos0); the rows before it from the pool. A chunk holding
+ * both runs them as two parts, the pool's first, and folds the second into the
+ * first through tmp: [n_head][ATTN_PART(head_dim)]. */
 void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, int64_t c,
-                      int64_t n_kv, int64_t n_head, float scale, const attn_kernels *ak, float *scratch);
+                      int64_t n_kv, int64_t n_head, float scale, const attn_kernels *ak, float *scratch,
+                      const float *stage, int64_t stage_pos0, float *tmp);
 
 #endif

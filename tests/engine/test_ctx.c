@@ -185,6 +185,89 @@ static void test_mixed_and_bf16_paths(void **state)
     quant_paths(KVLM_KV_BF16, KVLM_KV_SAME);
 }
 
+/* KIVI: a query reads the blocks before its residual group quantized and its own
+ * group in f32, whatever the batching. One batch, single steps, steps of 1..6
+ * tokens (crossing group edges inside a batch), one thread, a fork, and
+ * rollbacks (inside the current group: kept as is; into an earlier group: cut
+ * back to that group's start and recomputed) all give the bits of one batch. */
+static kvlm_ctx *kivi_ctx(kvlm_kv_type tk, kvlm_kv_type tv, int64_t res, int threads)
+{
+    kvlm_ctx_params p = kvlm_ctx_default_params();
+    p.n_threads = threads;
+    p.n_ctx = 512;
+    p.kv_type = tk;
+    p.kv_type_v = tv;
+    p.kv_residual = res;
+    kvlm_ctx *c = NULL;
+    assert_int_equal(kvlm_ctx_init(g_model, &p, &c, NULL, 0), KVLM_OK);
+    return c;
+}
+
+static void kivi_paths(kvlm_kv_type tk, kvlm_kv_type tv, int64_t res)
+{
+    enum { CAP = 512 };
+    static kvlm_token t[CAP];
+    size_t n = 0, one = tokenize(TEXT, t, CAP);
+    const size_t want = getenv("KVLM_TEST_QUICK") ? 300 : 400;
+    while (n + one <= want) n += tokenize(TEXT, t + n, CAP - n);
+    assert_true(n > 256);
+    kvlm_ctx *a = kivi_ctx(tk, tv, res, 2), *b = kivi_ctx(tk, tv, res, 2), *c = kivi_ctx(tk, tv, res, 2),
+             *d = kivi_ctx(tk, tv, res, 1);
+    assert_int_equal(kvlm_ctx_decode(a, t, n, NULL, 0), KVLM_OK);
+    assert_int_equal(kvlm_ctx_decode(b, t, 250, NULL, 0), KVLM_OK);
+    for (size_t i = 250; i < n; i++) assert_int_equal(kvlm_ctx_decode(b, t + i, 1, NULL, 0), KVLM_OK);
+    for (size_t i = 0, step = 1; i < n; i += step, step = step % 6 + 1) {
+        size_t k = n - i < step ? n - i : step;
+        assert_int_equal(kvlm_ctx_decode(c, t + i, k, NULL, 0), KVLM_OK);
+    }
+    assert_int_equal(kvlm_ctx_decode(d, t, n - 3, NULL, 0), KVLM_OK);
+    for (size_t i = n - 3; i < n; i++) assert_int_equal(kvlm_ctx_decode(d, t + i, 1, NULL, 0), KVLM_OK);
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(b));
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(c));
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(d));
+
+    /* rollback inside the current group, then into an earlier one (mid-group) */
+    const size_t r = n % (size_t)res, inside = r >= 2 ? n - r / 2 : n - 1, early = (size_t)res + 5;
+    assert_true(early < inside);
+    kvlm_ctx_truncate(b, inside);
+    assert_int_equal(kvlm_ctx_n_past(b), inside);
+    assert_int_equal(kvlm_ctx_decode(b, t + inside, n - inside, NULL, 0), KVLM_OK);
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(b));
+    kvlm_ctx_truncate(b, early);
+    assert_int_equal(kvlm_ctx_n_past(b), early);
+    assert_int_equal(kvlm_ctx_decode(b, t + early, n - early, NULL, 0), KVLM_OK);
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(b));
+
+    /* a fork copies the residual: both continue as the original would */
+    kvlm_ctx *f = NULL;
+    kvlm_ctx_truncate(c, n - 20);
+    assert_int_equal(kvlm_ctx_fork(c, &f, NULL, 0), KVLM_OK);
+    assert_int_equal(kvlm_ctx_decode(f, t + n - 20, 20, NULL, 0), KVLM_OK);
+    assert_int_equal(kvlm_ctx_decode(c, t + n - 20, 20, NULL, 0), KVLM_OK);
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(f));
+    assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(c));
+    kvlm_ctx_free(f);
+
+    /* and the quantized blocks are really read: the residual alone would give other logits */
+    kvlm_ctx *full = kivi_ctx(KVLM_KV_F32, KVLM_KV_SAME, res, 2);
+    assert_int_equal(kvlm_ctx_decode(full, t, n, NULL, 0), KVLM_OK);
+    assert_memory_not_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(full), (size_t)g_vocab * sizeof(float));
+    kvlm_ctx_free(full);
+    kvlm_ctx_free(a);
+    kvlm_ctx_free(b);
+    kvlm_ctx_free(c);
+    kvlm_ctx_free(d);
+}
+
+static void test_kivi_paths(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    kivi_paths(KVLM_KV_KIVI4, KVLM_KV_SAME, 32);
+    kivi_paths(KVLM_KV_KIVI4, KVLM_KV_Q4, 16);    /* the mixed pair of the README table */
+    if (!getenv("KVLM_TEST_QUICK")) kivi_paths(KVLM_KV_F16, KVLM_KV_KIVI2, 128);
+}
+
 /* decode_all: every row bitwise what single-token decodes give; the last row is
  * kvlm_ctx_logits(); refused without the KV cache. */
 static void test_decode_all(void **state)
@@ -403,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_q8_paths),
         cmocka_unit_test(test_q4_paths),
         cmocka_unit_test(test_mixed_and_bf16_paths),
+        cmocka_unit_test(test_kivi_paths),
         cmocka_unit_test(test_threads_do_not_change_logits),
         cmocka_unit_test(test_prefix_reuse_and_rollback),
         cmocka_unit_test(test_no_kv_cache_is_identical),

@@ -22,6 +22,9 @@
 static kvlm_model *g_model;
 static int64_t g_vocab;
 static kvlm_kv_type g_kv_type = KVLM_KV_F16;   /* of every cache and context below */
+enum { KIVI_RES = 32 };                         /* the KIVI residual group of the tests */
+/* positions a prefix hit comes in: blocks, or for KIVI whole residual groups */
+static size_t hit_unit(void) { return g_kv_type == KVLM_KV_KIVI4 || g_kv_type == KVLM_KV_KIVI2 ? KIVI_RES : 16; }
 
 #define NEED_MODEL() do { if (!g_model) skip(); } while (0)
 enum { MAX_TOK = 1024, GEN = 12 };
@@ -50,6 +53,7 @@ static kvlm_cache *new_cache(size_t blocks)
     kvlm_cache_params cp = kvlm_cache_default_params();
     cp.poison = true;
     cp.kv_type = g_kv_type;
+    cp.kv_residual = KIVI_RES;
     cp.mem_bytes = blocks * (size_t)kvlm_kv_bytes_per_token(g_model, cp.kv_type) * 16 + 4096;
     kvlm_cache *c;
     char err[256];
@@ -67,6 +71,7 @@ static kvlm_ctx *new_ctx(kvlm_cache *cache)
     p.n_ctx = MAX_TOK;
     p.cache = cache;
     p.kv_type = g_kv_type;
+    p.kv_residual = KIVI_RES;
     kvlm_ctx *c;
     char err[256];
     kvlm_err e = kvlm_ctx_init(g_model, &p, &c, err, sizeof err);
@@ -153,7 +158,7 @@ static void test_warm_prefix(void **state)
 
     kvlm_ctx *cb = new_ctx(cache);   /* a new context: the hit comes from the index */
     assert_int_equal(kvlm_ctx_prefill(cb, b, nb, &reused, NULL, 0), KVLM_OK);
-    assert_int_equal(reused, common / 16 * 16);
+    assert_int_equal(reused, common / hit_unit() * hit_unit());
     run rb, rb_cold;
     greedy(cb, &rb, GEN);
     cold(b, nb, &rb_cold);
@@ -161,8 +166,8 @@ static void test_warm_prefix(void **state)
 
     kvlm_stats st;
     kvlm_ctx_get_stats(cb, &st);
-    assert_true(st.cache.hits >= (int64_t)(common / 16));
-    assert_int_equal(st.n_reused, (int64_t)(common / 16 * 16));
+    assert_true(st.cache.hits >= (int64_t)(common / hit_unit() * hit_unit() / 16));
+    assert_int_equal(st.n_reused, (int64_t)(common / hit_unit() * hit_unit()));
     print_message("shared prefix %zu tokens, reused %zu; blocks in use %lld, cached %lld\n", common, reused,
                   (long long)st.cache.n_in_use, (long long)st.cache.n_cached);
     kvlm_ctx_free(ca);
@@ -376,6 +381,20 @@ static void test_q4_cache_paths(void **state)
     g_kv_type = KVLM_KV_F16;
 }
 
+/* KIVI: a query reads its own residual group in f32 from the sequence, so a hit
+ * comes in whole groups (the f32 residual is rebuilt by computing the rest of
+ * it), and chat turns, forks (which copy the residual) and evictions must still
+ * agree bitwise with cold runs. */
+static void test_kivi_cache_paths(void **state)
+{
+    g_kv_type = KVLM_KV_KIVI4;
+    test_warm_prefix(state);
+    test_chat_turns(state);
+    test_fork(state);
+    if (!getenv("KVLM_TEST_QUICK")) test_heavy_eviction(state);
+    g_kv_type = KVLM_KV_F16;
+}
+
 int main(void)
 {
     const struct CMUnitTest t[] = {
@@ -387,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_namespaces),
         cmocka_unit_test(test_q8_cache_paths),
         cmocka_unit_test(test_q4_cache_paths),
+        cmocka_unit_test(test_kivi_cache_paths),
     };
     return cmocka_run_group_tests_name("prefix_cache", t, setup, teardown);
 }
