@@ -13,6 +13,7 @@ declare -A need=(
     [libcmocka-dev]=/usr/include/cmocka.h
     [libxxhash-dev]=/usr/include/xxhash.h
     [libutf8proc-dev]=/usr/include/utf8proc.h
+    [libmicrohttpd-dev]=/usr/include/microhttpd.h
     [clang]=/usr/bin/clang
     [libclang-rt-dev]=__fuzzer__
     [python3]=/usr/bin/python3
