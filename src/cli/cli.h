@@ -36,5 +36,7 @@ int cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 int cli_bench(int argc, char **argv);
 /* cli_perplexity.c: `kvlm perplexity`, likewise. */
 int cli_perplexity(int argc, char **argv);
+/* cli_serve.c: `kvlm serve`, its own options */
+int cli_serve(int argc, char **argv);
 
 #endif

@@ -25,6 +25,7 @@ static void usage(FILE *o)
         "  inspect   print a model's geometry and KV cache memory per context size\n"
         "  bench     speed: prompt processing and generation at depths (see kvlm bench --help)\n"
         "  perplexity  perplexity of a text (-f FILE), KL between K/V cache types (see --help)\n"
+        "  serve       OpenAI-compatible HTTP server with continuous batching (see kvlm serve --help)\n"
         "\n"
         "options (run, chat, batch):\n"
         "  -m, --model PATH      GGUF model (default: the cached SmolLM2-135M-Instruct)\n"
@@ -186,6 +187,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "bench")) return cli_bench(argc, argv);   /* its own options */
     if (!strcmp(cmd, "perplexity")) return cli_perplexity(argc, argv);
+    if (!strcmp(cmd, "serve")) return cli_serve(argc, argv);
     cli_opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;

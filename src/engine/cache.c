@@ -91,6 +91,14 @@ kvlm_err cache_create(const kvlm_model *m, const kvlm_cache_params *params, kvlm
     return KVLM_OK;
 }
 
+uint64_t cache_fingerprint(const kvlm_cache *c)
+{
+    const kv_pool *kp = &c->pool;
+    /* KIVI: the residual group decides which positions were read in f32, so it changes K/V too */
+    return c->m->fingerprint ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(kp->type_k * 8 + kp->type_v + 1)) ^
+           ((uint64_t)kp->res_tokens << 40);
+}
+
 void cache_ref(kvlm_cache *c) { c->refs++; }
 
 void cache_unref(kvlm_cache *c)

@@ -17,6 +17,9 @@ struct kvlm_cache {
 kvlm_err cache_create(const kvlm_model *m, const kvlm_cache_params *p, kvlm_cache **out, char *err,
                       size_t errlen);
 void cache_ref(kvlm_cache *c);
+/* The prefix-cache identity of the cache's blocks: the weights, the K/V types
+ * and (KIVI) the residual group. */
+uint64_t cache_fingerprint(const kvlm_cache *c);
 void cache_unref(kvlm_cache *c);   /* frees at zero; NULL is fine */
 
 #endif

@@ -54,13 +54,7 @@ kvlm_ctx_params kvlm_ctx_default_params(void)
 }
 
 /* The prefix-cache identity of this context's blocks: the weights and the K/V type. */
-static uint64_t fingerprint(const kvlm_ctx *c)
-{
-    const kv_pool *kp = &c->cache->pool;
-    /* KIVI: the residual group decides which positions were read in f32, so it changes K/V too */
-    return c->m->fingerprint ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(kp->type_k * 8 + kp->type_v + 1)) ^
-           ((uint64_t)kp->res_tokens << 40);
-}
+static uint64_t fingerprint(const kvlm_ctx *c) { return cache_fingerprint(c->cache); }
 
 static bool prefix_on(const kvlm_ctx *c) { return !c->params.no_prefix_cache && !c->params.no_kv_cache; }
 
@@ -104,7 +98,7 @@ kvlm_err kvlm_ctx_init(const kvlm_model *m, const kvlm_ctx_params *params, kvlm_
     c->params = p;
     kv_seq_init(&c->seq, &c->cache->pool);
     int64_t nb = c->n_ctx < CTX_MAX_BATCH ? c->n_ctx : CTX_MAX_BATCH;
-    if ((e = forward_init(&c->fs, m, nb, c->n_ctx, p.n_threads, &c->cache->pool, err, errlen))) goto fail;
+    if ((e = forward_init(&c->fs, m, nb, c->n_ctx, p.n_threads, &c->cache->pool, 1, err, errlen))) goto fail;
     if ((e = pool_init(&c->pool, p.n_threads, err, errlen))) goto fail;
     c->tokens = malloc((size_t)c->n_ctx * sizeof *c->tokens);
     c->logits = malloc((size_t)m->hp.n_vocab * sizeof *c->logits);

@@ -96,22 +96,37 @@ static void project(forward_state *fs, pool *p, const float *x, int64_t n_tok,
 }
 
 /* ---- threaded attention over the cache -----------------------------------------
- * Token t (position pos0 + t) attends rows [0, pos0 + t + 1) in chunks of
- * ATTN_CHUNK rows; every chunk's part is folded in chunk order (kern/attn.h).
+ * Token t (position tok_pos[t] of the sequence of segment tok_seg[t]) attends
+ * rows [0, tok_pos[t] + 1) of its sequence in chunks of ATTN_CHUNK rows; every
+ * chunk's part is folded in chunk order (kern/attn.h).
  *   whole tokens: thread ith takes tokens ith, ith + nth, ... (costs grow with t,
  *                 so interleaving balances them) and folds parts as they come;
  *   split:        the (token, chunk) pairs are shared out, parts are stored in
  *                 fs->parts, and a second pass folds them per (token, K/V head). */
 typedef struct attn_job {
     forward_state *fs;
-    const kv_seq *s;
-    int64_t il, pos0, n_tok;
-    int64_t stage_pos0;       /* KIVI: position of fs->stage's first block */
+    const forward_seg *segs;
+    int64_t il, n_tok;
 } attn_job;
 
 static int64_t n_chunks(int64_t n_kv) { return (n_kv + ATTN_CHUNK - 1) / ATTN_CHUNK; }
 
 static float *attn_tmp(const forward_state *fs, int ith) { return fs->attn_tmp + (size_t)ith * fs->attn_tmp_floats; }
+
+/* chunk c of token t into part (tmp: a spare part for a KIVI chunk's second half) */
+static void attend_chunk(const attn_job *j, int64_t t, int64_t c, float *part, float *scratch, float *tmp)
+{
+    const forward_state *fs = j->fs;
+    const model_hparams *hp = &fs->m->hp;
+    const int64_t n_q = hp->n_head * hp->head_dim, g = fs->tok_seg[t];
+    const kv_seq *s = j->segs[g].s;
+    const float scale = 1.0f / sqrtf((float)hp->head_dim);
+    /* KIVI: the stage starts at the group of the sequence's first new position (n_pos
+       is advanced only after the last layer) */
+    const int64_t stage_pos0 = s->pool->res_tokens ? kv_seq_group_start(s->pool, s->n_pos) : 0;
+    ops_attend_chunk(part, fs->q + t * n_q, s, j->il, c, fs->tok_pos[t] + 1, hp->n_head, scale, fs->ak, scratch,
+                     fs->stage ? fs->stage + fs->seg_stage[g] : NULL, stage_pos0, tmp);
+}
 
 static void attn_tokens_task(void *arg, int ith, int nth)
 {
@@ -119,16 +134,13 @@ static void attn_tokens_task(void *arg, int ith, int nth)
     const forward_state *fs = j->fs;
     const model_hparams *hp = &fs->m->hp;
     const int64_t hd = hp->head_dim, n_q = hp->n_head * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
     float *scratch = attn_tmp(fs, ith);
     float *acc = scratch + attn_scratch_floats(hp->n_head, hd), *part = acc + hp->n_head * ATTN_PART(hd);
     float *tmp = part + hp->n_head * ATTN_PART(hd);
     for (int64_t t = ith; t < j->n_tok; t += nth) {  /* acc, part, tmp: [n_head][ATTN_PART(hd)] */
-        const int64_t n_kv = j->pos0 + t + 1;
         attn_part_init(acc, hp->n_head, hd);
-        for (int64_t c = 0; c < n_chunks(n_kv); c++) {
-            ops_attend_chunk(part, fs->q + t * n_q, j->s, j->il, c, n_kv, hp->n_head, scale, fs->ak, scratch,
-                             fs->stage, j->stage_pos0, tmp);
+        for (int64_t c = 0; c < n_chunks(fs->tok_pos[t] + 1); c++) {
+            attend_chunk(j, t, c, part, scratch, tmp);
             attn_merge(acc, part, hp->n_head, hd);
         }
         attn_finish(fs->att + t * n_q, acc, hp->n_head, hd);
@@ -147,19 +159,15 @@ static void attn_split_task(void *arg, int ith, int nth)
     const attn_job *j = arg;
     const forward_state *fs = j->fs;
     const model_hparams *hp = &fs->m->hp;
-    const int64_t n_q = hp->n_head * hp->head_dim;
-    const float scale = 1.0f / sqrtf((float)hp->head_dim);
     int64_t total = 0;
-    for (int64_t t = 0; t < j->n_tok; t++) total += n_chunks(j->pos0 + t + 1);
+    for (int64_t t = 0; t < j->n_tok; t++) total += n_chunks(fs->tok_pos[t] + 1);
     int64_t u0, u1, u = 0;
     pool_split(total, ith, nth, &u0, &u1);
+    float *scratch = attn_tmp(fs, ith), *tmp = scratch + attn_scratch_floats(hp->n_head, hp->head_dim);
     for (int64_t t = 0; t < j->n_tok; t++) {         /* unit u = (t, c), t-major */
-        const int64_t n_kv = j->pos0 + t + 1, nc = n_chunks(n_kv);
+        const int64_t nc = n_chunks(fs->tok_pos[t] + 1);
         for (int64_t c = 0; c < nc; c++, u++)
-            if (u >= u0 && u < u1)
-                ops_attend_chunk(part_at(fs, t, c), fs->q + t * n_q, j->s, j->il, c, n_kv, hp->n_head,
-                                 scale, fs->ak, attn_tmp(fs, ith), fs->stage, j->stage_pos0,
-                                 attn_tmp(fs, ith) + attn_scratch_floats(hp->n_head, hp->head_dim));
+            if (u >= u0 && u < u1) attend_chunk(j, t, c, part_at(fs, t, c), scratch, tmp);
     }
 }
 
@@ -175,16 +183,18 @@ static void attn_fold_task(void *arg, int ith, int nth)
     for (int64_t w = w0; w < w1; w++) {               /* w = t * n_head_kv + g */
         const int64_t t = w / hp->n_head_kv, g = w % hp->n_head_kv;
         attn_part_init(acc, G, hd);
-        for (int64_t c = 0; c < n_chunks(j->pos0 + t + 1); c++)
+        for (int64_t c = 0; c < n_chunks(fs->tok_pos[t] + 1); c++)
             attn_merge(acc, part_at(fs, t, c) + g * G * ATTN_PART(hd), G, hd);
         attn_finish(fs->att + t * n_q + g * G * hd, acc, G, hd);
     }
 }
 
-static void attend(forward_state *fs, pool *p, const kv_seq *s, int64_t il, int64_t pos0, int64_t n_tok)
+static void attend(forward_state *fs, pool *p, const forward_seg *segs, int64_t il, int64_t n_tok)
 {
-    attn_job aj = { fs, s, il, pos0, n_tok, s->pool->res_tokens ? kv_seq_group_start(s->pool, pos0) : 0 };
-    if (n_tok <= FORWARD_SPLIT_TOK && pool_size(p) > 1 && n_chunks(pos0 + n_tok) > 1) {
+    attn_job aj = { fs, segs, il, n_tok };
+    bool multi_chunk = false;
+    for (int64_t t = 0; t < n_tok; t++) multi_chunk |= n_chunks(fs->tok_pos[t] + 1) > 1;
+    if (n_tok <= FORWARD_SPLIT_TOK && pool_size(p) > 1 && multi_chunk) {
         pool_run(p, attn_split_task, &aj);
         pool_run(p, attn_fold_task, &aj);
     } else {
@@ -194,12 +204,13 @@ static void attend(forward_state *fs, pool *p, const kv_seq *s, int64_t il, int6
 
 /* ---- init / free ------------------------------------------------------------------ */
 kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, int64_t n_ctx,
-                      int n_threads, const kv_pool *kp, char *err, size_t errlen)
+                      int n_threads, const kv_pool *kp, int64_t max_seg, char *err, size_t errlen)
 {
     memset(fs, 0, sizeof *fs);
     const model_hparams *hp = &m->hp;
-    if (n_batch < 1 || n_ctx < 1 || n_threads < 1)
-        return err_set(err, errlen, KVLM_ERR_INVALID, "forward: batch, context and threads must be >= 1");
+    if (n_batch < 1 || n_ctx < 1 || n_threads < 1 || max_seg < 1 || max_seg > n_batch)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "forward: batch, context, threads and sequences must be >= 1");
+    fs->max_seg = max_seg;
     fs->m = m;
     fs->n_batch = n_batch;
     fs->n_ctx = n_ctx;
@@ -233,8 +244,17 @@ kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, i
     fs->attn_tmp = aligned_alloc(64, (size_t)n_threads * fs->attn_tmp_floats * sizeof(float));
     fs->parts = malloc((size_t)FORWARD_SPLIT_TOK * (size_t)fs->n_chunk * (size_t)(hp->n_head * ATTN_PART(hp->head_dim)) * sizeof(float));
     fs->xq = malloc(nb * xqb);
-    const size_t stage_floats = kv_seq_stage_floats(kp, n_batch);
+    /* KIVI: each segment's stage holds its group's residual and its tokens, so
+       max_seg stages of a one-token batch plus the tokens of the longest one */
+    const size_t stage_floats = kp->res_tokens ? kv_seq_stage_floats(kp, n_batch) +
+                                (size_t)(max_seg - 1) * kv_seq_stage_floats(kp, 1) : 0;
     if (stage_floats && !(fs->stage = malloc(stage_floats * sizeof(float)))) fs->xq = (free(fs->xq), NULL);
+    fs->tok_seg = malloc(nb * sizeof *fs->tok_seg);
+    fs->tok_pos = malloc(nb * sizeof *fs->tok_pos);
+    fs->seg_stage = malloc((size_t)max_seg * sizeof *fs->seg_stage);
+    fs->rows = malloc(nb * sizeof *fs->rows);
+    if (!fs->tok_seg || !fs->tok_pos || !fs->seg_stage || !fs->rows) fs->xq = (free(fs->xq), NULL);
+    else for (size_t i = 0; i < nb; i++) fs->rows[i] = (int64_t)i;
     if (!fs->x || !fs->xb || !fs->q || !fs->k || !fs->v || !fs->att || !fs->hg || !fs->hu ||
         !fs->rope || !fs->attn_tmp || !fs->parts || !fs->xq) {
         forward_free(fs);
@@ -260,6 +280,10 @@ void forward_free(forward_state *fs)
     free(fs->parts);
     free(fs->xq);
     free(fs->stage);
+    free(fs->tok_seg);
+    free(fs->tok_pos);
+    free(fs->seg_stage);
+    free(fs->rows);
     memset(fs, 0, sizeof *fs);
 }
 
@@ -275,20 +299,40 @@ static bool forward_rotates(kvlm_kv_type type, int64_t head_dim)
 void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens,
                  int64_t n_tok, float *logits, bool all_logits)
 {
+    const forward_seg seg = { s, n_tok };
+    if (all_logits) forward_run_batch(fs, p, &seg, 1, tokens, fs->rows, n_tok, logits);
+    else forward_run_batch(fs, p, &seg, 1, tokens, fs->rows + n_tok - 1, 1, logits);
+}
+
+void forward_run_batch(forward_state *fs, pool *p, const forward_seg *segs, int64_t n_seg,
+                       const kvlm_token *tokens, const int64_t *out_rows, int64_t n_out, float *logits)
+{
     const kvlm_model *m = fs->m;
     const model_hparams *hp = &m->hp;
     const int64_t D = hp->n_embd, hd = hp->head_dim;
     const int64_t n_q = hp->n_head * hd, n_kv = hp->n_head_kv * hd;
-    const int64_t pos0 = s->n_pos;
+    const kv_pool *kp = segs[0].s->pool;
     const quant_traits *et = quant_get(m->tok_embd.type);
     /* q with K, V with the output: each pair rotated when its cache part is quantized */
-    const bool rot_k = forward_rotates(s->pool->type_k, hd), rot_v = forward_rotates(s->pool->type_v, hd);
+    const bool rot_k = forward_rotates(kp->type_k, hd), rot_v = forward_rotates(kp->type_v, hd);
+
+    /* the batch's tokens: segment, position, and each segment's KIVI stage */
+    int64_t n_tok = 0, stage_off = 0;
+    for (int64_t g = 0; g < n_seg; g++) {
+        const kv_seq *s = segs[g].s;
+        for (int64_t i = 0; i < segs[g].n; i++, n_tok++) {
+            fs->tok_seg[n_tok] = (int32_t)g;
+            fs->tok_pos[n_tok] = s->n_pos + i;
+        }
+        fs->seg_stage[g] = stage_off;
+        if (kp->res_tokens) stage_off += (int64_t)kv_seq_stage_floats(kp, segs[g].n);
+    }
 
     /* x[t] = embedding row of tokens[t]                          x: [n_tok][D] */
     for (int64_t t = 0; t < n_tok; t++) {
         const uint8_t *row = (const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes;
         et->to_float(row, fs->x + t * D, D);
-        ops_rope_table(fs->rope + t * hd, pos0 + t, hd, hp->rope_theta);
+        ops_rope_table(fs->rope + t * hd, fs->tok_pos[t], hd, hp->rope_theta);
     }
 
     for (int64_t il = 0; il < hp->n_layer; il++) {
@@ -309,12 +353,15 @@ void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens
                 ops_hadamard(fs->k + t * n_kv, hp->n_head_kv, hd);
             }
             if (rot_v) ops_hadamard(fs->v + t * n_kv, hp->n_head_kv, hd);   /* quantized V: p.v too */
-            if (!s->pool->res_tokens) kv_seq_store(s, il, pos0 + t, fs->k + t * n_kv, fs->v + t * n_kv);
+            if (!kp->res_tokens) kv_seq_store(segs[fs->tok_seg[t]].s, il, fs->tok_pos[t], fs->k + t * n_kv, fs->v + t * n_kv);
         }
-        if (s->pool->res_tokens) kv_seq_stage(s, il, pos0, n_tok, fs->k, fs->v, fs->stage);   /* KIVI */
-        if (s->pool->type_k == KVLM_KV_F16)
+        if (kp->res_tokens)                           /* KIVI: per segment, its stage */
+            for (int64_t g = 0, t0 = 0; g < n_seg; t0 += segs[g].n, g++)
+                kv_seq_stage(segs[g].s, il, segs[g].s->n_pos, segs[g].n, fs->k + t0 * n_kv, fs->v + t0 * n_kv,
+                             fs->stage + fs->seg_stage[g]);
+        if (kp->type_k == KVLM_KV_F16)
             fs->ak->round_f16(fs->q, n_tok * n_q);   /* q.k on f16 operands, as llama.cpp does */
-        attend(fs, p, s, il, pos0, n_tok);
+        attend(fs, p, segs, il, n_tok);
         if (rot_v) ops_hadamard(fs->att, n_tok * hp->n_head, hd);   /* back: H is its own inverse */
         {
             const model_weight *w[1] = { &L->wo };
@@ -338,12 +385,11 @@ void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens
         }
         for (int64_t i = 0; i < n_tok * D; i++) fs->x[i] += fs->xb[i];
     }
-    kv_seq_advance(s, n_tok);
+    for (int64_t g = 0; g < n_seg; g++) kv_seq_advance(segs[g].s, segs[g].n);
 
-    /* logits = rmsnorm(x) Wout^T, for the last token or for all */
-    const int64_t t0 = all_logits ? 0 : n_tok - 1, n_out = n_tok - t0;
-    for (int64_t t = t0; t < n_tok; t++)
-        ops_rmsnorm(fs->xb + (t - t0) * D, fs->x + t * D, m->output_norm, D, hp->norm_eps);
+    /* logits = rmsnorm(x) Wout^T for the rows asked for */
+    for (int64_t r = 0; r < n_out; r++)
+        ops_rmsnorm(fs->xb + r * D, fs->x + out_rows[r] * D, m->output_norm, D, hp->norm_eps);
     const model_weight *w[1] = { &m->output };
     float *y[1] = { logits };                         /* logits: [n_out][n_vocab] */
     project(fs, p, fs->xb, n_out, w, y, 1);

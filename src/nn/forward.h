@@ -5,6 +5,12 @@
  * stores their K/V in the sequence's blocks, attends each token over every
  * position up to and including its own, commits the n positions
  * (kv_seq_advance) and leaves logits for the last token (or all).
+ * forward_run_batch does the same for several sequences of one pool in one pass
+ * (continuous batching): the weights are read once for every token of every
+ * sequence, and each token attends only its own sequence. A token's results do
+ * not depend on the other tokens of the batch (each matmul row and each
+ * attention query is computed alone, in a fixed order), so a sequence gets the
+ * same bits alone or batched.
  * Scratch for n_batch tokens is allocated once at init: the decode loop never
  * allocates. */
 #ifndef KVLM_NN_FORWARD_H
@@ -43,10 +49,22 @@ typedef struct forward_state {
     int64_t n_chunk;      /* chunks of the longest context: ceil(n_ctx / ATTN_CHUNK) */
     uint8_t *xq;          /* [n_batch][xq_bytes]  quantized activations */
     size_t xq_bytes;
+    int64_t max_seg;      /* sequences per forward_run_batch */
+    int32_t *tok_seg;     /* [n_batch] the segment of each token of the running batch */
+    int64_t *tok_pos;     /* [n_batch] its position */
+    int64_t *seg_stage;   /* [max_seg] KIVI: float offset of each segment's stage in `stage` */
+    int64_t *rows;        /* [n_batch] rows[i] = i: forward_run's row lists */
 } forward_state;
 
+/* One sequence's share of a batch: the next n tokens of s (n >= 1). */
+typedef struct forward_seg {
+    kv_seq *s;
+    int64_t n;
+} forward_seg;
+
+/* Scratch for batches of n_batch tokens from up to max_seg sequences of pool kp. */
 kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, int64_t n_ctx,
-                      int n_threads, const kv_pool *kp, char *err, size_t errlen);
+                      int n_threads, const kv_pool *kp, int64_t max_seg, char *err, size_t errlen);
 void     forward_free(forward_state *fs);
 
 /* tokens: [n_tok], 1 <= n_tok <= n_batch, s->n_pos + n_tok <= n_ctx, the n_tok
@@ -55,5 +73,12 @@ void     forward_free(forward_state *fs);
  * logits: [n_vocab] for the last token, or [n_tok][n_vocab] if all_logits. */
 void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens,
                  int64_t n_tok, float *logits, bool all_logits);
+
+/* segs: [n_seg], 1 <= n_seg <= max_seg, distinct sequences of one pool, each with
+ * its n positions reserved; tokens: [sum n] the segments' tokens in order (total
+ * <= n_batch); out_rows: [n_out] indices into tokens whose logits are wanted,
+ * written to logits: [n_out][n_vocab]. Checked by the caller: cannot fail. */
+void forward_run_batch(forward_state *fs, pool *p, const forward_seg *segs, int64_t n_seg,
+                       const kvlm_token *tokens, const int64_t *out_rows, int64_t n_out, float *logits);
 
 #endif
