@@ -33,6 +33,22 @@ for dir in build/tests build/asan/tests; do
         < <(find "$dir" -type f -name 'test_*' -perm -u+x | sort)
 done
 
+# kvlm serve end to end with the openai client: the release build with the load
+# test, then the sanitizer build (API checks, tenants, SIGTERM) without it
+for b in build build/asan; do
+    [ -x "$b/kvlm" ] || continue
+    label=release; extra=
+    [ "$b" = build/asan ] && { label=asan; extra=--quick; }
+    out=$(timeout 1200 tests/server/serve_tests.sh "$b" $extra 2>&1); rc=$?
+    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
+    p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p'); f=$(echo "$line" | sed -n 's/.* passed, \([0-9]*\) failed.*/\1/p')
+    p=${p:-0} f=${f:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    passed=$((passed + p)); failed=$((failed + f))
+    printf '%-8s %-40s %3d passed %3d failed %3d skipped\n' "$label" "server/serve_tests.sh" "$p" "$f" 0
+    if [ "$f" -ne 0 ]; then printf '%s\n' "$out" | grep -v '^ok ' | tail -n 40 | sed 's/^/    | /'; fi
+done
+
 if ls build/fuzz/fuzz_* >/dev/null 2>&1; then
     while IFS= read -r line; do
         echo "$line"

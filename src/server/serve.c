@@ -683,9 +683,6 @@ static int load_keys(server *s)
     return rc;
 }
 
-static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) { (void)sig; g_stop = 1; }
-
 static void server_free(server *s)
 {
     sched_free(s->S);
@@ -704,6 +701,15 @@ int serve_run(const serve_params *p)
 {
     server s = { .p = *p };
     char err[ERRLEN];
+    /* SIGINT/SIGTERM are blocked in every thread (the ones started below inherit
+       the mask), so no HTTP or scheduler call is ever interrupted; the main thread
+       takes them with sigwait. */
+    sigset_t stop_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
+    signal(SIGPIPE, SIG_IGN);
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.work_cv, NULL);
     metrics_init(&s.metrics);
@@ -763,11 +769,6 @@ int serve_run(const serve_params *p)
         fprintf(stderr, "kvlm serve: %s\n", err);
         goto done;
     }
-    struct sigaction sa = { .sa_handler = on_signal };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     kvlm_cache_stats cst;
     kvlm_cache_get_stats(s.cache, &cst);
     fprintf(stderr, "kvlm serve: %s on http://%s:%d/v1 (model id \"%s\", %d threads, context %lld, %lld KV blocks, "
@@ -781,8 +782,9 @@ int serve_run(const serve_params *p)
             fclose(f);
         }
     }
-    while (!g_stop) usleep(50 * 1000);
-    fprintf(stderr, "kvlm serve: shutting down\n");
+    int sig = 0;
+    while (sigwait(&stop_set, &sig) != 0) {}
+    fprintf(stderr, "kvlm serve: %s: shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     rc = 0;
 done:
     if (th_started) {
