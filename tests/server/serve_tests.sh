@@ -3,7 +3,8 @@
 # the official openai client: the API checks (test_openai.py --kvlm), tenant
 # isolation (test_tenants.py), a load test (load_test.py; skipped with --quick,
 # as under ASan), and a graceful SIGTERM with a stream open (exit status 0,
-# the stream ended with an error event and [DONE]).
+# the stream ended with an error event and [DONE]), and back-pressure
+# (test_limits.py: 413, 429 with Retry-After).
 # Prints each part's lines and ends with "N passed, N failed" over all parts.
 set -u
 build=${1:-build}
@@ -77,6 +78,12 @@ if start tenants --api-keys "$work/keys"; then
     out=$(timeout 300 "$py" tests/server/test_tenants.py --url "$url" --key-a KEY_A --key-b KEY_B 2>&1)
     echo "$out"; tally "$out"
     stop "$pid" tenants
+fi
+
+if start limits --parallel 1 --queue 1 --max-body 4096; then
+    out=$(timeout 300 "$py" tests/server/test_limits.py --url "$url" 2>&1)
+    echo "$out"; tally "$out"
+    stop "$pid" limits
 fi
 
 echo "$passed passed, $failed failed"
