@@ -10,7 +10,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 run_one() {   # $1 = label, $2 = binary
-    local out rc p f s
+    local out rc p f s t0=$SECONDS
     # the sanitizer build is ~10x slower: its slowest real-model tests check fewer cases
     if [ "$1" = asan ]; then out=$(KVLM_TEST_QUICK=1 timeout 900 "$2" 2>&1); rc=$?
     else out=$(timeout 900 "$2" 2>&1); rc=$?; fi
@@ -22,7 +22,7 @@ run_one() {   # $1 = label, $2 = binary
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
     if [ "$p" -eq 0 ] && [ "$f" -eq 0 ] && [ "$s" -eq 0 ]; then f=1; fi
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
-    printf '%-8s %-40s %3d passed %3d failed %3d skipped\n' "$1" "${2#*/tests/}" "$p" "$f" "$s"
+    printf '%-8s %-40s %3d passed %3d failed %3d skipped %4ds\n' "$1" "${2#*/tests/}" "$p" "$f" "$s" $((SECONDS - t0))
     if [ "$f" -ne 0 ]; then printf '%s\n' "$out" | tail -n 40 | sed 's/^/    | /'; fi
 }
 
@@ -39,13 +39,14 @@ for b in build build/asan; do
     [ -x "$b/kvlm" ] || continue
     label=release; extra=
     [ "$b" = build/asan ] && { label=asan; extra=--quick; }
+    t0=$SECONDS
     out=$(timeout 1200 tests/server/serve_tests.sh "$b" $extra 2>&1); rc=$?
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
     p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p'); f=$(echo "$line" | sed -n 's/.* passed, \([0-9]*\) failed.*/\1/p')
     p=${p:-0} f=${f:-0}
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
     passed=$((passed + p)); failed=$((failed + f))
-    printf '%-8s %-40s %3d passed %3d failed %3d skipped\n' "$label" "server/serve_tests.sh" "$p" "$f" 0
+    printf '%-8s %-40s %3d passed %3d failed %3d skipped %4ds\n' "$label" "server/serve_tests.sh" "$p" "$f" 0 $((SECONDS - t0))
     if [ "$f" -ne 0 ]; then printf '%s\n' "$out" | grep -v '^ok ' | tail -n 40 | sed 's/^/    | /'; fi
 done
 

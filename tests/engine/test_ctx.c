@@ -208,15 +208,18 @@ static void kivi_paths(kvlm_kv_type tk, kvlm_kv_type tv, int64_t res)
     enum { CAP = 512 };
     static kvlm_token t[CAP];
     size_t n = 0, one = tokenize(TEXT, t, CAP);
-    const size_t want = getenv("KVLM_TEST_QUICK") ? 300 : 400;
-    while (n + one <= want) n += tokenize(TEXT, t + n, CAP - n);
+    const size_t want = getenv("KVLM_TEST_QUICK") ? 300 : 400;   /* past one chunk (256) either way */
+    while (n < want && n + one <= CAP) n += tokenize(TEXT, t + n, CAP - n);
     assert_true(n > 256);
     kvlm_ctx *a = kivi_ctx(tk, tv, res, 2), *b = kivi_ctx(tk, tv, res, 2), *c = kivi_ctx(tk, tv, res, 2),
              *d = kivi_ctx(tk, tv, res, 1);
     assert_int_equal(kvlm_ctx_decode(a, t, n, NULL, 0), KVLM_OK);
     assert_int_equal(kvlm_ctx_decode(b, t, 250, NULL, 0), KVLM_OK);
     for (size_t i = 250; i < n; i++) assert_int_equal(kvlm_ctx_decode(b, t + i, 1, NULL, 0), KVLM_OK);
-    for (size_t i = 0, step = 1; i < n; i += step, step = step % 6 + 1) {
+    /* the sanitizer build steps only the last 100 tokens (each step is a weight pass) */
+    const size_t lead = getenv("KVLM_TEST_QUICK") ? n - 100 : 0;
+    if (lead) assert_int_equal(kvlm_ctx_decode(c, t, lead, NULL, 0), KVLM_OK);
+    for (size_t i = lead, step = 1; i < n; i += step, step = step % 6 + 1) {
         size_t k = n - i < step ? n - i : step;
         assert_int_equal(kvlm_ctx_decode(c, t + i, k, NULL, 0), KVLM_OK);
     }
