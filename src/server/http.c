@@ -632,6 +632,15 @@ const char *http_request_header(const http_request *req, const char *name)
     return MHD_lookup_connection_value(req->impl->reply.conn, MHD_HEADER_KIND, name);
 }
 
+bool http_request_peer_gone(const http_request *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->impl->reply.conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    struct pollfd p = { .fd = ci->connect_fd, .events = POLLRDHUP };
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static void on_log(void *cls, const char *fmt, va_list ap)
 {
     http_server *srv = cls;

@@ -116,6 +116,11 @@ void http_server_stop(http_server *srv);
 /* A request header (case-insensitive name), or NULL. Valid during the call. */
 const char *http_request_header(const http_request *req, const char *name);
 
+/* true when the client has closed its side of the connection (or it broke): a
+ * handler that waits long for a whole answer polls this to stop working for no
+ * one. A client that half-closes after sending its request counts as gone. */
+bool http_request_peer_gone(const http_request *req);
+
 /* Adds a response header (e.g. Retry-After, WWW-Authenticate) to the reply sent
  * next; name and value are copied. false if name or value holds CR/LF (or name
  * ':' or blanks), for Content-Length and Transfer-Encoding (the framing is the

@@ -6,7 +6,8 @@
  *   reserve a queue slot (429 when full)        drop cancelled jobs (sched_remove)
  *   [stream: start the SSE response]            admit queued jobs that fit (sched_add)
  *   queue the job, wake the scheduler           sched_step -> on_token -> text, events
- *   [whole: wait for done, answer]              finish jobs: close streams / wake waiters
+ *   [whole: wait for done, answer;            finish jobs: close streams / wake waiters
+ *    every 100 ms: client gone? cancel]
  *
  * A job is owned by the scheduler thread from the moment it is queued until it
  * finishes; then a streamed job is freed there and a whole one is handed back
@@ -542,7 +543,17 @@ static void handle_completion(server *s, api_endpoint ep, const http_request *re
         pthread_mutex_unlock(&s->mu);
         return;
     }
-    while (!j->finished) pthread_cond_wait(&j->done_cv, &s->mu);
+    while (!j->finished) {                           /* a client that hangs up cancels its job */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&j->done_cv, &s->mu, &ts);
+        if (!j->finished && !atomic_load(&j->cancelled) && http_request_peer_gone(req)) {
+            atomic_store(&j->cancelled, true);
+            pthread_cond_signal(&s->work_cv);
+        }
+    }
     pthread_mutex_unlock(&s->mu);
     if (j->err.http_status) {
         e = j->err;

@@ -2,15 +2,19 @@
 """tests/server/test_limits.py - back-pressure of a live `kvlm serve --parallel 1
 --queue 1 --max-body 4096`: a body over the limit gets 413, more requests than
 one running plus one queued get 429 with Retry-After (OpenAI-style error
-objects), and the server keeps serving afterwards. Raw HTTP, so nothing retries.
+objects), a client that hangs up before its whole answer frees its sequence at
+once, and the server keeps serving afterwards. Raw HTTP, so nothing retries.
 
     python3 tests/server/test_limits.py --url http://127.0.0.1:PORT/v1
 """
 import argparse
 import concurrent.futures
 import json
+import socket
 import sys
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
@@ -21,6 +25,16 @@ def post(url, body, timeout=120):
             return r.status, dict(r.headers), json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), json.loads(e.read() or b"{}")
+
+
+def metrics(base):
+    out = {}
+    with urllib.request.urlopen(base.rsplit("/v1", 1)[0] + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line and not line.startswith("#") and "{" not in line:
+                k, v = line.split()
+                out[k] = float(v)
+    return out
 
 
 def main():
@@ -49,6 +63,33 @@ def main():
     check("429 carries Retry-After and an error object",
           all(g[1].get("Retry-After") and g[2].get("error", {}).get("code") == "rate_limit_exceeded" for g in limited),
           f"{limited[:1]}")
+    # a client that hangs up while waiting for a whole (non-streamed) answer: its
+    # sequence goes at once, and the one running slot serves the next request
+    host, port = urllib.parse.urlsplit(a.url).hostname, urllib.parse.urlsplit(a.url).port
+    path = urllib.parse.urlsplit(a.url).path + "/chat/completions"
+    long_req = json.dumps({"model": model, "max_tokens": 3000,
+                           "messages": [{"role": "user", "content": "Tell a very long story."}]}).encode()
+    sock = socket.create_connection((host, port), timeout=30)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(long_req)}\r\n\r\n".encode() + long_req)
+    busy = None
+    t0 = time.time()
+    while time.time() - t0 < 60 and busy is None:
+        m = metrics(a.url)
+        if m.get("kvlm_running_sequences", 0) > 0 and m.get("kvlm_kv_blocks_in_use", 0) > 0:
+            busy = m
+        time.sleep(0.05)
+    sock.close()
+    t_hang, idle = time.time(), None
+    while time.time() - t_hang < 2.0:
+        m = metrics(a.url)
+        if m.get("kvlm_running_sequences", -1) == 0 and m.get("kvlm_kv_blocks_in_use", -1) == 0:
+            idle = time.time() - t_hang
+            break
+        time.sleep(0.02)
+    check("a client that hangs up before a whole answer frees its sequence within 2 s",
+          busy is not None and idle is not None, f"busy {busy is not None}, idle after {idle}")
+
     st, _, body = post(a.url + "/completions", req)
     check("still serving afterwards", st == 200 and body["usage"]["completion_tokens"] > 0, f"{st} {body}")
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
