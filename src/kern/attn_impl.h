@@ -3,7 +3,8 @@
  * Each file defines scores_phase(s, q, G, hd, scale, c, tmp, t) and
  * pv_phase(part, s, G, hd, c, tmp, t) as always-inline functions; these macros
  * make the per-type entry points of a kernel table from them. The helpers below
- * use SSE2 only (every x86-64), so both files share them. */
+ * use SSE2 only (every x86-64), so both files share them; the KIVI widening at
+ * the end also needs AVX2, FMA and F16C, which both files are built with. */
 #ifndef KVLM_KERN_ATTN_IMPL_H
 #define KVLM_KERN_ATTN_IMPL_H
 
@@ -65,7 +66,82 @@ INLINE void expand_v_q4(int8_t *dst, const uint8_t *src, int64_t n_ch)
     memcpy(dst + n_ch * ATTN_BLOCK, src + n_ch * ATTN_BLOCK / 2, (size_t)(n_ch / ATTN_Q8_GROUP) * ATTN_BLOCK * 2);
 }
 
+/* KIVI K: the 16 codes of one channel (2b bytes) in slot order, one per byte.
+ * b = 4: byte i holds slot i (low nibble) and i + 8 (high);
+ * b = 2: byte i holds slots i, i+4, i+8, i+12 at bits 0, 2, 4, 6. */
+INLINE __m128i kivi_k_codes(const uint8_t *p, int bits)
+{
+    if (bits == 4) {
+        const __m128i x = _mm_loadl_epi64((const __m128i *)p), lo4 = _mm_set1_epi8(15);
+        return _mm_unpacklo_epi64(_mm_and_si128(x, lo4), _mm_and_si128(_mm_srli_epi16(x, 4), lo4));
+    }
+    int32_t w;
+    memcpy(&w, p, 4);
+    const __m128i x = _mm_cvtsi32_si128(w);           /* 16-bit shifts: the mask keeps each byte's own bits */
+    const __m128i x01 = _mm_unpacklo_epi32(x, _mm_srli_epi16(x, 2)), x23 = _mm_unpacklo_epi32(_mm_srli_epi16(x, 4), _mm_srli_epi16(x, 6));
+    return _mm_and_si128(_mm_unpacklo_epi64(x01, x23), _mm_set1_epi8(3));
+}
 
+/* KIVI V: the 32 codes of one group of 32 channels (4b bytes) in channel order:
+ * channels 0-15 in *lo, 16-31 in *hi. b = 4: byte i holds channel i (low) and
+ * i + 16 (high); b = 2: byte i holds channels i, i+8, i+16, i+24 at bits 0, 2, 4, 6. */
+INLINE void kivi_v_codes(const uint8_t *p, int bits, __m128i *lo, __m128i *hi)
+{
+    if (bits == 4) {
+        const __m128i x = _mm_loadu_si128((const __m128i *)p), lo4 = _mm_set1_epi8(15);
+        *lo = _mm_and_si128(x, lo4);
+        *hi = _mm_and_si128(_mm_srli_epi16(x, 4), lo4);
+        return;
+    }
+    const __m128i x = _mm_loadl_epi64((const __m128i *)p), three = _mm_set1_epi8(3);
+    *lo = _mm_and_si128(_mm_unpacklo_epi64(x, _mm_srli_epi16(x, 2)), three);
+    *hi = _mm_and_si128(_mm_unpacklo_epi64(_mm_srli_epi16(x, 4), _mm_srli_epi16(x, 6)), three);
+}
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+/* 8 codes (the low 8 bytes of c) -> f32 m + d * code. d * code is exact in f32
+ * (an f16 times a code below 16), so the FMA gives the scalar set's value bit for bit. */
+INLINE __m256 kivi_deq8(__m128i c, __m256 d, __m256 m)
+{
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c)), m);
+}
+
+/* KIVI K of one block -> f32 channels dst: [n_ch][16], the layout the f32 score
+ * code reads; slots m..15 of a partial block (never quantized: stale or NaN d, m)
+ * are zeroed. src: codes [n_ch][2b bytes], d [n_ch], m [n_ch] (attn.h). */
+INLINE void widen_k_kivi(float *dst, const uint8_t *src, int64_t n_ch, int64_t m, int bits)
+{
+    const uint16_t *kd = (const uint16_t *)(src + (size_t)n_ch * 2 * (size_t)bits), *km = kd + n_ch;
+    for (int64_t ch = 0; ch < n_ch; ch++) {
+        const __m128i c = kivi_k_codes(src + (size_t)ch * 2 * (size_t)bits, bits);
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(kd[ch])), mn = _mm256_set1_ps(_cvtsh_ss(km[ch]));
+        _mm256_store_ps(dst + ch * ATTN_BLOCK, kivi_deq8(c, d, mn));
+        _mm256_store_ps(dst + ch * ATTN_BLOCK + 8, kivi_deq8(_mm_srli_si128(c, 8), d, mn));
+    }
+    if (m < ATTN_BLOCK)
+        for (int64_t ch = 0; ch < n_ch; ch++) memset(dst + ch * ATTN_BLOCK + m, 0, (size_t)(ATTN_BLOCK - m) * sizeof *dst);
+}
+
+/* KIVI V of one block, rows 0..m-1 -> f32 rows dst: [m][n_ch], the layout the f32
+ * p.v code reads. src: codes [16][n_ch * b / 8], d [16][n_ch / 64], m [16][n_ch / 64]. */
+INLINE void widen_v_kivi(float *dst, const uint8_t *src, int64_t n_ch, int64_t m, int bits)
+{
+    const size_t row = (size_t)n_ch * (size_t)bits / 8, ng = (size_t)n_ch / ATTN_KIVI_VGROUP;
+    const uint16_t *vd = (const uint16_t *)(src + ATTN_BLOCK * row), *vm = vd + ATTN_BLOCK * ng;
+    for (int64_t r = 0; r < m; r++)                   /* row r, groups of 32 channels */
+        for (int64_t g = 0; g < n_ch / 32; g++) {
+            const size_t gi = (size_t)r * ng + (size_t)g / 2;   /* two groups of 32 share a d, m */
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(vd[gi])), mn = _mm256_set1_ps(_cvtsh_ss(vm[gi]));
+            __m128i lo, hi;
+            kivi_v_codes(src + (size_t)r * row + (size_t)g * 4 * (size_t)bits, bits, &lo, &hi);
+            float *o = dst + r * n_ch + g * 32;
+            _mm256_storeu_ps(o, kivi_deq8(lo, d, mn));
+            _mm256_storeu_ps(o + 8, kivi_deq8(_mm_srli_si128(lo, 8), d, mn));
+            _mm256_storeu_ps(o + 16, kivi_deq8(hi, d, mn));
+            _mm256_storeu_ps(o + 24, kivi_deq8(_mm_srli_si128(hi, 8), d, mn));
+        }
+}
+#endif
 
 /* hd is a literal in the common cases, so the loops over it unroll and the
  * accumulators stay in registers. */
