@@ -155,14 +155,6 @@ INLINE float hmax(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-INLINE float hsum(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* q8: the scores of GP (<= 2) heads from int8 channels kq [hd][16] with f16 scales
  * kd [hd / 32][16]; per group of 32 channels the int products are summed in 2
  * partial sums per half of the rows, then scaled by the group's scales. */
@@ -256,17 +248,15 @@ INLINE void pv_block_q8(float *part, const float *s, int64_t g, int64_t G, const
 
 
 /* scores phase: tmp holds a padded partial block (pad) and a widened q4 one (xk);
- * for KIVI only the block widened to f32, already padded (kf) */
+ * KIVI scores from the codes and uses tmp for its q * d (scores_block_kivi) */
 INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float scale, const attn_chunk *c,
                          float *tmp, int t)
 {
     const int64_t Hk = c->n_head_kv, n_ch = Hk * hd, nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
     const int64_t q8_part = (17 * n_ch + 63) / 64 * 64;
     int8_t *pad = (int8_t *)tmp, *xk = pad + (t == ATTN_F32 ? 4 * n_ch * ATTN_BLOCK : q8_part);
-    float *kf = tmp;                                  /* KIVI: [n_ch][16] f32; pad and xk unused */
     const size_t kb = attn_part_bytes(t, n_ch, 0), vb = attn_part_bytes(c->type_v, (int64_t)c->stride, 1);
-    const int kivi = attn_kivi_bits(t);
-    const int tq = t == ATTN_Q4 ? ATTN_Q8 : kivi ? ATTN_F32 : t;   /* the layout read below */
+    const int tq = t == ATTN_Q4 ? ATTN_Q8 : t, kivi = attn_kivi_bits(t);   /* the layout read below */
     const __m256 vscale = _mm256_set1_ps(scale);
     for (int64_t d = 0; d < PF_AHEAD && d < nb; d++) prefetch_block(c->k[d], kb);
     for (int64_t b = 0; b < nb; b++) {
@@ -278,10 +268,11 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
             expand_k_q4(xk, kt, n_ch);
             kt = xk;
         }
-        if (kivi) {
-            widen_k_kivi(kf, kt, n_ch, m, kivi);
-            kt = kf;
-        } else if (m < ATTN_BLOCK) {
+        if (kivi) {                                   /* straight from the codes; tmp: its q * d */
+            scores_block_kivi(s + b * ATTN_BLOCK, q, G, Hk, hd, scale, kt, kivi, tmp);
+            continue;
+        }
+        if (m < ATTN_BLOCK) {
             if (tq == ATTN_Q8) pad_k_q8(pad, kt, n_ch, m);
             else pad_k(pad, kt, n_ch, m, elt_size(t));
             kt = pad;
@@ -297,12 +288,12 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
                 }
                 continue;
             }
-            const void *kg = (const uint8_t *)kt + (size_t)(g * hd) * ATTN_BLOCK * elt_size(tq);
+            const void *kg = (const uint8_t *)kt + (size_t)(g * hd) * ATTN_BLOCK * elt_size(t);
             for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 3) {
                 switch ((g + 1) * G - h0 < 3 ? (g + 1) * G - h0 : 3) {
-                case 1: scores_t(sb, q, h0, 1, kg, hd, tq, vscale); break;
-                case 2: scores_t(sb, q, h0, 2, kg, hd, tq, vscale); break;
-                default: scores_t(sb, q, h0, 3, kg, hd, tq, vscale); break;
+                case 1: scores_t(sb, q, h0, 1, kg, hd, t, vscale); break;
+                case 2: scores_t(sb, q, h0, 2, kg, hd, t, vscale); break;
+                default: scores_t(sb, q, h0, 3, kg, hd, t, vscale); break;
                 }
             }
         }

@@ -243,18 +243,16 @@ INLINE void scores_any(float *sb, const float *q, int64_t h0, const int GP, cons
 
 enum { PF_AHEAD = 2 };   /* blocks ahead: 1 to 6 measured the same on Zen 4 */
 
-/* scores phase: tmp holds a padded K block (pad) and a widened q4 one (xk); for
- * KIVI only the block widened to f32, already padded (kf). */
+/* scores phase: tmp holds a padded K block (pad) and a widened q4 one (xk); KIVI
+ * scores from the codes and uses tmp for its q * d (scores_block_kivi). */
 INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float scale, const attn_chunk *c,
                          float *tmp, int t)
 {
     const int64_t Hk = c->n_head_kv, n_ch = Hk * hd, nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
     const int64_t q8_part = (17 * n_ch + 63) / 64 * 64;
     int8_t *pad = (int8_t *)tmp, *xk = pad + (t == ATTN_F32 ? 4 * n_ch * ATTN_BLOCK : q8_part);
-    float *kf = tmp;                                  /* KIVI: [n_ch][16] f32; pad and xk unused */
     const size_t kb = attn_part_bytes(t, n_ch, 0), vb = attn_part_bytes(c->type_v, (int64_t)c->stride, 1);
-    const int kivi = attn_kivi_bits(t);
-    const int tq = t == ATTN_Q4 ? ATTN_Q8 : kivi ? ATTN_F32 : t;   /* the layout the kernels below read */
+    const int tq = t == ATTN_Q4 ? ATTN_Q8 : t, kivi = attn_kivi_bits(t);   /* the layout the kernels below read */
     const __m512 vscale = _mm512_set1_ps(scale);
     for (int64_t d = 0; d < PF_AHEAD && d < nb; d++) prefetch_block(c->k[d], kb);
     for (int64_t b = 0; b < nb; b++) {
@@ -266,10 +264,11 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
             expand_k_q4(xk, kt, n_ch);
             kt = xk;
         }
-        if (kivi) {
-            widen_k_kivi(kf, kt, n_ch, m, kivi);
-            kt = kf;
-        } else if (m < ATTN_BLOCK) {
+        if (kivi) {                                   /* straight from the codes; tmp: its q * d */
+            scores_block_kivi(s + b * ATTN_BLOCK, q, G, Hk, hd, scale, kt, kivi, tmp);
+            continue;
+        }
+        if (m < ATTN_BLOCK) {
             if (tq == ATTN_Q8) pad_k_q8(pad, kt, n_ch, m);
             else pad_k(pad, kt, n_ch, m, elt_size(t));
             kt = pad;
