@@ -2,7 +2,7 @@
  *  - every set against a double-precision softmax computed directly over all rows
  *    (independent of chunks, online folding and the kernels' exp), for f32 and
  *    f16, bf16, q8, q4, KIVI4 and KIVI2 rows (and K and V of different types),
- *    head sizes 64, 128 and 80 (q8/q4: multiples of 32, KIVI: the K/V heads'
+ *    head sizes 64, 128, 96 and 80 (q8/q4: multiples of 32, KIVI: the K/V heads'
  *    channels a multiple of 64), groups of 1 to 6 query heads per K/V head, and
  *    row counts that end inside a block, on one, or past one chunk;
  *  - every SIMD set against the scalar set on the same chunks;
@@ -332,7 +332,9 @@ static void test_against_reference(void **state)
     (void)state;
     find_sets();
     static const int64_t rows[] = { 1, 15, 16, 17, 100, 256, 257, 700 };
-    static const struct { int64_t hk, hd, G; } shapes[] = { { 3, 64, 3 }, { 1, 64, 1 }, { 2, 128, 2 }, { 1, 80, 6 }, { 3, 64, 5 } };
+    /* { 2, 96, 2 }: hd not a literal of DISPATCH_HD, and KIVI V groups of 64 that straddle two heads */
+    static const struct { int64_t hk, hd, G; } shapes[] = { { 3, 64, 3 }, { 1, 64, 1 }, { 2, 128, 2 }, { 1, 80, 6 }, { 3, 64, 5 },
+                                                            { 2, 96, 2 } };
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int t = 0; t < N_T; t++)
             for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
