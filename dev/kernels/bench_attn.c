@@ -2,7 +2,10 @@
  * like kv_pool's (blocks of 16 rows of every layer's K and V), to tell compute from
  * memory: `hot` reuses one layer's blocks (they stay in L2), `cold` walks every
  * layer of every block as a decode step does.
- *   build: make -C dev/kernels     run: dev/kernels/build/bench_attn [scalar|avx2|avx512] [depth] */
+ *   build: make -C dev/kernels
+ *   run:   dev/kernels/build/bench_attn [scalar|avx2|avx512] [depth] [type_k] [type_v]
+ * types by ATTN_* id (default 1, f16); each block holds any type's bytes in the f16
+ * layout's room (the bytes are f16 values, so codes and scales are finite). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,11 @@ int main(int argc, char **argv)
 {
     const char *set = argc > 1 ? argv[1] : "avx512";
     const int64_t depth = argc > 2 ? atoll(argv[2]) : 4096;
+    const int tk = argc > 3 ? atoi(argv[3]) : ATTN_F16, tv = argc > 4 ? atoi(argv[4]) : tk;
+    if (tk < 0 || tk >= ATTN_N_TYPES || tv < 0 || tv >= ATTN_N_TYPES || tk == ATTN_F32 || tv == ATTN_F32) {
+        fprintf(stderr, "types: 1 to %d (f32 does not fit the f16 layout)\n", ATTN_N_TYPES - 1);
+        return 2;
+    }
     const attn_kernels *ak = !strcmp(set, "scalar") ? attn_scalar() : !strcmp(set, "avx2") ? attn_avx2_kernels() : attn_avx512_kernels();
     if (!ak) { fprintf(stderr, "set %s not built\n", set); return 1; }
     const size_t row = HK * HD * 2, blk = (size_t)NL * 2 * B * row;     /* f16 */
@@ -42,16 +50,17 @@ int main(int argc, char **argv)
                         kb[b] = slab + (size_t)(j0 / B + b) * blk + (size_t)l * 2 * B * row;
                         vb[b] = (const uint8_t *)kb[b] + B * row;
                     }
-                    attn_chunk c = { kb, vb, HK * HD, n, HK, ATTN_F16, ATTN_F16 };   /* the f16 layout's sizes */
+                    attn_chunk c = { kb, vb, HK * HD, n, HK, tk, tv };   /* in the f16 layout's room */
                     attn_chunk_run(ak, part, q, G, HD, 0.125f, &c, scratch);
                 }
             }
             double dt = now() - t0;
             if (dt < best) best = dt;
         }
-        printf("%-7s depth %lld %s: %.3f ms per decode step (30 layers), %.1f ns per row-layer, %.1f GB/s\n", set,
-               (long long)depth, mode ? "cold" : "hot ", best * 1e3, best * 1e9 / (double)(depth * NL),
-               (double)(depth * NL) * 2 * row / best / 1e9);
+        const double bytes = (double)(attn_part_bytes(tk, HK * HD, 0) + attn_part_bytes(tv, HK * HD, 1)) / B;   /* per row */
+        printf("%-7s K %d V %d depth %lld %s: %.3f ms per decode step (30 layers), %.1f ns per row-layer, %.1f GB/s\n",
+               set, tk, tv, (long long)depth, mode ? "cold" : "hot ", best * 1e3, best * 1e9 / (double)(depth * NL),
+               (double)(depth * NL) * bytes / best / 1e9);
     }
     return 0;
 }

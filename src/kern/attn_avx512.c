@@ -243,7 +243,8 @@ INLINE void scores_any(float *sb, const float *q, int64_t h0, const int GP, cons
 
 enum { PF_AHEAD = 2 };   /* blocks ahead: 1 to 6 measured the same on Zen 4 */
 
-/* scores phase: tmp holds a padded K block (pad) and a widened q4 one (xk). */
+/* scores phase: tmp holds a padded K block (pad) and a widened q4 one (xk); KIVI
+ * scores from the codes and uses tmp for its q * d (scores_block_kivi). */
 INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float scale, const attn_chunk *c,
                          float *tmp, int t)
 {
@@ -251,7 +252,7 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
     const int64_t q8_part = (17 * n_ch + 63) / 64 * 64;
     int8_t *pad = (int8_t *)tmp, *xk = pad + (t == ATTN_F32 ? 4 * n_ch * ATTN_BLOCK : q8_part);
     const size_t kb = attn_part_bytes(t, n_ch, 0), vb = attn_part_bytes(c->type_v, (int64_t)c->stride, 1);
-    const int tq = t == ATTN_Q4 ? ATTN_Q8 : t;        /* the layout the kernels below read */
+    const int tq = t == ATTN_Q4 ? ATTN_Q8 : t, kivi = attn_kivi_bits(t);   /* the layout the kernels below read */
     const __m512 vscale = _mm512_set1_ps(scale);
     for (int64_t d = 0; d < PF_AHEAD && d < nb; d++) prefetch_block(c->k[d], kb);
     for (int64_t b = 0; b < nb; b++) {
@@ -262,6 +263,10 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
         if (t == ATTN_Q4) {
             expand_k_q4(xk, kt, n_ch);
             kt = xk;
+        }
+        if (kivi) {                                   /* straight from the codes; tmp: its q * d */
+            scores_block_kivi(s + b * ATTN_BLOCK, q, G, Hk, hd, scale, kt, kivi, tmp);
+            continue;
         }
         if (m < ATTN_BLOCK) {
             if (tq == ATTN_Q8) pad_k_q8(pad, kt, n_ch, m);
@@ -306,12 +311,13 @@ static void softmax(float *part, float *s, int64_t H, int64_t n, int64_t hd, int
     }
 }
 
-/* pv phase: tmp holds a widened q4 V block (xv). */
+/* pv phase: tmp holds a widened q4 V block (xv), or a KIVI one in f32 rows [m][stride]. */
 INLINE void pv_phase(float *part, const float *s, int64_t G, int64_t hd, const attn_chunk *c, float *tmp, int t)
 {
     const int64_t Hk = c->n_head_kv, nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
     int8_t *xv = (int8_t *)tmp;
     const size_t vb = attn_part_bytes(t, (int64_t)c->stride, 1);
+    const int kivi = attn_kivi_bits(t), tv = kivi ? ATTN_F32 : t;   /* the layout read below */
     for (int64_t b = 0; b < nb; b++) {
         const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
         if (b + PF_AHEAD < nb) prefetch_block(c->v[b + PF_AHEAD], vb);
@@ -320,10 +326,14 @@ INLINE void pv_phase(float *part, const float *s, int64_t G, int64_t hd, const a
             expand_v_q4(xv, vt, (int64_t)c->stride);
             vt = xv;
         }
+        if (kivi) {
+            widen_v_kivi(tmp, vt, (int64_t)c->stride, m, kivi);
+            vt = tmp;
+        }
         for (int64_t g = 0; g < Hk; g++) {
             if (t == ATTN_Q8 || t == ATTN_Q4) pv_block_q8(part, s + b * ATTN_BLOCK, g, G, vt, c->stride, m, hd);
-            else pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)vt + (size_t)(g * hd) * elt_size(t),
-                          c->stride, m, hd, t);
+            else pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)vt + (size_t)(g * hd) * elt_size(tv),
+                          c->stride, m, hd, tv);
         }
     }
 }
@@ -338,6 +348,10 @@ PV_FN(pv_f16, ATTN_F16)
 PV_FN(pv_bf16, ATTN_BF16)
 PV_FN(pv_q8_fn, ATTN_Q8)
 PV_FN(pv_q4_fn, ATTN_Q4)
+SCORES_FN(scores_kivi4, ATTN_KIVI4)
+SCORES_FN(scores_kivi2, ATTN_KIVI2)
+PV_FN(pv_kivi4, ATTN_KIVI4)
+PV_FN(pv_kivi2, ATTN_KIVI2)
 
 static void round_f16(float *x, int64_t n)
 {
@@ -352,9 +366,10 @@ static void round_f16(float *x, int64_t n)
 static const attn_kernels AVX512 = {
     "avx512",
     { [ATTN_F32] = scores_f32, [ATTN_F16] = scores_f16, [ATTN_Q8] = scores_q8_fn, [ATTN_Q4] = scores_q4_fn,
-      [ATTN_BF16] = scores_bf16 },
+      [ATTN_BF16] = scores_bf16, [ATTN_KIVI4] = scores_kivi4, [ATTN_KIVI2] = scores_kivi2 },
     softmax,
-    { [ATTN_F32] = pv_f32, [ATTN_F16] = pv_f16, [ATTN_Q8] = pv_q8_fn, [ATTN_Q4] = pv_q4_fn, [ATTN_BF16] = pv_bf16 },
+    { [ATTN_F32] = pv_f32, [ATTN_F16] = pv_f16, [ATTN_Q8] = pv_q8_fn, [ATTN_Q4] = pv_q4_fn, [ATTN_BF16] = pv_bf16,
+      [ATTN_KIVI4] = pv_kivi4, [ATTN_KIVI2] = pv_kivi2 },
     round_f16,
 };
 const attn_kernels *attn_avx512_kernels(void) { return &AVX512; }

@@ -1,9 +1,10 @@
 /* test_attn.c - the attention chunk kernels (kern/attn.h).
  *  - every set against a double-precision softmax computed directly over all rows
  *    (independent of chunks, online folding and the kernels' exp), for f32 and
- *    f16, bf16, q8 and q4 rows (and K and V of different types), head sizes 64,
- *    128 and 80 (q8/q4: multiples of 32), groups of 1 to 6 query heads per K/V
- *    head, and row counts that end inside a block, on one, or past one chunk;
+ *    f16, bf16, q8, q4, KIVI4 and KIVI2 rows (and K and V of different types),
+ *    head sizes 64, 128, 96 and 80 (q8/q4: multiples of 32, KIVI: the K/V heads'
+ *    channels a multiple of 64), groups of 1 to 6 query heads per K/V head, and
+ *    row counts that end inside a block, on one, or past one chunk;
  *  - every SIMD set against the scalar set on the same chunks;
  *  - the exactness contract: a chunk's part does not depend on where its blocks
  *    sit in memory, and folding parts as they come equals storing them and
@@ -38,7 +39,7 @@ static float frand(void)   /* [-1, 1) */
  * [hk * hd][16] and V rows [16][hk * hd], blocks in reversed order with gaps. */
 typedef struct cache {
     int64_t hk, hd, n;
-    int tk, tv;                 /* T_F32 ... T_BF16 (the ATTN_* ids) */
+    int tk, tv;                 /* T_F32 ... T_KIVI2 (the ATTN_* ids) */
     uint8_t *mem;
     const void *k[MAX_ROWS / ATTN_BLOCK + 1], *v[MAX_ROWS / ATTN_BLOCK + 1];
     double kd[MAX_ROWS][MAX_HK * MAX_HD], vd[MAX_ROWS][MAX_HK * MAX_HD];   /* the values stored, exactly */
@@ -46,8 +47,14 @@ typedef struct cache {
 
 static cache C;
 
-enum { T_F32 = ATTN_F32, T_F16 = ATTN_F16, T_Q8 = ATTN_Q8, T_Q4 = ATTN_Q4, T_BF16 = ATTN_BF16, N_T = ATTN_BF16 + 1 };   /* KIVI: not yet here */
-static const char *TNAME[] = { "f32", "f16", "q8", "q4", "bf16" };
+enum { T_F32 = ATTN_F32, T_F16 = ATTN_F16, T_Q8 = ATTN_Q8, T_Q4 = ATTN_Q4, T_BF16 = ATTN_BF16,
+       T_KIVI4 = ATTN_KIVI4, T_KIVI2 = ATTN_KIVI2, N_T = ATTN_KIVI2 + 1 };
+static const char *TNAME[] = { "f32", "f16", "q8", "q4", "bf16", "kivi4", "kivi2" };
+
+static int kivi_bits(int t) { return t == T_KIVI4 ? 4 : t == T_KIVI2 ? 2 : 0; }
+
+/* The channels a type can hold: q8/q4 group 32 channels, KIVI's V 64. */
+static int type_fits(int t, int64_t n_ch) { return kivi_bits(t) ? n_ch % 64 == 0 : t == T_Q8 || t == T_Q4 ? n_ch % 32 == 0 : 1; }
 
 /* q4 of 32 values as ggml's q4_0 (an independent copy of the rule in kv_seq.c):
  * d = the value of largest magnitude / -8, q = min(15, trunc(x / d + 8.5)) */
@@ -78,11 +85,65 @@ static void q8_group(const float *x, int8_t *q, size_t qstride, uint16_t *d, dou
     }
 }
 
+/* KIVI of the n values x[i * xstride] (an independent copy of attn.h's rule):
+ * unsigned b-bit codes with d = (max - min) / (2^b - 1) and m = min, both f16,
+ * code = the nearest step from the stored m in the stored d, clamped. Code k of
+ * the run goes to byte k % span at bits b * (k / span), span = run * b / 8 (run:
+ * 16 for a K channel, 32 for a V group); only the n codes' bits are written, so
+ * a partial K channel keeps the cache's filler in its unused slots.
+ * back[i * xstride] = the element m + d * code, in f32 as attn.h defines it. */
+static void kivi_quant(const float *x, size_t xstride, int n, int bits, int run, uint8_t *pack, uint16_t *d,
+                       uint16_t *m, double *back)
+{
+    float lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        lo = fminf(lo, x[(size_t)i * xstride]);
+        hi = fmaxf(hi, x[(size_t)i * xstride]);
+    }
+    const int top = (1 << bits) - 1, span = run * bits / 8;
+    *d = f32_to_fp16((hi - lo) / (float)top);
+    *m = f32_to_fp16(lo);
+    const float df = fp16_to_f32(*d), mf = fp16_to_f32(*m);
+    for (int i = 0; i < n; i++) {
+        long c = df > 0.0f ? lroundf((x[(size_t)i * xstride] - mf) / df) : 0;
+        c = c < 0 ? 0 : c > top ? top : c;
+        const int k = i % run, shift = bits * (k / span);
+        uint8_t *byte = pack + (i / run) * span + k % span;
+        *byte = (uint8_t)((*byte & ~(top << shift)) | (c << shift));
+        back[(size_t)i * xstride] = (double)(mf + df * (float)c);
+    }
+}
+
 /* Bytes of one block's K or V part of type t (attn_part_bytes, written out again). */
-static size_t part_size(int t, int64_t n_ch)
+static size_t part_size(int t, int64_t n_ch, int is_v)
 {
     const size_t n = (size_t)n_ch * ATTN_BLOCK, sc = (size_t)(n_ch / 32) * ATTN_BLOCK * 2;
+    if (kivi_bits(t))                                 /* codes, then d and m: K per channel, V per row and 64 channels */
+        return n * (size_t)kivi_bits(t) / 8 + (is_v ? ATTN_BLOCK * (size_t)(n_ch / 64) * 4 : (size_t)n_ch * 4);
     return t == T_F32 ? 4 * n : t == T_F16 || t == T_BF16 ? 2 * n : t == T_Q8 ? n + sc : n / 2 + sc;
+}
+
+/* KIVI K of one block from its first m positions kf [m][MAX_HK * MAX_HD]: per
+ * channel over those m slots; codes [n_ch][2b bytes], d [n_ch], m [n_ch].
+ * back: [m][MAX_HK * MAX_HD], as kf */
+static void put_k_kivi(uint8_t *kb, int64_t m, int64_t n_ch, const float (*kf)[MAX_HK * MAX_HD], int bits,
+                       double (*back)[MAX_HK * MAX_HD])
+{
+    uint16_t *d = (uint16_t *)(kb + (size_t)n_ch * 2 * (size_t)bits), *mn = d + n_ch;
+    for (int64_t ch = 0; ch < n_ch; ch++)             /* channel ch: column ch of kf and back */
+        kivi_quant(&kf[0][ch], MAX_HK * MAX_HD, (int)m, bits, ATTN_BLOCK, kb + (size_t)ch * 2 * (size_t)bits, d + ch,
+                   mn + ch, &back[0][ch]);
+}
+
+/* KIVI V of row `slot`: per group of 64 channels; codes [16][n_ch * b / 8] (packed
+ * per 32 channels), d [16][n_ch / 64], m [16][n_ch / 64] */
+static void put_v_kivi(uint8_t *vb, size_t slot, int64_t n_ch, const float *vf, int bits, double *back)
+{
+    const size_t row = (size_t)n_ch * (size_t)bits / 8, ng = (size_t)n_ch / 64;
+    uint16_t *d = (uint16_t *)(vb + ATTN_BLOCK * row), *mn = d + ATTN_BLOCK * ng;
+    for (size_t g = 0; g < ng; g++)
+        kivi_quant(vf + g * 64, 1, 64, bits, 32, vb + slot * row + g * 64 * (size_t)bits / 8, d + slot * ng + g,
+                   mn + slot * ng + g, back + g * 64);
 }
 
 static uint16_t half_of(float x, int t) { return t == T_BF16 ? f32_to_bf16(x) : f32_to_fp16(x); }
@@ -118,7 +179,9 @@ static void put_k(uint8_t *kb, size_t slot, int64_t n_ch, const float *kf, int t
 /* position `slot` of one block: the V row from vf, in type tv */
 static void put_v(uint8_t *vb, size_t slot, int64_t n_ch, const float *vf, int tv, double *back)
 {
-    if (tv == T_Q4) {                                 /* nibbles [16][n_ch/2] + d [16][n_ch/32] */
+    if (kivi_bits(tv)) {
+        put_v_kivi(vb, slot, n_ch, vf, kivi_bits(tv), back);
+    } else if (tv == T_Q4) {                                 /* nibbles [16][n_ch/2] + d [16][n_ch/32] */
         uint16_t *vd = (uint16_t *)(vb + n_ch * ATTN_BLOCK / 2);
         for (int64_t g = 0; g < n_ch / 32; g++) {
             uint8_t qv[32];
@@ -143,7 +206,7 @@ static void put_v(uint8_t *vb, size_t slot, int64_t n_ch, const float *vf, int t
 static void cache_fill(cache *c, int64_t hk, int64_t hd, int64_t n, int tk, int tv, int64_t shift)
 {
     const int64_t n_ch = hk * hd, nb = (n + ATTN_BLOCK - 1) / ATTN_BLOCK;
-    const size_t kbytes = (part_size(tk, n_ch) + 63) / 64 * 64, vbytes = (part_size(tv, n_ch) + 63) / 64 * 64;
+    const size_t kbytes = (part_size(tk, n_ch, 0) + 63) / 64 * 64, vbytes = (part_size(tv, n_ch, 1) + 63) / 64 * 64;
     const size_t slot_bytes = kbytes + vbytes;
     free(c->mem);
     c->hk = hk; c->hd = hd; c->n = n; c->tk = tk; c->tv = tv;
@@ -155,11 +218,16 @@ static void cache_fill(cache *c, int64_t hk, int64_t hd, int64_t n, int tk, int 
         c->k[b] = base;
         c->v[b] = base + kbytes;
     }
-    float kf[MAX_HK * MAX_HD], vf[MAX_HK * MAX_HD];
+    static float kf[ATTN_BLOCK][MAX_HK * MAX_HD];      /* this block's K rows so far (KIVI K takes them at once) */
+    float vf[MAX_HK * MAX_HD];
     for (int64_t j = 0; j < n; j++) {
-        for (int64_t i = 0; i < n_ch; i++) { kf[i] = frand() * 2.0f; vf[i] = frand(); }
         const size_t slot = (size_t)(j % ATTN_BLOCK);
-        put_k((uint8_t *)c->k[j / ATTN_BLOCK], slot, n_ch, kf, tk, c->kd[j]);
+        for (int64_t i = 0; i < n_ch; i++) { kf[slot][i] = frand() * 2.0f; vf[i] = frand(); }
+        if (kivi_bits(tk) && j % 5 == 0) kf[slot][j % n_ch] = 40.0f;   /* outlier channels, as KIVI's keys have */
+        if (!kivi_bits(tk)) put_k((uint8_t *)c->k[j / ATTN_BLOCK], slot, n_ch, kf[slot], tk, c->kd[j]);
+        else if (slot == ATTN_BLOCK - 1 || j == n - 1)   /* a full block, or the last one's m positions */
+            put_k_kivi((uint8_t *)c->k[j / ATTN_BLOCK], (int64_t)slot + 1, n_ch, (const float (*)[MAX_HK * MAX_HD])kf, kivi_bits(tk),
+                       c->kd + (j - (int64_t)slot));
         put_v((uint8_t *)c->v[j / ATTN_BLOCK], slot, n_ch, vf, tv, c->vd[j]);
     }
 }
@@ -264,16 +332,20 @@ static void test_against_reference(void **state)
     (void)state;
     find_sets();
     static const int64_t rows[] = { 1, 15, 16, 17, 100, 256, 257, 700 };
-    static const struct { int64_t hk, hd, G; } shapes[] = { { 3, 64, 3 }, { 1, 64, 1 }, { 2, 128, 2 }, { 1, 80, 6 }, { 3, 64, 5 } };
+    /* { 2, 96, 2 }: hd not a literal of DISPATCH_HD, and KIVI V groups of 64 that straddle two heads */
+    static const struct { int64_t hk, hd, G; } shapes[] = { { 3, 64, 3 }, { 1, 64, 1 }, { 2, 128, 2 }, { 1, 80, 6 }, { 3, 64, 5 },
+                                                            { 2, 96, 2 } };
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int t = 0; t < N_T; t++)
             for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
-                if ((t == T_Q8 || t == T_Q4) && shapes[si].hd % 32) continue;
+                if (!type_fits(t, shapes[si].hk * shapes[si].hd)) continue;
                 check_case(shapes[si].hk, shapes[si].hd, shapes[si].G, rows[ri], t, t);
             }
     /* K and V of different types */
     static const int pairs[][2] = { { T_Q8, T_Q4 }, { T_Q4, T_Q8 }, { T_F16, T_Q8 }, { T_Q8, T_F16 }, { T_BF16, T_F16 },
-                                    { T_F32, T_BF16 }, { T_Q4, T_F32 } };
+                                    { T_F32, T_BF16 }, { T_Q4, T_F32 }, { T_KIVI4, T_Q4 }, { T_KIVI2, T_KIVI4 },
+                                    { T_KIVI4, T_KIVI2 }, { T_F16, T_KIVI2 }, { T_KIVI2, T_F16 }, { T_Q8, T_KIVI4 },
+                                    { T_KIVI4, T_F32 } };
     for (size_t pi = 0; pi < sizeof pairs / sizeof pairs[0]; pi++) {
         check_case(3, 64, 3, 17, pairs[pi][0], pairs[pi][1]);
         check_case(3, 64, 3, 300, pairs[pi][0], pairs[pi][1]);

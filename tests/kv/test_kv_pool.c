@@ -334,6 +334,118 @@ static void test_store_q4(void **state)
     kv_pool_free(&pool);
 }
 
+/* KIVI code k of a packed run (attn.h: with span = run * b / 8 bytes, code k sits in
+ * byte k % span at bits b * (k / span)); run = 16 for a K channel, 32 for a V group */
+static int kivi_code_at(const uint8_t *run_bytes, int bits, int run, int k)
+{
+    const int span = run * bits / 8;
+    return (run_bytes[k % span] >> (bits * (k / span))) & ((1 << bits) - 1);
+}
+
+/* n values x[i * xstride] against their KIVI group (codes from code(i), d, m): each
+ * within half a step plus the f16 rounding of d and m (codes are clamped to
+ * [0, 2^b - 1]), the minimum at code 0 and the maximum at the top code. */
+static void check_kivi_group(const float *x, size_t xstride, int n, int bits, const uint8_t *run_bytes, int run,
+                             uint16_t d, uint16_t m, const char *what)
+{
+    const int top = (1 << bits) - 1;
+    float lo = x[0], hi = x[0];
+    for (int i = 1; i < n; i++) {
+        lo = fminf(lo, x[(size_t)i * xstride]);
+        hi = fmaxf(hi, x[(size_t)i * xstride]);
+    }
+    const float df = fp16_to_f32(d), mf = fp16_to_f32(m);
+    const float tol = 0.5f * df + (fabsf(lo) + (hi - lo)) / 1024.0f + 1e-6f;
+    for (int i = 0; i < n; i++) {
+        const float xi = x[(size_t)i * xstride];
+        const int c = kivi_code_at(run_bytes + (i / run) * (run * bits / 8), bits, run, i % run);
+        if (!(fabsf(mf + df * (float)c - xi) <= tol))
+            fail_msg("%s value %d: %g -> code %d (d %g, m %g)", what, i, (double)xi, c, (double)df, (double)mf);
+        if (xi == lo) assert_int_equal(c, 0);
+        if (xi == hi) assert_int_equal(c, top);
+    }
+}
+
+/* KIVI through kv_seq_stage, in batches that start and end inside blocks: the
+ * stage returns the f32 values of each batch's groups; every full block is
+ * quantized into the pool in attn.h's layout, K per channel over the block's 16
+ * positions and V per position over 64 channels (check_kivi_group); the block
+ * still filling keeps its KIVI parts untouched (NaN in a poison pool). */
+static void store_kivi(kvlm_kv_type tk, kvlm_kv_type tv)
+{
+    enum { L = 2, HK = 2, HD = 64, NCH = HK * HD, NPOS = 45, R = 32, BT = KV_BLOCK_TOKENS, MAXB = 20 };
+    const int bk = tk == KVLM_KV_KIVI4 ? 4 : 2, bv = tv == KVLM_KV_KIVI4 ? 4 : 2;
+    assert_int_equal(kv_pool_block_bytes(L, HK, 32, tk, tv), 0);   /* V groups of 64 channels: HK * 32 does not hold */
+    kv_pool_params pp = { .n_layer = L, .n_head_kv = HK, .head_dim = HD, .type_k = tk, .type_v = tv,
+                          .poison = true, .res_tokens = R };
+    pp.budget_bytes = 4 * kv_pool_block_bytes(L, HK, HD, tk, tv);
+    kv_pool pool;
+    assert_int_equal(kv_pool_init(&pool, &pp, NULL, 0), KVLM_OK);
+    assert_int_equal(pool.part_k, (size_t)(NCH * BT * bk / 8 + NCH * 4 + 63) / 64 * 64);
+    assert_int_equal(pool.part_v, (size_t)(NCH * BT * bv / 8 + BT * (NCH / 64) * 4 + 63) / 64 * 64);
+    kv_seq s;
+    kv_seq_init(&s, &pool);
+    static float k[L][NPOS][NCH], v[L][NPOS][NCH];   /* per layer [position][channel], as kv_seq_stage takes them */
+    uint64_t r = 31;
+    for (int il = 0; il < L; il++)
+        for (int p = 0; p < NPOS; p++)
+            for (int c = 0; c < NCH; c++) {
+                r = r * 6364136223846793005ull + 1442695040888963407ull;
+                k[il][p][c] = (float)((int)(r >> 40) % 2001 - 1000) / 97.0f * (c % 17 == 3 ? 8.0f : 1.0f);
+                v[il][p][c] = (float)((int)(r >> 20) % 2001 - 1000) / 311.0f;
+            }
+    float *stage = malloc(kv_seq_stage_floats(&pool, MAXB) * sizeof *stage);
+    assert_non_null(stage);
+    static const int batch[] = { 7, 20, 1, 17 };       /* 45 positions: 0-6, 7-26, 27, 28-44 */
+    for (size_t bi = 0, p0 = 0; bi < sizeof batch / sizeof batch[0]; p0 += (size_t)batch[bi++]) {
+        const int64_t n = batch[bi], g0 = kv_seq_group_start(&pool, (int64_t)p0);
+        assert_int_equal(kv_seq_reserve(&s, n, NULL, 0), KVLM_OK);
+        for (int il = 0; il < L; il++) {
+            kv_seq_stage(&s, il, (int64_t)p0, n, k[il][p0], v[il][p0], stage);
+            for (int64_t pos = g0; pos < (int64_t)p0 + n; pos++) {   /* stage: f32 blocks of [g0, p0 + n) */
+                const float *blk = stage + (size_t)((pos - g0) / BT) * kv_seq_stage_block_floats(&pool);
+                for (int c = 0; c < NCH; c++) {
+                    assert_true(blk[c * BT + pos % BT] == k[il][pos][c]);
+                    assert_true(blk[NCH * BT + pos % BT * NCH + c] == v[il][pos][c]);
+                }
+            }
+        }
+        kv_seq_advance(&s, n);
+    }
+    free(stage);
+    char what[128];
+    for (int il = 0; il < L; il++)
+        for (int64_t b = 0; b < s.n_blocks; b++) {
+            const uint8_t *kq = kv_pool_k(&pool, s.blocks[b], il), *vq = kv_pool_v(&pool, s.blocks[b], il, 0);
+            const uint16_t *kd = (const uint16_t *)(kq + NCH * 2 * bk), *km = kd + NCH;
+            const uint16_t *vd = (const uint16_t *)(vq + BT * pool.row_bytes), *vm = vd + BT * (NCH / 64);
+            if ((b + 1) * BT > NPOS) {                 /* the block still filling: never quantized */
+                for (int c = 0; c < NCH; c++) assert_int_equal(kd[c], 0x7e00);
+                for (int i = 0; i < BT * (NCH / 64); i++) assert_int_equal(vm[i], 0x7e00);
+                continue;
+            }
+            for (int c = 0; c < NCH; c++) {            /* K channel c over the 16 positions */
+                snprintf(what, sizeof what, "layer %d block %lld K channel %d", il, (long long)b, c);
+                check_kivi_group(&k[il][b * BT][c], NCH, BT, bk, kq + c * 2 * bk, BT, kd[c], km[c], what);
+            }
+            for (int slot = 0; slot < BT; slot++)      /* V row `slot`, groups of 64 channels */
+                for (int g = 0; g < NCH / 64; g++) {
+                    snprintf(what, sizeof what, "layer %d block %lld V row %d group %d", il, (long long)b, slot, g);
+                    check_kivi_group(&v[il][b * BT + slot][g * 64], 1, 64, bv, vq + slot * pool.row_bytes + g * 64 * bv / 8,
+                                     32, vd[slot * (NCH / 64) + g], vm[slot * (NCH / 64) + g], what);
+                }
+        }
+    kv_seq_free(&s);
+    kv_pool_free(&pool);
+}
+
+static void test_store_kivi(void **state)
+{
+    (void)state;
+    store_kivi(KVLM_KV_KIVI4, KVLM_KV_KIVI2);
+    store_kivi(KVLM_KV_KIVI2, KVLM_KV_KIVI4);
+}
+
 static void test_store_f16_rounds_like_kern(void **state)
 {
     (void)state;
@@ -1046,6 +1158,7 @@ int main(void)
         cmocka_unit_test(test_store_f16_rounds_like_kern),
         cmocka_unit_test(test_store_q8),
         cmocka_unit_test(test_store_q4),
+        cmocka_unit_test(test_store_kivi),
         cmocka_unit_test(test_fork_shares),
         cmocka_unit_test(test_cow_copies_exactly),
         cmocka_unit_test(test_truncate_frees),
