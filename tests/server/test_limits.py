@@ -2,7 +2,8 @@
 """tests/server/test_limits.py - back-pressure of a live `kvlm serve --parallel 1
 --queue 1 --max-body 4096`: a body over the limit gets 413, more requests than
 one running plus one queued get 429 with Retry-After (OpenAI-style error
-objects), a client that hangs up before its whole answer frees its sequence at
+objects), raw bodies with malformed JSON, invalid UTF-8 or max_tokens out of
+range get 400, a client that hangs up before its whole answer frees its sequence at
 once, and the server keeps serving afterwards. Raw HTTP, so nothing retries.
 
     python3 tests/server/test_limits.py --url http://127.0.0.1:PORT/v1
@@ -63,6 +64,15 @@ def main():
     check("429 carries Retry-After and an error object",
           all(g[1].get("Retry-After") and g[2].get("error", {}).get("code") == "rate_limit_exceeded" for g in limited),
           f"{limited[:1]}")
+    # raw bad bodies the openai client would never send: each gets 400 and an error object
+    for name, raw in [("malformed JSON", b'{"model": "m", "prompt": "hi",'),
+                      ("invalid UTF-8", b'{"model": "' + model.encode() + b'", "prompt": "caf\xc3\x28", "max_tokens": 1}'),
+                      ("max_tokens out of range", json.dumps({"model": model, "prompt": "hi",
+                                                              "max_tokens": 10 ** 12}).encode())]:
+        st, _, body = post(a.url + "/completions", raw)
+        check(f"400 and an error object for {name}",
+              st == 400 and body.get("error", {}).get("type") == "invalid_request_error", f"{st} {body}")
+
     # a client that hangs up while waiting for a whole (non-streamed) answer: its
     # sequence goes at once, and the one running slot serves the next request
     host, port = urllib.parse.urlsplit(a.url).hostname, urllib.parse.urlsplit(a.url).port
