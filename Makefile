@@ -76,7 +76,7 @@ run: setup
 	$(BUILD)/kvlm run -p "Why is the sky blue? Answer in two sentences." -n 96 --temp 0 --stats
 
 ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 20
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 SAN="$(ASAN_FLAGS)" tests
