@@ -78,8 +78,9 @@ run: setup
 ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_SECONDS ?= 20
 
+# -O2: the real-model tests run ~2x faster than at -O1, and every access is still checked
 asan:
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 SAN="$(ASAN_FLAGS)" tests
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O2 SAN="$(ASAN_FLAGS)" tests
 
 # libFuzzer targets: fuzz/fuzz_NAME.c -> build/fuzz/fuzz_NAME, linked against a
 # clang build of the library with coverage and sanitizers.
