@@ -120,11 +120,12 @@ kvlm_err kvlm_chat_render(const kvlm_model *model, const kvlm_chat_msg *msgs, si
 /* bf16: the high half of an f32 (8-bit exponent, 7-bit mantissa). K and V types
  * are chosen separately (kv_type, kv_type_v); KVLM_KV_SAME: V as K.
  * kivi4, kivi2 (KIVI, Liu et al. 2024): 4- or 2-bit codes with a scale and a
- * minimum; K is quantized per channel over each block of 16 positions, V per
- * position over 64 channels (K: 6 or 4 bits per element, V: 4.5 or 2.5). The
+ * minimum; K is quantized per channel over each span of 64 positions, V per
+ * position over 64 channels (4.5 or 2.5 bits per element, K and V alike). The
  * newest positions, those of the current residual group of kv_residual
- * positions, stay in f32 and are read as such; blocks are quantized once, as
- * they fill. Needs head_dim to be a multiple of 64. */
+ * positions, stay in f32 and are read as such; V is quantized once per block as
+ * it fills, K once per span. Needs head_dim to be a multiple of 64, and a KIVI K
+ * a kv_residual of 64, 128 or 256 (whole spans). */
 typedef enum kvlm_kv_type {
     KVLM_KV_SAME = -1, KVLM_KV_F32 = 0, KVLM_KV_F16 = 1, KVLM_KV_Q8 = 2, KVLM_KV_Q4 = 3, KVLM_KV_BF16 = 4,
     KVLM_KV_KIVI4 = 5, KVLM_KV_KIVI2 = 6
@@ -152,8 +153,8 @@ typedef struct kvlm_cache_params {
     kvlm_kv_type kv_type;    /* K element type, and V's unless kv_type_v (default f16) */
     kvlm_kv_type kv_type_v;  /* V element type, or KVLM_KV_SAME (the default) */
     bool         poison;     /* debug: freed blocks are filled with NaN, so stale reads show */
-    int64_t      kv_residual; /* KIVI: positions per residual group, 16..256 dividing 256;
-                                 0 = KVLM_KV_RESIDUAL_DEFAULT */
+    int64_t      kv_residual; /* KIVI: positions per residual group, 16..256 dividing 256
+                                 (64..256 with KIVI K); 0 = KVLM_KV_RESIDUAL_DEFAULT */
 } kvlm_cache_params;
 #define KVLM_KV_RESIDUAL_DEFAULT 128
 kvlm_cache_params kvlm_cache_default_params(void);

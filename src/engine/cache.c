@@ -72,9 +72,9 @@ kvlm_err cache_create(const kvlm_model *m, const kvlm_cache_params *params, kvlm
                        (long long)p.kv_residual);
     size_t block = kv_pool_block_bytes(hp->n_layer, hp->n_head_kv, hp->head_dim, tk, tv);
     if (p.mem_bytes == 0) {
-        /* one sequence of n_ctx positions, plus one block for a copy-on-write */
+        /* one sequence of n_ctx positions, plus the blocks of a copy-on-write (KIVI K: a span) */
         int64_t n_ctx = p.n_ctx > 0 ? p.n_ctx : hp->n_ctx_train;
-        int64_t n_blocks = (n_ctx + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS + 1;
+        int64_t n_blocks = (n_ctx + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS + (kv_type_is_kivi(tk) ? KV_KIVI_SPAN : 1);
         p.mem_bytes = (size_t)n_blocks * block;
     }
     kvlm_cache *c = calloc(1, sizeof *c);

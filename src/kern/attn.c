@@ -18,9 +18,9 @@ size_t attn_part_bytes(int type, int64_t n_ch, int is_v)
     case ATTN_Q4: return n_ch % ATTN_Q8_GROUP ? 0 : n / 2 + scales;
     case ATTN_KIVI4: case ATTN_KIVI2:
         if (n_ch % ATTN_KIVI_VGROUP) return 0;
-        /* codes, then d and m: K per channel, V per position and group of 64 */
+        /* codes, then d and m: K a quarter of its span's channels, V per position and group of 64 */
         return n * (size_t)attn_kivi_bits(type) / 8 + (is_v ? ATTN_BLOCK * (size_t)(n_ch / ATTN_KIVI_VGROUP) * 4
-                                                            : (size_t)n_ch * 4);
+                                                            : (size_t)(n_ch / ATTN_KIVI_SPAN) * 4);
     }
     return 0;
 }
@@ -46,11 +46,13 @@ static float kelem(const void *const *base, int64_t n_ch, int64_t j, int64_t ch,
     const uint8_t *b = base[j / ATTN_BLOCK];
     const size_t slot = (size_t)(j % ATTN_BLOCK), at = (size_t)ch * ATTN_BLOCK + slot;
     if (t == ATTN_F32) return ((const float *)b)[at];
-    if (t == ATTN_KIVI4 || t == ATTN_KIVI2) {         /* codes [n_ch][2 bits], d [n_ch], m [n_ch] */
-        const int bits = attn_kivi_bits(t);
-        const uint16_t *d = (const uint16_t *)(b + (size_t)n_ch * 2 * (size_t)bits), *m = d + n_ch;
+    if (t == ATTN_KIVI4 || t == ATTN_KIVI2) {         /* codes [n_ch][2 bits]; d, m of channel ch in block */
+        const int bits = attn_kivi_bits(t);           /* ch / (n_ch / 4) of the span */
+        const int64_t nq = n_ch / ATTN_KIVI_SPAN;
+        const uint8_t *h = base[j / ATTN_BLOCK / ATTN_KIVI_SPAN * ATTN_KIVI_SPAN + ch / nq];
+        const uint16_t *d = (const uint16_t *)(h + (size_t)n_ch * 2 * (size_t)bits), *m = d + nq;
         const int q = kivi_code(b + (size_t)ch * 2 * (size_t)bits, bits, ATTN_BLOCK, (int)slot);
-        return fp16_to_f32(m[ch]) + fp16_to_f32(d[ch]) * (float)q;
+        return fp16_to_f32(m[ch % nq]) + fp16_to_f32(d[ch % nq]) * (float)q;
     }
     if (t == ATTN_F16 || t == ATTN_BF16) return half(b, at, t);
     if (t == ATTN_Q4) {                               /* nibbles [n_ch][8]: slot s in byte s % 8, high if s >= 8 */

@@ -57,17 +57,24 @@ enum { ATTN_F32 = 0, ATTN_F16 = 1, ATTN_Q8 = 2, ATTN_Q4 = 3, ATTN_BF16 = 4, ATTN
 
 /* KIVI (Liu et al. 2024): unsigned b-bit codes (b = 4 or 2) with an f16 scale d and
  * an f16 minimum m per group, element = m + d * code. K is grouped per channel
- * over the 16 positions of a block (its outlier channels get their own range), V
- * per position over ATTN_KIVI_VGROUP channels. Layout of one layer in one block:
+ * over a span of ATTN_KIVI_SPAN blocks (64 positions: its outlier channels get
+ * their own range, at 0.5 bit of scales per element), V per position over
+ * ATTN_KIVI_VGROUP channels. Layout of one layer in one block:
  *   K: codes [n_ch][2b bytes]: b = 4: byte i holds slot i (low nibble) and slot
  *      i + 8 (high); b = 2: byte i holds slots i, i+4, i+8, i+12 at bits 0, 2, 4, 6;
- *      then d [n_ch], then m [n_ch]                        (b + 2 bits per element)
+ *      then this block's quarter of its span's scales: block r of a span (r in
+ *      [0, 4)) holds d [n_ch / 4] then m [n_ch / 4] of channels
+ *      [r n_ch / 4, (r + 1) n_ch / 4)                     (b + 0.5 bits per element)
  *   V: codes [16][n_ch * b / 8]: in each group of 32 channels, b = 4: byte i holds
  *      channel i (low) and i + 16 (high); b = 2: byte i holds channels i, i+8,
  *      i+16, i+24 at bits 0, 2, 4, 6; then d [16][n_ch / 64], then m [16][n_ch / 64]
  *                                                          (b + 0.5 bits per element)
- * A block is quantized once, when all 16 positions are known; until then (and
- * for the rest of its residual group) attention reads it in f32 (kv_seq.h). */
+ * Spans are aligned to absolute positions (a chunk starts one), and a KIVI K
+ * chunk's k[] holds every block of each span its rows touch. A V block is
+ * quantized when its 16 positions are known, a span's K when its 64 are; until
+ * then (and for the rest of its residual group) attention reads them in f32
+ * (kv_seq.h). */
+#define ATTN_KIVI_SPAN 4        /* KIVI K: blocks sharing their channels' scales */
 static inline int attn_kivi_bits(int type) { return type == ATTN_KIVI4 ? 4 : type == ATTN_KIVI2 ? 2 : 0; }
 
 typedef struct attn_chunk {

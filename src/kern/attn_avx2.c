@@ -155,93 +155,106 @@ INLINE float hmax(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* q8: the scores of GP (<= 2) heads from int8 channels kq [hd][16] with f16 scales
- * kd [hd / 32][16]; per group of 32 channels the int products are summed in 2
- * partial sums per half of the rows, then scaled by the group's scales. */
+/* q8: the scores of GP (<= 3) heads from int8 channels kq [hd][16] with f16 scales
+ * kd [hd / 32][16]. Each group of 32 channels is summed in int-times-q products
+ * (one partial per half of the rows), scaled by the group's scales and added to
+ * the row scores, which live in s between groups; every channel is widened once
+ * for all GP heads. */
 INLINE void scores_q8(float *s, const float *q, int64_t h0, const int GP, const int8_t *kq,
                       const uint16_t *kd, int64_t hd, __m256 vscale)
 {
-    __m256 acc[2][2];                                 /* [head][half of the rows] */
-#pragma GCC unroll 2
-    for (int h = 0; h < GP; h++) acc[h][0] = acc[h][1] = _mm256_setzero_ps();
     for (int64_t g = 0; g < hd / ATTN_Q8_GROUP; g++) {
-        __m256 a[2][2][2];                            /* [head][half][partial] */
-#pragma GCC unroll 2
-        for (int h = 0; h < GP; h++)
-#pragma GCC unroll 2
-            for (int r = 0; r < 2; r++) a[h][r][0] = a[h][r][1] = _mm256_setzero_ps();
-        for (int64_t i = g * ATTN_Q8_GROUP; i < (g + 1) * ATTN_Q8_GROUP; i += 2) {
-#pragma GCC unroll 2
-            for (int p = 0; p < 2; p++) {
-                const __m128i x = _mm_loadu_si128((const __m128i *)(kq + (i + p) * 16));
-                const __m256 k0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x));
-                const __m256 k1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x, 8)));
-#pragma GCC unroll 2
-                for (int h = 0; h < GP; h++) {
-                    const __m256 qb = _mm256_set1_ps(q[(h0 + h) * hd + i + p]);
-                    a[h][0][p] = _mm256_fmadd_ps(qb, k0, a[h][0][p]);
-                    a[h][1][p] = _mm256_fmadd_ps(qb, k1, a[h][1][p]);
-                }
+        __m256 a[3][2];                               /* [head][half of the rows] */
+#pragma GCC unroll 3
+        for (int h = 0; h < GP; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
+        for (int64_t i = g * ATTN_Q8_GROUP; i < (g + 1) * ATTN_Q8_GROUP; i++) {
+            const __m128i x = _mm_loadu_si128((const __m128i *)(kq + i * 16));
+            const __m256 k0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x));
+            const __m256 k1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x, 8)));
+#pragma GCC unroll 3
+            for (int h = 0; h < GP; h++) {
+                const __m256 qb = _mm256_set1_ps(q[(h0 + h) * hd + i]);
+                a[h][0] = _mm256_fmadd_ps(qb, k0, a[h][0]);
+                a[h][1] = _mm256_fmadd_ps(qb, k1, a[h][1]);
             }
         }
 #pragma GCC unroll 2
         for (int r = 0; r < 2; r++) {
             const __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kd + g * 16 + 8 * r)));
-#pragma GCC unroll 2
-            for (int h = 0; h < GP; h++) acc[h][r] = _mm256_fmadd_ps(_mm256_add_ps(a[h][r][0], a[h][r][1]), dv, acc[h][r]);
+#pragma GCC unroll 3
+            for (int h = 0; h < GP; h++) {
+                float *o = s + (h0 + h) * ATTN_CHUNK + 8 * r;
+                const __m256 prev = g ? _mm256_load_ps(o) : _mm256_setzero_ps();
+                _mm256_store_ps(o, _mm256_fmadd_ps(a[h][r], dv, prev));
+            }
         }
     }
-#pragma GCC unroll 2
+#pragma GCC unroll 3
     for (int h = 0; h < GP; h++)
 #pragma GCC unroll 2
-        for (int r = 0; r < 2; r++) _mm256_store_ps(s + (h0 + h) * ATTN_CHUNK + 8 * r, _mm256_mul_ps(acc[h][r], vscale));
+        for (int r = 0; r < 2; r++) {
+            float *o = s + (h0 + h) * ATTN_CHUNK + 8 * r;
+            _mm256_store_ps(o, _mm256_mul_ps(_mm256_load_ps(o), vscale));
+        }
 }
 
 
-/* q8 p.v for GP (<= 2) heads and the 32 channels of one scale group:
- *   o_h[i0 + i] += sum over rows r < m of (p_h[r] * d_r) * q_r[i]     (rows in order) */
-INLINE void pv_q8(float *part, const float *s, int64_t h0, const int GP, const int8_t *vq, size_t stride,
-                  const uint16_t *vd, size_t dstride, int64_t m, int64_t hd, int64_t i0)
+/* q8 p.v for GP (<= 4) heads and the 16 channels [i0, i0 + 16) of one scale group:
+ *   o_h[i0 + i] += sum over rows r < m of w_h[r] * q_r[i]     (rows in order)
+ * with w_h[r] = p_h[r] * d_r precomputed (w: this group's [GP][16], wstride apart).
+ * Each row slice is widened once for all GP heads. */
+INLINE void pv_q8(float *part, const float *w, size_t wstride, int64_t h0, const int GP, const int8_t *vq,
+                  size_t stride, int64_t m, int64_t hd, int64_t i0)
 {
-    __m256 acc[2][4];
-#pragma GCC unroll 2
+    __m256 acc[4][2];
+#pragma GCC unroll 4
     for (int h = 0; h < GP; h++)
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) acc[h][k] = _mm256_loadu_ps(part + (h0 + h) * ATTN_PART(hd) + 2 + i0 + 8 * k);
-    for (int64_t r = 0; r < m; r++) {
-        const __m128i x0 = _mm_loadu_si128((const __m128i *)(vq + (size_t)r * stride));
-        const __m128i x1 = _mm_loadu_si128((const __m128i *)(vq + (size_t)r * stride + 16));
-        __m256 v[4];
-        v[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x0));
-        v[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x0, 8)));
-        v[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x1));
-        v[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x1, 8)));
-        const float d = _cvtsh_ss(vd[(size_t)r * dstride]);
 #pragma GCC unroll 2
-        for (int h = 0; h < GP; h++) {
-            const __m256 pd = _mm256_set1_ps(s[(h0 + h) * ATTN_CHUNK + r] * d);
+        for (int k = 0; k < 2; k++) acc[h][k] = _mm256_loadu_ps(part + (h0 + h) * ATTN_PART(hd) + 2 + i0 + 8 * k);
+    for (int64_t r = 0; r < m; r++) {
+        const __m128i x = _mm_loadu_si128((const __m128i *)(vq + (size_t)r * stride));
+        const __m256 v0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x));
+        const __m256 v1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x, 8)));
 #pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) acc[h][k] = _mm256_fmadd_ps(pd, v[k], acc[h][k]);
+        for (int h = 0; h < GP; h++) {
+            const __m256 pd = _mm256_broadcast_ss(w + h * wstride + r);
+            acc[h][0] = _mm256_fmadd_ps(pd, v0, acc[h][0]);
+            acc[h][1] = _mm256_fmadd_ps(pd, v1, acc[h][1]);
         }
     }
-#pragma GCC unroll 2
-    for (int h = 0; h < GP; h++)
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) _mm256_storeu_ps(part + (h0 + h) * ATTN_PART(hd) + 2 + i0 + 8 * k, acc[h][k]);
+    for (int h = 0; h < GP; h++)
+#pragma GCC unroll 2
+        for (int k = 0; k < 2; k++) _mm256_storeu_ps(part + (h0 + h) * ATTN_PART(hd) + 2 + i0 + 8 * k, acc[h][k]);
 }
 
-/* q8 p.v of one block for the G heads of K/V head g (v: the block's V part, ints then scales) */
+/* q8 p.v of one block for the G heads of K/V head g (v: the block's V part, ints
+ * then scales). w: scratch for [G][hd / 32][16] products p_h[r] * d_r[group]. */
 INLINE void pv_block_q8(float *part, const float *s, int64_t g, int64_t G, const void *v, size_t stride,
-                        int64_t m, int64_t hd)
+                        int64_t m, int64_t hd, float *w)
 {
     const int8_t *vq = (const int8_t *)v + g * hd;
     const uint16_t *vd = (const uint16_t *)((const int8_t *)v + stride * ATTN_BLOCK) + g * hd / ATTN_Q8_GROUP;
-    const size_t dstride = stride / ATTN_Q8_GROUP;
-    for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 2)
-        for (int64_t i0 = 0; i0 < hd; i0 += ATTN_Q8_GROUP) {
-            if ((g + 1) * G - h0 >= 2) pv_q8(part, s, h0, 2, vq + i0, stride, vd + i0 / ATTN_Q8_GROUP, dstride, m, hd, i0);
-            else pv_q8(part, s, h0, 1, vq + i0, stride, vd + i0 / ATTN_Q8_GROUP, dstride, m, hd, i0);
+    const size_t dstride = stride / ATTN_Q8_GROUP, ng = (size_t)(hd / ATTN_Q8_GROUP), wstride = ng * ATTN_BLOCK;
+    for (size_t gr = 0; gr < ng; gr++) {
+        float d[ATTN_BLOCK];
+        for (int64_t r = 0; r < m; r++) d[r] = _cvtsh_ss(vd[(size_t)r * dstride + gr]);
+        for (int64_t h = 0; h < G; h++)
+            for (int64_t r = 0; r < m; r++) w[(size_t)h * wstride + gr * ATTN_BLOCK + r] = s[(g * G + h) * ATTN_CHUNK + r] * d[r];
+    }
+    for (int64_t hh = 0; hh < G; hh += 4) {
+        const int64_t gp = G - hh < 4 ? G - hh : 4, h0 = g * G + hh;
+        const float *wh = w + (size_t)hh * wstride;
+        for (int64_t i0 = 0; i0 < hd; i0 += 16) {
+            const float *wg = wh + (size_t)(i0 / ATTN_Q8_GROUP) * ATTN_BLOCK;
+            switch (gp) {
+            case 1: pv_q8(part, wg, wstride, h0, 1, vq + i0, stride, m, hd, i0); break;
+            case 2: pv_q8(part, wg, wstride, h0, 2, vq + i0, stride, m, hd, i0); break;
+            case 3: pv_q8(part, wg, wstride, h0, 3, vq + i0, stride, m, hd, i0); break;
+            default: pv_q8(part, wg, wstride, h0, 4, vq + i0, stride, m, hd, i0); break;
+            }
         }
+    }
 }
 
 
@@ -258,6 +271,7 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
     const size_t kb = attn_part_bytes(t, n_ch, 0), vb = attn_part_bytes(c->type_v, (int64_t)c->stride, 1);
     const int tq = t == ATTN_Q4 ? ATTN_Q8 : t, kivi = attn_kivi_bits(t);   /* the layout read below */
     const __m256 vscale = _mm256_set1_ps(scale);
+    uint16_t *skd = (uint16_t *)(tmp + 3 * hd), *skm = skd + n_ch;   /* KIVI: the span's scales, after w */
     for (int64_t d = 0; d < PF_AHEAD && d < nb; d++) prefetch_block(c->k[d], kb);
     for (int64_t b = 0; b < nb; b++) {
         const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
@@ -269,7 +283,8 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
             kt = xk;
         }
         if (kivi) {                                   /* straight from the codes; tmp: its q * d */
-            scores_block_kivi(s + b * ATTN_BLOCK, q, G, Hk, hd, scale, kt, kivi, tmp);
+            if (b % ATTN_KIVI_SPAN == 0) gather_kivi_scales(skd, skm, c->k + b, n_ch, kivi);
+            scores_block_kivi(s + b * ATTN_BLOCK, q, G, Hk, hd, scale, kt, skd, skm, kivi, tmp);
             continue;
         }
         if (m < ATTN_BLOCK) {
@@ -282,9 +297,12 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
             if (tq == ATTN_Q8) {
                 const int8_t *kq = (const int8_t *)kt + g * hd * ATTN_BLOCK;
                 const uint16_t *kd = (const uint16_t *)((const int8_t *)kt + n_ch * ATTN_BLOCK) + g * hd / ATTN_Q8_GROUP * ATTN_BLOCK;
-                for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 2) {
-                    if ((g + 1) * G - h0 >= 2) scores_q8(sb, q, h0, 2, kq, kd, hd, vscale);
-                    else scores_q8(sb, q, h0, 1, kq, kd, hd, vscale);
+                for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 3) {
+                    switch ((g + 1) * G - h0 < 3 ? (g + 1) * G - h0 : 3) {
+                    case 1: scores_q8(sb, q, h0, 1, kq, kd, hd, vscale); break;
+                    case 2: scores_q8(sb, q, h0, 2, kq, kd, hd, vscale); break;
+                    default: scores_q8(sb, q, h0, 3, kq, kd, hd, vscale); break;
+                    }
                 }
                 continue;
             }
@@ -333,6 +351,7 @@ INLINE void pv_phase(float *part, const float *s, int64_t G, int64_t hd, const a
 {
     const int64_t Hk = c->n_head_kv, nb = (c->n + ATTN_BLOCK - 1) / ATTN_BLOCK;
     int8_t *xv = (int8_t *)tmp;
+    float *w = (float *)(xv + (17 * (int64_t)c->stride + 63) / 64 * 64);   /* q8/q4: after a widened q4 block */
     const size_t vb = attn_part_bytes(t, (int64_t)c->stride, 1);
     const int kivi = attn_kivi_bits(t), tv = kivi ? ATTN_F32 : t;   /* the layout read below */
     for (int64_t b = 0; b < nb; b++) {
@@ -348,7 +367,7 @@ INLINE void pv_phase(float *part, const float *s, int64_t G, int64_t hd, const a
             vt = tmp;
         }
         for (int64_t g = 0; g < Hk; g++) {
-            if (t == ATTN_Q8 || t == ATTN_Q4) pv_block_q8(part, s + b * ATTN_BLOCK, g, G, vt, c->stride, m, hd);
+            if (t == ATTN_Q8 || t == ATTN_Q4) pv_block_q8(part, s + b * ATTN_BLOCK, g, G, vt, c->stride, m, hd, w);
             else pv_block(part, s + b * ATTN_BLOCK, g * G, G, (const uint8_t *)vt + (size_t)(g * hd) * elt_size(tv),
                           c->stride, m, hd, tv);
         }

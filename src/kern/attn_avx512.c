@@ -254,6 +254,7 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
     const size_t kb = attn_part_bytes(t, n_ch, 0), vb = attn_part_bytes(c->type_v, (int64_t)c->stride, 1);
     const int tq = t == ATTN_Q4 ? ATTN_Q8 : t, kivi = attn_kivi_bits(t);   /* the layout the kernels below read */
     const __m512 vscale = _mm512_set1_ps(scale);
+    uint16_t *skd = (uint16_t *)(tmp + 3 * hd), *skm = skd + n_ch;   /* KIVI: the span's scales, after w */
     for (int64_t d = 0; d < PF_AHEAD && d < nb; d++) prefetch_block(c->k[d], kb);
     for (int64_t b = 0; b < nb; b++) {
         const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
@@ -265,7 +266,8 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
             kt = xk;
         }
         if (kivi) {                                   /* straight from the codes; tmp: its q * d */
-            scores_block_kivi(s + b * ATTN_BLOCK, q, G, Hk, hd, scale, kt, kivi, tmp);
+            if (b % ATTN_KIVI_SPAN == 0) gather_kivi_scales(skd, skm, c->k + b, n_ch, kivi);
+            scores_block_kivi(s + b * ATTN_BLOCK, q, G, Hk, hd, scale, kt, skd, skm, kivi, tmp);
             continue;
         }
         if (m < ATTN_BLOCK) {

@@ -174,14 +174,25 @@ INLINE void scores_kivi(float *s, const float *q, int64_t h0, const int GP, cons
     }
 }
 
+/* KIVI K: the scales of a span gathered from its blocks' quarters (attn.h):
+ *   kd, km: [n_ch] f16, channel order; span: the span's ATTN_KIVI_SPAN K parts */
+INLINE void gather_kivi_scales(uint16_t *kd, uint16_t *km, const void *const *span, int64_t n_ch, int bits)
+{
+    const int64_t nq = n_ch / ATTN_KIVI_SPAN;
+    for (int r = 0; r < ATTN_KIVI_SPAN; r++) {
+        const uint16_t *src = (const uint16_t *)((const uint8_t *)span[r] + (size_t)n_ch * 2 * (size_t)bits);
+        memcpy(kd + r * nq, src, (size_t)nq * 2);
+        memcpy(km + r * nq, src + nq, (size_t)nq * 2);
+    }
+}
+
 /* The KIVI scores of one block for every query head (G per K/V head, Hk K/V
  * heads of hd channels): scores_kivi for up to 3 heads at a time.
- *   sb: this block's column of s [H][ATTN_CHUNK]; kt: the block's K part; w: [3][hd] */
+ *   sb: this block's column of s [H][ATTN_CHUNK]; kt: the block's K codes;
+ *   kd, km: its span's scales [Hk * hd] (gather_kivi_scales); w: [3][hd] */
 INLINE void scores_block_kivi(float *sb, const float *q, int64_t G, int64_t Hk, int64_t hd, float scale,
-                              const uint8_t *kt, int bits, float *w)
+                              const uint8_t *kt, const uint16_t *kd, const uint16_t *km, int bits, float *w)
 {
-    const int64_t n_ch = Hk * hd;
-    const uint16_t *kd = (const uint16_t *)(kt + (size_t)n_ch * 2 * (size_t)bits), *km = kd + n_ch;
     for (int64_t g = 0; g < Hk; g++) {
         const uint8_t *cg = kt + (size_t)(g * hd) * 2 * (size_t)bits;
         for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 3) {

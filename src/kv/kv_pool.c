@@ -19,6 +19,8 @@
 #include <sys/mman.h>
 #include <xxhash.h>
 
+_Static_assert(KV_KIVI_SPAN == ATTN_KIVI_SPAN, "a KIVI K span is the same in kv and kern");
+
 size_t kv_type_bytes(kvlm_kv_type type)
 {
     switch (type) {
@@ -175,6 +177,10 @@ kvlm_err kv_pool_init(kv_pool *pool, const kv_pool_params *pp, char *err, size_t
     if ((kv_type_is_kivi(pp->type_k) || kv_type_is_kivi(pp->type_v)) && !kv_res_tokens_valid(pp->res_tokens))
         return err_set(err, errlen, KVLM_ERR_INVALID,
                        "KIVI residual of %lld positions: it must be 16, 32, 64, 128 or 256", (long long)pp->res_tokens);
+    if (kv_type_is_kivi(pp->type_k) && pp->res_tokens % (KV_KIVI_SPAN * KV_BLOCK_TOKENS))
+        return err_set(err, errlen, KVLM_ERR_INVALID,
+                       "KIVI K quantizes spans of %d positions: its residual must be 64, 128 or 256 (it is %lld)",
+                       KV_KIVI_SPAN * KV_BLOCK_TOKENS, (long long)pp->res_tokens);
     if (pp->budget_bytes < bb)
         return err_set(err, errlen, KVLM_ERR_BUDGET,
                        "KV budget of %zu bytes is below one block of %zu bytes (%d tokens x %lld layers x K,V)",

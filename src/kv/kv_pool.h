@@ -140,6 +140,12 @@ static inline bool kv_type_is_kivi(kvlm_kv_type t) { return t == KVLM_KV_KIVI4 |
 /* The residual groups KIVI allows: R a multiple of 16 that divides attention's
  * 256-row chunks, so a group never straddles a chunk. */
 static inline bool kv_res_tokens_valid(int64_t r) { return r >= 16 && r <= 256 && 256 % r == 0; }
+/* KIVI K quantizes each channel over a span of KV_KIVI_SPAN blocks (kern/attn.h),
+ * so a KIVI K pool writes, keys and publishes blocks a span at a time, and its
+ * residual group R must hold whole spans (R >= 64). */
+#define KV_KIVI_SPAN 4
+/* Blocks per span: KV_KIVI_SPAN for a KIVI K pool, else 1. */
+static inline int64_t kv_pool_span(const kv_pool *p) { return kv_type_is_kivi(p->type_k) ? KV_KIVI_SPAN : 1; }
 
 /* Bytes of one element of a K/V type; 0 for an unknown type. */
 size_t kv_type_bytes(kvlm_kv_type type);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <math.h>
 #include <string.h>
+#include <xxhash.h>
 
 static int64_t ceil_blocks(int64_t n_pos) { return (n_pos + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS; }
 
@@ -100,26 +101,31 @@ kvlm_err kv_seq_reserve(kv_seq *s, int64_t n_new, char *err, size_t errlen)
     if (rc0 != KVLM_OK) return rc0;
     const int64_t b0 = s->n_pos / KV_BLOCK_TOKENS;   /* block of the first new position */
     const int64_t b1 = ceil_blocks(s->n_pos + n_new);  /* blocks needed: [0, b1) */
-    const bool cow = b0 < s->n_blocks && !writable(s->pool, s->blocks[b0]);
+    /* copy-on-write: the blocks a write may touch that are shared or published,
+       the one of position n_pos and, for KIVI K, the earlier ones of its span */
+    const int64_t w0 = b0 / kv_pool_span(s->pool) * kv_pool_span(s->pool);
+    int64_t cow[KV_KIVI_SPAN], n_cow = 0;
+    for (int64_t i = w0; i <= b0 && i < s->n_blocks; i++)
+        if (!writable(s->pool, s->blocks[i])) cow[n_cow++] = i;
     const int64_t n_add = b1 > s->n_blocks ? b1 - s->n_blocks : 0;
-    if (!cow && n_add == 0) return KVLM_OK;
+    if (n_cow == 0 && n_add == 0) return KVLM_OK;
     kvlm_err rc = grow(s, b1, err, errlen);
     if (rc != KVLM_OK) return rc;
-    const int64_t need = n_add + (cow ? 1 : 0);
+    const int64_t need = n_add + n_cow;
     if (kv_pool_available(s->pool) < need)   /* checked first so nothing is evicted in vain */
         return err_set(err, errlen, KVLM_ERR_BUDGET,
                        "KV budget exhausted: %lld more blocks needed, %lld free or cached of %d",
                        (long long)need, (long long)kv_pool_available(s->pool), s->pool->n_blocks);
-    kv_block fresh[1];   /* the copy target of copy-on-write */
+    kv_block fresh[KV_KIVI_SPAN];   /* the copy targets of copy-on-write */
     if ((rc = alloc_n(s->pool, s->blocks + s->n_blocks, n_add, err, errlen)) != KVLM_OK) return rc;
-    if (cow && (rc = alloc_n(s->pool, fresh, 1, err, errlen)) != KVLM_OK) {
+    if (n_cow > 0 && (rc = alloc_n(s->pool, fresh, n_cow, err, errlen)) != KVLM_OK) {
         for (int64_t i = n_add - 1; i >= 0; i--) kv_pool_unref(s->pool, s->blocks[s->n_blocks + i]);
         return rc;
     }
-    if (cow) {
-        kv_pool_copy(s->pool, fresh[0], s->blocks[b0]);
-        kv_pool_unref(s->pool, s->blocks[b0]);
-        s->blocks[b0] = fresh[0];
+    for (int64_t j = 0; j < n_cow; j++) {
+        kv_pool_copy(s->pool, fresh[j], s->blocks[cow[j]]);
+        kv_pool_unref(s->pool, s->blocks[cow[j]]);
+        s->blocks[cow[j]] = fresh[j];
     }
     s->n_blocks += n_add;
     return KVLM_OK;
@@ -291,30 +297,39 @@ static void kivi_quant(const float *x, size_t xstride, int n, int bits, int run,
     }
 }
 
-/* The KIVI parts of block b, layer il, from its 16 positions in f32:
- *   blk: K [n_ch][16] then V [16][n_ch] (kv_seq_stage's layout) */
-static void kivi_store_block(const kv_pool *p, int64_t il, kv_block b, const float *blk)
+/* KIVI V of block b, layer il, from its 16 positions in f32: per position over
+ * groups of 64 channels.   blk: K [n_ch][16] then V [16][n_ch] (kv_seq_stage's layout) */
+static void kivi_store_v(const kv_pool *p, int64_t il, kv_block b, const float *blk)
 {
-    const int64_t n = p->n_head_kv * p->head_dim;
-    if (kv_type_is_kivi(p->type_k)) {                 /* per channel over the 16 positions */
-        const int bits = attn_kivi_bits((int)p->type_k);
-        uint8_t *kd = kv_pool_k(p, b, il);
-        uint16_t *d = (uint16_t *)(kd + (size_t)n * 2 * (size_t)bits), *m = d + n;
-        for (int64_t c = 0; c < n; c++)
-            kivi_quant(blk + c * KV_BLOCK_TOKENS, 1, KV_BLOCK_TOKENS, bits, KV_BLOCK_TOKENS,
-                       kd + (size_t)c * 2 * (size_t)bits, d + c, m + c);
-    }
-    if (kv_type_is_kivi(p->type_v)) {                 /* per position over groups of 64 channels */
-        const int bits = attn_kivi_bits((int)p->type_v);
-        const int64_t ng = n / ATTN_KIVI_VGROUP;
-        uint8_t *vd = kv_pool_v(p, b, il, 0);
-        uint16_t *d = (uint16_t *)(vd + KV_BLOCK_TOKENS * p->row_bytes), *m = d + KV_BLOCK_TOKENS * ng;
-        const float *vf = blk + n * KV_BLOCK_TOKENS;
-        for (int64_t slot = 0; slot < KV_BLOCK_TOKENS; slot++)
-            for (int64_t g = 0; g < ng; g++)
-                kivi_quant(vf + slot * n + g * ATTN_KIVI_VGROUP, 1, ATTN_KIVI_VGROUP, bits, 32,
-                           vd + slot * p->row_bytes + (size_t)(g * ATTN_KIVI_VGROUP * bits / 8),
-                           d + slot * ng + g, m + slot * ng + g);
+    const int64_t n = p->n_head_kv * p->head_dim, ng = n / ATTN_KIVI_VGROUP;
+    const int bits = attn_kivi_bits((int)p->type_v);
+    uint8_t *vd = kv_pool_v(p, b, il, 0);
+    uint16_t *d = (uint16_t *)(vd + KV_BLOCK_TOKENS * p->row_bytes), *m = d + KV_BLOCK_TOKENS * ng;
+    const float *vf = blk + n * KV_BLOCK_TOKENS;
+    for (int64_t slot = 0; slot < KV_BLOCK_TOKENS; slot++)
+        for (int64_t g = 0; g < ng; g++)
+            kivi_quant(vf + slot * n + g * ATTN_KIVI_VGROUP, 1, ATTN_KIVI_VGROUP, bits, 32,
+                       vd + slot * p->row_bytes + (size_t)(g * ATTN_KIVI_VGROUP * bits / 8), d + slot * ng + g,
+                       m + slot * ng + g);
+}
+
+/* KIVI K of the span of KV_KIVI_SPAN blocks b[0..4), layer il, from its 64
+ * positions in f32: per channel over the span; block r gets its 16 slots' codes
+ * and the scales of channels [r n / 4, (r + 1) n / 4) (kern/attn.h).
+ *   blk0: the span's first f32 block, the next ones bf floats apart */
+static void kivi_store_k_span(const kv_pool *p, int64_t il, const kv_block *b, const float *blk0, size_t bf)
+{
+    const int64_t n = p->n_head_kv * p->head_dim, nq = n / KV_KIVI_SPAN, BT = KV_BLOCK_TOKENS;
+    const int bits = attn_kivi_bits((int)p->type_k), cb = 2 * bits;   /* code bytes of a channel in a block */
+    uint8_t *kd[KV_KIVI_SPAN];
+    for (int r = 0; r < KV_KIVI_SPAN; r++) kd[r] = kv_pool_k(p, b[r], il);
+    for (int64_t c = 0; c < n; c++) {
+        float x[KV_KIVI_SPAN * KV_BLOCK_TOKENS];      /* channel c over the span's positions */
+        uint8_t pack[KV_KIVI_SPAN * 8];
+        for (int r = 0; r < KV_KIVI_SPAN; r++) memcpy(x + r * BT, blk0 + (size_t)r * bf + c * BT, BT * sizeof *x);
+        uint16_t *sc = (uint16_t *)(kd[c / nq] + (size_t)n * (size_t)cb);   /* d [nq], then m [nq] */
+        kivi_quant(x, 1, KV_KIVI_SPAN * BT, bits, BT, pack, sc + c % nq, sc + nq + c % nq);
+        for (int r = 0; r < KV_KIVI_SPAN; r++) memcpy(kd[r] + (size_t)c * (size_t)cb, pack + r * cb, (size_t)cb);
     }
 }
 
@@ -322,7 +337,7 @@ void kv_seq_stage(kv_seq *s, int64_t il, int64_t pos0, int64_t n, const float *k
 {
     const kv_pool *p = s->pool;
     assert(p->res_tokens > 0 && s->res && pos0 == s->n_pos && pos0 + n <= s->n_blocks * KV_BLOCK_TOKENS);
-    const int64_t n_ch = p->n_head_kv * p->head_dim, BT = KV_BLOCK_TOKENS;
+    const int64_t n_ch = p->n_head_kv * p->head_dim, BT = KV_BLOCK_TOKENS, span = kv_pool_span(p);
     const size_t bf = kv_seq_stage_block_floats(p);
     const int64_t g0 = kv_seq_group_start(p, pos0), end = pos0 + n;
     float *res = s->res + (size_t)il * (size_t)(p->res_tokens / BT) * bf;   /* res: [R / 16][bf] */
@@ -335,10 +350,15 @@ void kv_seq_stage(kv_seq *s, int64_t il, int64_t pos0, int64_t n, const float *k
         memcpy(blk + n_ch * BT + slot * n_ch, v + t * n_ch, (size_t)n_ch * sizeof *v);
         const kv_block b = s->blocks[pos / BT];
         assert(writable(p, b));
-        /* a non-KIVI part is stored as it comes; a KIVI one when its block is full */
+        /* a non-KIVI part is stored as it comes; KIVI V when its block is full, K when its span is */
         if (!kv_type_is_kivi(p->type_k)) store_k(p, kv_pool_k(p, b, il), slot, k + t * n_ch);
         if (!kv_type_is_kivi(p->type_v)) store_v(p, kv_pool_v(p, b, il, 0), slot, v + t * n_ch);
-        if (slot == BT - 1) kivi_store_block(p, il, b, blk);
+        if (slot == BT - 1 && kv_type_is_kivi(p->type_v)) kivi_store_v(p, il, b, blk);
+        if ((pos + 1) % (span * BT) == 0 && kv_type_is_kivi(p->type_k)) {   /* a span of K is complete */
+            const int64_t p0 = pos + 1 - span * BT;   /* >= g0: R holds whole spans */
+            for (int64_t r = 0; r < span; r++) assert(writable(p, s->blocks[p0 / BT + r]));
+            kivi_store_k_span(p, il, s->blocks + p0 / BT, stage + (size_t)((p0 - g0) / BT) * bf, bf);
+        }
     }
     /* the residual of the group of position `end` */
     const int64_t g1 = kv_seq_group_start(p, end);
@@ -359,7 +379,8 @@ void kv_seq_truncate(kv_seq *s, int64_t n_keep)
         n_keep = kv_seq_group_start(s->pool, n_keep);   /* the f32 residual of that group is gone */
     if (n_keep < s->n_pos) s->n_pos = n_keep;
     release_from(s, ceil_blocks(s->n_pos));
-    const int64_t n_full = s->n_pos / KV_BLOCK_TOKENS;
+    /* keyed and published: full blocks of whole spans (a KIVI K span is rewritten until complete) */
+    const int64_t n_full = s->n_pos / KV_BLOCK_TOKENS / kv_pool_span(s->pool) * kv_pool_span(s->pool);
     if (s->n_keyed > n_full) s->n_keyed = n_full;
     if (s->n_published > n_full) s->n_published = n_full;
 }
@@ -387,12 +408,24 @@ kvlm_err kv_seq_fork(kv_seq *dst, const kv_seq *src, char *err, size_t errlen)
     return KVLM_OK;
 }
 
-/* The link of full block i: tokens[16i, 16i+16) after blocks[i-1] and keys[i-1]. */
+/* The link of full block i: tokens[16i, 16i+16) after blocks[i-1] and keys[i-1].
+ * In a KIVI K pool a block's bytes also depend on the rest of its span (its K
+ * scales cover the span's 64 positions), so the namespace of its link commits
+ * to the span's later tokens too: equal keys still mean equal bytes. tokens
+ * reach the end of block i's span. */
 static void block_link(const kv_seq *s, kv_link *link, int64_t i, const kvlm_token *tokens,
                        uint64_t fingerprint, uint64_t ns)
 {
     const kv_block parent = i > 0 ? s->blocks[i - 1] : KV_BLOCK_NONE;
     const uint64_t parent_key = i > 0 ? s->keys[i - 1] : KV_ROOT_KEY;
+    const int64_t span = kv_pool_span(s->pool), rest = span - 1 - i % span;   /* later blocks of the span */
+    if (rest > 0) {
+        uint8_t buf[sizeof ns + (KV_KIVI_SPAN - 1) * KV_BLOCK_TOKENS * sizeof *tokens];
+        const size_t nt = (size_t)(rest * KV_BLOCK_TOKENS) * sizeof *tokens;
+        memcpy(buf, &ns, sizeof ns);
+        memcpy(buf + sizeof ns, tokens + (i + 1) * KV_BLOCK_TOKENS, nt);
+        ns = XXH3_64bits(buf, sizeof ns + nt);
+    }
     kv_pool_link(link, parent, parent_key, tokens + i * KV_BLOCK_TOKENS, fingerprint, ns);
 }
 
@@ -439,7 +472,7 @@ kvlm_err kv_seq_publish(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
         return err_set(err, errlen, KVLM_ERR_INVALID, "publish: fingerprint or namespace changed");
     s->fingerprint = fingerprint;
     s->ns = ns;
-    const int64_t n_full = n_tokens / KV_BLOCK_TOKENS;
+    const int64_t n_full = n_tokens / KV_BLOCK_TOKENS / kv_pool_span(s->pool) * kv_pool_span(s->pool);   /* whole spans */
     for (int64_t i = s->n_published; i < n_full; i++) {   /* blocks[i]: full, blocks[i-1] published */
         kv_link link;
         block_link(s, &link, i, tokens, fingerprint, ns);
@@ -467,7 +500,8 @@ kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tok
     if (s->n_blocks > 0 || s->n_pos > 0)
         return err_set(err, errlen, KVLM_ERR_INVALID, "attach_prefix needs an empty sequence");
     /* at most floor((n - 1) / 16) blocks: the last token is always left to compute */
-    const int64_t max_blocks = n_tokens > 0 ? (n_tokens - 1) / KV_BLOCK_TOKENS : 0;
+    const int64_t span = kv_pool_span(s->pool);   /* KIVI K: whole spans (block_link reads to a span's end) */
+    const int64_t max_blocks = n_tokens > 0 ? (n_tokens - 1) / KV_BLOCK_TOKENS / span * span : 0;
     kvlm_err rc = grow(s, max_blocks, err, errlen);
     if (rc != KVLM_OK) return rc;
     s->fingerprint = fingerprint;

@@ -15,13 +15,16 @@
  *   n_pos <= n_blocks * 16; the seq holds one reference on each of blocks[0, n_blocks)
  *   a block at index > n_pos / 16 is held by this seq alone and unpublished
  *   (only the block holding position n_pos may be shared or published: reserve
- *   copies it before a write, copy-on-write)
+ *   copies it before a write, copy-on-write; in a KIVI K pool, whose K is
+ *   written a span of kv_pool_span() blocks at a time, so may the earlier
+ *   blocks of its span, and reserve copies them too)
  *   blocks[0, n_published) are published under keys[0, n_published), and if
  *   blocks[i] is published, i > 0, its link.parent is blocks[i-1]: a sequence
  *   holding a published block holds its parent, so a cached block has only
  *   cached descendants and kv_pool_available() is exact
  *   keys[0, n_keyed) are the chain keys of the first n_keyed full blocks under
- *   (fingerprint, ns); n_published <= n_keyed <= n_pos / 16
+ *   (fingerprint, ns); n_published <= n_keyed <= n_pos / 16 (KIVI K: whole
+ *   spans only, and a block's key covers the tokens to its span's end)
  *
  * The write protocol of a forward step over n tokens:
  *   kv_seq_reserve(s, n)  ->  kv_seq_store(s, il, pos, k, v) for every layer and
@@ -33,8 +36,8 @@
  * positions, [g R, (g + 1) R). A query at position p reads the blocks before its
  * group start gs(p) = floor(p / R) R quantized from the pool, and the positions
  * [gs(p), p] in f32. The sequence keeps the f32 K/V of its current group,
- * [gs(n_pos), n_pos), in `res`; a block is quantized into the pool when its 16
- * positions are known (kv_seq_stage). What a query reads depends only on its
+ * [gs(n_pos), n_pos), in `res`; a block's KIVI V is quantized into the pool
+ * when its 16 positions are known, a span's KIVI K when its 64 are (kv_seq_stage). What a query reads depends only on its
  * position, so batch and single steps give the same bits. The f32 values of a
  * group that has been left cannot be recovered from the pool, so:
  *   truncate into an earlier group keeps only up to that group's start (the
@@ -84,8 +87,9 @@ static inline size_t kv_seq_stage_floats(const kv_pool *p, int64_t n_batch)
  *   stage <- f32 blocks of positions [gs(pos0), pos0 + n): the residual, then k, v
  *            (block i at stage + i * kv_seq_stage_block_floats; what attention
  *            reads for the positions of each query's own group)
- *   every block completed by these positions is quantized into the pool, and the
- *   residual of layer il becomes [gs(pos0 + n), pos0 + n).
+ *   every block (KIVI V) and span (KIVI K) completed by these positions is
+ *   quantized into the pool, and the residual of layer il becomes
+ *   [gs(pos0 + n), pos0 + n).
  * stage: kv_seq_stage_floats(pool, n) floats. */
 void kv_seq_stage(kv_seq *s, int64_t il, int64_t pos0, int64_t n, const float *k, const float *v, float *stage);
 

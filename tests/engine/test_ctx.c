@@ -280,10 +280,10 @@ static void test_kivi_paths(void **state)
 {
     (void)state;
     NEED_MODEL();
-    kivi_paths(KVLM_KV_KIVI4, KVLM_KV_SAME, 32);
+    kivi_paths(KVLM_KV_KIVI4, KVLM_KV_SAME, 64);   /* KIVI K: groups of whole 64-position spans */
     if (getenv("KVLM_TEST_QUICK")) return;
-    kivi_paths(KVLM_KV_KIVI4, KVLM_KV_Q4, 16);    /* the mixed pair of the README table */
-    kivi_paths(KVLM_KV_F16, KVLM_KV_KIVI2, 128);
+    kivi_paths(KVLM_KV_KIVI4, KVLM_KV_Q4, 128);   /* the mixed pair of the README table */
+    kivi_paths(KVLM_KV_F16, KVLM_KV_KIVI2, 16);   /* KIVI V alone: any group of whole blocks */
 }
 
 /* decode_all: every row bitwise what single-token decodes give; the last row is

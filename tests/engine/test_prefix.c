@@ -22,7 +22,7 @@
 static kvlm_model *g_model;
 static int64_t g_vocab;
 static kvlm_kv_type g_kv_type = KVLM_KV_F16;   /* of every cache and context below */
-enum { KIVI_RES = 32 };                         /* the KIVI residual group of the tests */
+enum { KIVI_RES = 64 };                         /* the KIVI residual group of the tests (KIVI K: >= 64) */
 /* positions a prefix hit comes in: blocks, or for KIVI whole residual groups */
 static size_t hit_unit(void) { return g_kv_type == KVLM_KV_KIVI4 || g_kv_type == KVLM_KV_KIVI2 ? KIVI_RES : 16; }
 
@@ -192,10 +192,12 @@ static void test_chat_turns(void **state)
     assert_int_equal(kvlm_ctx_prefill(c1, t1, n1, NULL, NULL, 0), KVLM_OK);
     /* the reply: greedy until <|im_end|> (at most 40 tokens), fed into the cache */
     char reply[1024] = "";
-    size_t nr = 0;
+    size_t nr = 0, n_seq = n1;                       /* t1[0, n_seq): turn 1's sequence, reply included */
     for (int i = 0; i < 40; i++) {
         kvlm_token t = argmax(kvlm_ctx_logits(c1));
         if (kvlm_token_is_eog(g_model, t)) break;
+        assert_true(n_seq < MAX_TOK);
+        t1[n_seq++] = t;
         char piece[64];
         int64_t k = kvlm_token_to_bytes(g_model, t, false, piece, sizeof piece);
         assert_true(k >= 0 && nr + (size_t)k < sizeof reply);
@@ -210,7 +212,12 @@ static void test_chat_turns(void **state)
     size_t reused;
     assert_int_equal(kvlm_ctx_prefill(c2, t2, n2, &reused, NULL, 0), KVLM_OK);
     print_message("turn 2: %zu prompt tokens, %zu reused (turn 1 had %zu + reply)\n", n2, reused, n1);
-    assert_true(reused > n1);   /* past the first prompt: generated tokens were cached too */
+    /* every whole unit (block, KIVI group) of turn 1's sequence that turn 2 starts with,
+       the last prompt token left to compute: generated tokens were cached too */
+    size_t common = 0;
+    while (common < n_seq && common < n2 - 1 && t1[common] == t2[common]) common++;
+    assert_int_equal(reused, common / hit_unit() * hit_unit());
+    if (hit_unit() == 16) assert_true(reused > n1);
     run warm, whole;
     greedy(c2, &warm, GEN);
     cold(t2, n2, &whole);
@@ -265,15 +272,27 @@ static void test_heavy_eviction(void **state)
 {
     (void)state;
     NEED_MODEL();
-    static const char *q[] = { "Which maps show rivers?", "Do you have a map of Lisbon?",
-                               "Which maps show rivers?", "What is the oldest map?",
-                               "Do you have a map of Lisbon?" };
+    /* each prompt long enough to publish a block that differs between questions
+       even at a KIVI K cache's granularity (whole groups of KIVI_RES positions) */
+    static const char *q[] = {
+        "I collect old maps of coasts, mountains and cities, and I read every legend on them with care. "
+        "I keep them in drawers sorted by year and by region. Which maps show rivers?",
+        "I collect old maps of coasts, mountains and cities, and I read every legend on them with care. "
+        "I keep them in drawers sorted by year and by region. Do you have a map of Lisbon?",
+        "I collect old maps of coasts, mountains and cities, and I read every legend on them with care. "
+        "I keep them in drawers sorted by year and by region. Which maps show rivers?",
+        "I collect old maps of coasts, mountains and cities, and I read every legend on them with care. "
+        "I keep them in drawers sorted by year and by region. What is the oldest map?",
+        "I collect old maps of coasts, mountains and cities, and I read every legend on them with care. "
+        "I keep them in drawers sorted by year and by region. Do you have a map of Lisbon?" };
     kvlm_token t[MAX_TOK];
-    size_t longest = 0;
+    size_t longest = 0, shortest = MAX_TOK;
     for (int i = 0; i < 5; i++) {
         size_t n = chat_tokens(q[i], NULL, NULL, t);
         if (n > longest) longest = n;
+        if (n < shortest) shortest = n;
     }
+    assert_true(shortest + GEN >= 2 * KIVI_RES && shortest < 2 * KIVI_RES);   /* the questions differ inside group 1 */
     size_t blocks = (longest + GEN + 15) / 16 + 1;   /* one sequence and a copy, no more */
     kvlm_cache *small = new_cache(blocks), *big = new_cache(400);
     for (int i = 0; i < 5; i++) {

@@ -118,21 +118,26 @@ static void kivi_quant(const float *x, size_t xstride, int n, int bits, int run,
 static size_t part_size(int t, int64_t n_ch, int is_v)
 {
     const size_t n = (size_t)n_ch * ATTN_BLOCK, sc = (size_t)(n_ch / 32) * ATTN_BLOCK * 2;
-    if (kivi_bits(t))                                 /* codes, then d and m: K per channel, V per row and 64 channels */
-        return n * (size_t)kivi_bits(t) / 8 + (is_v ? ATTN_BLOCK * (size_t)(n_ch / 64) * 4 : (size_t)n_ch * 4);
+    if (kivi_bits(t))                                 /* codes, then d and m: K a quarter of its span's channels, V per row and 64 */
+        return n * (size_t)kivi_bits(t) / 8 + (is_v ? ATTN_BLOCK * (size_t)(n_ch / 64) * 4 : (size_t)(n_ch / 4) * 4);
     return t == T_F32 ? 4 * n : t == T_F16 || t == T_BF16 ? 2 * n : t == T_Q8 ? n + sc : n / 2 + sc;
 }
 
-/* KIVI K of one block from its first m positions kf [m][MAX_HK * MAX_HD]: per
- * channel over those m slots; codes [n_ch][2b bytes], d [n_ch], m [n_ch].
- * back: [m][MAX_HK * MAX_HD], as kf */
-static void put_k_kivi(uint8_t *kb, int64_t m, int64_t n_ch, const float (*kf)[MAX_HK * MAX_HD], int bits,
+/* KIVI K of one span of 4 blocks (kb[0..4)) from its first m positions kf
+ * [m][MAX_HK * MAX_HD]: per channel over those m positions; block r holds the
+ * codes of its 16 slots [n_ch][2b bytes], then d and m of channels
+ * [r n_ch / 4, (r + 1) n_ch / 4).   back: [m][MAX_HK * MAX_HD], as kf */
+static void put_k_kivi(uint8_t *const *kb, int64_t m, int64_t n_ch, const float (*kf)[MAX_HK * MAX_HD], int bits,
                        double (*back)[MAX_HK * MAX_HD])
 {
-    uint16_t *d = (uint16_t *)(kb + (size_t)n_ch * 2 * (size_t)bits), *mn = d + n_ch;
-    for (int64_t ch = 0; ch < n_ch; ch++)             /* channel ch: column ch of kf and back */
-        kivi_quant(&kf[0][ch], MAX_HK * MAX_HD, (int)m, bits, ATTN_BLOCK, kb + (size_t)ch * 2 * (size_t)bits, d + ch,
-                   mn + ch, &back[0][ch]);
+    const int64_t nq = n_ch / 4, cb = 2 * bits;       /* code bytes of one channel in one block */
+    for (int64_t ch = 0; ch < n_ch; ch++) {           /* channel ch: column ch of kf and back */
+        uint8_t pack[4 * 8];
+        for (int r = 0; r < 4; r++) memcpy(pack + r * cb, kb[r] + ch * cb, (size_t)cb);   /* filler kept past m */
+        uint16_t *d = (uint16_t *)(kb[ch / nq] + (size_t)n_ch * (size_t)cb), *mn = d + nq;
+        kivi_quant(&kf[0][ch], MAX_HK * MAX_HD, (int)m, bits, ATTN_BLOCK, pack, d + ch % nq, mn + ch % nq, &back[0][ch]);
+        for (int r = 0; r < 4; r++) memcpy(kb[r] + ch * cb, pack + r * cb, (size_t)cb);
+    }
 }
 
 /* KIVI V of row `slot`: per group of 64 channels; codes [16][n_ch * b / 8] (packed
@@ -205,7 +210,8 @@ static void put_v(uint8_t *vb, size_t slot, int64_t n_ch, const float *vf, int t
 
 static void cache_fill(cache *c, int64_t hk, int64_t hd, int64_t n, int tk, int tv, int64_t shift)
 {
-    const int64_t n_ch = hk * hd, nb = (n + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    /* KIVI K: every block of the spans of 4 the rows touch (attn.h) */
+    const int64_t n_ch = hk * hd, nb = kivi_bits(tk) ? (n + 63) / 64 * 4 : (n + ATTN_BLOCK - 1) / ATTN_BLOCK;
     const size_t kbytes = (part_size(tk, n_ch, 0) + 63) / 64 * 64, vbytes = (part_size(tv, n_ch, 1) + 63) / 64 * 64;
     const size_t slot_bytes = kbytes + vbytes;
     free(c->mem);
@@ -218,16 +224,18 @@ static void cache_fill(cache *c, int64_t hk, int64_t hd, int64_t n, int tk, int 
         c->k[b] = base;
         c->v[b] = base + kbytes;
     }
-    static float kf[ATTN_BLOCK][MAX_HK * MAX_HD];      /* this block's K rows so far (KIVI K takes them at once) */
+    static float kf[64][MAX_HK * MAX_HD];              /* this span's K rows so far (KIVI K takes them at once) */
     float vf[MAX_HK * MAX_HD];
     for (int64_t j = 0; j < n; j++) {
-        const size_t slot = (size_t)(j % ATTN_BLOCK);
-        for (int64_t i = 0; i < n_ch; i++) { kf[slot][i] = frand() * 2.0f; vf[i] = frand(); }
-        if (kivi_bits(tk) && j % 5 == 0) kf[slot][j % n_ch] = 40.0f;   /* outlier channels, as KIVI's keys have */
-        if (!kivi_bits(tk)) put_k((uint8_t *)c->k[j / ATTN_BLOCK], slot, n_ch, kf[slot], tk, c->kd[j]);
-        else if (slot == ATTN_BLOCK - 1 || j == n - 1)   /* a full block, or the last one's m positions */
-            put_k_kivi((uint8_t *)c->k[j / ATTN_BLOCK], (int64_t)slot + 1, n_ch, (const float (*)[MAX_HK * MAX_HD])kf, kivi_bits(tk),
-                       c->kd + (j - (int64_t)slot));
+        const size_t slot = (size_t)(j % ATTN_BLOCK), at = (size_t)(j % 64);   /* at: row in the span */
+        for (int64_t i = 0; i < n_ch; i++) { kf[at][i] = frand() * 2.0f; vf[i] = frand(); }
+        if (kivi_bits(tk) && j % 5 == 0) kf[at][j % n_ch] = 40.0f;   /* outlier channels, as KIVI's keys have */
+        if (!kivi_bits(tk)) put_k((uint8_t *)c->k[j / ATTN_BLOCK], slot, n_ch, kf[at], tk, c->kd[j]);
+        else if (at == 63 || j == n - 1) {            /* a full span, or the last one's rows */
+            uint8_t *kb[4];
+            for (int r = 0; r < 4; r++) kb[r] = (uint8_t *)c->k[j / 64 * 4 + r];
+            put_k_kivi(kb, (int64_t)at + 1, n_ch, (const float (*)[MAX_HK * MAX_HD])kf, kivi_bits(tk), c->kd + (j - (int64_t)at));
+        }
         put_v((uint8_t *)c->v[j / ATTN_BLOCK], slot, n_ch, vf, tv, c->vd[j]);
     }
 }

@@ -367,21 +367,28 @@ static void check_kivi_group(const float *x, size_t xstride, int n, int bits, co
 }
 
 /* KIVI through kv_seq_stage, in batches that start and end inside blocks: the
- * stage returns the f32 values of each batch's groups; every full block is
- * quantized into the pool in attn.h's layout, K per channel over the block's 16
- * positions and V per position over 64 channels (check_kivi_group); the block
- * still filling keeps its KIVI parts untouched (NaN in a poison pool). */
+ * stage returns the f32 values of each batch's groups; every full block's V is
+ * quantized into the pool in attn.h's layout, per position over 64 channels,
+ * and every full span's K per channel over its 64 positions, each block of the
+ * span holding a quarter of the channels' scales (check_kivi_group). The block
+ * still filling keeps its V untouched, the span still filling its K (NaN in a
+ * poison pool). */
 static void store_kivi(kvlm_kv_type tk, kvlm_kv_type tv)
 {
-    enum { L = 2, HK = 2, HD = 64, NCH = HK * HD, NPOS = 45, R = 32, BT = KV_BLOCK_TOKENS, MAXB = 20 };
+    enum { L = 2, HK = 2, HD = 64, NCH = HK * HD, NQ = NCH / KV_KIVI_SPAN, NPOS = 150, R = 64,
+           BT = KV_BLOCK_TOKENS, SPAN = KV_KIVI_SPAN * BT, MAXB = 64 };
     const int bk = tk == KVLM_KV_KIVI4 ? 4 : 2, bv = tv == KVLM_KV_KIVI4 ? 4 : 2;
     assert_int_equal(kv_pool_block_bytes(L, HK, 32, tk, tv), 0);   /* V groups of 64 channels: HK * 32 does not hold */
     kv_pool_params pp = { .n_layer = L, .n_head_kv = HK, .head_dim = HD, .type_k = tk, .type_v = tv,
-                          .poison = true, .res_tokens = R };
-    pp.budget_bytes = 4 * kv_pool_block_bytes(L, HK, HD, tk, tv);
+                          .poison = true, .res_tokens = 32 };
+    pp.budget_bytes = 10 * kv_pool_block_bytes(L, HK, HD, tk, tv);
     kv_pool pool;
+    char err[256] = "";
+    assert_int_equal(kv_pool_init(&pool, &pp, err, sizeof err), KVLM_ERR_INVALID);   /* K spans of 64 need R >= 64 */
+    assert_non_null(strstr(err, "64"));
+    pp.res_tokens = R;
     assert_int_equal(kv_pool_init(&pool, &pp, NULL, 0), KVLM_OK);
-    assert_int_equal(pool.part_k, (size_t)(NCH * BT * bk / 8 + NCH * 4 + 63) / 64 * 64);
+    assert_int_equal(pool.part_k, (size_t)(NCH * BT * bk / 8 + NQ * 4 + 63) / 64 * 64);
     assert_int_equal(pool.part_v, (size_t)(NCH * BT * bv / 8 + BT * (NCH / 64) * 4 + 63) / 64 * 64);
     kv_seq s;
     kv_seq_init(&s, &pool);
@@ -396,7 +403,7 @@ static void store_kivi(kvlm_kv_type tk, kvlm_kv_type tv)
             }
     float *stage = malloc(kv_seq_stage_floats(&pool, MAXB) * sizeof *stage);
     assert_non_null(stage);
-    static const int batch[] = { 7, 20, 1, 17 };       /* 45 positions: 0-6, 7-26, 27, 28-44 */
+    static const int batch[] = { 7, 20, 1, 17, 60, 45 };   /* 150 positions: 0-6, 7-26, 27, 28-44, 45-104, 105-149 */
     for (size_t bi = 0, p0 = 0; bi < sizeof batch / sizeof batch[0]; p0 += (size_t)batch[bi++]) {
         const int64_t n = batch[bi], g0 = kv_seq_group_start(&pool, (int64_t)p0);
         assert_int_equal(kv_seq_reserve(&s, n, NULL, 0), KVLM_OK);
@@ -414,19 +421,31 @@ static void store_kivi(kvlm_kv_type tk, kvlm_kv_type tv)
     }
     free(stage);
     char what[128];
-    for (int il = 0; il < L; il++)
-        for (int64_t b = 0; b < s.n_blocks; b++) {
-            const uint8_t *kq = kv_pool_k(&pool, s.blocks[b], il), *vq = kv_pool_v(&pool, s.blocks[b], il, 0);
-            const uint16_t *kd = (const uint16_t *)(kq + NCH * 2 * bk), *km = kd + NCH;
-            const uint16_t *vd = (const uint16_t *)(vq + BT * pool.row_bytes), *vm = vd + BT * (NCH / 64);
-            if ((b + 1) * BT > NPOS) {                 /* the block still filling: never quantized */
-                for (int c = 0; c < NCH; c++) assert_int_equal(kd[c], 0x7e00);
-                for (int i = 0; i < BT * (NCH / 64); i++) assert_int_equal(vm[i], 0x7e00);
+    for (int il = 0; il < L; il++) {
+        for (int64_t sp = 0; sp * SPAN < NPOS; sp++) {  /* K: span sp, blocks 4 sp .. 4 sp + 3 */
+            const uint8_t *kq[KV_KIVI_SPAN];
+            for (int j = 0; j < KV_KIVI_SPAN; j++)
+                kq[j] = sp * KV_KIVI_SPAN + j < s.n_blocks ? kv_pool_k(&pool, s.blocks[sp * KV_KIVI_SPAN + j], il) : NULL;
+            if ((sp + 1) * SPAN > NPOS) {              /* the span still filling: its K never quantized */
+                for (int j = 0; j < KV_KIVI_SPAN; j++)
+                    if (kq[j])
+                        for (int i = 0; i < 2 * NQ; i++) assert_int_equal(((const uint16_t *)(kq[j] + NCH * 2 * bk))[i], 0x7e00);
                 continue;
             }
-            for (int c = 0; c < NCH; c++) {            /* K channel c over the 16 positions */
-                snprintf(what, sizeof what, "layer %d block %lld K channel %d", il, (long long)b, c);
-                check_kivi_group(&k[il][b * BT][c], NCH, BT, bk, kq + c * 2 * bk, BT, kd[c], km[c], what);
+            for (int c = 0; c < NCH; c++) {            /* K channel c over the span's 64 positions */
+                uint8_t codes[KV_KIVI_SPAN * 8];       /* its runs of 16 codes, block by block */
+                for (int j = 0; j < KV_KIVI_SPAN; j++) memcpy(codes + j * 2 * bk, kq[j] + c * 2 * bk, (size_t)(2 * bk));
+                const uint16_t *sc = (const uint16_t *)(kq[c / NQ] + NCH * 2 * bk);   /* d [NQ], m [NQ] */
+                snprintf(what, sizeof what, "layer %d span %lld K channel %d", il, (long long)sp, c);
+                check_kivi_group(&k[il][sp * SPAN][c], NCH, SPAN, bk, codes, BT, sc[c % NQ], sc[NQ + c % NQ], what);
+            }
+        }
+        for (int64_t b = 0; b < s.n_blocks; b++) {
+            const uint8_t *vq = kv_pool_v(&pool, s.blocks[b], il, 0);
+            const uint16_t *vd = (const uint16_t *)(vq + BT * pool.row_bytes), *vm = vd + BT * (NCH / 64);
+            if ((b + 1) * BT > NPOS) {                 /* the block still filling: its V never quantized */
+                for (int i = 0; i < BT * (NCH / 64); i++) assert_int_equal(vm[i], 0x7e00);
+                continue;
             }
             for (int slot = 0; slot < BT; slot++)      /* V row `slot`, groups of 64 channels */
                 for (int g = 0; g < NCH / 64; g++) {
@@ -435,6 +454,7 @@ static void store_kivi(kvlm_kv_type tk, kvlm_kv_type tv)
                                      32, vd[slot * (NCH / 64) + g], vm[slot * (NCH / 64) + g], what);
                 }
         }
+    }
     kv_seq_free(&s);
     kv_pool_free(&pool);
 }
@@ -444,6 +464,154 @@ static void test_store_kivi(void **state)
     (void)state;
     store_kivi(KVLM_KV_KIVI4, KVLM_KV_KIVI2);
     store_kivi(KVLM_KV_KIVI2, KVLM_KV_KIVI4);
+}
+
+/* ---- KIVI K spans: sharing a span's blocks ------------------------------------------ */
+enum { SP_HD = 64, SP_MAX = 200 };
+
+/* K of (token, position, channel): any deterministic value, outlier channels x8 */
+static float sp_k(kvlm_token t, int64_t pos, int c)
+{
+    return (float)((int)(mix64((uint64_t)t * 1000003u + (uint64_t)pos * 131u + (uint64_t)c) % 2001) - 1000) / 97.0f *
+           (c % 17 == 3 ? 8.0f : 1.0f);
+}
+
+/* Appends tokens[n_pos, n) to s (one layer, one K/V head of 64): reserve, stage, advance. */
+static kvlm_err sp_append(kv_seq *s, const kvlm_token *tokens, int64_t n)
+{
+    const int64_t p0 = s->n_pos, m = n - p0;
+    kvlm_err rc = kv_seq_reserve(s, m, NULL, 0);
+    if (rc != KVLM_OK) return rc;
+    static float k[SP_MAX][SP_HD], v[SP_MAX][SP_HD];
+    for (int64_t i = 0; i < m; i++)
+        for (int c = 0; c < SP_HD; c++) { k[i][c] = sp_k(tokens[p0 + i], p0 + i, c); v[i][c] = 0.5f * k[i][c]; }
+    float *stage = malloc(kv_seq_stage_floats(s->pool, m) * sizeof *stage);
+    assert_non_null(stage);
+    kv_seq_stage(s, 0, p0, m, &k[0][0], &v[0][0], stage);
+    free(stage);
+    kv_seq_advance(s, m);
+    return KVLM_OK;
+}
+
+/* Every complete span of s holds its own tokens' K: channel c of span sp over
+ * its 64 positions against its codes and the scales in block c / 16 of the span. */
+static void sp_check(const kv_seq *s, const kvlm_token *tokens)
+{
+    enum { NQ = SP_HD / KV_KIVI_SPAN, SPAN = KV_KIVI_SPAN * KV_BLOCK_TOKENS };
+    const int64_t done = kv_seq_group_start(s->pool, s->n_pos) / SPAN;   /* spans left in f32: not yet read */
+    char what[96];
+    for (int64_t sp = 0; sp < done; sp++)
+        for (int c = 0; c < SP_HD; c++) {
+            float x[SPAN];
+            uint8_t codes[KV_KIVI_SPAN * 8];
+            for (int i = 0; i < SPAN; i++) x[i] = sp_k(tokens[sp * SPAN + i], sp * SPAN + i, c);
+            for (int j = 0; j < KV_KIVI_SPAN; j++)
+                memcpy(codes + j * 8, (const uint8_t *)kv_pool_k(s->pool, s->blocks[sp * KV_KIVI_SPAN + j], 0) + c * 8, 8);
+            const uint16_t *sc = (const uint16_t *)((const uint8_t *)kv_pool_k(s->pool, s->blocks[sp * KV_KIVI_SPAN + c / NQ], 0) +
+                                                    SP_HD * 8);
+            snprintf(what, sizeof what, "span %lld K channel %d", (long long)sp, c);
+            check_kivi_group(x, 1, SPAN, 4, codes, KV_BLOCK_TOKENS, sc[c % NQ], sc[NQ + c % NQ], what);
+        }
+}
+
+/* A KIVI K span is quantized when its 64 positions are known, into all four of
+ * its blocks: a fork that shares the span's earlier blocks gets them copied
+ * before either side writes (both then hold their own tokens' K); a block's key
+ * covers its span's later tokens, so two sequences that differ only after block
+ * 0 of a span publish apart and never adopt each other's blocks; only whole
+ * spans are published, and a rollback into a published span copies it again. */
+static void test_kivi_span_sharing(void **state)
+{
+    (void)state;
+    kv_pool_params pp = { .n_layer = 1, .n_head_kv = 1, .head_dim = SP_HD, .type_k = KVLM_KV_KIVI4,
+                          .type_v = KVLM_KV_F16, .poison = true, .res_tokens = 64 };
+    pp.budget_bytes = 40 * kv_pool_block_bytes(1, 1, SP_HD, KVLM_KV_KIVI4, KVLM_KV_F16);
+    kv_pool pool;
+    assert_int_equal(kv_pool_init(&pool, &pp, NULL, 0), KVLM_OK);
+    assert_int_equal(kv_pool_span(&pool), KV_KIVI_SPAN);
+    kvlm_token ta[SP_MAX], tb[SP_MAX];
+    seq_tokens(ta, 130, 7);
+    memcpy(tb, ta, sizeof tb);
+    for (int i = 20; i < 130; i++) tb[i] = ta[i] + 1;   /* b differs from position 20 on: inside block 1 */
+
+    kv_seq a, b, c, d;
+    kv_seq_init(&a, &pool);
+    kv_seq_init(&b, &pool);
+    assert_int_equal(sp_append(&a, ta, 20), KVLM_OK);
+    assert_int_equal(kv_seq_fork(&b, &a, NULL, 0), KVLM_OK);   /* b shares blocks 0 and 1 */
+    const int64_t copies0 = pool.stats.copies;
+    assert_int_equal(sp_append(&a, ta, 70), KVLM_OK);   /* completes span 0: its blocks 0, 1 copied first */
+    assert_int_equal(pool.stats.copies, copies0 + 2);
+    assert_true(a.blocks[0] != b.blocks[0] && a.blocks[1] != b.blocks[1]);
+    assert_int_equal(sp_append(&b, tb, 70), KVLM_OK);   /* b's own span 0, in the blocks it now holds alone */
+    assert_int_equal(pool.stats.copies, copies0 + 2);
+    sp_check(&a, ta);
+    sp_check(&b, tb);
+
+    /* publish: whole spans only; b's block 0 has a's tokens but other bytes */
+    assert_int_equal(kv_seq_publish(&a, ta, 60, 1, 0, NULL, 0), KVLM_OK);
+    assert_int_equal(a.n_published, 0);
+    assert_int_equal(kv_seq_publish(&a, ta, 70, 1, 0, NULL, 0), KVLM_OK);
+    assert_int_equal(a.n_published, 4);
+    assert_int_equal(kv_seq_publish(&b, tb, 70, 1, 0, NULL, 0), KVLM_OK);
+    assert_int_equal(b.n_published, 4);
+    assert_true(b.blocks[0] != a.blocks[0]);         /* not adopted: the key covers tokens 16-63 */
+    assert_int_not_equal(a.keys[0], b.keys[0]);
+    sp_check(&b, tb);
+
+    /* attach finds each sequence's own span */
+    int64_t reused;
+    kv_seq_init(&c, &pool);
+    kv_seq_init(&d, &pool);
+    assert_int_equal(kv_seq_attach_prefix(&c, ta, 70, 1, 0, &reused, NULL, 0), KVLM_OK);
+    assert_int_equal(reused, 64);
+    assert_int_equal(kv_seq_attach_prefix(&d, tb, 70, 1, 0, &reused, NULL, 0), KVLM_OK);
+    assert_int_equal(reused, 64);
+    for (int j = 0; j < KV_KIVI_SPAN; j++) {
+        assert_int_equal(c.blocks[j], a.blocks[j]);
+        assert_int_equal(d.blocks[j], b.blocks[j]);
+    }
+    assert_int_equal(kv_seq_attach_prefix(&c, ta, 63, 1, 0, &reused, NULL, 0), KVLM_ERR_INVALID);   /* not empty */
+    kv_seq_free(&c);
+    kv_seq_init(&c, &pool);
+    assert_int_equal(kv_seq_attach_prefix(&c, ta, 64, 1, 0, &reused, NULL, 0), KVLM_OK);
+    assert_int_equal(reused, 0);                      /* the last token is left to compute: no whole span */
+    kv_seq_free(&c);
+    kv_seq_free(&d);
+    kv_seq_free(&b);
+    kv_seq_free(&a);
+    kv_pool_free(&pool);
+
+    /* R = 128: a rollback inside the current group, into a published span */
+    pp.res_tokens = 128;
+    assert_int_equal(kv_pool_init(&pool, &pp, NULL, 0), KVLM_OK);
+    kv_seq_init(&a, &pool);
+    assert_int_equal(sp_append(&a, ta, 100), KVLM_OK);
+    assert_int_equal(kv_seq_publish(&a, ta, 100, 1, 0, NULL, 0), KVLM_OK);
+    assert_int_equal(a.n_published, 4);
+    const kv_block old0 = a.blocks[0];
+    kv_seq_truncate(&a, 50);
+    assert_int_equal(a.n_pos, 50);
+    assert_int_equal(a.n_published, 0);               /* span 0 is written again */
+    assert_int_equal(sp_append(&a, tb, 130), KVLM_OK);   /* tb from 50 on: positions 50-63 differ */
+    assert_true(a.blocks[0] != old0);                 /* the published copy untouched */
+    kvlm_token mix[SP_MAX];
+    memcpy(mix, ta, 50 * sizeof *mix);
+    memcpy(mix + 50, tb + 50, 80 * sizeof *mix);
+    sp_check(&a, mix);
+    kv_seq_init(&c, &pool);
+    assert_int_equal(kv_seq_attach_prefix(&c, ta, 100, 1, 0, &reused, NULL, 0), KVLM_OK);
+    assert_int_equal(reused, 0);                      /* whole groups only (R = 128) */
+    assert_int_equal(kv_seq_publish(&a, mix, 130, 1, 0, NULL, 0), KVLM_OK);
+    kv_seq_free(&c);
+    kv_seq_init(&c, &pool);
+    assert_int_equal(kv_seq_attach_prefix(&c, mix, 130, 1, 0, &reused, NULL, 0), KVLM_OK);
+    assert_int_equal(reused, 128);
+    sp_check(&c, mix);
+    kv_seq_free(&c);
+    kv_seq_free(&a);
+    check_pool(&pool);
+    kv_pool_free(&pool);
 }
 
 static void test_store_f16_rounds_like_kern(void **state)
@@ -1159,6 +1327,7 @@ int main(void)
         cmocka_unit_test(test_store_q8),
         cmocka_unit_test(test_store_q4),
         cmocka_unit_test(test_store_kivi),
+        cmocka_unit_test(test_kivi_span_sharing),
         cmocka_unit_test(test_fork_shares),
         cmocka_unit_test(test_cow_copies_exactly),
         cmocka_unit_test(test_truncate_frees),
