@@ -97,7 +97,7 @@ static void usage(FILE *o)
         "  -d, --depths LIST         comma-separated tokens in the cache before each tg test\n"
         "                            (default 0,1024,4096,8000)\n"
         "      --cache-type T        K/V element type: f16 (default), f32, bf16, q8, q4, kivi4 or kivi2\n"
-        "      --kv-residual N       KIVI: positions per residual group read in f32 (default 128)\n"
+        "      --kv-residual N       KIVI: positions per residual group read in f32 (16..256 dividing 256; KIVI K: 64, 128, 256; default 128)\n"
         "      --cache-type-k T, --cache-type-v T   the same for K or V alone\n"
         "      --seed N              seed of the random token ids (default 1234)\n"
         "      --json                machine-readable results on stdout instead of the table\n"

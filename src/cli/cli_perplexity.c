@@ -49,7 +49,7 @@ static void usage(FILE *f)
         "  -t, --threads N        threads (default: online cores)\n"
         "      --cache-type T     K/V type under test: f16 (default), f32, bf16, q8, q4, kivi4 or kivi2\n"
         "      --cache-type-v T   V alone (default: as K)\n"
-        "      --kv-residual N    KIVI: positions per residual group kept in f32 (16..256, default 128)\n"
+        "      --kv-residual N    KIVI: positions per residual group kept in f32 (16..256 dividing 256; KIVI K: 64, 128, 256; default 128)\n"
         "      --kl-base T        also run every window with cache type T and compare\n"
         "      --json             one JSON object on stdout instead of the text report\n"
         "  -h, --help             this help\n");

@@ -46,7 +46,7 @@ static void usage(FILE *o)
         "      --cache-type T    K/V element type: f16 (default), f32, bf16, q8 (8.5 bits), q4 (4.5 bits),\n"
         "                        kivi4 or kivi2 (KIVI: K per channel 6/4 bits, V per position 4.5/2.5 bits)\n"
         "      --cache-type-k T, --cache-type-v T   the same for K or V alone\n"
-        "      --kv-residual N   KIVI: positions per residual group read in f32 (16..256, default 128)\n"
+        "      --kv-residual N   KIVI: positions per residual group read in f32 (16..256 dividing 256; KIVI K: 64, 128, 256; default 128)\n"
         "      --no-kv-cache     recompute the whole sequence at every step (naive baseline)\n"
         "      --kv-mem SIZE     KV block pool budget, e.g. 64M, 1G (default: the context's worth;\n"
         "                        batch: 256M). Blocks nobody uses stay cached within it\n"

@@ -58,6 +58,10 @@ static void test_runtime_errors(void **state)
     assert_int_equal(run("run -m /nonexistent.gguf -p hi", NULL, 0), 1);
     assert_int_equal(run("run -m /etc/passwd -p hi", NULL, 0), 1);   /* not a GGUF */
     assert_int_equal(run("run -p hi -f /nonexistent.txt", NULL, 0), 1);
+    /* KIVI K quantizes spans of 64 positions: a residual group of 32 cannot hold one */
+    assert_int_equal(run("run -p hi -n 1 --cache-type-k kivi4 --kv-residual 32", NULL, 0), 1);
+    assert_int_equal(run("run -p hi -n 1 --cache-type-k kivi4 --kv-residual 64", NULL, 0), 0);
+    assert_int_equal(run("run -p hi -n 1 --cache-type-v kivi4 --kv-residual 32", NULL, 0), 0);   /* KIVI V alone */
 }
 
 static void test_answers_and_cache_equivalence(void **state)
