@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include "kern/attn.h"
 #include "kern/quant.h"
 
@@ -31,7 +32,9 @@ int main(int argc, char **argv)
     if (!ak) { fprintf(stderr, "set %s not built\n", set); return 1; }
     const size_t row = HK * HD * 2, blk = (size_t)NL * 2 * B * row;     /* f16 */
     const int64_t nblk = (depth + B - 1) / B;
-    uint8_t *slab = aligned_alloc(1 << 21, ((nblk * blk) | ((1 << 21) - 1)) + 1);
+    const size_t slab_bytes = ((nblk * blk) | ((1 << 21) - 1)) + 1;
+    uint8_t *slab = aligned_alloc(1 << 21, slab_bytes);
+    (void)madvise(slab, slab_bytes, MADV_HUGEPAGE);   /* as kv_pool's slab: 2 MiB pages where THP allows */
     for (size_t i = 0; i < nblk * blk / 2; i++) ((uint16_t *)slab)[i] = f32_to_fp16((float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f);
     float q[HK * G * HD], part[HK * G * ATTN_PART(HD)];
     for (int i = 0; i < HK * G * HD; i++) q[i] = (float)(i % 7) / 7.0f - 0.5f;
