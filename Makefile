@@ -3,7 +3,7 @@
 #   make run        set-up (packages when root, model fetch), build, a demo answer
 #   make test       set-up, build, unit + real-model tests, ASan/UBSan run, bounded fuzzing
 #   make asan       the sanitizer build of the tests (build/asan/)
-#   make fuzz       libFuzzer targets (clang), run for FUZZ_SECONDS each
+#   make fuzz       libFuzzer targets (clang), run at once for FUZZ_SECONDS of CPU each
 
 BUILD    ?= build
 CC       ?= cc
