@@ -40,7 +40,7 @@ static int teardown(void **state)
 /* The sanitizer build (KVLM_TEST_QUICK, ~10x slower) runs the path tests of the
  * mixed q8 K / q4 V pair and of one KIVI pair only: q8 and q4 alone go through the
  * same storing code, and every kernel runs under ASan in test_attn. */
-#define SKIP_IN_QUICK() do { if (getenv("KVLM_TEST_QUICK")) skip(); } while (0)
+#define SKIP_IN_QUICK() do { if (test_quick()) skip(); } while (0)
 
 static kvlm_ctx *new_ctx(int threads, int64_t n_ctx, bool no_cache)
 {
@@ -103,7 +103,8 @@ static void test_batch_equals_one_at_a_time(void **state)
 /* Past one attention chunk (ATTN_CHUNK = 256 positions) a decode step of 1-4
  * tokens splits each token's chunks among threads, a larger batch gives whole
  * tokens to threads: both must give the bits of one batch, with 1 or 2
- * threads. n: up to 600 tokens (3 chunks); 420 under KVLM_TEST_QUICK. */
+ * threads. n: 576 tokens (3 chunks); under KVLM_TEST_QUICK 288 (2 chunks: the
+ * same paths with half the tokens; each is a weight pass under ASan). */
 static void test_long_context_paths(void **state)
 {
     (void)state;
@@ -111,18 +112,22 @@ static void test_long_context_paths(void **state)
     enum { CAP = 1024 };
     static kvlm_token t[CAP];
     size_t n = 0, one = tokenize(TEXT, t, CAP);
-    const size_t want = getenv("KVLM_TEST_QUICK") ? 420 : 600;
-    while (n + one <= want) n += tokenize(TEXT, t + n, CAP - n);
-    assert_true(n > 256);
+    const bool quick = test_quick();
+    while (n + one <= 600) n += tokenize(TEXT, t + n, CAP - n);
+    if (quick) n = 288;
+    assert_true(n > 262);
     kvlm_ctx *a = new_ctx(2, CAP, false), *b = new_ctx(2, CAP, false), *c = new_ctx(2, CAP, false), *d = new_ctx(1, CAP, false);
     assert_int_equal(kvlm_ctx_decode(a, t, n, NULL, 0), KVLM_OK);
-    const size_t head = n - 24;   /* b: a batch, single steps across position 256, a batch, single steps */
+    /* b: a batch, single steps across position 256, a batch, single steps (the
+       sanitizer build: 8 at the end, not 24) */
+    const size_t head = n - (quick ? 8 : 24);
     assert_int_equal(kvlm_ctx_decode(b, t, 250, NULL, 0), KVLM_OK);
     for (size_t i = 250; i < 262; i++) assert_int_equal(kvlm_ctx_decode(b, t + i, 1, NULL, 0), KVLM_OK);
     assert_int_equal(kvlm_ctx_decode(b, t + 262, head - 262, NULL, 0), KVLM_OK);
     for (size_t i = head; i < n; i++) assert_int_equal(kvlm_ctx_decode(b, t + i, 1, NULL, 0), KVLM_OK);
-    /* c: steps of 1, 2, ..., 6, 1, ...; the sanitizer build steps only the last 60 tokens */
-    const size_t lead = getenv("KVLM_TEST_QUICK") ? n - 60 : 0;
+    /* c: steps of 1, 2, ..., 6, 1, ...; the sanitizer build steps only from
+       position 250, across 256 (steps whose tokens have one chunk and two) */
+    const size_t lead = quick ? 250 : 0;
     if (lead) assert_int_equal(kvlm_ctx_decode(c, t, lead, NULL, 0), KVLM_OK);
     for (size_t i = lead, step = 1; i < n; i += step, step = step % 6 + 1) {
         size_t k = n - i < step ? n - i : step;
@@ -148,7 +153,8 @@ static void quant_paths(kvlm_kv_type type, kvlm_kv_type type_v)
     static kvlm_token t[CAP];
     size_t n = 0, one = tokenize(TEXT, t, CAP);
     while (n + one <= 400) n += tokenize(TEXT, t + n, CAP - n);
-    assert_true(n > 256);
+    if (test_quick()) n = 288;   /* the sanitizer build: past 262 is enough */
+    assert_true(n > 262);
     kvlm_ctx *c[3];
     const int threads[3] = { 2, 2, 1 };
     for (int i = 0; i < 3; i++) {
@@ -161,7 +167,7 @@ static void quant_paths(kvlm_kv_type type, kvlm_kv_type type_v)
     }
     assert_int_equal(kvlm_ctx_decode(c[0], t, n, NULL, 0), KVLM_OK);
     /* single steps across position 256 (the sanitizer build: only there, then a batch) */
-    const size_t last_one = getenv("KVLM_TEST_QUICK") ? 262 : n;
+    const size_t last_one = test_quick() ? 262 : n;
     assert_int_equal(kvlm_ctx_decode(c[1], t, 250, NULL, 0), KVLM_OK);
     for (size_t i = 250; i < last_one; i++) assert_int_equal(kvlm_ctx_decode(c[1], t + i, 1, NULL, 0), KVLM_OK);
     if (last_one < n) assert_int_equal(kvlm_ctx_decode(c[1], t + last_one, n - last_one, NULL, 0), KVLM_OK);
@@ -195,7 +201,7 @@ static void test_mixed_and_bf16_paths(void **state)
     (void)state;
     NEED_MODEL();
     quant_paths(KVLM_KV_Q8, KVLM_KV_Q4);
-    if (!getenv("KVLM_TEST_QUICK")) quant_paths(KVLM_KV_BF16, KVLM_KV_SAME);
+    if (!test_quick()) quant_paths(KVLM_KV_BF16, KVLM_KV_SAME);
 }
 
 /* KIVI: a query reads the blocks before its residual group quantized and its own
@@ -221,14 +227,14 @@ static void kivi_paths(kvlm_kv_type tk, kvlm_kv_type tv, int64_t res)
     enum { CAP = 512 };
     static kvlm_token t[CAP];
     size_t n = 0, one = tokenize(TEXT, t, CAP);
-    const size_t want = getenv("KVLM_TEST_QUICK") ? 300 : 400;   /* past one chunk (256) either way */
+    const bool quick = test_quick();
+    const size_t want = quick ? 300 : 400;   /* past one chunk (256) either way */
     while (n < want && n + one <= CAP) n += tokenize(TEXT, t + n, CAP - n);
     assert_true(n > 256);
     kvlm_ctx *a = kivi_ctx(tk, tv, res, 2), *b = kivi_ctx(tk, tv, res, 2), *c = kivi_ctx(tk, tv, res, 2),
              *d = kivi_ctx(tk, tv, res, 1);
     assert_int_equal(kvlm_ctx_decode(a, t, n, NULL, 0), KVLM_OK);
     /* the sanitizer build steps fewer tokens (each step is a weight pass) */
-    const bool quick = getenv("KVLM_TEST_QUICK") != NULL;
     const size_t one_from = quick ? n - 24 : 250, lead = quick ? n - 60 : 0;
     assert_int_equal(kvlm_ctx_decode(b, t, one_from, NULL, 0), KVLM_OK);
     for (size_t i = one_from; i < n; i++) assert_int_equal(kvlm_ctx_decode(b, t + i, 1, NULL, 0), KVLM_OK);
@@ -243,8 +249,11 @@ static void kivi_paths(kvlm_kv_type tk, kvlm_kv_type tv, int64_t res)
     assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(c));
     assert_logits_equal(kvlm_ctx_logits(a), kvlm_ctx_logits(d));
 
-    /* rollback inside the current group, then into an earlier one (mid-group) */
-    const size_t r = n % (size_t)res, inside = r >= 2 ? n - r / 2 : n - 1, early = (size_t)res + 5;
+    /* rollback inside the current group, then into an earlier one (mid-group): the
+       second group, or in the sanitizer build the one before the current group
+       (the same cut with ~60 tokens to recompute, not ~280) */
+    const size_t r = n % (size_t)res, inside = r >= 2 ? n - r / 2 : n - 1;
+    const size_t early = quick ? (inside / (size_t)res - 1) * (size_t)res + 5 : (size_t)res + 5;
     assert_true(early < inside);
     kvlm_ctx_truncate(b, inside);
     assert_int_equal(kvlm_ctx_n_past(b), inside);
@@ -281,7 +290,7 @@ static void test_kivi_paths(void **state)
     (void)state;
     NEED_MODEL();
     kivi_paths(KVLM_KV_KIVI4, KVLM_KV_SAME, 64);   /* KIVI K: groups of whole 64-position spans */
-    if (getenv("KVLM_TEST_QUICK")) return;
+    if (test_quick()) return;
     kivi_paths(KVLM_KV_KIVI4, KVLM_KV_Q4, 128);   /* the mixed pair of the README table */
     kivi_paths(KVLM_KV_F16, KVLM_KV_KIVI2, 16);   /* KIVI V alone: any group of whole blocks */
 }
@@ -424,17 +433,19 @@ static void test_prefix_reuse_and_rollback(void **state)
     kvlm_ctx_free(cold);
 }
 
-/* Greedy generation with the cache and without it: same tokens, same logits. */
+/* Greedy generation with the cache and without it: same tokens, same logits.
+ * 12 steps; the sanitizer build 4 (each no-cache step recomputes the sequence). */
 static void test_no_kv_cache_is_identical(void **state)
 {
     (void)state;
     NEED_MODEL();
     kvlm_token t[256];
     size_t n = tokenize(TEXT, t, 256);
+    const int64_t steps = test_quick() ? 4 : 12;
     kvlm_ctx *a = new_ctx(2, 256, false), *b = new_ctx(2, 256, true);
     assert_int_equal(kvlm_ctx_prefill(a, t, n, NULL, NULL, 0), KVLM_OK);
     assert_int_equal(kvlm_ctx_prefill(b, t, n, NULL, NULL, 0), KVLM_OK);
-    for (int step = 0; step < 12; step++) {
+    for (int64_t step = 0; step < steps; step++) {
         const float *la = kvlm_ctx_logits(a), *lb = kvlm_ctx_logits(b);
         assert_logits_equal(la, lb);
         kvlm_token best = 0;
@@ -445,9 +456,9 @@ static void test_no_kv_cache_is_identical(void **state)
     kvlm_stats sa, sb;
     kvlm_ctx_get_stats(a, &sa);
     kvlm_ctx_get_stats(b, &sb);
-    assert_int_equal(sa.n_computed, (int64_t)n + 12);
+    assert_int_equal(sa.n_computed, (int64_t)n + steps);
     /* the baseline recomputes the whole sequence at every step: O(n^2) */
-    assert_int_equal(sb.n_computed, (int64_t)n + 12 * (int64_t)n + 12 * 13 / 2);
+    assert_int_equal(sb.n_computed, (int64_t)n + steps * (int64_t)n + steps * (steps + 1) / 2);
     kvlm_ctx_free(a);
     kvlm_ctx_free(b);
 }

@@ -64,6 +64,11 @@ fail:
     return NULL;
 }
 
+bool test_quick(void)
+{
+    return getenv("KVLM_TEST_QUICK") != NULL;
+}
+
 int test_model_load(kvlm_model **m, int64_t *n_vocab)
 {
     *m = NULL;

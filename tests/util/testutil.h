@@ -3,6 +3,7 @@
 #ifndef KVLM_TESTUTIL_H
 #define KVLM_TESTUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,11 @@ const char *test_fixture_path(const char *rel);
 /* Reads a whole file into a malloc'd buffer (NUL-terminated; *len excludes the
  * NUL). NULL on failure. */
 char *test_read_file(const char *path, size_t *len);
+
+/* True under KVLM_TEST_QUICK, which scripts/run-tests.sh sets for the sanitizer
+ * build (~10x slower): a real-model test then runs each of its code paths with
+ * fewer tokens, steps or repetitions; the release build runs them all. */
+bool test_quick(void);
 
 /* Loads the default model into *m (NULL when there is none: tests then skip) and
  * its vocabulary size into *n_vocab. Returns -1 only if a model exists but does
