@@ -62,7 +62,6 @@
 
 enum {
     STREAM_POLL_MS = 100,        /* how late an idle stream may notice a hang-up */
-    STOP_DRAIN_MS = 2000,        /* stop: how long closed streams may take to deliver their end */
     STREAM_BLOCK = 16 * 1024,    /* MHD's preferred read size for a stream */
     STREAM_MIN_CAP = 4096,
     DEFAULT_MAX_CONNECTIONS = 256,
@@ -235,22 +234,6 @@ static void stream_cancel(http_stream *s)
     s->in_cancel_fn = false;
     pthread_cond_broadcast(&s->space_cv);
     pthread_mutex_unlock(&s->mu);
-}
-
-/* Stop's grace: true while a stream whose writer has closed still holds bytes
- * its reader has not handed to the client (the last chunk, an error event,
- * [DONE]); the sweep below would drop them. */
-static bool registry_draining(http_registry *reg)
-{
-    bool any = false;
-    pthread_mutex_lock(&reg->mu);
-    for (http_stream *s = reg->head; s && !any; s = s->next) {
-        pthread_mutex_lock(&s->mu);
-        any = s->refs > 0 && s->closed && !s->finished && !atomic_load(&s->cancelled);
-        pthread_mutex_unlock(&s->mu);
-    }
-    pthread_mutex_unlock(&reg->mu);
-    return any;
 }
 
 /* Stop's sweep: a reference on every live stream under the registry lock,
@@ -805,10 +788,6 @@ void http_server_stop(http_server *srv)
 {
     if (!srv) return;
     MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);   /* no new connections */
-    /* closed streams first deliver what they hold, for up to STOP_DRAIN_MS (a
-       client that stops reading does not hold the stop up longer) */
-    for (int i = 0; i < STOP_DRAIN_MS / 10 && registry_draining(srv->reg); i++)
-        nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
     registry_cancel_all(srv->reg);                      /* readers return, writers see false */
     MHD_stop_daemon(srv->daemon);                       /* closes connections, joins their threads */
     if (lfd != MHD_INVALID_SOCKET) close(lfd);          /* quiesced: MHD left it to us */
