@@ -18,7 +18,8 @@
  *
  *   registry (shared by the server and its streams, refcounted so a stream may
  *   outlive the server): the list of streams not yet freed, so that stop can
- *   cancel them; `stopping` cancels streams born during stop.
+ *   let the closed ones finish and cancel the rest; `stopping` cancels streams
+ *   born during stop.
  *
  * Invariants:
  *   - off <= len <= cap, len - off <= max (stream_queue); the reader resets
@@ -64,6 +65,7 @@ enum {
     STREAM_POLL_MS = 100,        /* how late an idle stream may notice a hang-up */
     STREAM_BLOCK = 16 * 1024,    /* MHD's preferred read size for a stream */
     STREAM_MIN_CAP = 4096,
+    STOP_DRAIN_MS = 2000,        /* how long stop lets closed streams send what they hold */
     DEFAULT_MAX_CONNECTIONS = 256,
     DEFAULT_TIMEOUT_S = 60,
 };
@@ -81,6 +83,7 @@ typedef struct http_header {
 
 typedef struct http_registry {
     pthread_mutex_t mu;
+    pthread_cond_t gone_cv;      /* a stream left the list (stop's drain waits on it) */
     http_stream *head;           /* streams not yet freed, doubly linked */
     size_t refs;                 /* the server, plus one per stream */
     bool stopping;
@@ -137,12 +140,29 @@ struct http_stream {
 
 /* ---- registry and stream life ------------------------------------------------ */
 
+/* 0 on success; on failure nothing is left to free but reg itself */
+static int registry_init(http_registry *reg)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) return -1;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);   /* deadline_in_ms's clock */
+    int rc = pthread_cond_init(&reg->gone_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc != 0) return -1;
+    if (pthread_mutex_init(&reg->mu, NULL) != 0) {
+        pthread_cond_destroy(&reg->gone_cv);
+        return -1;
+    }
+    return 0;
+}
+
 static void registry_unref(http_registry *reg)
 {
     pthread_mutex_lock(&reg->mu);
     bool last = --reg->refs == 0;
     pthread_mutex_unlock(&reg->mu);
     if (last) {
+        pthread_cond_destroy(&reg->gone_cv);
         pthread_mutex_destroy(&reg->mu);
         free(reg);
     }
@@ -203,6 +223,7 @@ static void stream_unref(http_stream *s)
     pthread_mutex_lock(&reg->mu);
     if (s->prev) s->prev->next = s->next; else reg->head = s->next;
     if (s->next) s->next->prev = s->prev;
+    pthread_cond_broadcast(&reg->gone_cv);
     pthread_mutex_unlock(&reg->mu);
     stream_destroy(s);
     registry_unref(reg);
@@ -269,6 +290,28 @@ static void deadline_in_ms(struct timespec *t, long ms)
     t->tv_sec += ms / 1000;
     t->tv_nsec += (ms % 1000) * 1000000L;
     if (t->tv_nsec >= 1000000000L) { t->tv_sec++; t->tv_nsec -= 1000000000L; }
+}
+
+/* Stop's first step: a stream its writer has closed (a last event and the end of
+ * the body, say) is let end on its own, for up to ms: cancelling it would drop
+ * the bytes still queued, and the client would see a body cut short. Streams
+ * whose writer is still on are left to registry_cancel_all. Returns at once
+ * when no closed stream is left. */
+static void registry_drain(http_registry *reg, long ms)
+{
+    struct timespec t;
+    deadline_in_ms(&t, ms);
+    pthread_mutex_lock(&reg->mu);
+    for (;;) {
+        bool closing = false;
+        for (http_stream *s = reg->head; s && !closing; s = s->next) {
+            pthread_mutex_lock(&s->mu);
+            closing = s->closed && s->refs > 0 && !atomic_load(&s->cancelled);
+            pthread_mutex_unlock(&s->mu);
+        }
+        if (!closing || pthread_cond_timedwait(&reg->gone_cv, &reg->mu, &t) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&reg->mu);
 }
 
 /* true if the client closed or reset its end. Pipelined bytes waiting to be
@@ -735,7 +778,7 @@ kvlm_err http_server_start(const http_config *cfg, http_handler_fn fn, void *use
     int fd = -1;
     http_server *srv = calloc(1, sizeof *srv);
     http_registry *reg = calloc(1, sizeof *reg);
-    if (!srv || !reg || pthread_mutex_init(&reg->mu, NULL) != 0) {
+    if (!srv || !reg || registry_init(reg) != 0) {
         free(reg);
         reg = NULL;
         e = err_set(err, errlen, KVLM_ERR_NOMEM, "http: out of memory");
@@ -788,6 +831,7 @@ void http_server_stop(http_server *srv)
 {
     if (!srv) return;
     MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);   /* no new connections */
+    registry_drain(srv->reg, STOP_DRAIN_MS);            /* closed streams send what is queued */
     registry_cancel_all(srv->reg);                      /* readers return, writers see false */
     MHD_stop_daemon(srv->daemon);                       /* closes connections, joins their threads */
     if (lfd != MHD_INVALID_SOCKET) close(lfd);          /* quiesced: MHD left it to us */

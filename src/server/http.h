@@ -101,7 +101,9 @@ kvlm_err http_server_start(const http_config *cfg, http_handler_fn fn, void *use
 /* The bound port (the ephemeral one when cfg->port was 0). */
 int http_server_port(const http_server *srv);
 
-/* Graceful stop: stops accepting, cancels every open stream (writers see
+/* Graceful stop: stops accepting, lets the streams their writers have closed
+ * send what they hold (for up to 2 s: a last event and the end of the body
+ * reach the client), cancels every other open stream (writers see
  * http_stream_write return false, cancel callbacks run), closes connections,
  * waits for handlers still running, and frees the server. Streams not yet
  * closed by their writers stay valid until they are. NULL is fine.

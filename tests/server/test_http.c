@@ -3,7 +3,8 @@
  * bodies), the body limit answers 413 without calling the handler, streams
  * deliver every byte in order and end the chunked body, a client hang-up or a
  * server stop cancels the writer (write returns false, the cancel callback
- * runs) within a second, malformed HTTP gets a 400 and a taken port a clear
+ * runs) within a second, a stop still delivers what closed streams hold,
+ * malformed HTTP gets a 400 and a taken port a clear
  * error. The client is a few lines of plain POSIX sockets (no new dependency).
  * Handlers and writers run on server threads: they only record what happened,
  * and the test's own thread asserts. */
@@ -230,6 +231,7 @@ typedef struct writer_job {
     bool write_false;        /* http_stream_write returned false */
     double false_time, cancel_time;
     atomic_int cancel_calls;
+    atomic_int closed;       /* 1 once the writer has called http_stream_close */
 } writer_job;
 
 typedef struct fixture {
@@ -277,6 +279,7 @@ static void *writer_main(void *arg)
         }
     }
     http_stream_close(j->s);
+    atomic_store(&j->closed, 1);
     return NULL;
 }
 
@@ -578,26 +581,39 @@ static void test_head_cancels_stream(void **state)
     assert_true(j->write_false);
 }
 
+/* n connections, each sending GET /stream?n=events&d=delay_ms&c=i */
+static void open_streams(const fixture *fx, int *fds, int n, int events, int delay_ms)
+{
+    for (int i = 0; i < n; i++) {
+        fds[i] = cli_connect(fx->port);
+        char req[160];
+        snprintf(req, sizeof req, "GET /stream?n=%d&d=%d&c=%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 events, delay_ms, i);
+        cli_send_str(fds[i], req);
+    }
+}
+
+/* Reads each connection to its end (and closes it): every one got all events and the terminator. */
+static void read_streams(int *fds, int n, int events)
+{
+    for (int i = 0; i < n; i++) {
+        size_t len;
+        char *raw = cli_read_all(fds[i], &len);
+        close(fds[i]);
+        resp r;
+        resp_parse(raw, len, &r);
+        assert_events(&r, events);
+        free(r.body);
+        free(raw);
+    }
+}
+
 static void test_concurrent_streams(void **state)
 {
     fixture *fx = *state;
     int fds[N_CONCURRENT];
-    for (int i = 0; i < N_CONCURRENT; i++) {
-        fds[i] = cli_connect(fx->port);
-        char req[128];
-        snprintf(req, sizeof req, "GET /stream?n=50&d=1&c=%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", i);
-        cli_send_str(fds[i], req);
-    }
-    for (int i = 0; i < N_CONCURRENT; i++) {
-        size_t n;
-        char *raw = cli_read_all(fds[i], &n);
-        close(fds[i]);
-        resp r;
-        resp_parse(raw, n, &r);
-        assert_events(&r, 50);
-        free(r.body);
-        free(raw);
-    }
+    open_streams(fx, fds, N_CONCURRENT, 50, 1);
+    read_streams(fds, N_CONCURRENT, 50);
     assert_int_equal(atomic_load(&fx->n_jobs), N_CONCURRENT);
 }
 
@@ -633,6 +649,29 @@ static void test_stop_with_open_streams(void **state)
         free(raw);
         close(fds[i]);
     }
+}
+
+/* Stop right after the writers closed their streams, each with up to a queue of
+ * bytes not yet sent: every client still gets all events and the chunked
+ * terminator (as kvlm serve's last error event and [DONE] at shutdown must
+ * reach its client). Stop cancels only streams whose writer is still on. */
+static void test_stop_after_close_delivers_all(void **state)
+{
+    fixture *fx = *state;
+    enum { N = 8, EVENTS = 2000 };   /* ~22 KB each: past the 4 KB queue, within the socket buffers */
+    int fds[N];
+    open_streams(fx, fds, N, EVENTS, 0);
+    assert_true(wait_for(&fx->n_jobs, N, 10.0));
+    /* no sleep between looks: stop must come while the last bytes are still queued */
+    double t0 = now_s();
+    for (int i = 0; i < N; i++)
+        while (!atomic_load(&fx->jobs[i].closed)) assert_true(now_s() - t0 < 10.0);
+    t0 = now_s();
+    http_server_stop(fx->srv);
+    fx->srv = NULL;
+    assert_true(now_s() - t0 < 2.0);
+    read_streams(fds, N, EVENTS);
+    for (int i = 0; i < N; i++) assert_int_equal(atomic_load(&fx->jobs[i].cancel_calls), 0);
 }
 
 static void test_port_in_use(void **state)
@@ -741,6 +780,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_head_cancels_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_open_streams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_after_close_delivers_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_port_in_use, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_custom_error_and_ipv6, setup, teardown),
