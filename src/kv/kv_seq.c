@@ -13,6 +13,8 @@
 #include <xxhash.h>
 
 static int64_t ceil_blocks(int64_t n_pos) { return (n_pos + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS; }
+/* The blocks of whole spans among n_blocks (KIVI K: the only ones keyed, published or attached) */
+static int64_t span_blocks(const kv_pool *p, int64_t n_blocks) { return n_blocks / kv_pool_span(p) * kv_pool_span(p); }
 
 void kv_seq_init(kv_seq *s, kv_pool *pool)
 {
@@ -103,7 +105,7 @@ kvlm_err kv_seq_reserve(kv_seq *s, int64_t n_new, char *err, size_t errlen)
     const int64_t b1 = ceil_blocks(s->n_pos + n_new);  /* blocks needed: [0, b1) */
     /* copy-on-write: the blocks a write may touch that are shared or published,
        the one of position n_pos and, for KIVI K, the earlier ones of its span */
-    const int64_t w0 = b0 / kv_pool_span(s->pool) * kv_pool_span(s->pool);
+    const int64_t w0 = span_blocks(s->pool, b0);
     int64_t cow[KV_KIVI_SPAN], n_cow = 0;
     for (int64_t i = w0; i <= b0 && i < s->n_blocks; i++)
         if (!writable(s->pool, s->blocks[i])) cow[n_cow++] = i;
@@ -380,7 +382,7 @@ void kv_seq_truncate(kv_seq *s, int64_t n_keep)
     if (n_keep < s->n_pos) s->n_pos = n_keep;
     release_from(s, ceil_blocks(s->n_pos));
     /* keyed and published: full blocks of whole spans (a KIVI K span is rewritten until complete) */
-    const int64_t n_full = s->n_pos / KV_BLOCK_TOKENS / kv_pool_span(s->pool) * kv_pool_span(s->pool);
+    const int64_t n_full = span_blocks(s->pool, s->n_pos / KV_BLOCK_TOKENS);
     if (s->n_keyed > n_full) s->n_keyed = n_full;
     if (s->n_published > n_full) s->n_published = n_full;
 }
@@ -472,7 +474,7 @@ kvlm_err kv_seq_publish(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
         return err_set(err, errlen, KVLM_ERR_INVALID, "publish: fingerprint or namespace changed");
     s->fingerprint = fingerprint;
     s->ns = ns;
-    const int64_t n_full = n_tokens / KV_BLOCK_TOKENS / kv_pool_span(s->pool) * kv_pool_span(s->pool);   /* whole spans */
+    const int64_t n_full = span_blocks(s->pool, n_tokens / KV_BLOCK_TOKENS);
     for (int64_t i = s->n_published; i < n_full; i++) {   /* blocks[i]: full, blocks[i-1] published */
         kv_link link;
         block_link(s, &link, i, tokens, fingerprint, ns);
@@ -500,8 +502,8 @@ kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tok
     if (s->n_blocks > 0 || s->n_pos > 0)
         return err_set(err, errlen, KVLM_ERR_INVALID, "attach_prefix needs an empty sequence");
     /* at most floor((n - 1) / 16) blocks: the last token is always left to compute */
-    const int64_t span = kv_pool_span(s->pool);   /* KIVI K: whole spans (block_link reads to a span's end) */
-    const int64_t max_blocks = n_tokens > 0 ? (n_tokens - 1) / KV_BLOCK_TOKENS / span * span : 0;
+    /* KIVI K: whole spans (block_link reads to a span's end) */
+    const int64_t max_blocks = n_tokens > 0 ? span_blocks(s->pool, (n_tokens - 1) / KV_BLOCK_TOKENS) : 0;
     kvlm_err rc = grow(s, max_blocks, err, errlen);
     if (rc != KVLM_OK) return rc;
     s->fingerprint = fingerprint;

@@ -37,8 +37,9 @@
  * group start gs(p) = floor(p / R) R quantized from the pool, and the positions
  * [gs(p), p] in f32. The sequence keeps the f32 K/V of its current group,
  * [gs(n_pos), n_pos), in `res`; a block's KIVI V is quantized into the pool
- * when its 16 positions are known, a span's KIVI K when its 64 are (kv_seq_stage). What a query reads depends only on its
- * position, so batch and single steps give the same bits. The f32 values of a
+ * when its 16 positions are known, a span's KIVI K when its 64 are
+ * (kv_seq_stage). What a query reads depends only on its position, so batch
+ * and single steps give the same bits. The f32 values of a
  * group that has been left cannot be recovered from the pool, so:
  *   truncate into an earlier group keeps only up to that group's start (the
  *   caller recomputes the rest), and a prefix hit stops at a group boundary.
