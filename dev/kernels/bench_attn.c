@@ -36,6 +36,19 @@ int main(int argc, char **argv)
     uint8_t *slab = aligned_alloc(1 << 21, slab_bytes);
     (void)madvise(slab, slab_bytes, MADV_HUGEPAGE);   /* as kv_pool's slab: 2 MiB pages where THP allows */
     for (size_t i = 0; i < nblk * blk / 2; i++) ((uint16_t *)slab)[i] = f32_to_fp16((float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f);
+    /* q8/q4 scales: ~0.5/127 (q4: 0.5/7), so scores are as small as f16's and softmax
+     * sees ordinary values; the f16 bytes read as scales would give scores in the
+     * hundreds and a one-hot p. */
+    const uint16_t sk = f32_to_fp16(tk == ATTN_Q4 ? 0.07f : 0.004f), sv = f32_to_fp16(tv == ATTN_Q4 ? 0.07f : 0.004f);
+    for (int64_t b = 0; b < nblk; b++)
+        for (int l = 0; l < NL; l++) {
+            uint8_t *k = slab + (size_t)b * blk + (size_t)l * 2 * B * row, *v = k + B * row;
+            const size_t n = (size_t)HK * HD * B, nk = n / 32;   /* ints, scales per part */
+            if (tk == ATTN_Q8 || tk == ATTN_Q4)
+                for (size_t i = 0; i < nk; i++) ((uint16_t *)(k + (tk == ATTN_Q8 ? n : n / 2)))[i] = sk;
+            if (tv == ATTN_Q8 || tv == ATTN_Q4)
+                for (size_t i = 0; i < nk; i++) ((uint16_t *)(v + (tv == ATTN_Q8 ? n : n / 2)))[i] = sv;
+        }
     float q[HK * G * HD], part[HK * G * ATTN_PART(HD)];
     for (int i = 0; i < HK * G * HD; i++) q[i] = (float)(i % 7) / 7.0f - 0.5f;
     float *scratch = aligned_alloc(64, attn_scratch_floats(HK * G, HD) * 4 + 64);

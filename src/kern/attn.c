@@ -85,10 +85,10 @@ static float velem(const void *const *base, size_t stride, int64_t j, int64_t ch
         const uint8_t byte = b[slot * stride / 2 + g * ATTN_Q8_GROUP / 2 + i % 16];
         const int q = (i < 16 ? byte & 15 : byte >> 4) - 8;
         const uint16_t *d = (const uint16_t *)(b + stride * ATTN_BLOCK / 2);
-        return fp16_to_f32(d[slot * (stride / ATTN_Q8_GROUP) + g]) * (float)q;
+        return fp16_to_f32(d[g * ATTN_BLOCK + slot]) * (float)q;
     }
-    const uint16_t *d = (const uint16_t *)(b + stride * ATTN_BLOCK);        /* [16][n_ch / 32] */
-    return fp16_to_f32(d[slot * (stride / ATTN_Q8_GROUP) + (size_t)(ch / ATTN_Q8_GROUP)]) * (float)((const int8_t *)b)[at];
+    const uint16_t *d = (const uint16_t *)(b + stride * ATTN_BLOCK);        /* [n_ch / 32][16] */
+    return fp16_to_f32(d[(size_t)(ch / ATTN_Q8_GROUP) * ATTN_BLOCK + slot]) * (float)((const int8_t *)b)[at];
 }
 
 /* ---- the scalar set: the specification -------------------------------------------- */

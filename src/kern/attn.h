@@ -8,8 +8,9 @@
  *   K at k[b]: [n_head_kv * hd][ATTN_BLOCK]   channel-major (kv_pool's layout)
  *   V at v[b]: [ATTN_BLOCK][stride]            rows, a row is [n_head_kv][hd]
  * in f32, f16 or bf16 elements; for q8, int8 elements followed by f16 scales, one
- * per position and group of ATTN_Q8_GROUP channels: K [n_ch / 32][16], V [16][n_ch / 32]
- * (element = scale * int); for q4, 4-bit values q + 8 packed two per byte as
+ * per position and group of ATTN_Q8_GROUP channels, [n_ch / 32][16] for K and V alike
+ * (a group's 16 positions adjacent, so one load gives a block's scales; element =
+ * scale * int); for q4, 4-bit values q + 8 packed two per byte as
  * kv_pool.h describes, then the same scales (element = scale * q). K and V types
  * are independent. The G query heads of K/V head g (heads g*G .. g*G+G-1) read each of its rows
  * once, and a block is read for all K/V heads together (contiguous memory).

@@ -229,18 +229,23 @@ INLINE void pv_q8(float *part, const float *w, size_t wstride, int64_t h0, const
 }
 
 /* q8 p.v of one block for the G heads of K/V head g (v: the block's V part, ints
- * then scales). w: scratch for [G][hd / 32][16] products p_h[r] * d_r[group]. */
+ * then scales [hd / 32][16]). w: scratch for [G][hd / 32][16] products p_h[r] * d_r[group]
+ * (rows past m: p is 0 there). */
 INLINE void pv_block_q8(float *part, const float *s, int64_t g, int64_t G, const void *v, size_t stride,
                         int64_t m, int64_t hd, float *w)
 {
     const int8_t *vq = (const int8_t *)v + g * hd;
-    const uint16_t *vd = (const uint16_t *)((const int8_t *)v + stride * ATTN_BLOCK) + g * hd / ATTN_Q8_GROUP;
-    const size_t dstride = stride / ATTN_Q8_GROUP, ng = (size_t)(hd / ATTN_Q8_GROUP), wstride = ng * ATTN_BLOCK;
+    const uint16_t *vd = (const uint16_t *)((const int8_t *)v + stride * ATTN_BLOCK) + g * hd / ATTN_Q8_GROUP * ATTN_BLOCK;
+    const size_t ng = (size_t)(hd / ATTN_Q8_GROUP), wstride = ng * ATTN_BLOCK;
     for (size_t gr = 0; gr < ng; gr++) {
-        float d[ATTN_BLOCK];
-        for (int64_t r = 0; r < m; r++) d[r] = _cvtsh_ss(vd[(size_t)r * dstride + gr]);
-        for (int64_t h = 0; h < G; h++)
-            for (int64_t r = 0; r < m; r++) w[(size_t)h * wstride + gr * ATTN_BLOCK + r] = s[(g * G + h) * ATTN_CHUNK + r] * d[r];
+        const __m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vd + gr * ATTN_BLOCK)));
+        const __m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vd + gr * ATTN_BLOCK + 8)));
+        for (int64_t h = 0; h < G; h++) {
+            const float *sh = s + (g * G + h) * ATTN_CHUNK;
+            float *wo = w + (size_t)h * wstride + gr * ATTN_BLOCK;
+            _mm256_storeu_ps(wo, _mm256_mul_ps(_mm256_loadu_ps(sh), d0));
+            _mm256_storeu_ps(wo + 8, _mm256_mul_ps(_mm256_loadu_ps(sh + 8), d1));
+        }
     }
     for (int64_t hh = 0; hh < G; hh += 4) {
         const int64_t gp = G - hh < 4 ? G - hh : 4, h0 = g * G + hh;

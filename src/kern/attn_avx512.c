@@ -174,10 +174,9 @@ INLINE void scores_q8(float *s, const float *q, int64_t h0, const int GP, const 
 
 /* q8 p.v for the GP heads h0.. and the 32 channels of one scale group:
  *   o_h[i0 + i] += sum over rows r < m of (p_h[r] * d_r) * q_r[i]     (rows in order)
- * vq: this group's ints of row 0 (rows stride bytes apart); vd: its scale of row 0
- * (rows dstride scales apart). */
+ * vq: this group's ints of row 0 (rows stride bytes apart); vd: its scales [16]. */
 INLINE void pv_q8(float *part, const float *s, int64_t h0, const int GP, const int8_t *vq, size_t stride,
-                  const uint16_t *vd, size_t dstride, int64_t m, int64_t hd, int64_t i0)
+                  const uint16_t *vd, int64_t m, int64_t hd, int64_t i0)
 {
     __m512 acc[4][2];
 #pragma GCC unroll 4
@@ -188,7 +187,7 @@ INLINE void pv_q8(float *part, const float *s, int64_t h0, const int GP, const i
         const __m256i x = _mm256_loadu_si256((const __m256i *)(vq + (size_t)r * stride));
         const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(x)));
         const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(x, 1)));
-        const float d = _cvtsh_ss(vd[(size_t)r * dstride]);
+        const float d = _cvtsh_ss(vd[r]);
 #pragma GCC unroll 4
         for (int h = 0; h < GP; h++) {
             const __m512 pd = _mm512_set1_ps(s[(h0 + h) * ATTN_CHUNK + r] * d);
@@ -207,18 +206,17 @@ INLINE void pv_block_q8(float *part, const float *s, int64_t g, int64_t G, const
                         int64_t m, int64_t hd)
 {
     const int8_t *vq = (const int8_t *)v + g * hd;
-    const uint16_t *vd = (const uint16_t *)((const int8_t *)v + stride * ATTN_BLOCK) + g * hd / ATTN_Q8_GROUP;
-    const size_t dstride = stride / ATTN_Q8_GROUP;
+    const uint16_t *vd = (const uint16_t *)((const int8_t *)v + stride * ATTN_BLOCK) + g * hd / ATTN_Q8_GROUP * ATTN_BLOCK;
     for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 4) {
         const int64_t gp = (g + 1) * G - h0 < 4 ? (g + 1) * G - h0 : 4;
         for (int64_t i0 = 0; i0 < hd; i0 += ATTN_Q8_GROUP) {
             const int8_t *q0 = vq + i0;
-            const uint16_t *d0 = vd + i0 / ATTN_Q8_GROUP;
+            const uint16_t *d0 = vd + i0 / ATTN_Q8_GROUP * ATTN_BLOCK;
             switch (gp) {
-            case 1: pv_q8(part, s, h0, 1, q0, stride, d0, dstride, m, hd, i0); break;
-            case 2: pv_q8(part, s, h0, 2, q0, stride, d0, dstride, m, hd, i0); break;
-            case 3: pv_q8(part, s, h0, 3, q0, stride, d0, dstride, m, hd, i0); break;
-            default: pv_q8(part, s, h0, 4, q0, stride, d0, dstride, m, hd, i0); break;
+            case 1: pv_q8(part, s, h0, 1, q0, stride, d0, m, hd, i0); break;
+            case 2: pv_q8(part, s, h0, 2, q0, stride, d0, m, hd, i0); break;
+            case 3: pv_q8(part, s, h0, 3, q0, stride, d0, m, hd, i0); break;
+            default: pv_q8(part, s, h0, 4, q0, stride, d0, m, hd, i0); break;
             }
         }
     }

@@ -13,7 +13,8 @@
  *                    channel are adjacent (kv_pool_k)
  *     V of layer il: [KV_BLOCK_TOKENS][n_ch]  row-major, stride row_bytes (kv_pool_v)
  *   in elements of type_k / type_v (chosen separately); for q8 these are int8, followed by the f16 scales, one
- *   per position and group of 32 channels: K [n_ch / 32][16], V [16][n_ch / 32].
+ *   per position and group of 32 channels: [n_ch / 32][16] for K and V alike (the
+ *   scales of a group's 16 positions adjacent: attention loads them as a vector).
  *   q4 packs two 4-bit values (q + 8) per byte, then the same scales: K [n_ch][8]
  *   (byte i of a channel: position i low, i + 8 high), V [16][n_ch / 2] (byte i of a
  *   group of 32 channels: channel i low, i + 16 high), as ggml's q4_0 packs.

@@ -184,14 +184,14 @@ static void store_col_q8(const kv_pool *pool, void *dst, int64_t slot, const flo
                        d + g * KV_BLOCK_TOKENS + slot);
 }
 
-/* q8 V of slot `slot`: ints [16][n_ch] then scales [16][n_ch / 32]; dst = the V part */
+/* q8 V of slot `slot`: ints [16][n_ch] then scales [n_ch / 32][16]; dst = the V part */
 static void store_row_q8(const kv_pool *pool, void *dst, int64_t slot, const float *row)
 {
     const int64_t n = pool->n_head_kv * pool->head_dim;
     int8_t *q = (int8_t *)dst + slot * n;
-    uint16_t *d = (uint16_t *)((int8_t *)dst + n * KV_BLOCK_TOKENS) + slot * (n / KV_Q8_GROUP);
+    uint16_t *d = (uint16_t *)((int8_t *)dst + n * KV_BLOCK_TOKENS) + slot;
     for (int64_t g = 0; g < n / KV_Q8_GROUP; g++)
-        quant_group_q8(row + g * KV_Q8_GROUP, q + g * KV_Q8_GROUP, 1, d + g);
+        quant_group_q8(row + g * KV_Q8_GROUP, q + g * KV_Q8_GROUP, 1, d + g * KV_BLOCK_TOKENS);
 }
 
 /* q4 of x[0..32) as ggml's q4_0: d = (the value of largest magnitude) / -8, stored
@@ -228,14 +228,14 @@ static void store_col_q4(const kv_pool *pool, void *dst, int64_t slot, const flo
 }
 
 /* q4 V of slot `slot`: nibbles [16][n_ch / 2] (byte i of a group: channel i low,
- * i + 16 high), then scales [16][n_ch / 32]; dst = the V part */
+ * i + 16 high), then scales [n_ch / 32][16]; dst = the V part */
 static void store_row_q4(const kv_pool *pool, void *dst, int64_t slot, const float *row)
 {
     const int64_t n = pool->n_head_kv * pool->head_dim;
     uint8_t *q = (uint8_t *)dst + slot * n / 2, v[KV_Q8_GROUP];
-    uint16_t *d = (uint16_t *)((uint8_t *)dst + n * KV_BLOCK_TOKENS / 2) + slot * (n / KV_Q8_GROUP);
+    uint16_t *d = (uint16_t *)((uint8_t *)dst + n * KV_BLOCK_TOKENS / 2) + slot;
     for (int64_t g = 0; g < n / KV_Q8_GROUP; g++) {
-        quant_group_q4(row + g * KV_Q8_GROUP, v, d + g);
+        quant_group_q4(row + g * KV_Q8_GROUP, v, d + g * KV_BLOCK_TOKENS);
         for (int i = 0; i < KV_Q8_GROUP / 2; i++) q[g * KV_Q8_GROUP / 2 + i] = (uint8_t)(v[i] | (v[i + 16] << 4));
     }
 }

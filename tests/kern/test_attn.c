@@ -186,18 +186,18 @@ static void put_v(uint8_t *vb, size_t slot, int64_t n_ch, const float *vf, int t
 {
     if (kivi_bits(tv)) {
         put_v_kivi(vb, slot, n_ch, vf, kivi_bits(tv), back);
-    } else if (tv == T_Q4) {                                 /* nibbles [16][n_ch/2] + d [16][n_ch/32] */
+    } else if (tv == T_Q4) {                                 /* nibbles [16][n_ch/2] + d [n_ch/32][16] */
         uint16_t *vd = (uint16_t *)(vb + n_ch * ATTN_BLOCK / 2);
         for (int64_t g = 0; g < n_ch / 32; g++) {
             uint8_t qv[32];
-            q4_group(vf + g * 32, qv, vd + slot * (size_t)(n_ch / 32) + g, back + g * 32);
+            q4_group(vf + g * 32, qv, vd + g * ATTN_BLOCK + slot, back + g * 32);
             for (int i = 0; i < 16; i++)               /* byte i of a group = channel i low, i + 16 high */
                 vb[slot * (size_t)n_ch / 2 + (size_t)g * 16 + (size_t)i] = (uint8_t)(qv[i] | (qv[i + 16] << 4));
         }
-    } else if (tv == T_Q8) {                          /* ints [16][n_ch] + d [16][n_ch/32] */
+    } else if (tv == T_Q8) {                          /* ints [16][n_ch] + d [n_ch/32][16] */
         uint16_t *vd = (uint16_t *)(vb + n_ch * ATTN_BLOCK);
         for (int64_t g = 0; g < n_ch / 32; g++)
-            q8_group(vf + g * 32, (int8_t *)vb + slot * (size_t)n_ch + g * 32, 1, vd + slot * (size_t)(n_ch / 32) + g,
+            q8_group(vf + g * 32, (int8_t *)vb + slot * (size_t)n_ch + g * 32, 1, vd + g * ATTN_BLOCK + slot,
                      back + g * 32);
     } else {
         for (int64_t i = 0; i < n_ch; i++) {

@@ -267,7 +267,7 @@ static void test_store_q8(void **state)
             const int8_t *kq = kv_pool_k(&pool, b, il), *vq = kv_pool_v(&pool, b, il, 0);
             const uint16_t *kd = (const uint16_t *)(kq + NCH * KV_BLOCK_TOKENS), *vd = (const uint16_t *)(vq + NCH * KV_BLOCK_TOKENS);
             for (int g = 0; g < NCH / 32; g++) {
-                const float dk = fp16_to_f32(kd[g * KV_BLOCK_TOKENS + slot]), dv = fp16_to_f32(vd[slot * (NCH / 32) + g]);
+                const float dk = fp16_to_f32(kd[g * KV_BLOCK_TOKENS + slot]), dv = fp16_to_f32(vd[g * KV_BLOCK_TOKENS + slot]);
                 int kmax = 0, vmax = 0;
                 for (int c = g * 32; c < g * 32 + 32; c++) {
                     const int qk = kq[c * KV_BLOCK_TOKENS + slot], qv = vq[slot * NCH + c];
@@ -314,7 +314,7 @@ static void test_store_q4(void **state)
         const uint8_t *kq = kv_pool_k(&pool, b, 0), *vq = kv_pool_v(&pool, b, 0, 0);
         const uint16_t *kd = (const uint16_t *)(kq + NCH * 8), *vd = (const uint16_t *)(vq + NCH * 8);
         for (int g = 0; g < NCH / 32; g++) {
-            const float dk = fp16_to_f32(kd[g * KV_BLOCK_TOKENS + slot]), dv = fp16_to_f32(vd[slot * (NCH / 32) + g]);
+            const float dk = fp16_to_f32(kd[g * KV_BLOCK_TOKENS + slot]), dv = fp16_to_f32(vd[g * KV_BLOCK_TOKENS + slot]);
             int kmin = 99, vmin = 99;
             for (int i = 0; i < 32; i++) {
                 const int c = g * 32 + i;
