@@ -39,7 +39,8 @@
  * chunks are shared among threads, or whether parts are folded as they come or
  * stored and folded later. That is what keeps cached and recomputed paths
  * bitwise equal. The scalar set is the specification; a SIMD set sums in
- * another fixed order and uses its own exp, agreeing within rounding. */
+ * another fixed order and uses its own exp, agreeing within rounding (the AVX2
+ * set also rounds q to 16-bit ints for q8/q4 K: relative 2^-16 per group of 32). */
 #ifndef KVLM_KERN_ATTN_H
 #define KVLM_KERN_ATTN_H
 

@@ -4,7 +4,8 @@
  * vectors; scores from channel-major K (broadcast q[i] times channel i); exp by
  * Cody-Waite reduction, degree-7 polynomial and an exponent built in integer
  * lanes (inputs below -87 give 0); p.v keeps 16 output lanes of up to 4 heads in
- * registers, rows added in order. */
+ * registers, rows added in order. Unlike attn_avx512.c, q8/q4 K scores are integer
+ * products of 16-bit q and 8-bit K (vpmaddwd; AVX2 has no faster int8 x f32). */
 #include "kern/attn.h"
 #include "kern/attn_impl.h"
 
@@ -155,27 +156,56 @@ INLINE float hmax(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* q8: the scores of GP (<= 3) heads from int8 channels kq [hd][16] with f16 scales
- * kd [hd / 32][16]. Each group of 32 channels is summed in int-times-q products
- * (one partial per half of the rows), scaled by the group's scales and added to
- * the row scores, which live in s between groups; every channel is widened once
- * for all GP heads. */
-INLINE void scores_q8(float *s, const float *q, int64_t h0, const int GP, const int8_t *kq,
+/* q8/q4 K scores run in integers: q is rounded to 16-bit ints once per chunk, so
+ * a channel pair of int8 K times a pair of int16 q is one vpmaddwd (16 products
+ * summed in pairs) instead of widening every int8 to f32 for an FMA. q's rounding
+ * is relative 2^-16 of its group's largest value, against K's 2^-8 (the scalar
+ * set keeps q in f32; test_attn bounds the difference).
+ *   q: [H][hd] f32 -> qp: [H][hd / 2] int32, each the int16 pair (qi[2j] low, qi[2j+1] high)
+ *                     qs: [H][hd / 32] f32, q ~ qs * qi per group of 32 channels
+ *   qs = max|q| / 32767, qi = round(q * 32767 / max|q|) (all 0 when max|q| is 0) */
+INLINE void quant_q16(int32_t *qp, float *qs, const float *q, int64_t H, int64_t hd)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t g = 0; g < H * hd / 32; g++) {
+        const float *x = q + g * 32;
+        __m256 mx = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)));
+        const float amax = hmax(mx), inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
+        qs[g] = amax / 32767.0f;
+        const __m256 vi = _mm256_set1_ps(inv);
+        for (int k = 0; k < 4; k += 2) {
+            const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vi));
+            const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k + 8), vi));
+            _mm256_storeu_si256((__m256i *)(qp + g * 16 + 4 * k), _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8));
+        }
+    }
+}
+
+/* The scores of GP (<= 3) heads from h0 over one block's int8 K channels kq [hd][16]
+ * with f16 scales kd [hd / 32][16]: per group of 32 channels, for rows r,
+ *   a_h[r] = sum_i qi_h[i] * kq[i][r]              (int32, exact: |a| < 2^28)
+ *   s_h[r] += (qs_h * kd[r]) * a_h[r]               (f32), times scale at the end
+ * Channels i, i+1 are interleaved (unpack) and widened to int16 once for all GP
+ * heads; the rows' partial scores live in s between groups. */
+INLINE void scores_q8(float *s, const int32_t *qp, const float *qs, int64_t h0, const int GP, const int8_t *kq,
                       const uint16_t *kd, int64_t hd, __m256 vscale)
 {
-    for (int64_t g = 0; g < hd / ATTN_Q8_GROUP; g++) {
-        __m256 a[3][2];                               /* [head][half of the rows] */
+    const int64_t ng = hd / ATTN_Q8_GROUP;
+    for (int64_t g = 0; g < ng; g++) {
+        __m256i a[3][2];                              /* [head][half of the rows] */
 #pragma GCC unroll 3
-        for (int h = 0; h < GP; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
-        for (int64_t i = g * ATTN_Q8_GROUP; i < (g + 1) * ATTN_Q8_GROUP; i++) {
-            const __m128i x = _mm_loadu_si128((const __m128i *)(kq + i * 16));
-            const __m256 k0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x));
-            const __m256 k1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x, 8)));
+        for (int h = 0; h < GP; h++) a[h][0] = a[h][1] = _mm256_setzero_si256();
+        for (int64_t i = g * ATTN_Q8_GROUP; i < (g + 1) * ATTN_Q8_GROUP; i += 2) {
+            const __m128i x0 = _mm_loadu_si128((const __m128i *)(kq + i * 16));
+            const __m128i x1 = _mm_loadu_si128((const __m128i *)(kq + i * 16 + 16));
+            const __m256i k0 = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x0, x1));   /* rows 0-7: (k_i, k_i+1) */
+            const __m256i k1 = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x0, x1));   /* rows 8-15 */
 #pragma GCC unroll 3
             for (int h = 0; h < GP; h++) {
-                const __m256 qb = _mm256_set1_ps(q[(h0 + h) * hd + i]);
-                a[h][0] = _mm256_fmadd_ps(qb, k0, a[h][0]);
-                a[h][1] = _mm256_fmadd_ps(qb, k1, a[h][1]);
+                const __m256i qb = _mm256_set1_epi32(qp[(h0 + h) * hd / 2 + i / 2]);
+                a[h][0] = _mm256_add_epi32(a[h][0], _mm256_madd_epi16(k0, qb));
+                a[h][1] = _mm256_add_epi32(a[h][1], _mm256_madd_epi16(k1, qb));
             }
         }
 #pragma GCC unroll 2
@@ -185,7 +215,8 @@ INLINE void scores_q8(float *s, const float *q, int64_t h0, const int GP, const 
             for (int h = 0; h < GP; h++) {
                 float *o = s + (h0 + h) * ATTN_CHUNK + 8 * r;
                 const __m256 prev = g ? _mm256_load_ps(o) : _mm256_setzero_ps();
-                _mm256_store_ps(o, _mm256_fmadd_ps(a[h][r], dv, prev));
+                const __m256 dq = _mm256_mul_ps(dv, _mm256_set1_ps(qs[(h0 + h) * ng + g]));
+                _mm256_store_ps(o, _mm256_fmadd_ps(_mm256_cvtepi32_ps(a[h][r]), dq, prev));
             }
         }
     }
@@ -197,7 +228,6 @@ INLINE void scores_q8(float *s, const float *q, int64_t h0, const int GP, const 
             _mm256_store_ps(o, _mm256_mul_ps(_mm256_load_ps(o), vscale));
         }
 }
-
 
 /* q8 p.v for GP (<= 4) heads and the 16 channels [i0, i0 + 16) of one scale group:
  *   o_h[i0 + i] += sum over rows r < m of w_h[r] * q_r[i]     (rows in order)
@@ -277,6 +307,9 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
     const int tq = t == ATTN_Q4 ? ATTN_Q8 : t, kivi = attn_kivi_bits(t);   /* the layout read below */
     const __m256 vscale = _mm256_set1_ps(scale);
     uint16_t *skd = (uint16_t *)(tmp + 3 * hd), *skm = skd + n_ch;   /* KIVI: the span's scales, after w */
+    int32_t *qp = (int32_t *)(xk + q8_part);          /* q8/q4: q as 16-bit ints, after xk */
+    float *qs = (float *)(qp + G * Hk * hd / 2);
+    if (tq == ATTN_Q8) quant_q16(qp, qs, q, G * Hk, hd);
     for (int64_t d = 0; d < PF_AHEAD && d < nb; d++) prefetch_block(c->k[d], kb);
     for (int64_t b = 0; b < nb; b++) {
         const int64_t m = b == nb - 1 ? c->n - b * ATTN_BLOCK : ATTN_BLOCK;
@@ -304,9 +337,9 @@ INLINE void scores_phase(float *s, const float *q, int64_t G, int64_t hd, float 
                 const uint16_t *kd = (const uint16_t *)((const int8_t *)kt + n_ch * ATTN_BLOCK) + g * hd / ATTN_Q8_GROUP * ATTN_BLOCK;
                 for (int64_t h0 = g * G; h0 < (g + 1) * G; h0 += 3) {
                     switch ((g + 1) * G - h0 < 3 ? (g + 1) * G - h0 : 3) {
-                    case 1: scores_q8(sb, q, h0, 1, kq, kd, hd, vscale); break;
-                    case 2: scores_q8(sb, q, h0, 2, kq, kd, hd, vscale); break;
-                    default: scores_q8(sb, q, h0, 3, kq, kd, hd, vscale); break;
+                    case 1: scores_q8(sb, qp, qs, h0, 1, kq, kd, hd, vscale); break;
+                    case 2: scores_q8(sb, qp, qs, h0, 2, kq, kd, hd, vscale); break;
+                    default: scores_q8(sb, qp, qs, h0, 3, kq, kd, hd, vscale); break;
                     }
                 }
                 continue;
