@@ -163,7 +163,8 @@ INLINE float hmax(__m256 v)
  * set keeps q in f32; test_attn bounds the difference).
  *   q: [H][hd] f32 -> qp: [H][hd / 2] int32, each the int16 pair (qi[2j] low, qi[2j+1] high)
  *                     qs: [H][hd / 32] f32, q ~ qs * qi per group of 32 channels
- *   qs = max|q| / 32767, qi = round(q * 32767 / max|q|) (all 0 when max|q| is 0) */
+ *   qs = max|q| / 32767, qi = round(q * 32767 / max|q|) (all 0 when max|q| < 2^-100,
+ *   where 32767 / max|q| could overflow to inf and 0 * inf give NaN) */
 INLINE void quant_q16(int32_t *qp, float *qs, const float *q, int64_t H, int64_t hd)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -171,8 +172,8 @@ INLINE void quant_q16(int32_t *qp, float *qs, const float *q, int64_t H, int64_t
         const float *x = q + g * 32;
         __m256 mx = _mm256_setzero_ps();
         for (int k = 0; k < 4; k++) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)));
-        const float amax = hmax(mx), inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
-        qs[g] = amax / 32767.0f;
+        const float amax = hmax(mx), inv = amax >= 0x1p-100f ? 32767.0f / amax : 0.0f;
+        qs[g] = inv > 0.0f ? amax / 32767.0f : 0.0f;
         const __m256 vi = _mm256_set1_ps(inv);
         for (int k = 0; k < 4; k += 2) {
             const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vi));
