@@ -293,6 +293,139 @@ kvlm_token kvlm_sampler_sample(kvlm_sampler *s, const float *logits);
 void kvlm_sampler_accept(kvlm_sampler *s, kvlm_token tok);
 void kvlm_sampler_reset(kvlm_sampler *s);
 
+/* ---- speech to text: Whisper (encoder-decoder) ------------------------------------
+ * kvlm_whisper_load() -> kvlm_whisper (a CTranslate2 WhisperSpec directory: model.bin,
+ * config.json, vocabulary.txt; English-only, float16 or float32 weights). Audio is
+ * cut in 30 s windows; per window the encoder runs once, each decoder layer's
+ * cross-attention K and V are projected once from its output into read-only cross
+ * blocks of the KV pool (shared by every beam), and the decoder's self-attention K/V
+ * grow one position per step in the same block tables as a decoder-only model's.
+ * A model is read-only and may be shared by threads; a job is used from one thread
+ * at a time. */
+typedef struct kvlm_whisper kvlm_whisper;
+typedef struct kvlm_wjob kvlm_wjob;
+
+typedef enum kvlm_weight_type {
+    KVLM_WEIGHTS_AUTO = 0,   /* the default the README's measurement chose */
+    KVLM_WEIGHTS_F16,        /* as stored (float32 files are rounded to f16) */
+    KVLM_WEIGHTS_Q8_0,       /* linear weights converted at load to Q8_0 rows */
+    KVLM_WEIGHTS_F32,        /* widened: the reference path */
+} kvlm_weight_type;
+
+typedef struct kvlm_whisper_params {
+    int              n_threads;   /* 0 = number of online cores */
+    kvlm_weight_type weights;
+    kvlm_kv_type     kv_type;     /* decoder self and cross K/V (default f32) */
+    size_t           kv_mem;      /* KV pool budget; 0 = enough for n_jobs jobs of beam 5 */
+    int              n_jobs;      /* jobs expected at once (the server's parallel count); 0 = 1 */
+} kvlm_whisper_params;
+kvlm_whisper_params kvlm_whisper_default_params(void);
+
+/* path: a model directory. KVLM_ERR_UNSUPPORTED for an int8 or multilingual model,
+ * KVLM_ERR_FORMAT for a corrupt one (file, offset and problem in err). */
+kvlm_err kvlm_whisper_load(const char *path, const kvlm_whisper_params *params, kvlm_whisper **out,
+                           char *err, size_t errlen);
+void     kvlm_whisper_free(kvlm_whisper *w);   /* NULL is fine */
+
+typedef struct kvlm_whisper_info {
+    const char *name;            /* "whisper-tiny.en" for the known model, else the directory's name */
+    int64_t n_mels, n_audio_ctx, n_text_ctx, n_vocab, d_model, n_head, head_dim, n_ff;
+    int64_t n_enc_layer, n_dec_layer;
+    int64_t n_params;
+    const char *weights;         /* "f16", "q8_0", "f32" */
+    int64_t self_kv_bytes_per_token;    /* one decoder position, all layers, K and V */
+    int64_t cross_kv_bytes_per_window;  /* n_audio_ctx positions, all layers, K and V */
+    int64_t weight_bytes;
+} kvlm_whisper_info;
+void kvlm_whisper_get_info(const kvlm_whisper *w, kvlm_whisper_info *out);
+
+/* Audio in: any file libsndfile reads (WAV, FLAC, OGG, MP3), mixed to mono and
+ * resampled to 16 kHz. *samples is malloc'd ([*n] floats in [-1, 1]). Bad audio
+ * gives KVLM_ERR_FORMAT (or KVLM_ERR_UNSUPPORTED) with the reason. */
+#define KVLM_SAMPLE_RATE 16000
+kvlm_err kvlm_audio_load_file(const char *path, float **samples, int64_t *n, char *err, size_t errlen);
+kvlm_err kvlm_audio_load_memory(const void *data, size_t len, float **samples, int64_t *n, char *err,
+                                size_t errlen);
+
+typedef struct kvlm_segment {
+    double t0, t1;               /* seconds from the start of the audio */
+    char  *text;                 /* UTF-8, as Whisper wrote it (usually a leading space) */
+    kvlm_token *tokens;          /* [n_tokens] text and timestamp ids, no specials */
+    int64_t n_tokens;
+    float *token_probs;          /* [n_tokens] probability of each chosen token */
+    float  avg_logprob, compression_ratio, no_speech_prob, temperature;
+    int64_t window;              /* index of the 30 s window it came from */
+} kvlm_segment;
+
+typedef struct kvlm_transcribe_stats {
+    int64_t n_windows;
+    int64_t n_enc_positions;     /* encoder output positions computed */
+    int64_t n_steps;             /* decoder steps (one per generated token per beam batch) */
+    int64_t n_dec_positions;     /* decoder positions run through the model */
+    int64_t n_cross_positions;   /* encoder positions projected to cross K/V */
+    int64_t n_fallbacks;         /* windows decoded again at a higher temperature */
+    int64_t cross_kv_bytes;      /* peak bytes of cross blocks held */
+    int64_t self_kv_bytes;       /* peak bytes of self-attention blocks held */
+    double  t_mel_s, t_encode_s, t_cross_s, t_decode_s;
+    double  audio_s;
+    double *step_ms;             /* [n_steps] wall time of each decoder step */
+} kvlm_transcribe_stats;
+
+typedef struct kvlm_transcript {
+    kvlm_segment *segments;
+    int64_t n_segments;
+    char   *text;                /* all segments' text joined */
+    kvlm_transcribe_stats stats;
+} kvlm_transcript;
+void kvlm_transcript_free(kvlm_transcript *t);   /* NULL is fine */
+
+typedef struct kvlm_transcribe_params {
+    int      beam;               /* 1 = greedy (default), N = beam search of width N */
+    float    temperature;        /* first temperature (default 0) */
+    float    temperature_inc;    /* fallback step (default 0.2; <= 0: no fallback) */
+    float    compression_ratio_threshold;  /* default 2.4 */
+    float    logprob_threshold;  /* default -1 */
+    float    no_speech_threshold;/* default 0.6 */
+    bool     timestamps;         /* timestamp tokens and segments per window part */
+    bool     condition_on_previous_text;   /* default true */
+    const char *prompt;          /* initial prompt text, or NULL */
+    uint64_t seed;               /* sampling at temperature > 0 (fixed default) */
+    bool     no_cross_cache;     /* baseline: cross K/V recomputed at every step */
+    bool     no_kv_cache;        /* baseline: also every self K/V at every step */
+    bool     step_times;         /* fill stats.step_ms */
+    /* Called as each segment is final (NULL: none); the segment is valid during the call. */
+    void   (*on_segment)(void *user, const kvlm_segment *seg);
+    void    *user;
+} kvlm_transcribe_params;
+kvlm_transcribe_params kvlm_transcribe_default_params(void);
+
+/* One transcription: samples [n] at 16 kHz. */
+kvlm_err kvlm_transcribe(kvlm_whisper *w, const float *samples, int64_t n, const kvlm_transcribe_params *params,
+                         kvlm_transcript **out, char *err, size_t errlen);
+
+/* The same as steps many jobs can share (continuous batching): kvlm_wjob_step
+ * advances every unfinished job in jobs[] by one step: a job at the start of a
+ * window runs its encoder and cross projection, the others one decoder token for
+ * each of their beams, all of them in one decoder weight pass. Job results are
+ * bitwise those of running each alone. */
+kvlm_err kvlm_wjob_create(kvlm_whisper *w, const float *samples, int64_t n, const kvlm_transcribe_params *params,
+                          kvlm_wjob **out, char *err, size_t errlen);
+kvlm_err kvlm_wjob_step(kvlm_whisper *w, kvlm_wjob *const *jobs, int n_jobs, char *err, size_t errlen);
+bool     kvlm_wjob_done(const kvlm_wjob *job);
+/* The error a job ended with (KVLM_OK while it runs or when it succeeded). */
+kvlm_err kvlm_wjob_error(const kvlm_wjob *job, char *err, size_t errlen);
+/* Takes the finished job's transcript (the caller frees it); NULL before it is done. */
+kvlm_transcript *kvlm_wjob_take(kvlm_wjob *job);
+void     kvlm_wjob_free(kvlm_wjob *job);   /* NULL is fine; frees its blocks */
+
+/* Transcript rendering: "text" (one line per segment), "json" ({"text", "segments":
+ * [{id, start, end, text, tokens, avg_logprob, compression_ratio, no_speech_prob,
+ * temperature}], "duration"}), "verbose_json" (OpenAI's shape: task, language,
+ * duration, text, segments), "srt", "vtt". *out is malloc'd. KVLM_ERR_INVALID for
+ * another name. */
+kvlm_err kvlm_transcript_format(const kvlm_transcript *t, const char *format, char **out, char *err,
+                                size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
