@@ -12,6 +12,7 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: kvlm serve [options]\n\n"
         "An OpenAI-compatible HTTP server: POST /v1/chat/completions, POST /v1/completions\n"
+        "(and with --whisper, POST /v1/audio/transcriptions)\n"
         "(stream: true for server-sent events), GET /v1/models, /health, /metrics.\n"
         "Requests are batched continuously; prompt prefixes are cached across requests and\n"
         "usage.prompt_tokens_details.cached_tokens reports the hits. SIGINT/SIGTERM stop it.\n\n"
@@ -30,6 +31,9 @@ static void usage(FILE *f)
         "      --step-tokens N    tokens per step, decodes plus prompt chunks (default 256)\n"
         "      --queue N          requests waiting before 429 (default 64)\n"
         "      --max-body BYTES   request body limit (default 1M)\n"
+        "      --whisper MODEL    also serve speech to text, POST /v1/audio/transcriptions: a CTranslate2\n"
+        "                         Whisper directory, or \"whisper\" (the cached whisper-tiny.en)\n"
+        "      --max-upload BYTES audio file limit of a transcription (default 25M, OpenAI's)\n"
         "      --api-key KEY      require this bearer key (tenant \"default\")\n"
         "      --api-keys FILE    lines \"KEY TENANT\": prefix caches are per tenant\n");
 }
@@ -69,6 +73,8 @@ int cli_serve(int argc, char **argv)
             NEED_VALUE(); if (cli_parse_i64(v, 16, 1 << 24, &p.n_ctx)) BAD_VALUE();
         } else if (!strcmp(a, "--kv-mem")) { NEED_VALUE(); if (parse_bytes(v, &p.kv_mem)) BAD_VALUE(); }
         else if (!strcmp(a, "--max-body")) { NEED_VALUE(); if (parse_bytes(v, &p.max_body)) BAD_VALUE(); }
+        else if (!strcmp(a, "--max-upload")) { NEED_VALUE(); if (parse_bytes(v, &p.max_upload)) BAD_VALUE(); }
+        else if (!strcmp(a, "--whisper")) { NEED_VALUE(); p.whisper_path = v; }
         else if (!strcmp(a, "--cache-type") || !strcmp(a, "--cache-type-k")) {
             NEED_VALUE(); if (!kvlm_kv_type_from_name(v, &p.kv_type)) BAD_VALUE();
             if (!strcmp(a, "--cache-type")) p.kv_type_v = KVLM_KV_SAME;

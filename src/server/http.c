@@ -111,6 +111,7 @@ struct http_reply {
 struct http_req_impl {
     http_reply reply;
     bool started, too_large;
+    size_t max_body;             /* this request's limit (cfg.max_body or body_limit_fn's) */
     char *body;                  /* [body_len] + NUL, at most max_body + 1 bytes */
     size_t body_len, body_cap;
     size_t discarded;            /* bytes dropped after the body passed max_body */
@@ -625,12 +626,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     http_server *srv = cls;
     http_req_impl *rq = *con_cls;
     if (!rq) return MHD_NO;
-    size_t max_body = srv->cfg.max_body;
-
     if (!rq->started) {                           /* headers only */
         rq->started = true;
+        rq->max_body = srv->cfg.max_body;
+        if (srv->cfg.body_limit_fn) {
+            size_t m = srv->cfg.body_limit_fn(srv->user, method, rq->path);
+            if (m) rq->max_body = m < SIZE_MAX / 2 ? m : SIZE_MAX / 2;
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {                                 /* MHD has checked that it is a number */
+            const size_t max_body = rq->max_body;
             unsigned long long n = strtoull(cl, NULL, 10);
             if (n > max_body) {                   /* answer before reading it (no 100 Continue) */
                 reply_error(srv, &rq->reply, 413, "request body too large");
@@ -645,7 +650,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*data_size > 0) {
-        bool ok = body_append(rq, max_body, data, *data_size);
+        bool ok = body_append(rq, rq->max_body, data, *data_size);
         *data_size = 0;
         return ok ? MHD_YES : MHD_NO;
     }
@@ -673,6 +678,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 const char *http_request_header(const http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->impl->reply.conn, MHD_HEADER_KIND, name);
+}
+
+struct MHD_Connection *http_request_mhd(const http_request *req)
+{
+    return req->impl->reply.conn;
 }
 
 bool http_request_peer_gone(const http_request *req)

@@ -87,6 +87,9 @@ typedef struct http_config {
     size_t stream_queue;     /* bytes a stream buffers before writers block (default 1 MiB) */
     http_error_fn error_fn;  /* optional; NULL: a minimal OpenAI-style JSON error */
     void *error_user;
+    /* optional: the body limit of one request (0: max_body), e.g. a larger one for
+     * uploads; called with the handler's user on the connection thread, headers read */
+    size_t (*body_limit_fn)(void *user, const char *method, const char *path);
     http_log_fn log_fn;      /* optional; NULL: MHD's messages are dropped */
     void *log_user;
 } http_config;
@@ -117,6 +120,11 @@ void http_server_stop(http_server *srv);
 
 /* A request header (case-insensitive name), or NULL. Valid during the call. */
 const char *http_request_header(const http_request *req, const char *name);
+
+/* The request's libmicrohttpd connection, for MHD_create_post_processor (which
+ * reads the Content-Type from it). Valid during the handler call. */
+struct MHD_Connection;
+struct MHD_Connection *http_request_mhd(const http_request *req);
 
 /* true when the client has closed its side of the connection (or it broke): a
  * handler that waits long for a whole answer polls this to stop working for no

@@ -18,6 +18,7 @@
 #include "server/api_resp.h"
 #include "server/http.h"
 #include "server/serve_metrics.h"
+#include "server/serve_whisper.h"
 #include "engine/sched.h"
 
 #include <errno.h>
@@ -88,6 +89,7 @@ typedef struct server {
     bool stopping;
     atomic_uint_fast64_t next_id;
     serve_metrics metrics;       /* under mu */
+    serve_whisper *whisper;      /* NULL: no speech-to-text model */
 } server;
 
 static double now_s(void)
@@ -605,8 +607,28 @@ static void handle(void *user, const http_request *req, http_reply *reply)
         free(txt);
         return;
     }
+    if (!strcmp(path, "/v1/audio/transcriptions")) {
+        if (!post) goto not_allowed;
+        if (!authenticate(s, req, &e)) {
+            send_error(s, reply, &e);
+            return;
+        }
+        if (!s->whisper) {
+            api_error_set(&e, 404, "model_not_found", "model", "No speech-to-text model is loaded (kvlm serve --whisper)");
+            send_error(s, reply, &e);
+            return;
+        }
+        serve_whisper_handle(s->whisper, req, reply);
+        return;
+    }
     if (!strcmp(path, "/v1/chat/completions") || !strcmp(path, "/v1/completions")) {
         if (!post) goto not_allowed;
+        if (!s->model) {
+            api_error_set(&e, 404, "model_not_found", "model", "No chat model is loaded (this server runs %s only)",
+                          s->whisper ? serve_whisper_model_id(s->whisper) : "nothing");
+            send_error(s, reply, &e);
+            return;
+        }
         handle_completion(s, path[4] == 'c' && path[5] == 'h' ? API_CHAT : API_COMPLETION, req, reply);
         return;
     }
@@ -616,17 +638,23 @@ static void handle(void *user, const http_request *req, http_reply *reply)
             send_error(s, reply, &e);
             return;
         }
-        const char *ids[1] = { s->model_id };
+        const char *ids[2];
+        size_t n_ids = 0;
+        if (s->model) ids[n_ids++] = s->model_id;
+        if (s->whisper) ids[n_ids++] = serve_whisper_model_id(s->whisper);
         char *js;
         if (path[10] == '/') {
-            if (strcmp(path + 11, s->model_id)) {
-                api_error_set(&e, 404, "model_not_found", "model", "The model '%s' does not exist", path + 11);
+            const char *id = path + 11;
+            bool known = s->whisper && !strcmp(id, SERVE_WHISPER_ALIAS);
+            for (size_t i = 0; i < n_ids; i++) known = known || !strcmp(id, ids[i]);
+            if (!known) {
+                api_error_set(&e, 404, "model_not_found", "model", "The model '%s' does not exist", id);
                 send_error(s, reply, &e);
                 return;
             }
-            js = api_resp_model(s->model_id, 0);
+            js = api_resp_model(id, 0);
         } else {
-            js = api_resp_models(ids, 1, 0);
+            js = api_resp_models(ids, n_ids, 0);
         }
         send_json(reply, 200, js);
         free(js);
@@ -640,8 +668,8 @@ static void handle(void *user, const http_request *req, http_reply *reply)
     return;
 not_allowed:
     api_error_set(&e, 405, NULL, NULL, "Method %s is not allowed on %s", req->method, path);
-    http_reply_header(reply, "Allow", !strcmp(path, "/v1/chat/completions") || !strcmp(path, "/v1/completions")
-                                          ? "POST" : "GET, HEAD");
+    http_reply_header(reply, "Allow", !strcmp(path, "/v1/chat/completions") || !strcmp(path, "/v1/completions") ||
+                                      !strcmp(path, "/v1/audio/transcriptions") ? "POST" : "GET, HEAD");
     send_error(s, reply, &e);
 }
 
@@ -650,7 +678,16 @@ serve_params serve_default_params(void)
 {
     return (serve_params){ .host = "127.0.0.1", .port = 8080, .n_ctx = 4096, .kv_mem = (size_t)256 << 20,
                            .kv_type = KVLM_KV_F16, .kv_type_v = KVLM_KV_SAME, .max_seqs = 16,
-                           .step_tokens = 256, .queue_max = 64, .max_body = (size_t)1 << 20 };
+                           .step_tokens = 256, .queue_max = 64, .max_body = (size_t)1 << 20,
+                           .max_upload = (size_t)25 << 20 };
+}
+
+/* The transcription route takes uploads up to --max-upload (plus the form's other
+ * fields); every other request stays under --max-body. */
+static size_t body_limit(void *user, const char *method, const char *path)
+{
+    const server *s = user;
+    return s->whisper && !strcmp(path, "/v1/audio/transcriptions") ? serve_whisper_body_limit(s->whisper) : 0;
 }
 
 /* "KEY TENANT" lines ('#' comments); one --api-key gives tenant "default". */
@@ -696,6 +733,7 @@ static int load_keys(server *s)
 
 static void server_free(server *s)
 {
+    serve_whisper_free(s->whisper);
     sched_free(s->S);
     kvlm_cache_free(s->cache);
     kvlm_model_free(s->model);
@@ -706,6 +744,49 @@ static void server_free(server *s)
     free(s->keys);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work_cv);
+}
+
+/* Loads the chat model, its KV cache and scheduler, and the API limits. -1 after
+ * printing why. */
+static int start_chat(server *s, char *err)
+{
+    if (kvlm_model_load(s->p.model_path, &s->model, err, ERRLEN)) {
+        fprintf(stderr, "kvlm serve: %s\n", err);
+        return -1;
+    }
+    kvlm_model_get_info(s->model, &s->info);
+    if (s->p.model_id) {
+        snprintf(s->model_id, sizeof s->model_id, "%s", s->p.model_id);
+    } else {                                          /* the file's base name without .gguf */
+        const char *b = strrchr(s->p.model_path, '/');
+        snprintf(s->model_id, sizeof s->model_id, "%s", b ? b + 1 : s->p.model_path);
+        char *dot = strstr(s->model_id, ".gguf");
+        if (dot && dot[5] == 0) *dot = 0;
+    }
+    if (s->p.n_ctx <= 0 || s->p.n_ctx > s->info.n_ctx_train) s->p.n_ctx = s->p.n_ctx <= 0 && s->info.n_ctx_train > 4096 ? 4096 : s->info.n_ctx_train;
+    if (s->p.step_tokens < s->p.max_seqs) s->p.step_tokens = s->p.max_seqs;
+    kvlm_cache_params cp = kvlm_cache_default_params();
+    cp.mem_bytes = s->p.kv_mem;
+    cp.kv_type = s->p.kv_type;
+    cp.kv_type_v = s->p.kv_type_v;
+    if (kvlm_cache_init(s->model, &cp, &s->cache, err, ERRLEN)) {
+        fprintf(stderr, "kvlm serve: %s\n", err);
+        return -1;
+    }
+    sched_params sp = { .n_threads = s->p.n_threads, .n_ctx = s->p.n_ctx, .step_tokens = s->p.step_tokens,
+                        .max_seqs = s->p.max_seqs };
+    if (sched_init(s->model, s->cache, &sp, on_token, &s->S, err, ERRLEN)) {
+        fprintf(stderr, "kvlm serve: %s\n", err);
+        return -1;
+    }
+    s->lim = api_limits_default();
+    s->lim.model_name = s->model_id;
+    s->lim.n_vocab = s->info.n_vocab;
+    s->lim.max_tokens_cap = s->p.n_ctx;
+    s->lim.default_max_tokens = s->p.n_ctx / 4 < 1024 ? s->p.n_ctx / 4 : 1024;
+    s->lim.max_n = s->p.max_seqs < 8 ? s->p.max_seqs : 8;
+    s->lim.max_body = s->p.max_body;
+    return 0;
 }
 
 int serve_run(const serve_params *p)
@@ -729,63 +810,49 @@ int serve_run(const serve_params *p)
     pthread_t th;
     bool th_started = false;
     if (load_keys(&s)) goto done;
-    if (kvlm_model_load(p->model_path, &s.model, err, sizeof err)) {
-        fprintf(stderr, "kvlm serve: %s\n", err);
-        goto done;
-    }
-    kvlm_model_get_info(s.model, &s.info);
-    if (p->model_id) {
-        snprintf(s.model_id, sizeof s.model_id, "%s", p->model_id);
-    } else {                                          /* the file's base name without .gguf */
-        const char *b = strrchr(p->model_path, '/');
-        snprintf(s.model_id, sizeof s.model_id, "%s", b ? b + 1 : p->model_path);
-        char *dot = strstr(s.model_id, ".gguf");
-        if (dot && dot[5] == 0) *dot = 0;
-    }
-    if (s.p.n_ctx <= 0 || s.p.n_ctx > s.info.n_ctx_train) s.p.n_ctx = s.p.n_ctx <= 0 && s.info.n_ctx_train > 4096 ? 4096 : s.info.n_ctx_train;
     if (s.p.n_threads <= 0) {
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
         s.p.n_threads = nc > 0 ? (int)(nc < 64 ? nc : 64) : 1;
     }
-    if (s.p.step_tokens < s.p.max_seqs) s.p.step_tokens = s.p.max_seqs;
-    kvlm_cache_params cp = kvlm_cache_default_params();
-    cp.mem_bytes = p->kv_mem;
-    cp.kv_type = p->kv_type;
-    cp.kv_type_v = p->kv_type_v;
-    if (kvlm_cache_init(s.model, &cp, &s.cache, err, sizeof err)) {
-        fprintf(stderr, "kvlm serve: %s\n", err);
+    if (!p->model_path && !p->whisper_path) {
+        fprintf(stderr, "kvlm serve: no model to serve\n");
         goto done;
     }
-    sched_params sp = { .n_threads = s.p.n_threads, .n_ctx = s.p.n_ctx, .step_tokens = s.p.step_tokens,
-                        .max_seqs = s.p.max_seqs };
-    if (sched_init(s.model, s.cache, &sp, on_token, &s.S, err, sizeof err)) {
-        fprintf(stderr, "kvlm serve: %s\n", err);
-        goto done;
+    if (p->model_path && start_chat(&s, err)) goto done;
+    if (p->whisper_path) {
+        serve_whisper_params wp = { .path = p->whisper_path, .n_threads = s.p.n_threads, .parallel = s.p.max_seqs,
+                                    .queue_max = s.p.queue_max, .max_upload = s.p.max_upload,
+                                    .metrics = &s.metrics, .metrics_mu = &s.mu };
+        if (serve_whisper_start(&wp, &s.whisper, err, sizeof err)) {
+            fprintf(stderr, "kvlm serve: --whisper %s: %s\n", p->whisper_path, err);
+            goto done;
+        }
     }
-    s.lim = api_limits_default();
-    s.lim.model_name = s.model_id;
-    s.lim.n_vocab = s.info.n_vocab;
-    s.lim.max_tokens_cap = s.p.n_ctx;
-    s.lim.default_max_tokens = s.p.n_ctx / 4 < 1024 ? s.p.n_ctx / 4 : 1024;
-    s.lim.max_n = s.p.max_seqs < 8 ? s.p.max_seqs : 8;
-    s.lim.max_body = s.p.max_body;
-    if (pthread_create(&th, NULL, sched_thread, &s)) {
-        fprintf(stderr, "kvlm serve: cannot start the scheduler thread\n");
-        goto done;
+    if (s.model) {
+        if (pthread_create(&th, NULL, sched_thread, &s)) {
+            fprintf(stderr, "kvlm serve: cannot start the scheduler thread\n");
+            goto done;
+        }
+        th_started = true;
     }
-    th_started = true;
     http_config hc = { .host = p->host, .port = p->port, .max_body = s.p.max_body, .max_connections = 256,
-                       .timeout_s = 600 };
+                       .timeout_s = 600, .body_limit_fn = body_limit };
     if (http_server_start(&hc, handle, &s, &http, err, sizeof err)) {
         fprintf(stderr, "kvlm serve: %s\n", err);
         goto done;
     }
-    kvlm_cache_stats cst;
-    kvlm_cache_get_stats(s.cache, &cst);
-    fprintf(stderr, "kvlm serve: %s on http://%s:%d/v1 (model id \"%s\", %d threads, context %lld, %lld KV blocks, "
-            "%lld sequences at once, %zu API keys)\n", p->model_path, p->host ? p->host : "127.0.0.1",
-            http_server_port(http), s.model_id, s.p.n_threads, (long long)s.p.n_ctx, (long long)cst.n_blocks,
-            (long long)s.p.max_seqs, s.n_keys);
+    if (s.model) {
+        kvlm_cache_stats cst;
+        kvlm_cache_get_stats(s.cache, &cst);
+        fprintf(stderr, "kvlm serve: %s on http://%s:%d/v1 (model id \"%s\", %d threads, context %lld, %lld KV blocks, "
+                "%lld sequences at once, %zu API keys)\n", p->model_path, p->host ? p->host : "127.0.0.1",
+                http_server_port(http), s.model_id, s.p.n_threads, (long long)s.p.n_ctx, (long long)cst.n_blocks,
+                (long long)s.p.max_seqs, s.n_keys);
+    }
+    if (s.whisper)
+        fprintf(stderr, "kvlm serve: %s on http://%s:%d/v1/audio/transcriptions (model id \"%s\", alias \"%s\", "
+                "uploads up to %zu bytes)\n", p->whisper_path, p->host ? p->host : "127.0.0.1",
+                http_server_port(http), serve_whisper_model_id(s.whisper), SERVE_WHISPER_ALIAS, s.p.max_upload);
     if (p->port_file) {
         FILE *f = fopen(p->port_file, "w");
         if (f) {
@@ -798,13 +865,12 @@ int serve_run(const serve_params *p)
     fprintf(stderr, "kvlm serve: %s: shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     rc = 0;
 done:
-    if (th_started) {
-        pthread_mutex_lock(&s.mu);
-        s.stopping = true;
-        pthread_cond_signal(&s.work_cv);
-        pthread_mutex_unlock(&s.mu);
-        pthread_join(th, NULL);   /* every job answered (503) or closed */
-    }
+    pthread_mutex_lock(&s.mu);
+    s.stopping = true;
+    pthread_cond_signal(&s.work_cv);
+    pthread_mutex_unlock(&s.mu);
+    if (th_started) pthread_join(th, NULL);   /* every job answered (503) or closed */
+    serve_whisper_stop(s.whisper);           /* likewise every transcription */
     http_server_stop(http);
     server_free(&s);
     return rc;

@@ -14,7 +14,10 @@
  * Back-pressure: at most queue_max jobs wait for admission (429 beyond); a job
  * is admitted when its n sequences fit under max_seqs. A client that goes away
  * mid-stream cancels its job at once: the scheduler removes its sequences and
- * their blocks return to the pool before the next step. */
+ * their blocks return to the pool before the next step.
+ *
+ * With whisper_path, POST /v1/audio/transcriptions is answered by a second
+ * scheduler thread of its own (serve_whisper.h); either model may be absent. */
 #ifndef KVLM_SERVER_SERVE_H
 #define KVLM_SERVER_SERVE_H
 
@@ -23,7 +26,7 @@
 #include "kvlm.h"
 
 typedef struct serve_params {
-    const char *model_path;     /* GGUF file */
+    const char *model_path;     /* GGUF file; NULL: no chat model (whisper_path alone) */
     const char *model_id;       /* the id clients name; NULL: the file's base name */
     const char *host;           /* default 127.0.0.1 */
     int port;                   /* 0: ephemeral (printed on start) */
@@ -38,6 +41,9 @@ typedef struct serve_params {
     const char *api_key;        /* single key (tenant "default"), or NULL */
     const char *api_keys_file;  /* lines "KEY TENANT", or NULL */
     const char *port_file;      /* if set, the bound port is written there once listening */
+    const char *whisper_path;   /* a Whisper model beside (or instead of) the chat model:
+                                   a CT2 directory or "whisper" (serve_whisper.h); NULL: none */
+    size_t max_upload;          /* audio file bytes of a transcription (default 25 MiB) */
 } serve_params;
 
 serve_params serve_default_params(void);

@@ -11,12 +11,16 @@
 static const double TTFT_BOUNDS[METRICS_BUCKETS] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120 };
 static const double TPOT_BOUNDS[METRICS_BUCKETS] = { 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075,
                                                      0.1, 0.25, 0.5, 1, 2.5 };
+/* a transcription: a short clip alone (~0.3 s) to minutes of audio behind a full batch */
+static const double TRANSCRIPTION_BOUNDS[METRICS_BUCKETS] = { 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60, 120,
+                                                              300 };
 
 void metrics_init(serve_metrics *m)
 {
     memset(m, 0, sizeof *m);
     m->ttft.bounds = TTFT_BOUNDS;
     m->tpot.bounds = TPOT_BOUNDS;
+    m->transcription.bounds = TRANSCRIPTION_BOUNDS;
 }
 
 void metrics_count_status(serve_metrics *m, int st)
@@ -48,6 +52,13 @@ static void observe(metrics_hist *h, double x)
 
 void metrics_observe_ttft(serve_metrics *m, double s) { observe(&m->ttft, s); }
 void metrics_observe_tpot(serve_metrics *m, double s) { observe(&m->tpot, s); }
+
+void metrics_observe_transcription(serve_metrics *m, double latency_s, double audio_s)
+{
+    observe(&m->transcription, latency_s);
+    m->transcriptions_done++;
+    m->audio_seconds += audio_s;
+}
 
 void metrics_set_cache(serve_metrics *m, const kvlm_cache_stats *st, int64_t queue_len, int64_t running_seqs)
 {
@@ -129,6 +140,12 @@ char *metrics_render(const serve_metrics *m)
     gauge(&b, "kvlm_running_sequences", "Sequences being stepped.", (double)m->running_seqs);
     hist(&b, "kvlm_time_to_first_token_seconds", "From request arrival to its first token.", &m->ttft);
     hist(&b, "kvlm_time_per_output_token_seconds", "Between consecutive tokens of a request.", &m->tpot);
+    counter(&b, "kvlm_transcriptions_completed_total", "Transcription requests answered successfully.",
+            m->transcriptions_done);
+    put(&b, "# HELP kvlm_audio_seconds_total Seconds of audio transcribed.\n# TYPE kvlm_audio_seconds_total counter\n"
+            "kvlm_audio_seconds_total %.17g\n", m->audio_seconds);
+    hist(&b, "kvlm_transcription_latency_seconds", "From a transcription request's arrival to its answer.",
+         &m->transcription);
     if (b.oom) {
         free(b.p);
         return NULL;

@@ -24,6 +24,9 @@ typedef struct serve_metrics {
     uint64_t prompt_tokens, completion_tokens, cached_tokens, requests_done;
     int64_t blocks_in_use, blocks_cached, blocks_total, queue_len, running_seqs;
     metrics_hist ttft, tpot;           /* time to first token; time per output token */
+    uint64_t transcriptions_done;      /* POST /v1/audio/transcriptions answered 200 */
+    double audio_seconds;              /* of their audio */
+    metrics_hist transcription;        /* their latency: arrival (body read) to answer */
 } serve_metrics;
 
 void metrics_init(serve_metrics *m);
@@ -31,6 +34,7 @@ void metrics_count_status(serve_metrics *m, int http_status);
 void metrics_add_usage(serve_metrics *m, const api_usage *u);
 void metrics_observe_ttft(serve_metrics *m, double seconds);
 void metrics_observe_tpot(serve_metrics *m, double seconds);
+void metrics_observe_transcription(serve_metrics *m, double latency_s, double audio_s);
 void metrics_set_cache(serve_metrics *m, const kvlm_cache_stats *st, int64_t queue_len, int64_t running_seqs);
 /* The exposition text, malloc'd (NULL when out of memory). */
 char *metrics_render(const serve_metrics *m);
