@@ -4,7 +4,8 @@
 # isolation (test_tenants.py), a load test (load_test.py; skipped with --quick,
 # as under ASan), and a graceful SIGTERM with a stream open (exit status 0,
 # the stream ended with an error event and [DONE]), and back-pressure
-# (test_limits.py: 413, 429 with Retry-After).
+# (test_limits.py: 413, 429 with Retry-After), and with the Whisper model
+# cached, transcriptions (test_audio.py, curl -F 4xx checks).
 # Prints each part's lines and ends with "N passed, N failed" over all parts.
 set -u
 build=${1:-build}
@@ -86,6 +87,53 @@ if start limits --parallel 1 --queue 1 --max-body 4096; then
     out=$(timeout 300 "$py" tests/server/test_limits.py --url "$url" 2>&1)
     echo "$out"; tally "$out"
     stop "$pid" limits
+fi
+
+# Whisper (issue 13): POST /v1/audio/transcriptions with the openai client in every
+# response_format (test_audio.py) and curl -F's 4xx cases; skipped (with the reason)
+# when the model is not cached or this build cannot load it yet
+wdir="${KVLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvlm}/whisper-tiny.en"
+jfk=${KVLM_JFK:-$root/../shared/data/jfk.flac}
+if [ ! -f "$wdir/model.bin" ] || [ ! -f "$jfk" ]; then
+    echo "skip whisper: no model in $wdir or no $jfk"
+else
+    rm -f "$work/whisper.port"
+    "$build/kvlm" serve --port 0 --port-file "$work/whisper.port" -t 2 --whisper whisper --max-upload 2M \
+        >"$work/whisper.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 600); do [ -s "$work/whisper.port" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if [ ! -s "$work/whisper.port" ]; then
+        echo "skip whisper: kvlm serve --whisper whisper did not start (no Whisper support in this build?): $(tail -1 "$work/whisper.log")"
+    else
+        url="http://127.0.0.1:$(cat "$work/whisper.port")/v1"
+        out=$(timeout 900 "$py" tests/server/test_audio.py --url "$url" --audio "$jfk" 2>&1); echo "$out"; tally "$out"
+        # curl_4xx STATUS NAME CURL-ARGS...: the status and an OpenAI error object
+        curl_4xx() {
+            local want=$1 name=$2 got; shift 2
+            got=$(curl -s -o "$work/curl.out" -w '%{http_code}' "$@" "$url/audio/transcriptions")
+            if [ "$got" = "$want" ] && grep -q '"error":{"message":' "$work/curl.out"; then
+                echo "ok   curl: $name: $want"; passed=$((passed + 1))
+            else
+                echo "FAIL curl: $name: got $got, want $want: $(head -c 300 "$work/curl.out")"; failed=$((failed + 1))
+            fi
+        }
+        head -c 3000000 /dev/urandom >"$work/big3m"
+        head -c 2097153 /dev/urandom >"$work/big2m1"
+        curl_4xx 400 "no file" -F model=whisper-1
+        curl_4xx 400 "response_format xml" -F file=@"$jfk" -F model=whisper-1 -F response_format=xml
+        curl_4xx 400 "word granularity" -F file=@"$jfk" -F model=whisper-1 -F response_format=verbose_json \
+            -F 'timestamp_granularities[]=word'
+        curl_4xx 400 "language de" -F file=@"$jfk" -F model=whisper-1 -F language=de
+        curl_4xx 400 "stream true" -F file=@"$jfk" -F model=whisper-1 -F stream=true
+        curl_4xx 404 "unknown model" -F file=@"$jfk" -F model=whisper-large
+        curl_4xx 400 "not audio" -F file=@"$root/README.md" -F model=whisper-1
+        curl_4xx 400 "not multipart" -d 'model=whisper-1&file=x'
+        curl_4xx 413 "3 MB body over --max-upload 2M" -F file=@"$work/big3m" -F model=whisper-1
+        curl_4xx 413 "a file of 2M + 1 bytes" -F file=@"$work/big2m1" -F model=whisper-1
+        curl_4xx 405 "GET" -X GET
+        stop "$pid" whisper
+    fi
 fi
 
 echo "$passed passed, $failed failed"

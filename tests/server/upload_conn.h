@@ -15,7 +15,7 @@
  * The connection is kept alive between requests; if MHD closes it (a Content-Type
  * it refuses), the next call makes a new one. Each request parses the body twice,
  * whole and fed in pieces of uc->chunk bytes (0: whole only), so callers can check
- * that splitting changes nothing. Header-only (static functions) so that the
+ * that splitting changes nothing. Header-only (static inline functions) so that the
  * single-file fuzz target can include it. */
 #ifndef KVLM_TESTS_UPLOAD_CONN_H
 #define KVLM_TESTS_UPLOAD_CONN_H
@@ -50,7 +50,7 @@ typedef struct upload_conn {
     upload_result whole, split;  /* split: only when chunk > 0 */
 } upload_conn;
 
-static void upload_run_split(upload_conn *uc, struct MHD_Connection *conn, upload_result *r)
+static inline void upload_run_split(upload_conn *uc, struct MHD_Connection *conn, upload_result *r)
 {
     memset(r, 0, sizeof *r);
     api_audio_parser *p;
@@ -64,7 +64,7 @@ static void upload_run_split(upload_conn *uc, struct MHD_Connection *conn, uploa
     api_audio_parser_free(p);
 }
 
-static enum MHD_Result upload_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+static inline enum MHD_Result upload_on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                          const char *method, const char *version, const char *data,
                                          size_t *data_size, void **con_cls)
 {
@@ -87,7 +87,7 @@ static enum MHD_Result upload_on_request(void *cls, struct MHD_Connection *conn,
     return ok;
 }
 
-static int upload_connect(upload_conn *uc)
+static inline int upload_connect(upload_conn *uc)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) return -1;
@@ -101,7 +101,7 @@ static int upload_connect(upload_conn *uc)
     return 0;
 }
 
-static int upload_conn_init(upload_conn *uc)
+static inline int upload_conn_init(upload_conn *uc)
 {
     memset(uc, 0, sizeof *uc);
     uc->fd = -1;
@@ -111,9 +111,9 @@ static int upload_conn_init(upload_conn *uc)
     return uc->d ? 0 : -1;
 }
 
-static void upload_result_free(upload_result *r) { api_audio_req_free(&r->req); }
+static inline void upload_result_free(upload_result *r) { api_audio_req_free(&r->req); }
 
-static void upload_conn_free(upload_conn *uc)
+static inline void upload_conn_free(upload_conn *uc)
 {
     if (uc->fd >= 0) close(uc->fd);
     if (uc->d) MHD_stop_daemon(uc->d);
@@ -126,7 +126,7 @@ static void upload_conn_free(upload_conn *uc)
  * 'x': a header cannot hold them). 0 when the parser ran (results in uc->whole and,
  * with chunk > 0, uc->split; freed by the next call), -1 when MHD refused the
  * request itself (the parser never saw it) or the connection broke. */
-static int upload_conn_parse(upload_conn *uc, const char *ct, const char *body, size_t len, size_t chunk)
+static inline int upload_conn_parse(upload_conn *uc, const char *ct, const char *body, size_t len, size_t chunk)
 {
     upload_result_free(&uc->whole);
     upload_result_free(&uc->split);
