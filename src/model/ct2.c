@@ -1,6 +1,6 @@
 /* ct2.c - the CTranslate2 model.bin reader (see ct2.h for the layout and the
  * invariants on success).
- * Room: model. May touch: core/err, kern/quant (fp16/bf16 widening), libc, mmap.
+ * Room: model. May touch: core/err, kern/quant (fp16/bf16 widening), model/fmap, libc.
  *
  * One forward pass of a cursor (cur) over the bytes, then the indexes:
  *
@@ -21,18 +21,14 @@
  * Messages: "<file>: offset <byte>: <problem>", the offset being where the item starts. */
 #include "model/ct2.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/err.h"
 #include "kern/quant.h"
+#include "model/fmap.h"
 
 enum {
     MIN_STR_BYTES = 2 + 2,                   /* u16 length, one char, the NUL */
@@ -394,11 +390,25 @@ static kvlm_err parse(ct2_file *f, char *err, size_t errlen)
 }
 
 /* ---- open / close --------------------------------------------------------------------------------- */
-static ct2_file *file_new(const char *name)
+/* Validates data[0..size) as the file called name. map (NULL for ct2_open_memory) is
+ * the mapping of data, which the file then owns, also on failure. */
+static kvlm_err open_bytes(const void *data, size_t size, void *map, const char *name, ct2_file **out,
+                           char *err, size_t errlen)
 {
     ct2_file *f = calloc(1, sizeof *f);
-    if (f) snprintf(f->path, sizeof f->path, "%s", name);
-    return f;
+    if (!f) {
+        fmap_close(map, size);
+        return err_set(err, errlen, KVLM_ERR_NOMEM, "%s: out of memory", name);
+    }
+    snprintf(f->path, sizeof f->path, "%s", name);
+    f->base = data;
+    f->size = size;
+    f->map = map;
+    f->map_len = map ? size : 0;
+    kvlm_err e = parse(f, err, errlen);
+    if (e) { ct2_close(f); return e; }
+    *out = f;
+    return KVLM_OK;
 }
 
 kvlm_err ct2_open_memory(const void *data, size_t size, const char *name, ct2_file **out,
@@ -407,46 +417,16 @@ kvlm_err ct2_open_memory(const void *data, size_t size, const char *name, ct2_fi
     *out = NULL;
     if (!name) name = "<memory>";
     if (!data && size) return err_set(err, errlen, KVLM_ERR_INVALID, "%s: NULL buffer", name);
-    ct2_file *f = file_new(name);
-    if (!f) return err_set(err, errlen, KVLM_ERR_NOMEM, "%s: out of memory", name);
-    f->base = data;
-    f->size = size;
-    kvlm_err e = parse(f, err, errlen);
-    if (e) { ct2_close(f); return e; }
-    *out = f;
-    return KVLM_OK;
+    return open_bytes(data, size, NULL, name, out, err, errlen);
 }
 
 kvlm_err ct2_open(const char *path, ct2_file **out, char *err, size_t errlen)
 {
     *out = NULL;
-    kvlm_err e;
-    struct stat st;
-    ct2_file *f = file_new(path);
-    if (!f) return err_set(err, errlen, KVLM_ERR_NOMEM, "%s: out of memory", path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { e = err_set(err, errlen, KVLM_ERR_IO, "%s: open: %s", path, strerror(errno)); goto fail; }
-    if (fstat(fd, &st) != 0) { e = err_set(err, errlen, KVLM_ERR_IO, "%s: stat: %s", path, strerror(errno)); goto fail; }
-    if (!S_ISREG(st.st_mode)) { e = err_set(err, errlen, KVLM_ERR_IO, "%s: not a regular file", path); goto fail; }
-    if (st.st_size == 0) {
-        e = err_set(err, errlen, KVLM_ERR_FORMAT, "%s: offset 0: truncated: the file is empty", path);
-        goto fail;
-    }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) { e = err_set(err, errlen, KVLM_ERR_IO, "%s: mmap: %s", path, strerror(errno)); goto fail; }
-    close(fd);
-    fd = -1;
-    f->map = map;
-    f->map_len = (size_t)st.st_size;
-    f->base = map;
-    f->size = (uint64_t)st.st_size;
-    if ((e = parse(f, err, errlen))) goto fail;
-    *out = f;
-    return KVLM_OK;
-fail:
-    if (fd >= 0) close(fd);
-    ct2_close(f);
-    return e;
+    void *map;
+    size_t size;
+    kvlm_err e = fmap_open(path, &map, &size, err, errlen);
+    return e ? e : open_bytes(map, size, map, path, out, err, errlen);
 }
 
 void ct2_close(ct2_file *f)
@@ -457,7 +437,7 @@ void ct2_close(ct2_file *f)
     free(f->sorted);
     free(f->alias_sorted);
     free(f->alias_var);
-    if (f->map) munmap(f->map, f->map_len);
+    fmap_close(f->map, f->map_len);
     free(f);
 }
 

@@ -1,6 +1,6 @@
 /* ct2.h - a zero-copy reader for CTranslate2 model.bin files (binary versions 1..6,
  * little-endian), the format of faster-whisper's model directories.
- * Room: model. May touch: core (errors), kern/quant (fp16/bf16 widening), libc, mmap.
+ * Room: model. May touch: core (errors), kern/quant (fp16/bf16 widening), model/fmap (mmap), libc.
  * Knows nothing of Whisper: it hands
  * out named variables; model/whisper_model.c gives them meaning.
  *

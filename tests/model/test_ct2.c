@@ -506,6 +506,16 @@ static void test_dtype_ids(void **state)
     expect_err(&m, KVLM_ERR_FORMAT, "item size 8");
 }
 
+/* What follows a hand-written name in test_names: a float32 scalar 1.0, no aliases. */
+static void im_scalar_rest(img *m)
+{
+    im_u8(m, 0);
+    im_u8(m, CT2_F32);
+    im_u32(m, 4);
+    im_raw(m, &ONE, 4);
+    im_u32(m, 0);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -513,8 +523,7 @@ static void test_names(void **state)
     /* length 0: no room for the NUL */
     im_header(&m, 6, 1);
     im_u16(&m, 0);
-    im_u8(&m, 0); im_u8(&m, 4); im_u32(&m, 4); im_raw(&m, &ONE, 4);
-    im_u32(&m, 0);
+    im_scalar_rest(&m);
     expect_err_at(&m, KVLM_ERR_FORMAT, AT_VAR0, "variable name: length 0");
     /* length 1: the empty name */
     im_header(&m, 6, 1);
@@ -524,14 +533,12 @@ static void test_names(void **state)
     /* no NUL at the stated length */
     im_header(&m, 6, 1);
     im_u16(&m, 3); im_raw(&m, "abc", 3);
-    im_u8(&m, 0); im_u8(&m, 4); im_u32(&m, 4); im_raw(&m, &ONE, 4);
-    im_u32(&m, 0);
+    im_scalar_rest(&m);
     expect_err_at(&m, KVLM_ERR_FORMAT, AT_VAR0, "variable name: not NUL-terminated at its length 3");
     /* an inner NUL */
     im_header(&m, 6, 1);
     im_u16(&m, 4); im_raw(&m, "a\0b", 4);
-    im_u8(&m, 0); im_u8(&m, 4); im_u32(&m, 4); im_raw(&m, &ONE, 4);
-    im_u32(&m, 0);
+    im_scalar_rest(&m);
     expect_err_at(&m, KVLM_ERR_FORMAT, AT_VAR0, "variable name: NUL at byte 1");
     /* a length past the end */
     im_header(&m, 6, 1);
@@ -661,6 +668,34 @@ static void test_trailing_bytes(void **state)
         expect_err_at(&m, KVLM_ERR_FORMAT, (long long)at, "1 trailing bytes");
         im_u32(&m, 0);
         expect_err_at(&m, KVLM_ERR_FORMAT, (long long)at, "5 trailing bytes");
+    }
+}
+
+/* The fuzz seeds (tests/ref/gen_ct2_corpus.py, an independent Python writer) all open. */
+static void test_seed_corpus(void **state)
+{
+    (void)state;
+    static const struct { const char *file; int version; int64_t n_vars, n_aliases; } seeds[] = {
+        { "v1.bin", 1, 6, 0 }, { "v2.bin", 2, 6, 0 }, { "v3.bin", 3, 6, 3 }, { "v4.bin", 4, 9, 3 },
+        { "v6.bin", 6, 9, 3 }, { "whisper_like.bin", 6, 4, 1 },
+    };
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "fuzz/corpus/ct2/%s", seeds[i].file);
+        size_t n;
+        char *buf = test_read_file(path, &n);
+        if (!buf) skip();   /* not run from the repository root */
+        ct2_file *f = open_ok(buf, n);
+        assert_int_equal(f->version, seeds[i].version);
+        assert_int_equal(f->n_vars, seeds[i].n_vars);
+        assert_int_equal(f->n_aliases, seeds[i].n_aliases);
+        if (seeds[i].n_aliases == 3) {
+            assert_ptr_equal(ct2_find(f, "c/chain"), ct2_find(f, "b/w"));
+            assert_ptr_equal(ct2_find(f, "c/chain_scale"), ct2_find(f, "b/w_scale"));
+            assert_true(ct2_var_float(ct2_find(f, "c/tied"), 5) == -16.0f);
+        }
+        ct2_close(f);
+        free(buf);
     }
 }
 
@@ -880,6 +915,7 @@ int main(void)
         cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_aliases),
         cmocka_unit_test(test_trailing_bytes),
+        cmocka_unit_test(test_seed_corpus),
         cmocka_unit_test(test_real_whisper),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
