@@ -73,6 +73,7 @@ deps:
 	@scripts/setup-deps.sh
 model: deps
 	@scripts/fetch-model.sh >/dev/null
+	@scripts/fetch-model.sh whisper >/dev/null
 fixtures: deps
 	@scripts/gen-fixtures.sh >/dev/null
 setup: deps model
