@@ -56,6 +56,23 @@ size_t tok_bpe_decode_text(const char *s, size_t n, char *out)
     return o;
 }
 
+size_t tok_bpe_check_text(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        uint32_t cp;
+        size_t len;
+        if (c < 0x80) { cp = c; len = 1; }
+        else if (c >= 0xc2 && c <= 0xdf && i + 1 < n && ((unsigned char)s[i + 1] & 0xc0) == 0x80) {
+            cp = ((uint32_t)(c & 0x1f) << 6) | (s[i + 1] & 0x3f);
+            len = 2;
+        } else return i;   /* invalid UTF-8, or a char of 3+ bytes: none is in the table */
+        if (cp_byte(cp) < 0) return i;
+        i += len;
+    }
+    return n;
+}
+
 /* ---- pre-tokenizer regexes (llama.cpp's, by tokenizer.ggml.pre) --------------------- */
 
 #define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"

@@ -159,6 +159,9 @@ void     tok_bpe_free(tokenizer *t);
 kvlm_err tok_bpe_encode(const tokenizer *t, const char *s, size_t n, tok_out *o);
 /* decodes a byte-level token text to raw bytes into out (>= n bytes); returns the length */
 size_t   tok_bpe_decode_text(const char *s, size_t n, char *out);
+/* offset of the first byte of s[0..n) that does not start a valid UTF-8 char of the
+ * byte-level table (the 256 chars tok_bpe_decode_text inverts); n if all do */
+size_t   tok_bpe_check_text(const char *s, size_t n);
 
 kvlm_err tok_spm_init(tokenizer *t, const gguf_file *f, char *err, size_t errlen);
 kvlm_err tok_spm_encode(const tokenizer *t, const char *s, size_t n, bool prefix_space,
