@@ -301,7 +301,7 @@ kvlm_err tok_whisper_load(const char *dir, tok_whisper **out, char *err, size_t 
     int64_t eot = -1;
     for (int64_t id = 0; id < n_vocab && eot < 0; id++)
         if (line_is(lines, n_vocab, id, "<|endoftext|>", 13)) eot = id;
-    if (!(types = malloc((size_t)n_vocab))) { e = err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory"); goto fail; }
+    if (n_vocab <= 0 || !(types = malloc((size_t)n_vocab))) { e = err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory"); goto fail; }
     for (int64_t id = 0; id < n_vocab; id++) types[id] = eot >= 0 && id >= eot ? TT_CONTROL : TT_NORMAL;
     tok_bpe_src src = { lines, n_vocab, types, merges, n_merges, NULL, 0 };   /* GPT-2 regex */
     if ((e = tok_bpe_new(&src, &w->bpe, err, errlen))) goto fail;

@@ -36,17 +36,6 @@ static const char *whisper_dir(void)
     return access(v, R_OK) == 0 && access(j, R_OK) == 0 ? buf : NULL;
 }
 
-static size_t hex_decode(const char *hex, char *out)
-{
-    size_t n = strlen(hex) / 2;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (char)v;
-    }
-    return n;
-}
-
 static void write_file(const char *path, const char *data, size_t n)
 {
     FILE *f = fopen(path, "wb");
@@ -139,6 +128,16 @@ static size_t json_ids(const cJSON *arr, kvlm_token *out, size_t cap)
     return n;
 }
 
+/* bytes of a JSON array of 0..255: [n] into out (cap), through json_ids */
+static size_t json_bytes(const cJSON *arr, char *out, size_t cap)
+{
+    kvlm_token *v = malloc(cap * sizeof *v);
+    size_t n = json_ids(arr, v, cap);
+    for (size_t i = 0; i < n; i++) out[i] = (char)v[i];
+    free(v);
+    return n;
+}
+
 static void test_golden_encode(void **state)
 {
     fixture *fx = *state;
@@ -149,7 +148,7 @@ static void test_golden_encode(void **state)
     char *text = malloc(8192), *dec_want = malloc(8192), err[256];
     cJSON_ArrayForEach(c, cases) {
         const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
-        size_t len = hex_decode(cJSON_GetObjectItem(c, "hex")->valuestring, text);
+        size_t len = json_bytes(cJSON_GetObjectItem(c, "bytes"), text, 8192);
         size_t nw = json_ids(cJSON_GetObjectItem(c, "ids"), want, 4096), ng = 0;
         assert_int_equal(tok_whisper_encode(fx->tok, text, len, got, 4096, &ng, err, sizeof err), KVLM_OK);
         bool same = ng == nw && memcmp(got, want, nw * sizeof *got) == 0;
@@ -159,10 +158,12 @@ static void test_golden_encode(void **state)
             print_message("case %s: %zu ids, want %zu; first difference at %zu\n", name, ng, nw, k);
             bad++;
         }
-        /* decode of the golden ids gives HF's decode (the text itself, for these) */
+        /* decode of the golden ids gives HF's decode ("decoded", else the text itself) */
         char *dec = NULL;
         assert_int_equal(tok_whisper_decode(fx->tok, want, nw, &dec, err, sizeof err), KVLM_OK);
-        size_t dn = hex_decode(cJSON_GetObjectItem(c, "decoded_hex")->valuestring, dec_want);
+        const cJSON *hf = cJSON_GetObjectItem(c, "decoded");
+        size_t dn = hf ? json_bytes(hf, dec_want, 8192) : len;
+        if (!hf) memcpy(dec_want, text, len);
         /* (control_chars holds a NUL: the text is compared by HF's length) */
         if (memcmp(dec, dec_want, dn) != 0 || dec[dn] != '\0') { print_message("case %s: decode differs\n", name); bad++; }
         free(dec);
@@ -170,7 +171,7 @@ static void test_golden_encode(void **state)
     }
     print_message("%zu whisper cases, %zu mismatches\n", n_cases, bad);
     free(want); free(got); free(text); free(dec_want);
-    assert_true(n_cases >= 60);
+    assert_true(n_cases >= 90);
     assert_int_equal(bad, 0);
 }
 
@@ -184,7 +185,7 @@ static void test_golden_decode(void **state)
     size_t n_cases = 0;
     cJSON_ArrayForEach(c, cases) {
         size_t n = json_ids(cJSON_GetObjectItem(c, "ids"), ids, 512);
-        size_t wn = hex_decode(cJSON_GetObjectItem(c, "decoded_hex")->valuestring, want);
+        size_t wn = json_bytes(cJSON_GetObjectItem(c, "decoded"), want, sizeof want);
         char *got = NULL;
         assert_int_equal(tok_whisper_decode(fx->tok, ids, n, &got, err, sizeof err), KVLM_OK);
         if (strlen(got) != wn || memcmp(got, want, wn) != 0)
@@ -454,63 +455,52 @@ static void test_tiny(void **state)
     tmp_remove(&d);
 }
 
+#define V_OK TINY_VOCAB
+#define J_OK TINY_JSON("[\"a b\"]")
+
+/* files (NULL: absent) -> the error and a part of its message */
+static const struct hostile { const char *vocab, *json; kvlm_err code; const char *want; } HOSTILE[] = {
+    { NULL, J_OK, KVLM_ERR_IO, "vocabulary.txt" },
+    { V_OK, NULL, KVLM_ERR_IO, "tokenizer.json" },
+    { "", J_OK, KVLM_ERR_FORMAT, "empty file" },
+    { "a\nb\nab\nĠ\nĠab\n<|endoftext|>\n<|startoftranscript|>", J_OK, KVLM_ERR_FORMAT, "no newline" },
+    { "a\nb\n中\nĠ\nĠab\n<|endoftext|>\n<|startoftranscript|>\n", J_OK, KVLM_ERR_FORMAT,
+      "line 3 (id 2), byte 0: not byte-level" },
+    { "a\nb\nab\r\nĠ\nĠab\n<|endoftext|>\n<|startoftranscript|>\n", J_OK, KVLM_ERR_FORMAT, "line 3 (id 2), byte 2" },
+    { "a\nb\nab\n\xc3\nĠab\n<|endoftext|>\n<|startoftranscript|>\n", J_OK, KVLM_ERR_FORMAT, "line 4 (id 3), byte 0" },
+    { "a\nb\nab\nĠ\nĠab\n<|startoftranscript|>\n<|endoftext|>\n", J_OK, KVLM_ERR_FORMAT,
+      "model.vocab['<|endoftext|>'] = 5" },
+    { "a\nb\nab\nĠ\nĠab\n<|endoftext|>\n", J_OK, KVLM_ERR_FORMAT, "added token '<|startoftranscript|>'" },
+    { V_OK, "", KVLM_ERR_FORMAT, "not valid JSON" },
+    { V_OK, "\x89PNG garbage", KVLM_ERR_FORMAT, "not valid JSON" },
+    { V_OK, "[1,2]", KVLM_ERR_FORMAT, "not a JSON object" },
+    { V_OK, "{\"model\":{\"merges\":[\"a b\"]}}", KVLM_ERR_FORMAT, "no model.vocab" },
+    { V_OK, "{\"model\":{\"vocab\":{\"a\":\"zero\"},\"merges\":[\"a b\"]}}", KVLM_ERR_FORMAT, "is not a token id" },
+    { V_OK, "{\"model\":{\"vocab\":{\"a\":1e300},\"merges\":[\"a b\"]}}", KVLM_ERR_FORMAT, "is not a token id" },
+    { V_OK, "{\"model\":{\"vocab\":{\"a\":99},\"merges\":[\"a b\"]}}", KVLM_ERR_FORMAT, "model.vocab['a'] = 99" },
+    { V_OK, TINY_JSON("[]"), KVLM_ERR_FORMAT, "no model.merges" },
+    { V_OK, TINY_JSON("{\"a\":1}"), KVLM_ERR_FORMAT, "no model.merges" },
+    { V_OK, TINY_JSON("[\"a b\",17]"), KVLM_ERR_FORMAT, "model.merges[1] is neither" },
+    { V_OK, TINY_JSON("[[\"a\"]]"), KVLM_ERR_FORMAT, "model.merges[0] is neither" },
+    { V_OK, TINY_JSON("[\"ab\"]"), KVLM_ERR_FORMAT, "model.merges[0] 'ab' does not join" },
+    { V_OK, TINY_JSON("[\"a b\",\"b a\"]"), KVLM_ERR_FORMAT, "model.merges[1] 'b a'" },   /* "ba" is no token */
+    { V_OK, "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0},\"merges\":[\"a b\"]}}", KVLM_ERR_UNSUPPORTED,
+      "WordPiece" },
+    { V_OK, "{\"pre_tokenizer\":{\"type\":\"Metaspace\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[\"a b\"]}}",
+      KVLM_ERR_UNSUPPORTED, "ByteLevel" },
+    { "a\nb\nab\nĠ\nĠab\n", "{\"model\":{\"vocab\":{\"a\":0},\"merges\":[\"a b\"]}}", KVLM_ERR_FORMAT, "<|endoftext|>" },
+    { V_OK "<|0.00|>\n<|0.02|>\n", J_OK, KVLM_ERR_FORMAT, "2 timestamp lines from id 7" },   /* stops at 0.02 */
+};
+
 static void test_tiny_hostile(void **state)
 {
     (void)state;
     tmpdir d;
     tmp_make(&d);
-    put_tiny(&d, NULL, TINY_JSON("[\"a b\"]"));
-    expect_fail(&d, KVLM_ERR_IO, "vocabulary.txt");
-    put_tiny(&d, TINY_VOCAB, NULL);
-    expect_fail(&d, KVLM_ERR_IO, "tokenizer.json");
-    put_tiny(&d, "", TINY_JSON("[\"a b\"]"));
-    expect_fail(&d, KVLM_ERR_FORMAT, "empty file");
-    put_tiny(&d, "a\nb\nab\nĠ\nĠab\n<|endoftext|>\n<|startoftranscript|>", TINY_JSON("[\"a b\"]"));
-    expect_fail(&d, KVLM_ERR_FORMAT, "no newline");
-    put_tiny(&d, "a\nb\n中\nĠ\nĠab\n<|endoftext|>\n<|startoftranscript|>\n", TINY_JSON("[\"a b\"]"));
-    expect_fail(&d, KVLM_ERR_FORMAT, "line 3 (id 2), byte 0: not byte-level");
-    put_tiny(&d, "a\nb\nab\r\nĠ\nĠab\n<|endoftext|>\n<|startoftranscript|>\n", TINY_JSON("[\"a b\"]"));
-    expect_fail(&d, KVLM_ERR_FORMAT, "line 3 (id 2), byte 2");
-    put_tiny(&d, "a\nb\nab\n\xc3\nĠab\n<|endoftext|>\n<|startoftranscript|>\n", TINY_JSON("[\"a b\"]"));
-    expect_fail(&d, KVLM_ERR_FORMAT, "line 4 (id 3), byte 0");
-    put_tiny(&d, "a\nb\nab\nĠ\nĠab\n<|startoftranscript|>\n<|endoftext|>\n", TINY_JSON("[\"a b\"]"));
-    expect_fail(&d, KVLM_ERR_FORMAT, "model.vocab['<|endoftext|>'] = 5");
-    put_tiny(&d, "a\nb\nab\nĠ\nĠab\n<|endoftext|>\n", TINY_JSON("[\"a b\"]"));
-    expect_fail(&d, KVLM_ERR_FORMAT, "added token '<|startoftranscript|>'");
-    put_tiny(&d, TINY_VOCAB, "");
-    expect_fail(&d, KVLM_ERR_FORMAT, "not valid JSON");
-    put_tiny(&d, TINY_VOCAB, "\x89PNG garbage");
-    expect_fail(&d, KVLM_ERR_FORMAT, "not valid JSON");
-    put_tiny(&d, TINY_VOCAB, "[1,2]");
-    expect_fail(&d, KVLM_ERR_FORMAT, "not a JSON object");
-    put_tiny(&d, TINY_VOCAB, "{\"model\":{\"merges\":[\"a b\"]}}");
-    expect_fail(&d, KVLM_ERR_FORMAT, "no model.vocab");
-    put_tiny(&d, TINY_VOCAB, "{\"model\":{\"vocab\":{\"a\":\"zero\"},\"merges\":[\"a b\"]}}");
-    expect_fail(&d, KVLM_ERR_FORMAT, "is not a token id");
-    put_tiny(&d, TINY_VOCAB, "{\"model\":{\"vocab\":{\"a\":1e300},\"merges\":[\"a b\"]}}");
-    expect_fail(&d, KVLM_ERR_FORMAT, "is not a token id");
-    put_tiny(&d, TINY_VOCAB, "{\"model\":{\"vocab\":{\"a\":99},\"merges\":[\"a b\"]}}");
-    expect_fail(&d, KVLM_ERR_FORMAT, "model.vocab['a'] = 99");
-    put_tiny(&d, TINY_VOCAB, TINY_JSON("[]"));
-    expect_fail(&d, KVLM_ERR_FORMAT, "no model.merges");
-    put_tiny(&d, TINY_VOCAB, TINY_JSON("{\"a\":1}"));
-    expect_fail(&d, KVLM_ERR_FORMAT, "no model.merges");
-    put_tiny(&d, TINY_VOCAB, TINY_JSON("[\"a b\",17]"));
-    expect_fail(&d, KVLM_ERR_FORMAT, "model.merges[1] is neither");
-    put_tiny(&d, TINY_VOCAB, TINY_JSON("[[\"a\"]]"));
-    expect_fail(&d, KVLM_ERR_FORMAT, "model.merges[0] is neither");
-    put_tiny(&d, TINY_VOCAB, TINY_JSON("[\"ab\"]"));
-    expect_fail(&d, KVLM_ERR_FORMAT, "model.merges[0] 'ab' does not join");
-    put_tiny(&d, TINY_VOCAB, TINY_JSON("[\"a b\",\"b a\"]"));   /* "ba" is no token */
-    expect_fail(&d, KVLM_ERR_FORMAT, "model.merges[1] 'b a'");
-    put_tiny(&d, TINY_VOCAB, "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0},\"merges\":[\"a b\"]}}");
-    expect_fail(&d, KVLM_ERR_UNSUPPORTED, "WordPiece");
-    put_tiny(&d, TINY_VOCAB, "{\"pre_tokenizer\":{\"type\":\"Metaspace\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[\"a b\"]}}");
-    expect_fail(&d, KVLM_ERR_UNSUPPORTED, "ByteLevel");
-    put_tiny(&d, "a\nb\nab\nĠ\nĠab\n", "{\"model\":{\"vocab\":{\"a\":0},\"merges\":[\"a b\"]}}");
-    expect_fail(&d, KVLM_ERR_FORMAT, "<|endoftext|>");
-    put_tiny(&d, TINY_VOCAB "<|0.00|>\n<|0.02|>\n", TINY_JSON("[\"a b\"]"));   /* timestamps stop at 0.02 */
-    expect_fail(&d, KVLM_ERR_FORMAT, "2 timestamp lines from id 7");
+    for (size_t i = 0; i < sizeof HOSTILE / sizeof HOSTILE[0]; i++) {
+        put_tiny(&d, HOSTILE[i].vocab, HOSTILE[i].json);
+        expect_fail(&d, HOSTILE[i].code, HOSTILE[i].want);
+    }
     tmp_remove(&d);
     char err[64];
     tok_whisper *t = (tok_whisper *)1;
