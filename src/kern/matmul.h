@@ -46,6 +46,10 @@ typedef struct matmul_isa_kernels {
     matmul_tiled_fn  matmul_q4_1_q8_1;
     quant_vec_dot_fn vec_dot_q8_0_q8_0;   /* w: blk_q8_0, x: blk_q8_0 */
     matmul_tiled_fn  matmul_q8_0_q8_0;
+    quant_vec_dot_fn vec_dot_f16_f32;     /* w: f16, x: f32 */
+    matmul_tiled_fn  matmul_f16_f32;
+    quant_vec_dot_fn vec_dot_f32_f32;     /* w: f32, x: f32 */
+    matmul_tiled_fn  matmul_f32_f32;
 } matmul_isa_kernels;
 const matmul_isa_kernels *matmul_avx2_kernels(void);
 const matmul_isa_kernels *matmul_avx512_kernels(void);
