@@ -46,5 +46,9 @@ int cli_bench(int argc, char **argv);
 int cli_perplexity(int argc, char **argv);
 /* cli_serve.c: `kvlm serve`, its own options */
 int cli_serve(int argc, char **argv);
+/* cli_transcribe.c: `kvlm transcribe`, its own options; `kvlm inspect -m whisper` */
+int cli_transcribe(int argc, char **argv);
+bool cli_is_whisper_model(const char *m);   /* "whisper" or a directory holding model.bin */
+int cli_inspect_whisper(const char *m);
 
 #endif

@@ -555,7 +555,7 @@ static kvlm_err end_attempt(kvlm_wjob *j, char *err, size_t errlen)
     const hyp *best = NULL;
     double best_score = -INFINITY;
     for (int i = 0; i < j->n_fin; i++) {
-        const double s = j->fin[i].logprob / (double)(j->fin[i].n + 1);
+        const double s = j->fin[i].logprob / (double)(j->fin[i].n > 0 ? j->fin[i].n : 1);   /* CT2: length penalty 1 */
         if (!best || s > best_score) {
             best = &j->fin[i];
             best_score = s;
@@ -689,14 +689,16 @@ static int cand_cmp(const void *a, const void *b)
     return x->tok - y->tok;
 }
 
-/* Beam search (faster-whisper's defaults: patience 1, length penalty 1): every beam
- * proposes its beam + 1 best tokens; the best candidates by summed log-probability
- * become the next beams (forking their parents' sequences), EOT candidates finish. */
+/* Beam search as CTranslate2's BeamSearch (patience 1, length penalty 1): the 2B best
+ * (beam, token) candidates by summed log-probability; among the first B, an EOT (or
+ * the last allowed step) registers a finished hypothesis and its place goes to the
+ * next non-EOT candidate of the second B; the others continue, forking their
+ * parents' self sequences. The search ends with B finished hypotheses. */
 static kvlm_err choose_beams(kvlm_wjob *j, float *const *rows, char *err, size_t errlen)
 {
-    const int B = j->p.beam;
+    const int B = j->p.beam, NC = 2 * B;
     const int64_t V = j->w->m->hp.n_vocab, eot = j->w->m->sp->eot;
-    cand c[WH_MAX_BEAM * (WH_MAX_BEAM + 1)];
+    cand c[WH_MAX_BEAM * 2 * WH_MAX_BEAM];
     int nc = 0;
     for (int i = 0; i < j->n_hyp; i++) {
         hyp *h = &j->hyps[i];
@@ -704,62 +706,74 @@ static kvlm_err choose_beams(kvlm_wjob *j, float *const *rows, char *err, size_t
         const whisper_rules r = { j->w->m, j->p.timestamps, 50 };
         whisper_rules_apply(&r, lg, h->toks, h->n);
         whisper_log_softmax(lg, lg, V);
-        for (int k = 0; k <= B; k++) {            /* the B + 1 best of this row */
-            int64_t bi = -1;
-            for (int64_t v = 0; v < V; v++) {
-                if (lg[v] == -INFINITY) continue;
-                bool taken = false;
-                for (int q = nc - k; q < nc; q++) taken |= c[q].tok == v;
-                if (!taken && (bi < 0 || lg[v] > lg[bi])) bi = v;
+        const int base = nc;                       /* this row's NC best, by insertion */
+        for (int64_t v = 0; v < V; v++) {
+            if (lg[v] == -INFINITY) continue;
+            const cand x = { h->logprob + lg[v], i, (kvlm_token)v, lg[v] };
+            int at = nc;
+            if (nc - base == NC) {
+                if (cand_cmp(&x, &c[nc - 1]) >= 0) continue;
+                at = nc - 1;
+            } else {
+                nc++;
             }
-            if (bi < 0) break;
-            c[nc++] = (cand){ h->logprob + lg[bi], i, (kvlm_token)bi, lg[bi] };
+            while (at > base && cand_cmp(&x, &c[at - 1]) < 0) {
+                c[at] = c[at - 1];
+                at--;
+            }
+            c[at] = x;
         }
     }
     qsort(c, (size_t)nc, sizeof *c, cand_cmp);
+    if (nc > NC) nc = NC;
     hyp *next = calloc((size_t)B, sizeof *next);
     if (!next) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
-    int n_next = 0;
+    int n_next = 0, sec = B;
     kvlm_err e = KVLM_OK;
-    for (int q = 0; q < nc && n_next < B; q++) {
-        const hyp *par = &j->hyps[c[q].parent];
-        if (c[q].tok == eot || par->n + 1 >= j->max_new) {
+    for (int k = 0; k < B && k < nc && !e; k++) {
+        int use = k;
+        const hyp *par = &j->hyps[c[k].parent];
+        if (c[k].tok == eot || par->n + 1 >= j->max_new) {
             if (j->n_fin < 2 * WH_MAX_HYP) {
-                hyp tmp = *par;             /* shallow: only tokens are read */
-                tmp.logprob = c[q].score;
-                if (c[q].tok != eot) {
-                    tmp.probs[tmp.n] = expf(c[q].lp);
-                    tmp.toks[tmp.n++] = c[q].tok;
+                hyp tmp;
+                memcpy(tmp.toks, par->toks, (size_t)par->n * sizeof *par->toks);
+                memcpy(tmp.probs, par->probs, (size_t)par->n * sizeof *par->probs);
+                tmp.n = par->n;
+                tmp.logprob = c[k].score;
+                if (c[k].tok != eot) {
+                    tmp.probs[tmp.n] = expf(c[k].lp);
+                    tmp.toks[tmp.n++] = c[k].tok;
                 }
                 hyp_finish(j, &tmp);
             }
-            continue;
+            use = -1;
+            for (int q = sec; q < nc; q++)
+                if (c[q].tok != eot) {
+                    use = q;
+                    sec = q + 1;
+                    break;
+                }
+            if (use < 0) continue;
+            par = &j->hyps[c[use].parent];
+            if (par->n + 1 >= j->max_new) continue;
         }
-        hyp *h = &next[n_next];
+        hyp *h = &next[n_next++];
         kv_seq_init(&h->self, &j->w->kp);
-        if ((e = kv_seq_fork(&h->self, &par->self, err, errlen))) {
-            n_next++;
-            break;
-        }
+        if ((e = kv_seq_fork(&h->self, &par->self, err, errlen))) break;
         memcpy(h->toks, par->toks, (size_t)par->n * sizeof *h->toks);
         memcpy(h->probs, par->probs, (size_t)par->n * sizeof *h->probs);
         h->n = par->n;
-        h->probs[h->n] = expf(c[q].lp);
-        h->toks[h->n++] = c[q].tok;
-        h->logprob = c[q].score;
-        n_next++;
+        h->probs[h->n] = expf(c[use].lp);
+        h->toks[h->n++] = c[use].tok;
+        h->logprob = c[use].score;
     }
     free_hyps(j->hyps, j->n_hyp);
-    for (int i = 0; i < n_next; i++) {
-        j->hyps[i] = next[i];          /* the block table moves with the struct */
-    }
-    for (int i = n_next; i < WH_MAX_HYP; i++) kv_seq_init(&j->hyps[i].self, &j->w->kp);
+    for (int i = 0; i < n_next; i++) j->hyps[i] = next[i];   /* the block tables move with the structs */
     j->n_hyp = n_next;
     free(next);
     if (e) return e;
-    if (j->n_fin >= B || n_next == 0) {         /* patience 1: B finished hypotheses end the search */
+    if (j->n_fin >= B)                                /* patience 1: B finished end the search */
         for (int i = 0; i < j->n_hyp; i++) j->hyps[i].done = true;
-    }
     return KVLM_OK;
 }
 
