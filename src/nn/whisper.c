@@ -3,6 +3,7 @@
 #include "nn/whisper.h"
 #include "nn/linear.h"
 #include "core/err.h"
+#include "kern/matmul.h"
 #include "kern/quant.h"
 
 #include <math.h>
@@ -108,38 +109,24 @@ kvlm_err whisper_enc_init(whisper_enc *e, const whisper_model *m, int n_threads,
     e->att = malloc(A * D * sizeof(float));
     e->ff = malloc(A * F * sizeof(float));
     e->xq = malloc(A * xqb);
-    e->tok_seq = malloc(A * sizeof *e->tok_seq);
-    e->tok_nkv = malloc(A * sizeof *e->tok_nkv);
-    if (!e->cols || !e->y1 || !e->x || !e->h || !e->qkv || !e->att || !e->ff || !e->xq || !e->tok_seq ||
-        !e->tok_nkv) {
+    e->scores = malloc(A * A * sizeof(float));
+    e->vt = malloc((size_t)hp->head_dim * A * sizeof(float));
+    e->sm_tmp = aligned_alloc(64, (size_t)n_threads * (ATTN_CHUNK + 16) * sizeof(float));
+    if (!e->cols || !e->y1 || !e->x || !e->h || !e->qkv || !e->att || !e->ff || !e->xq || !e->scores || !e->vt ||
+        !e->sm_tmp) {
         whisper_enc_free(e);
         return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for the encoder's scratch");
     }
-    const kv_pool_params pp = { .n_layer = 1, .n_head_kv = hp->n_head, .head_dim = hp->head_dim,
-                                .type_k = KVLM_KV_F32, .type_v = KVLM_KV_F32,
-                                .budget_bytes = kv_pool_block_bytes(1, hp->n_head, hp->head_dim, KVLM_KV_F32,
-                                                                    KVLM_KV_F32) * ((A + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS) };
-    kvlm_err r = kv_pool_init(&e->kp, &pp, err, errlen);
-    if (!r) r = attend_init(&e->as, hp->n_head, hp->n_head, hp->head_dim, (int64_t)A, 0, n_threads, err, errlen);
-    if (r) {
-        whisper_enc_free(e);
-        return r;
-    }
-    kv_seq_init(&e->kv, &e->kp);
     e->ak = attn_for(hp->head_dim);
-    for (size_t t = 0; t < A; t++) {
-        e->tok_seq[t] = &e->kv;
-        e->tok_nkv[t] = (int64_t)A;
-    }
     return KVLM_OK;
 }
 
 void whisper_enc_free(whisper_enc *e)
 {
     if (!e) return;
-    kv_seq_free(&e->kv);
-    kv_pool_free(&e->kp);
-    attend_free(&e->as);
+    free(e->scores);
+    free(e->vt);
+    free(e->sm_tmp);
     free(e->cols);
     free(e->y1);
     free(e->x);
@@ -148,28 +135,90 @@ void whisper_enc_free(whisper_enc *e)
     free(e->att);
     free(e->ff);
     free(e->xq);
-    free(e->tok_seq);
-    free(e->tok_nkv);
     memset(e, 0, sizeof *e);
 }
 
-/* Bidirectional self-attention of the A rows of e->qkv into e->att, through e->kv. */
-static kvlm_err enc_attend(whisper_enc *e, pool *p, char *err, size_t errlen)
+/* ---- encoder attention as matmuls -------------------------------------------------
+ * Per head h, over the A rows of qkv ([A][Q D | K D | V D]):
+ *   S = Q_h K_h^T           matmul_rows with K_h's rows as the "weights"   S: [A][A]
+ *   P = softmax(S / sqrt(hd)) per row (the attention kernels' vector exp, by chunks)
+ *   O_h = P V_h             matmul_rows with V_h^T's rows as the weights   att[:, h*hd..]
+ * Every query reads all A rows (no mask), as CTranslate2's encoder. */
+typedef struct enc_attn_job {
+    whisper_enc *e;
+    int64_t h;
+} enc_attn_job;
+
+static void enc_scores_task(void *arg, int ith, int nth)
 {
+    const enc_attn_job *j = arg;
+    const whisper_hparams *hp = &j->e->m->hp;
+    const int64_t D = hp->d_model, A = hp->n_audio_ctx, hd = hp->head_dim;
+    int64_t r0, r1;
+    pool_split(A, ith, nth, &r0, &r1);
+    const float *q = j->e->qkv + j->h * hd, *k = j->e->qkv + D + j->h * hd;
+    matmul_rows(quant_get_fast(QT_F32), k, (size_t)(3 * D) * sizeof(float), r0, r1, q, (size_t)(3 * D) * sizeof(float),
+                A, hd, j->e->scores, A);
+}
+
+static void enc_softmax_task(void *arg, int ith, int nth)
+{
+    const enc_attn_job *j = arg;
+    whisper_enc *e = j->e;
     const whisper_hparams *hp = &e->m->hp;
-    const int64_t D = hp->d_model, A = hp->n_audio_ctx;
-    kv_seq_truncate(&e->kv, 0);
-    kvlm_err r = kv_seq_reserve(&e->kv, A, err, errlen);
-    if (r) return r;
-    for (int64_t t = 0; t < A; t++)                  /* qkv[t]: [Q D | K D | V D] */
-        kv_seq_store(&e->kv, 0, t, e->qkv + t * 3 * D + D, e->qkv + t * 3 * D + 2 * D);
-    kv_seq_advance(&e->kv, A);
-    for (int64_t t = 0; t < A; t++) memmove(e->h + t * D, e->qkv + t * 3 * D, (size_t)D * sizeof(float));
-    const attend_batch b = { .q = e->h, .out = e->att, .n_tok = A, .il = 0,
-                             .scale = 1.0f / sqrtf((float)hp->head_dim), .ak = e->ak,
-                             .seq = e->tok_seq, .n_kv = e->tok_nkv };
-    attend_run(&e->as, p, &b);
-    return KVLM_OK;
+    const int64_t A = hp->n_audio_ctx, nc = (A + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    const float scale = 1.0f / sqrtf((float)hp->head_dim);
+    float *buf = e->sm_tmp + (size_t)ith * (size_t)(ATTN_CHUNK + 16);   /* [ATTN_CHUNK] + a part */
+    float *part = buf + ATTN_CHUNK, mc[16], lc[16];
+    int64_t t0, t1;
+    pool_split(A, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++) {               /* row t: [A] scores -> probabilities */
+        float *row = e->scores + t * A;
+        float M = -INFINITY;
+        for (int64_t c = 0; c < nc; c++) {
+            const int64_t n = c == nc - 1 ? A - c * ATTN_CHUNK : ATTN_CHUNK;
+            for (int64_t i = 0; i < n; i++) buf[i] = row[c * ATTN_CHUNK + i] * scale;
+            e->ak->softmax(part, buf, 1, n, 0, 0);     /* buf <- exp(s - m_c), part = {m_c, l_c} */
+            memcpy(row + c * ATTN_CHUNK, buf, (size_t)n * sizeof(float));
+            mc[c] = part[0];
+            lc[c] = part[1];
+            M = mc[c] > M ? mc[c] : M;
+        }
+        double L = 0;
+        for (int64_t c = 0; c < nc; c++) L += (double)lc[c] * exp((double)(mc[c] - M));
+        for (int64_t c = 0; c < nc; c++) {
+            const float f = (float)(exp((double)(mc[c] - M)) / L);
+            const int64_t n = c == nc - 1 ? A - c * ATTN_CHUNK : ATTN_CHUNK;
+            for (int64_t i = 0; i < n; i++) row[c * ATTN_CHUNK + i] *= f;
+        }
+    }
+    /* V_h^T for the next phase: vt[d][s] = V_h[s][d]           vt: [hd][A] */
+    const int64_t D = hp->d_model, hd = hp->head_dim;
+    int64_t d0, d1;
+    pool_split(hd, ith, nth, &d0, &d1);
+    for (int64_t d = d0; d < d1; d++)
+        for (int64_t s2 = 0; s2 < A; s2++) e->vt[d * A + s2] = e->qkv[s2 * 3 * D + 2 * D + j->h * hd + d];
+}
+
+static void enc_pv_task(void *arg, int ith, int nth)
+{
+    const enc_attn_job *j = arg;
+    const whisper_hparams *hp = &j->e->m->hp;
+    const int64_t D = hp->d_model, A = hp->n_audio_ctx, hd = hp->head_dim;
+    int64_t r0, r1;
+    pool_split(hd, ith, nth, &r0, &r1);
+    matmul_rows(quant_get_fast(QT_F32), j->e->vt, (size_t)A * sizeof(float), r0, r1, j->e->scores,
+                (size_t)A * sizeof(float), A, A, j->e->att + j->h * hd, D);
+}
+
+static void enc_attend(whisper_enc *e, pool *p)
+{
+    for (int64_t h = 0; h < e->m->hp.n_head; h++) {
+        enc_attn_job j = { e, h };
+        pool_run(p, enc_scores_task, &j);
+        pool_run(p, enc_softmax_task, &j);
+        pool_run(p, enc_pv_task, &j);
+    }
 }
 
 kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, char *err, size_t errlen)
@@ -200,8 +249,7 @@ kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, c
         rows_run(p, (rows_job){ .op = ROW_LN, .y = e->h, .x = e->x, .g = L->attn_ln.g, .b = L->attn_ln.b, .n = A,
                                 .w = D, .eps = hp->ln_eps });
         affine(p, e->xq, e->h, A, &L->attn_qkv, L->attn_qkv_b, e->qkv, false);   /* qkv: [A][3D] */
-        kvlm_err r = enc_attend(e, p, err, errlen);                              /* att: [A][D] */
-        if (r) return r;
+        enc_attend(e, p);                                                        /* att: [A][D] */
         residual(p, e->xq, e->x, e->att, A, &L->attn_out, L->attn_out_b, e->h);
         rows_run(p, (rows_job){ .op = ROW_LN, .y = e->h, .x = e->x, .g = L->ffn_ln.g, .b = L->ffn_ln.b, .n = A,
                                 .w = D, .eps = hp->ln_eps });

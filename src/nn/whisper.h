@@ -40,20 +40,15 @@ typedef struct whisper_enc {
     float *vt;        /* [head_dim][1500] one head's V transposed */
     uint8_t *xq;      /* [3000][xq_bytes] */
     size_t xq_bytes;
-    /* the encoder's self-attention reads its K/V through the same attention as the
-       decoder: a one-layer f32 pool holding one window */
-    kv_pool kp;
-    kv_seq kv;
-    attend_scratch as;
-    const attn_kernels *ak;
-    const kv_seq **tok_seq;   /* [1500] */
-    int64_t *tok_nkv;         /* [1500] */
+    float *sm_tmp;            /* [n_threads][ATTN_CHUNK + 16] softmax scratch, 64-byte aligned */
+    const attn_kernels *ak;   /* its vector softmax */
 } whisper_enc;
 
 kvlm_err whisper_enc_init(whisper_enc *e, const whisper_model *m, int n_threads, char *err, size_t errlen);
 void     whisper_enc_free(whisper_enc *e);
 /* mel: [n_mels][3000]; out: [1500][D] */
 kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, char *err, size_t errlen);
+/* (encoder attention runs as matmuls: S = Q K^T, softmax, P V, one head at a time) */
 
 /* Projects enc [1500][D] into the cross K/V of every decoder layer and appends the
  * 1500 positions to cross (empty; KVLM_ERR_BUDGET if the pool is full: nothing kept).
