@@ -76,8 +76,10 @@ static kvlm_err rs_init(resampler *r, int rate_in, int rate_out, int64_t expecte
                            e ? soxr_strerror(e) : "cannot create");
     }
     if (expected_in > 0) {
+        /* sized from the header, but at most 60 s up front: a 40-byte FLAC may claim
+         * 4 hours; past that the buffer doubles as decoded data actually arrives */
         int64_t want = expected_in / rate_in * rate_out + (expected_in % rate_in) * rate_out / rate_in + 64;
-        if (want > r->max_out) want = r->max_out;
+        if (want > (int64_t)60 * rate_out) want = (int64_t)60 * rate_out;
         return rs_reserve(r, want, err, errlen);
     }
     return KVLM_OK;
@@ -391,7 +393,7 @@ static kvlm_err open_error(int sferr, const char *name, char *err, size_t errlen
 }
 
 /* The header's promises, checked before anything is allocated from them. */
-static kvlm_err check_header(const SF_INFO *info, const char *name, char *err, size_t errlen)
+static kvlm_err check_header(const SF_INFO *info, double max_s, const char *name, char *err, size_t errlen)
 {
     if (info->channels < 1 || info->channels > AUDIO_MAX_CHANNELS)
         return err_set(err, errlen, KVLM_ERR_FORMAT, "%s: %d channels (at most %d)", name, info->channels,
@@ -400,9 +402,9 @@ static kvlm_err check_header(const SF_INFO *info, const char *name, char *err, s
         return err_set(err, errlen, KVLM_ERR_FORMAT, "%s: sample rate %d Hz outside [%d, %d]", name,
                        info->samplerate, AUDIO_MIN_RATE, AUDIO_MAX_RATE);
     /* SF_COUNT_MAX means "unknown"; the decode loop enforces the limit then */
-    if (info->frames != SF_COUNT_MAX && (double)info->frames > AUDIO_MAX_SECONDS * info->samplerate)
-        return err_set(err, errlen, KVLM_ERR_FORMAT, "%s: %lld frames at %d Hz: longer than %.0f s", name,
-                       (long long)info->frames, info->samplerate, AUDIO_MAX_SECONDS);
+    if (info->frames != SF_COUNT_MAX && (double)info->frames > max_s * info->samplerate)
+        return err_set(err, errlen, KVLM_ERR_FORMAT, "%s: %lld frames at %d Hz: longer than %g s", name,
+                       (long long)info->frames, info->samplerate, max_s);
     if (info->frames == 0) return err_set(err, errlen, KVLM_ERR_FORMAT, "%s: no audio frames", name);
     return KVLM_OK;
 }
@@ -426,12 +428,12 @@ static bool log_says_truncated(SNDFILE *sf)
 }
 
 /* Decodes an open sf into out; closes sf. */
-static kvlm_err decode(SNDFILE *sf, const SF_INFO *info, const char *name, int rate, audio_buf *out, char *err,
-                       size_t errlen)
+static kvlm_err decode(SNDFILE *sf, const SF_INFO *info, double max_s, const char *name, int rate, audio_buf *out,
+                       char *err, size_t errlen)
 {
     resampler r;
     float *buf = NULL, *mono = NULL;
-    kvlm_err rc = check_header(info, name, err, errlen);
+    kvlm_err rc = check_header(info, max_s, name, err, errlen);
     memset(&r, 0, sizeof r);
     if (rc) goto fail;
     const int major = info->format & SF_FORMAT_TYPEMASK;
@@ -440,7 +442,7 @@ static kvlm_err decode(SNDFILE *sf, const SF_INFO *info, const char *name, int r
         goto fail;
     }
     const int c = info->channels;
-    const int64_t max_frames = (int64_t)(AUDIO_MAX_SECONDS * info->samplerate);
+    const int64_t max_frames = (int64_t)(max_s * info->samplerate);
     const bool exact_len = major != SF_FORMAT_MPEG && info->frames != SF_COUNT_MAX;
     if ((rc = rs_init(&r, info->samplerate, rate, info->frames != SF_COUNT_MAX ? info->frames : 0, err, errlen)))
         goto fail;
@@ -455,7 +457,7 @@ static kvlm_err decode(SNDFILE *sf, const SF_INFO *info, const char *name, int r
         const sf_count_t got = sf_readf_float(sf, buf, AUDIO_CHUNK);
         if (got <= 0) break;
         if (total + got > max_frames) {
-            rc = err_set(err, errlen, KVLM_ERR_FORMAT, "%s: longer than %.0f s", name, AUDIO_MAX_SECONDS);
+            rc = err_set(err, errlen, KVLM_ERR_FORMAT, "%s: longer than %g s", name, max_s);
             goto fail;
         }
         /* buf: [got][c] -> mono: [got] */
@@ -516,9 +518,15 @@ fail:
 kvlm_err audio_load_memory(const void *data, size_t size, const char *name, int rate, audio_buf *out,
                            char *err, size_t errlen)
 {
+    return audio_load_memory_limit(data, size, name, rate, AUDIO_MAX_SECONDS, out, err, errlen);
+}
+
+kvlm_err audio_load_memory_limit(const void *data, size_t size, const char *name, int rate, double max_seconds,
+                                 audio_buf *out, char *err, size_t errlen)
+{
     if (out) memset(out, 0, sizeof *out);
     if (!name) name = "audio";
-    if (!out || (!data && size))
+    if (!out || (!data && size) || !(max_seconds > 0 && max_seconds <= AUDIO_MAX_SECONDS))
         return err_set(err, errlen, KVLM_ERR_INVALID, "audio_load_memory: bad arguments");
     kvlm_err rc = check_rate(rate, err, errlen);
     if (rc) return rc;
@@ -534,7 +542,7 @@ kvlm_err audio_load_memory(const void *data, size_t size, const char *name, int 
     memset(&info, 0, sizeof info);
     SNDFILE *sf = sf_open_virtual(&vio, SFM_READ, &info, &m);
     if (!sf) return open_error(sf_error(NULL), name, err, errlen);
-    return decode(sf, &info, name, rate, out, err, errlen);
+    return decode(sf, &info, max_seconds, name, rate, out, err, errlen);
 }
 
 kvlm_err audio_load_file(const char *path, int rate, audio_buf *out, char *err, size_t errlen)
@@ -565,7 +573,7 @@ kvlm_err audio_load_file(const char *path, int rate, audio_buf *out, char *err, 
     memset(&info, 0, sizeof info);
     /* 0: libsndfile never closes fd (it would on a failed open with 1), we do */
     SNDFILE *sf = sf_open_fd(fd, SFM_READ, &info, 0);
-    rc = sf ? decode(sf, &info, path, rate, out, err, errlen) : open_error(sf_error(NULL), path, err, errlen);
+    rc = sf ? decode(sf, &info, AUDIO_MAX_SECONDS, path, rate, out, err, errlen) : open_error(sf_error(NULL), path, err, errlen);
     close(fd);
     return rc;
 }

@@ -44,6 +44,10 @@ kvlm_err audio_load_file(const char *path, int rate, audio_buf *out, char *err, 
 /* The same from data[0..size) (an upload); name is used in messages. */
 kvlm_err audio_load_memory(const void *data, size_t size, const char *name, int rate, audio_buf *out,
                            char *err, size_t errlen);
+/* audio_load_memory with a lower duration limit (0 < max_seconds <= AUDIO_MAX_SECONDS):
+ * for callers that bound their work, e.g. the fuzz target. */
+kvlm_err audio_load_memory_limit(const void *data, size_t size, const char *name, int rate, double max_seconds,
+                                 audio_buf *out, char *err, size_t errlen);
 void audio_buf_free(audio_buf *b);   /* leaves it zeroed; NULL is fine */
 
 /* Resamples in[0..n_in) from rate_in to rate_out with soxr (HQ): *out malloc'd,

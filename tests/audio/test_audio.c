@@ -504,6 +504,18 @@ static void test_bad_paths_and_args(void **state)
     assert_int_equal(audio_load_memory("x", 1, NULL, 10000000, &a, NULL, 0), KVLM_ERR_INVALID);
     audio_buf_free(NULL);
     audio_buf_free(&a);
+    /* a caller's lower duration limit: 2 s against 1 s */
+    float *x = sine(2 * SR, 1, SR, 440, 0.5);
+    size_t len;
+    unsigned char *bytes = encode(SF_FORMAT_WAV | SF_FORMAT_PCM_16, SR, 1, x, 2 * SR, &len);
+    assert_int_equal(audio_load_memory_limit(bytes, len, "long.wav", SR, 1.0, &a, err, sizeof err), KVLM_ERR_FORMAT);
+    assert_non_null(strstr(err, "longer than 1 s"));
+    assert_int_equal(audio_load_memory_limit(bytes, len, "long.wav", SR, 2.5, &a, err, sizeof err), KVLM_OK);
+    assert_int_equal(a.n, 2 * SR);
+    audio_buf_free(&a);
+    assert_int_equal(audio_load_memory_limit(bytes, len, "long.wav", SR, 0, &a, err, sizeof err), KVLM_ERR_INVALID);
+    free(bytes);
+    free(x);
 }
 
 int main(void)
