@@ -91,6 +91,8 @@ static void print_stats(const kvlm_whisper *w, const kvlm_transcript *t, double 
     fprintf(stderr, "mel             %.1f ms\n", s->t_mel_s * 1e3);
     fprintf(stderr, "encoder         %.1f ms (%lld positions, %.1f ms per window)\n", s->t_encode_s * 1e3,
             (long long)s->n_enc_positions, s->n_windows ? s->t_encode_s * 1e3 / (double)s->n_windows : 0.0);
+    fprintf(stderr, "  of which       convolutions %.1f, QKV/out projections %.1f, attention %.1f, feed-forward %.1f ms\n",
+            s->t_enc_conv_s * 1e3, s->t_enc_proj_s * 1e3, s->t_enc_attn_s * 1e3, s->t_enc_ffn_s * 1e3);
     fprintf(stderr, "cross K/V       %.1f ms projecting %lld encoder positions; %.2f MB held (one copy per window)\n",
             s->t_cross_s * 1e3, (long long)s->n_cross_positions, (double)s->cross_kv_bytes / 1e6);
     fprintf(stderr, "self K/V        %.3f MB peak (%lld bytes per position)\n", (double)s->self_kv_bytes / 1e6,

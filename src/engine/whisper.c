@@ -419,9 +419,15 @@ static kvlm_err start_window(kvlm_wjob *j, char *err, size_t errlen)
         for (int64_t f = 0; f < T; f++)
             j->win[c * T + f] = f < j->segment_size ? j->mel[c * j->n_frames + j->seek + f] : 0.0f;
     double t0 = now_s();
-    kvlm_err e = whisper_encode(&w->enc, w->threads, j->win, j->enc_out, err, errlen);
+    whisper_enc *en = &w->enc;
+    const double c0 = en->t_conv, p0 = en->t_proj, a0 = en->t_attn, f0 = en->t_ffn;
+    kvlm_err e = whisper_encode(en, w->threads, j->win, j->enc_out, err, errlen);
     if (e) return e;
     st->t_encode_s += now_s() - t0;
+    st->t_enc_conv_s += en->t_conv - c0;
+    st->t_enc_proj_s += en->t_proj - p0;
+    st->t_enc_attn_s += en->t_attn - a0;
+    st->t_enc_ffn_s += en->t_ffn - f0;
     st->n_windows++;
     st->n_enc_positions += hp->n_audio_ctx;
     t0 = now_s();

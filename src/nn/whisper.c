@@ -7,8 +7,16 @@
 #include "kern/quant.h"
 
 #include <math.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* ---- row-wise operations, threaded over rows -------------------------------------- */
 typedef enum row_op { ROW_LN, ROW_BIAS_GELU, ROW_BIAS, ROW_ADD_BIAS } row_op;
@@ -227,6 +235,7 @@ kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, c
     const whisper_hparams *hp = &m->hp;
     const int64_t D = hp->d_model, A = hp->n_audio_ctx, T = WHISPER_N_FRAMES, C = hp->n_mels;
 
+    double tc = now_s(), tn;
     /* conv1 as a matmul: cols[t][i*3 + k] = mel[i][t + k - 1] (0 outside)   cols: [T][C*3] */
     for (int64_t t = 0; t < T; t++)
         for (int64_t i = 0; i < C; i++)
@@ -243,18 +252,33 @@ kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, c
         }
     affine(p, e->xq, e->cols, A, &m->conv2, m->conv2_b, e->x, true);           /* x: [A][D] */
     for (int64_t i = 0; i < A * D; i++) e->x[i] += m->enc_pos[i];
+    tn = now_s();
+    e->t_conv += tn - tc;
+    tc = tn;
 
     for (int64_t il = 0; il < hp->n_enc_layer; il++) {
         const whisper_enc_layer *L = &m->enc[il];
         rows_run(p, (rows_job){ .op = ROW_LN, .y = e->h, .x = e->x, .g = L->attn_ln.g, .b = L->attn_ln.b, .n = A,
                                 .w = D, .eps = hp->ln_eps });
         affine(p, e->xq, e->h, A, &L->attn_qkv, L->attn_qkv_b, e->qkv, false);   /* qkv: [A][3D] */
+        tn = now_s();
+        e->t_proj += tn - tc;
+        tc = tn;
         enc_attend(e, p);                                                        /* att: [A][D] */
+        tn = now_s();
+        e->t_attn += tn - tc;
+        tc = tn;
         residual(p, e->xq, e->x, e->att, A, &L->attn_out, L->attn_out_b, e->h);
+        tn = now_s();
+        e->t_proj += tn - tc;
+        tc = tn;
         rows_run(p, (rows_job){ .op = ROW_LN, .y = e->h, .x = e->x, .g = L->ffn_ln.g, .b = L->ffn_ln.b, .n = A,
                                 .w = D, .eps = hp->ln_eps });
         affine(p, e->xq, e->h, A, &L->fc1, L->fc1_b, e->ff, true);              /* ff: [A][F] */
         residual(p, e->xq, e->x, e->ff, A, &L->fc2, L->fc2_b, e->h);
+        tn = now_s();
+        e->t_ffn += tn - tc;
+        tc = tn;
     }
     rows_run(p, (rows_job){ .op = ROW_LN, .y = out, .x = e->x, .g = m->enc_ln.g, .b = m->enc_ln.b, .n = A, .w = D,
                             .eps = hp->ln_eps });

@@ -42,6 +42,9 @@ typedef struct whisper_enc {
     size_t xq_bytes;
     float *sm_tmp;            /* [n_threads][ATTN_CHUNK + 16] softmax scratch, 64-byte aligned */
     const attn_kernels *ak;   /* its vector softmax */
+    /* seconds spent, summed over calls: convolutions, QKV + output projections,
+       attention (scores, softmax, P V), feed-forward, norms and residual adds */
+    double t_conv, t_proj, t_attn, t_ffn;
 } whisper_enc;
 
 kvlm_err whisper_enc_init(whisper_enc *e, const whisper_model *m, int n_threads, char *err, size_t errlen);
