@@ -493,14 +493,14 @@ INLINE __m256i mask_lanes(int64_t n)
 /* Weight lanes [i, i + 8) of a row as f32. */
 INLINE __m256 fw_load(const int kind, const uint8_t *row, int64_t i)
 {
-    if (kind == KIND_F32) return _mm256_loadu_ps((const float *)row + i);
+    if (kind == KIND_F32) return _mm256_loadu_ps((const float *)(row + 4 * i));
     return _mm256_cvtph_ps(load16(row + 2 * i));
 }
 
 /* Lanes [i, i + k) (k: 1..7), the rest reading as zero; nothing past them is read. */
 INLINE __m256 fw_load_tail(const int kind, const uint8_t *row, int64_t i, int64_t k)
 {
-    if (kind == KIND_F32) return _mm256_maskload_ps((const float *)row + i, mask_lanes(k));
+    if (kind == KIND_F32) return _mm256_maskload_ps((const float *)(row + 4 * i), mask_lanes(k));
     uint16_t h[8] = { 0 };
     memcpy(h, row + 2 * i, (size_t)k * 2);
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));

@@ -512,15 +512,15 @@ INLINE __mmask16 mask_lanes(int64_t n) { return (__mmask16)((1u << n) - 1); }   
 /* Weight lanes [i, i + 16) of a row as f32. */
 INLINE __m512 fw_load(const int kind, const uint8_t *row, int64_t i)
 {
-    if (kind == KIND_F32) return _mm512_loadu_ps((const float *)row + i);
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i)));
+    if (kind == KIND_F32) return _mm512_loadu_ps(row + 4 * i);
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * i)));   /* any address */
 }
 
 /* The same with lanes outside m reading as zero (and not read). */
 INLINE __m512 fw_load_mask(const int kind, const uint8_t *row, int64_t i, __mmask16 m)
 {
-    if (kind == KIND_F32) return _mm512_maskz_loadu_ps(m, (const float *)row + i);
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i));
+    if (kind == KIND_F32) return _mm512_maskz_loadu_ps(m, row + 4 * i);
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * i));
 }
 
 /* An R x T tile: rows w0 + r * row_bytes, tokens x0 + t * xq_bytes (f32), n elements;
