@@ -1,4 +1,5 @@
-/* matmul_avx512.c - tiled Q4_1 x Q8_1 and Q8_0 x Q8_0 matmuls with AVX-512 VNNI.
+/* matmul_avx512.c - tiled Q4_1 x Q8_1 and Q8_0 x Q8_0 matmuls with AVX-512 VNNI, and F16 /
+ * F32 weights x F32 activations with AVX-512F FMA (f32 accumulation; no AVX512-FP16 math).
  * Room: kern. Built with the Makefile's AVX512_FLAGS and used only when cpu_get()
  * reports the whole set (quant_get_fast installs the vec_dots below, and matmul_rows
  * takes the tiled path only for a table holding them). May touch: kern/quant.h,
@@ -20,11 +21,16 @@
  *         in one register (lane 4r + k): lanes do not mix, so the value is the same.
  *   Q8_0: groups of 2 blocks; int32 lane l (block k = l / 8) holds the exact sum of 4
  *         products; per group acc_l = fma(dw_k * dx_k, (float)isum_l, acc_l); tot = acc.
+ *   F16/F32: the weight is widened exactly to f32 (VCVTPH2PS for F16); lane l of 16
+ *         accumulates, for steps s = 0, 1, ..: acc_l = fma(w[16s + l], x[16s + l], acc_l);
+ *         the last step of a row whose n is not a multiple of 16 uses masked loads (lanes
+ *         past n are 0 in both w and x, nothing past the row is read); tot = acc.
  *   then y = reduce16(tot), a fixed tree: quarters (0+2) and (1+3), then their sum, then
  *   in the quarter (e0+e2) + (e1+e3)  (reduce4 forms 4 outputs at once with exactly this
  *   pairing for each).
  * Integer parts are exact; only the float order differs from the scalar spec in quant.c
- * (TOL_MATMUL_REL in tests/kern/test_matmul.c).
+ * (TOL_MATMUL_REL in tests/kern/test_matmul.c; F16/F32: TOL_MATMUL_F_REL, against the
+ * spec's double accumulation). F16/F32 take any n_in >= 0: no fallback is needed.
  *
  * Activations are "prepared" once per call (per row block in long batches) into a stack
  * buffer (PREP_BYTES) laid out to match the weight side lane for lane, so the inner loops
@@ -470,12 +476,21 @@ static void matmul_q8_0_avx512(const void *W, size_t row_bytes, int64_t r0, int6
 
 /* Lanes along n_in: one 16-lane accumulator per output (file comment). MM_FR x MM_FT is
  * the main tile; tokens left over after the full MM_FT tiles take MM_FR1 x 1 tiles (the
- * decode shape), rows left over take 1 x MM_FT and 1 x 1. */
+ * decode shape), rows left over take 1 x MM_FT and 1 x 1.
+ * Measured (dev/kernels/bench_matmul whisper, 1 thread, this 2-core Intel Xeon with
+ * AVX-512, other jobs sharing it; best of 3; its FMA peak is ~220 GFLOP/s): at n_tok =
+ * 512 / 1500, 1152x384 F16 128-131, F32 146; 1536x384 F16 144, F32 128; 384x1536 F16
+ * 106-109, F32 108-113 (Q8_0 beside them: 130, 130, 101-105). n_tok = 16: 110-146;
+ * n_tok = 1: F16 69-72 GB/s of weights (in L2), F32 1.8-2.4 MB matrices 57-116 GB/s. The
+ * scalar double reference: 1-4 GFLOP/s. Tiles at n_tok = 512 (+-5% noise): 6 x 4 ~
+ * 5 x 5 >= 4 x 6 ~ 4 x 4 > 3 x 8 (-30%) > 2 x 12 (-60%). Cutting rows of 1536 into
+ * 512-lane blocks kept in L1 (accumulators stored between blocks) did not help
+ * 384x1536 and cost ~10% at n_in 384. */
 #ifndef MM_FR
-#define MM_FR 4
+#define MM_FR 6
 #endif
 #ifndef MM_FT
-#define MM_FT 6
+#define MM_FT 4
 #endif
 #ifndef MM_FR1
 #define MM_FR1 8
@@ -497,15 +512,15 @@ INLINE __mmask16 mask_lanes(int64_t n) { return (__mmask16)((1u << n) - 1); }   
 /* Weight lanes [i, i + 16) of a row as f32. */
 INLINE __m512 fw_load(const int kind, const uint8_t *row, int64_t i)
 {
-    if (kind == KIND_F32) return _mm512_loadu_ps((const float *)row + i);
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i)));
+    if (kind == KIND_F32) return _mm512_loadu_ps(row + 4 * i);
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * i)));   /* any address */
 }
 
 /* The same with lanes outside m reading as zero (and not read). */
 INLINE __m512 fw_load_mask(const int kind, const uint8_t *row, int64_t i, __mmask16 m)
 {
-    if (kind == KIND_F32) return _mm512_maskz_loadu_ps(m, (const float *)row + i);
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i));
+    if (kind == KIND_F32) return _mm512_maskz_loadu_ps(m, row + 4 * i);
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * i));
 }
 
 /* An R x T tile: rows w0 + r * row_bytes, tokens x0 + t * xq_bytes (f32), n elements;

@@ -650,6 +650,8 @@ static void test_float_batch_sizes(void **state)
     static const struct { uint32_t type; int64_t n_in, n_out; } shapes[] = {
         { QT_F16, 384, 45 }, { QT_F16, 1536, 13 }, { QT_F16, 1500, 11 },
         { QT_F32, 64, 45 }, { QT_F32, 1500, 11 },
+        /* 109 and 65 tokens per 256 KB chunk: chunks that end inside a token tile */
+        { QT_F16, 600, 13 }, { QT_F32, 1000, 7 },
     };
     for (int ki = 0; ki < nk; ki++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
