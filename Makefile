@@ -9,9 +9,9 @@ BUILD    ?= build
 CC       ?= cc
 OPT      ?= -O2
 SAN      ?=
-PKGS     := libpcre2-8 libcjson libxxhash libutf8proc libmicrohttpd
+PKGS     := libpcre2-8 libcjson libxxhash libutf8proc libmicrohttpd zlib sndfile soxr fftw3f
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcre2-8 -lcjson -lxxhash -lutf8proc -lmicrohttpd)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcre2-8 -lcjson -lxxhash -lutf8proc -lmicrohttpd -lz -lsndfile -lsoxr -lfftw3f)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla -Wno-unused-parameter
 CFLAGS   := -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $(OPT) -g -fno-omit-frame-pointer \
@@ -66,6 +66,12 @@ $(BUILD)/tests/%: tests/%.c $(TEST_UTIL_OBJ) $(LIB)
 
 tests: $(TEST_BIN) $(BUILD)/kvlm
 
+# dev/whisper/pcm16k: kvlm's 16 kHz mono samples (and mel) of an audio file as raw f32,
+# the input of the Whisper references (tests/ref/README.md); built with the tests
+$(BUILD)/pcm16k: dev/whisper/pcm16k.c $(LIB)
+	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+tests: $(BUILD)/pcm16k
+
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_UTIL_OBJ:.o=.d)
 
 # ---- set-up -----------------------------------------------------------------------
@@ -73,6 +79,7 @@ deps:
 	@scripts/setup-deps.sh
 model: deps
 	@scripts/fetch-model.sh >/dev/null
+	@scripts/fetch-model.sh whisper >/dev/null
 fixtures: deps
 	@scripts/gen-fixtures.sh >/dev/null
 setup: deps model

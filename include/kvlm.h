@@ -367,6 +367,7 @@ typedef struct kvlm_transcribe_stats {
     int64_t cross_kv_bytes;      /* peak bytes of cross blocks held */
     int64_t self_kv_bytes;       /* peak bytes of self-attention blocks held */
     double  t_mel_s, t_encode_s, t_cross_s, t_decode_s;
+    double  t_enc_conv_s, t_enc_proj_s, t_enc_attn_s, t_enc_ffn_s;   /* parts of t_encode_s (LN in ffn/proj) */
     double  audio_s;
     double *step_ms;             /* [n_steps] wall time of each decoder step */
 } kvlm_transcribe_stats;

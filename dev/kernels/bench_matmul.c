@@ -10,7 +10,11 @@
  *   cold  n_tok = 1, rotating over copies of the matrix (>= 256 MB), as decode streams
  *         weights from DRAM: GB/s of weight bytes
  *   pre   n_tok = 512: GFLOP/s-equivalent (2 n_in n_out n_tok / time)
- *   seq   the decode sequence: 30 layers x 7 matrices + the Q8_0 output (~96 MB) */
+ *   seq   the decode sequence: 30 layers x 7 matrices + the Q8_0 output (~96 MB)
+ *   whisper  Whisper tiny.en's encoder shapes (1152x384 fused QKV, 1536x384 fc1, 384x1536
+ *         fc2) with F16, F32 and Q8_0 weights at n_tok = 1, 16, 512, 1500: GFLOP/s.
+ *         Not in the default list; "whisper" alone runs it (with mode avx2: the
+ *         matmul_avx2.c kernels). */
 #include "kern/matmul.h"
 #include "kern/quant.h"
 
@@ -44,6 +48,16 @@ static uint8_t *make_w(const shape *s, size_t *bytes)
     *bytes = quant_row_size(s->type, s->n_in) * (size_t)s->n_out;
     uint8_t *w = aligned_alloc(64, (*bytes + 63) / 64 * 64);
     for (size_t i = 0; i < *bytes; i++) w[i] = (uint8_t)rnd();
+    if (s->type == QT_F16 || s->type == QT_F32) {           /* values in [-0.05, 0.05]: no NaN, no subnormals */
+        float *row = malloc(sizeof(float) * (size_t)s->n_in);
+        const size_t rb = quant_row_size(s->type, s->n_in);
+        for (int64_t r = 0; r < s->n_out; r++) {
+            for (int64_t i = 0; i < s->n_in; i++) row[i] = (float)((int64_t)(rnd() % 2001) - 1000) * 5e-5f;
+            t->from_float(row, w + (size_t)r * rb, s->n_in);
+        }
+        free(row);
+        return w;
+    }
     for (size_t b = 0; b < *bytes; b += t->type_size) {     /* b: block start */
         uint16_t d = f32_to_fp16(0.01f), m = f32_to_fp16(-0.05f);
         memcpy(w + b, &d, 2);
@@ -63,6 +77,49 @@ static void *make_x(const shape *s, int64_t n_tok, size_t *xq_bytes)
     matmul_quantize_rows(quant_get_fast(vt), x, s->n_in, 0, n_tok, xq, *xq_bytes);
     free(x);
     return xq;
+}
+
+/* Whisper: GFLOP/s of matmul_rows with table qt for each n_tok (best of 5 runs of at
+ * least ~0.2 s of work or 3 calls). */
+static void bench_whisper(const quant_traits *f16, const quant_traits *f32, const quant_traits *q80)
+{
+    static const int64_t dims[3][2] = { { 1152, 384 }, { 1536, 384 }, { 384, 1536 } };
+    static const int64_t n_toks[4] = { 1, 16, 512, 1500 };
+    struct { const char *name; uint32_t type; const quant_traits *qt; } kinds[3] = {
+        { "F16", QT_F16, f16 }, { "F32", QT_F32, f32 }, { "Q8_0", QT_Q8_0, q80 } };
+    printf("whisper shapes, GFLOP/s (2 n_in n_out n_tok / time), 1 thread:\n");
+    printf("%-12s %-5s %-18s", "n_out x n_in", "type", "kernel");
+    for (int k = 0; k < 4; k++) printf(" n_tok=%-5lld", (long long)n_toks[k]);
+    printf("\n");
+    float *y = malloc(sizeof(float) * 1500 * 1536);
+    for (int d = 0; d < 3; d++)
+        for (int k = 0; k < 3; k++) {
+            const shape s = { kinds[k].name, kinds[k].type, dims[d][0], dims[d][1] };
+            size_t bytes, xqb;
+            uint8_t *w = make_w(&s, &bytes);
+            printf("%4lld x %-5lld %-5s %-18s", (long long)s.n_out, (long long)s.n_in, kinds[k].name,
+                   matmul_tiled_for(kinds[k].qt) ? "tiled" : "vec_dot per output");
+            for (int ni = 0; ni < 4; ni++) {
+                const int64_t n_tok = n_toks[ni];
+                void *x = make_x(&s, n_tok, &xqb);
+                const double flop = 2.0 * (double)s.n_in * (double)s.n_out * (double)n_tok;
+                int calls = (int)(2e8 / flop) + 3;
+                double best = 1e30;
+                for (int rep = 0; rep < 5; rep++) {
+                    double t0 = now();
+                    for (int c = 0; c < calls; c++)
+                        matmul_rows(kinds[k].qt, w, quant_row_size(s.type, s.n_in), 0, s.n_out, x, xqb,
+                                    n_tok, s.n_in, y, s.n_out);
+                    double dt = (now() - t0) / calls;
+                    if (dt < best) best = dt;
+                }
+                printf(" %11.1f", flop / best / 1e9);
+                free(x);
+            }
+            printf("\n");
+            free(w);
+        }
+    free(y);
 }
 
 static quant_traits old_q41, old_q80;   /* mode "old", "avx2", "avx2old": see main */
@@ -104,6 +161,21 @@ int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : "hot,cold,pre,seq";
     const char *mode = argc > 2 ? argv[2] : "";
+    if (strcmp(only, "whisper") == 0) {
+        quant_traits f16 = *quant_get_fast(QT_F16), f32 = *quant_get_fast(QT_F32), q80 = *quant_get_fast(QT_Q8_0);
+        const matmul_isa_kernels *k2 = matmul_avx2_kernels();
+        if (strcmp(mode, "avx2") == 0 && k2) {
+            f16.vec_dot = k2->vec_dot_f16_f32;
+            f32.vec_dot = k2->vec_dot_f32_f32;
+            q80.vec_dot = k2->vec_dot_q8_0_q8_0;
+        } else if (strcmp(mode, "ref") == 0) {
+            f16 = *quant_get(QT_F16);
+            f32 = *quant_get(QT_F32);
+        }
+        printf("kernels: %s\n", mode[0] ? mode : "fast table");
+        bench_whisper(&f16, &f32, &q80);
+        return 0;
+    }
     old_q41 = *quant_get_fast(QT_Q4_1);
     old_q80 = *quant_get_fast(QT_Q8_0);
     const quant_isa_kernels *q2 = quant_avx2_kernels(), *q512 = quant_avx512_kernels();

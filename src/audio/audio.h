@@ -9,9 +9,16 @@
  *
  * Bad input is an error, never a crash: a file that is not audio, truncated,
  * empty (0 frames), with 0 or more than AUDIO_MAX_CHANNELS channels, a sample rate
- * outside [AUDIO_MIN_RATE, AUDIO_MAX_RATE], or longer than AUDIO_MAX_SECONDS gives
- * KVLM_ERR_FORMAT (KVLM_ERR_UNSUPPORTED for a format libsndfile does not know)
- * with the file name and the problem in err. Nothing prints. */
+ * outside [AUDIO_MIN_RATE, AUDIO_MAX_RATE], longer than AUDIO_MAX_SECONDS, a data
+ * chunk running past the end of the file, or a non-finite sample gives
+ * KVLM_ERR_FORMAT (also for bytes libsndfile recognises as no format at all);
+ * KVLM_ERR_UNSUPPORTED is a known container whose encoding libsndfile cannot decode;
+ * KVLM_ERR_IO a path that cannot be opened (or a directory); KVLM_ERR_INVALID bad
+ * arguments (rate outside the limits). The file name and the problem go in err.
+ * kvlm prints nothing; libmpg123 (inside libsndfile, which gives no way to quiet
+ * it) may warn on stderr about a damaged MP3. An MP3 cut short decodes to what is
+ * there (its header's length is only an estimate); the other formats are checked.
+ * A file too short to give one sample at `rate` is KVLM_ERR_FORMAT too. */
 #ifndef KVLM_AUDIO_AUDIO_H
 #define KVLM_AUDIO_AUDIO_H
 
@@ -37,6 +44,10 @@ kvlm_err audio_load_file(const char *path, int rate, audio_buf *out, char *err, 
 /* The same from data[0..size) (an upload); name is used in messages. */
 kvlm_err audio_load_memory(const void *data, size_t size, const char *name, int rate, audio_buf *out,
                            char *err, size_t errlen);
+/* audio_load_memory with a lower duration limit (0 < max_seconds <= AUDIO_MAX_SECONDS):
+ * for callers that bound their work, e.g. the fuzz target. */
+kvlm_err audio_load_memory_limit(const void *data, size_t size, const char *name, int rate, double max_seconds,
+                                 audio_buf *out, char *err, size_t errlen);
 void audio_buf_free(audio_buf *b);   /* leaves it zeroed; NULL is fine */
 
 /* Resamples in[0..n_in) from rate_in to rate_out with soxr (HQ): *out malloc'd,

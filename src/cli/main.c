@@ -26,6 +26,7 @@ static void usage(FILE *o)
         "  bench     speed: prompt processing and generation at depths (see kvlm bench --help)\n"
         "  perplexity  perplexity of a text (-f FILE), KL between K/V cache types (see --help)\n"
         "  serve       OpenAI-compatible HTTP server with continuous batching (see kvlm serve --help)\n"
+        "  transcribe  speech to text with Whisper (see kvlm transcribe --help)\n"
         "\n"
         "options (run, chat, batch):\n"
         "  -m, --model PATH      GGUF model (default: the cached SmolLM2-135M-Instruct)\n"
@@ -188,6 +189,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "bench")) return cli_bench(argc, argv);   /* its own options */
     if (!strcmp(cmd, "perplexity")) return cli_perplexity(argc, argv);
     if (!strcmp(cmd, "serve")) return cli_serve(argc, argv);
+    if (!strcmp(cmd, "transcribe")) return cli_transcribe(argc, argv);
     cli_opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
@@ -197,6 +199,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "run")) return cli_run(&o);
     if (!strcmp(cmd, "chat")) return cli_chat(&o);
+    if (!strcmp(cmd, "inspect") && cli_is_whisper_model(o.model)) return cli_inspect_whisper(o.model);
     if (!strcmp(cmd, "inspect")) return cli_inspect(&o);
     if (!strcmp(cmd, "batch")) return cli_batch(&o);
     fprintf(stderr, "kvlm: unknown command '%s' (see kvlm --help)\n", cmd);

@@ -1,4 +1,5 @@
-/* matmul_avx2.c - tiled Q4_1 x Q8_1 and Q8_0 x Q8_0 matmuls with AVX2 + FMA + F16C.
+/* matmul_avx2.c - tiled Q4_1 x Q8_1, Q8_0 x Q8_0, F16 x F32 and F32 x F32 matmuls with
+ * AVX2 + FMA + F16C.
  * Room: kern. Built with the Makefile's AVX2_FLAGS and used only when cpu_get() reports
  * that set and not the AVX-512 one (quant_get_fast installs the vec_dots below, then
  * matmul_avx512.c's over them; matmul_rows takes the tiled path only for a table holding
@@ -19,10 +20,15 @@
  *         at the end tot = acc + [macc_0, macc_1, 0 x 6]. A tile keeps the macc of its
  *         4 rows in one register (lane 2r + k): lanes do not mix, so the value is the same.
  *   Q8_0: tot = acc.
+ *   F16/F32: the weight is widened exactly to f32 (VCVTPH2PS for F16); lane l of 8
+ *         accumulates, for steps s = 0, 1, ..: acc_l = fma(w[8s + l], x[8s + l], acc_l);
+ *         the last step of a row whose n is not a multiple of 8 reads lanes past n as 0 in
+ *         both w and x (VMASKMOVPS; F16 through a zeroed copy), nothing past the row; tot = acc.
  *   then y = reduce8(tot), a fixed tree: e_i = tot_i + tot_{i+4}, then (e0+e2) + (e1+e3)
  *   (reduce4 forms 4 outputs at once with exactly this pairing for each).
  * Integer parts are exact; only the float order differs from the scalar spec in quant.c
- * (TOL_MATMUL_REL in tests/kern/test_matmul.c).
+ * (TOL_MATMUL_REL in tests/kern/test_matmul.c; F16/F32: TOL_MATMUL_F_REL, against the
+ * spec's double accumulation). F16/F32 take any n_in >= 0: no fallback is needed.
  *
  * Integer products without VNNI: VPMADDUBSW (u8 x s8, pairs summed into saturating int16)
  * then VPMADDWD by 1 (pairs into int32). No pair may saturate:
@@ -156,7 +162,7 @@ INLINE __m256 spread_d(__m128 f, int i)
 }
 
 /* kind selects the format; it is a constant after inlining, as are R and T. */
-enum { KIND_Q41, KIND_Q80 };
+enum { KIND_Q41, KIND_Q80, KIND_F32, KIND_F16 };
 
 /* ============================ prepared activations =============================== */
 
@@ -452,12 +458,207 @@ static void matmul_q8_0_avx2(const void *W, size_t row_bytes, int64_t r0, int64_
     matmul_kind(KIND_Q80, W, row_bytes, r0, r1, xq, xq_bytes, n_tok, n_in, y, ldy);
 }
 
+/* ======================= F32 / F16 weights x F32 activations ====================== */
+
+/* Lanes along n_in: one 8-lane accumulator per output (file comment). MM_FR x MM_FT is
+ * the main tile (3 x 4: 12 accumulators + 3 weights + 1 activation = the 16 YMM
+ * registers); tokens left over after the full MM_FT tiles take MM_FR1 x 1 tiles (the
+ * decode shape), rows left over take 1 x MM_FT and 1 x 1.
+ * Measured on the AVX-512 Xeon (bench_matmul whisper avx2, 1 thread; not tuned on an
+ * AVX2-only CPU): n_tok = 512 / 1500, 1152x384 F16 87, F32 100; 1536x384 F16 102, F32
+ * 86; 384x1536 F16 81, F32 82 GFLOP/s (Q8_0: 73-80). */
+#ifndef MM_FR
+#define MM_FR 3
+#endif
+#ifndef MM_FT
+#define MM_FT 4
+#endif
+#ifndef MM_FR1
+#define MM_FR1 8
+#endif
+#define FTILE_RMAX 8
+_Static_assert(MM_FR >= 1 && MM_FR <= FTILE_RMAX && MM_FR1 >= 1 && MM_FR1 <= FTILE_RMAX && MM_FT >= 1,
+               "F tile shapes");
+
+/* As in matmul_avx512.c: token chunks of F_X_CHUNK_BYTES stay in L2; F16 weights of a
+ * batch of at least F16_WIDEN_MIN_TOK tokens are widened to f32 first (exact). */
+enum { F_X_CHUNK_BYTES = 256 * 1024, F_WBUF_BYTES = 64 * 1024, F16_WIDEN_MIN_TOK = 8 };
+
+/* Lanes [0, n) set (n: 1..7), for VMASKMOVPS */
+INLINE __m256i mask_lanes(int64_t n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Weight lanes [i, i + 8) of a row as f32. */
+INLINE __m256 fw_load(const int kind, const uint8_t *row, int64_t i)
+{
+    if (kind == KIND_F32) return _mm256_loadu_ps((const float *)(row + 4 * i));
+    return _mm256_cvtph_ps(load16(row + 2 * i));
+}
+
+/* Lanes [i, i + k) (k: 1..7), the rest reading as zero; nothing past them is read. */
+INLINE __m256 fw_load_tail(const int kind, const uint8_t *row, int64_t i, int64_t k)
+{
+    if (kind == KIND_F32) return _mm256_maskload_ps((const float *)(row + 4 * i), mask_lanes(k));
+    uint16_t h[8] = { 0 };
+    memcpy(h, row + 2 * i, (size_t)k * 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+}
+
+/* An R x T tile: rows w0 + r * row_bytes, tokens x0 + t * xq_bytes (f32), n elements;
+ * y[t * ldy + r] for r < R, t < T. */
+INLINE void f_tile(const int kind, const int R, const int T, const uint8_t *w0, size_t row_bytes,
+                   const uint8_t *x0, size_t xq_bytes, int64_t n, float *y, int64_t ldy)
+{
+    __m256 acc[FTILE_RMAX][MM_FT];                             /* acc: [R][T], 8 lanes each */
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; r++) {
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {                               /* i: first lane of the step */
+        __m256 w[FTILE_RMAX];
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < R; r++) w[r] = fw_load(kind, w0 + (size_t)r * row_bytes, i);
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) {
+            const __m256 x = _mm256_loadu_ps((const float *)(x0 + (size_t)t * xq_bytes) + i);
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < R; r++) acc[r][t] = _mm256_fmadd_ps(w[r], x, acc[r][t]);
+        }
+    }
+    if (i < n) {                                               /* the last n % 8 lanes */
+        __m256 w[FTILE_RMAX];
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < R; r++) w[r] = fw_load_tail(kind, w0 + (size_t)r * row_bytes, i, n - i);
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) {
+            const __m256 x = _mm256_maskload_ps((const float *)(x0 + (size_t)t * xq_bytes) + i, mask_lanes(n - i));
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < R; r++) acc[r][t] = _mm256_fmadd_ps(w[r], x, acc[r][t]);
+        }
+    }
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < T; t++) {
+        _Pragma("GCC unroll 2")
+        for (int r = 0; r < R; r += 4) {                       /* rows r .. r+3 */
+            const int k = R - r < 4 ? R - r : 4;
+            store_n(y + t * ldy + r, reduce4(acc[r][t], acc[r + (k > 1)][t], acc[r + 2 * (k > 2)][t],
+                                             acc[r + 3 * (k > 3)][t]), k);
+        }
+    }
+}
+
+/* The table's vec_dots: the 1 x 1 tile. */
+static float f32_dot_one(const void *w, const void *x, int64_t n)
+{
+    float y;
+    f_tile(KIND_F32, 1, 1, w, 0, x, 0, n, &y, 1);
+    return y;
+}
+static float f16_dot_one(const void *w, const void *x, int64_t n)
+{
+    float y;
+    f_tile(KIND_F16, 1, 1, w, 0, x, 0, n, &y, 1);
+    return y;
+}
+
+/* Rows [ra, rb) x tokens [0, tn) of x8 in the tile shapes above; y: [tn][ldy]. */
+INLINE void f_rows_batch(const int kind, const uint8_t *w8, size_t row_bytes, int64_t ra, int64_t rb,
+                         const uint8_t *x8, size_t xq_bytes, int64_t tn, int64_t n, float *y, int64_t ldy)
+{
+    const int64_t tfull = tn / MM_FT * MM_FT;
+    if (tfull > 0) {
+        int64_t r = ra;
+        for (; r + MM_FR <= rb; r += MM_FR)                    /* r: first row of the tile */
+            for (int64_t t = 0; t < tfull; t += MM_FT)         /* t: first token of the tile */
+                f_tile(kind, MM_FR, MM_FT, w8 + (size_t)r * row_bytes, row_bytes, x8 + (size_t)t * xq_bytes,
+                       xq_bytes, n, y + t * ldy + r, ldy);
+        for (; r < rb; r++)
+            for (int64_t t = 0; t < tfull; t += MM_FT)
+                f_tile(kind, 1, MM_FT, w8 + (size_t)r * row_bytes, row_bytes, x8 + (size_t)t * xq_bytes,
+                       xq_bytes, n, y + t * ldy + r, ldy);
+    }
+    for (int64_t t = tfull; t < tn; t++) {                     /* the last tn % MM_FT tokens */
+        const uint8_t *xt = x8 + (size_t)t * xq_bytes;
+        int64_t r = ra;
+        for (; r + MM_FR1 <= rb; r += MM_FR1)
+            f_tile(kind, MM_FR1, 1, w8 + (size_t)r * row_bytes, row_bytes, xt, 0, n, y + t * ldy + r, ldy);
+        for (; r < rb; r++)
+            f_tile(kind, 1, 1, w8 + (size_t)r * row_bytes, row_bytes, xt, 0, n, y + t * ldy + r, ldy);
+    }
+}
+
+/* Rows [r0, r1) of W (f16) widened to f32 into dst: [r1 - r0][n]. */
+static void f16_widen(const uint8_t *w8, size_t row_bytes, int64_t r0, int64_t r1, int64_t n, float *dst)
+{
+    for (int64_t r = r0; r < r1; r++, dst += n) {              /* r: row */
+        const uint8_t *row = w8 + (size_t)r * row_bytes;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, fw_load(KIND_F16, row, i));
+        if (i < n) _mm256_maskstore_ps(dst + i, mask_lanes(n - i), fw_load_tail(KIND_F16, row, i, n - i));
+    }
+}
+
+INLINE void f_matmul(const int kind, const void *W, size_t row_bytes, int64_t r0, int64_t r1,
+                     const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in, float *y, int64_t ldy)
+{
+    const uint8_t *w8 = W, *x8 = xq;
+    const size_t xrow = (size_t)n_in * sizeof(float);          /* activation bytes per token */
+    const int64_t tc = xrow && xrow < F_X_CHUNK_BYTES ? (int64_t)(F_X_CHUNK_BYTES / xrow) : 1;
+    const int widen = kind == KIND_F16 && xrow > 0 && xrow <= F_WBUF_BYTES;
+    /* rows [ra, rb) per block: F_WBUF_BYTES of f32 weights (widened or in place) */
+    int64_t rows_per_block = (int64_t)(F_WBUF_BYTES / (xrow ? xrow : 1));
+    if (rows_per_block >= MM_FR) rows_per_block = rows_per_block / MM_FR * MM_FR;
+    if (rows_per_block < 1) rows_per_block = 1;
+    alignas(32) float wbuf[F_WBUF_BYTES / sizeof(float)];
+    for (int64_t t0 = 0; t0 < n_tok; t0 += tc) {               /* tokens [t0, t0 + tn): a chunk */
+        const int64_t tn = n_tok - t0 < tc ? n_tok - t0 : tc;
+        const uint8_t *xc = x8 + (size_t)t0 * xq_bytes;
+        float *yc = y + t0 * ldy;
+        if (tn < MM_FT) {                                      /* decode: one pass over the rows */
+            f_rows_batch(kind, w8, row_bytes, r0, r1, xc, xq_bytes, tn, n_in, yc, ldy);
+            continue;
+        }
+        for (int64_t ra = r0; ra < r1; ra += rows_per_block) { /* rows [ra, rb): one block */
+            const int64_t rb = r1 - ra < rows_per_block ? r1 : ra + rows_per_block;
+            if (widen && tn >= F16_WIDEN_MIN_TOK) {
+                f16_widen(w8, row_bytes, ra, rb, n_in, wbuf);
+                f_rows_batch(KIND_F32, (const uint8_t *)wbuf, xrow, 0, rb - ra, xc, xq_bytes, tn, n_in,
+                             yc + ra, ldy);
+            } else {
+                f_rows_batch(kind, w8, row_bytes, ra, rb, xc, xq_bytes, tn, n_in, yc, ldy);
+            }
+        }
+    }
+}
+
+static void matmul_f32_avx2(const void *W, size_t row_bytes, int64_t r0, int64_t r1,
+                            const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in,
+                            float *y, int64_t ldy)
+{
+    f_matmul(KIND_F32, W, row_bytes, r0, r1, xq, xq_bytes, n_tok, n_in, y, ldy);
+}
+
+static void matmul_f16_avx2(const void *W, size_t row_bytes, int64_t r0, int64_t r1,
+                            const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in,
+                            float *y, int64_t ldy)
+{
+    f_matmul(KIND_F16, W, row_bytes, r0, r1, xq, xq_bytes, n_tok, n_in, y, ldy);
+}
+
 static const matmul_isa_kernels avx2_kernels = {
     .name = "avx2",
     .vec_dot_q4_1_q8_1 = q41_dot_one,
     .matmul_q4_1_q8_1 = matmul_q4_1_avx2,
     .vec_dot_q8_0_q8_0 = q80_dot_one,
     .matmul_q8_0_q8_0 = matmul_q8_0_avx2,
+    .vec_dot_f16_f32 = f16_dot_one,
+    .matmul_f16_f32 = matmul_f16_avx2,
+    .vec_dot_f32_f32 = f32_dot_one,
+    .matmul_f32_f32 = matmul_f32_avx2,
 };
 
 const matmul_isa_kernels *matmul_avx2_kernels(void) { return &avx2_kernels; }

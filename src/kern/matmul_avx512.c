@@ -1,4 +1,5 @@
-/* matmul_avx512.c - tiled Q4_1 x Q8_1 and Q8_0 x Q8_0 matmuls with AVX-512 VNNI.
+/* matmul_avx512.c - tiled Q4_1 x Q8_1 and Q8_0 x Q8_0 matmuls with AVX-512 VNNI, and F16 /
+ * F32 weights x F32 activations with AVX-512F FMA (f32 accumulation; no AVX512-FP16 math).
  * Room: kern. Built with the Makefile's AVX512_FLAGS and used only when cpu_get()
  * reports the whole set (quant_get_fast installs the vec_dots below, and matmul_rows
  * takes the tiled path only for a table holding them). May touch: kern/quant.h,
@@ -20,11 +21,16 @@
  *         in one register (lane 4r + k): lanes do not mix, so the value is the same.
  *   Q8_0: groups of 2 blocks; int32 lane l (block k = l / 8) holds the exact sum of 4
  *         products; per group acc_l = fma(dw_k * dx_k, (float)isum_l, acc_l); tot = acc.
+ *   F16/F32: the weight is widened exactly to f32 (VCVTPH2PS for F16); lane l of 16
+ *         accumulates, for steps s = 0, 1, ..: acc_l = fma(w[16s + l], x[16s + l], acc_l);
+ *         the last step of a row whose n is not a multiple of 16 uses masked loads (lanes
+ *         past n are 0 in both w and x, nothing past the row is read); tot = acc.
  *   then y = reduce16(tot), a fixed tree: quarters (0+2) and (1+3), then their sum, then
  *   in the quarter (e0+e2) + (e1+e3)  (reduce4 forms 4 outputs at once with exactly this
  *   pairing for each).
  * Integer parts are exact; only the float order differs from the scalar spec in quant.c
- * (TOL_MATMUL_REL in tests/kern/test_matmul.c).
+ * (TOL_MATMUL_REL in tests/kern/test_matmul.c; F16/F32: TOL_MATMUL_F_REL, against the
+ * spec's double accumulation). F16/F32 take any n_in >= 0: no fallback is needed.
  *
  * Activations are "prepared" once per call (per row block in long batches) into a stack
  * buffer (PREP_BYTES) laid out to match the weight side lane for lane, so the inner loops
@@ -281,7 +287,7 @@ INLINE void q80_step(__m512 *acc, const wgroup *w, const uint8_t *xp)
 /* ============================ tiles, either format ================================ */
 
 /* kind selects the format; it is a constant after inlining, as are R and T. */
-enum { KIND_Q41, KIND_Q80 };
+enum { KIND_Q41, KIND_Q80, KIND_F32, KIND_F16 };
 #define TILE_RMAX 4
 _Static_assert(MM_R >= 1 && MM_R <= TILE_RMAX && MM_T >= 1, "tile shapes");
 
@@ -466,12 +472,211 @@ static void matmul_q8_0_avx512(const void *W, size_t row_bytes, int64_t r0, int6
     matmul_kind(KIND_Q80, W, row_bytes, r0, r1, xq, xq_bytes, n_tok, n_in, y, ldy);
 }
 
+/* ======================= F32 / F16 weights x F32 activations ====================== */
+
+/* Lanes along n_in: one 16-lane accumulator per output (file comment). MM_FR x MM_FT is
+ * the main tile; tokens left over after the full MM_FT tiles take MM_FR1 x 1 tiles (the
+ * decode shape), rows left over take 1 x MM_FT and 1 x 1.
+ * Measured (dev/kernels/bench_matmul whisper, 1 thread, this 2-core Intel Xeon with
+ * AVX-512, other jobs sharing it; best of 3; its FMA peak is ~220 GFLOP/s): at n_tok =
+ * 512 / 1500, 1152x384 F16 128-131, F32 146; 1536x384 F16 144, F32 128; 384x1536 F16
+ * 106-109, F32 108-113 (Q8_0 beside them: 130, 130, 101-105). n_tok = 16: 110-146;
+ * n_tok = 1: F16 69-72 GB/s of weights (in L2), F32 1.8-2.4 MB matrices 57-116 GB/s. The
+ * scalar double reference: 1-4 GFLOP/s. Tiles at n_tok = 512 (+-5% noise): 6 x 4 ~
+ * 5 x 5 >= 4 x 6 ~ 4 x 4 > 3 x 8 (-30%) > 2 x 12 (-60%). Cutting rows of 1536 into
+ * 512-lane blocks kept in L1 (accumulators stored between blocks) did not help
+ * 384x1536 and cost ~10% at n_in 384. */
+#ifndef MM_FR
+#define MM_FR 6
+#endif
+#ifndef MM_FT
+#define MM_FT 4
+#endif
+#ifndef MM_FR1
+#define MM_FR1 8
+#endif
+#define FTILE_RMAX 8
+_Static_assert(MM_FR >= 1 && MM_FR <= FTILE_RMAX && MM_FR1 >= 1 && MM_FR1 <= FTILE_RMAX && MM_FT >= 1,
+               "F tile shapes");
+
+/* A token chunk's activations stay in L2 (F_X_CHUNK_BYTES) while the rows pass over
+ * them; F16 weights of a batch of at least F16_WIDEN_MIN_TOK tokens are first widened
+ * to f32, a row block at a time, into a stack buffer (F_WBUF_BYTES, in L1/L2), since
+ * VCVTPH2PS shares ports 0 and 5 with the FMAs: widening is exact, so the outputs are
+ * the same bits. */
+enum { F_X_CHUNK_BYTES = 256 * 1024, F_WBUF_BYTES = 64 * 1024,
+       F16_WIDEN_MIN_TOK = 8 };
+
+INLINE __mmask16 mask_lanes(int64_t n) { return (__mmask16)((1u << n) - 1); }   /* n: 1..15 */
+
+/* Weight lanes [i, i + 16) of a row as f32. */
+INLINE __m512 fw_load(const int kind, const uint8_t *row, int64_t i)
+{
+    if (kind == KIND_F32) return _mm512_loadu_ps(row + 4 * i);
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * i)));   /* any address */
+}
+
+/* The same with lanes outside m reading as zero (and not read). */
+INLINE __m512 fw_load_mask(const int kind, const uint8_t *row, int64_t i, __mmask16 m)
+{
+    if (kind == KIND_F32) return _mm512_maskz_loadu_ps(m, row + 4 * i);
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * i));
+}
+
+/* An R x T tile: rows w0 + r * row_bytes, tokens x0 + t * xq_bytes (f32), n elements;
+ * y[t * ldy + r] for r < R, t < T. */
+INLINE void f_tile(const int kind, const int R, const int T, const uint8_t *w0, size_t row_bytes,
+                   const uint8_t *x0, size_t xq_bytes, int64_t n, float *y, int64_t ldy)
+{
+    __m512 acc[FTILE_RMAX][MM_FT > 1 ? MM_FT : 1];            /* acc: [R][T], 16 lanes each */
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; r++) {
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {                             /* i: first lane of the step */
+        __m512 w[FTILE_RMAX];
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < R; r++) w[r] = fw_load(kind, w0 + (size_t)r * row_bytes, i);
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) {
+            const __m512 x = _mm512_loadu_ps((const float *)(x0 + (size_t)t * xq_bytes) + i);
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(w[r], x, acc[r][t]);
+        }
+    }
+    if (i < n) {                                               /* the last n % 16 lanes */
+        const __mmask16 m = mask_lanes(n - i);
+        __m512 w[FTILE_RMAX];
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < R; r++) w[r] = fw_load_mask(kind, w0 + (size_t)r * row_bytes, i, m);
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) {
+            const __m512 x = _mm512_maskz_loadu_ps(m, (const float *)(x0 + (size_t)t * xq_bytes) + i);
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(w[r], x, acc[r][t]);
+        }
+    }
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < T; t++) {
+        _Pragma("GCC unroll 2")
+        for (int r = 0; r < R; r += 4) {                       /* rows r .. r+3 */
+            const int k = R - r < 4 ? R - r : 4;
+            store_n(y + t * ldy + r, reduce4(acc[r][t], acc[r + (k > 1)][t], acc[r + 2 * (k > 2)][t],
+                                             acc[r + 3 * (k > 3)][t]), k);
+        }
+    }
+}
+
+/* The table's vec_dots: the 1 x 1 tile. */
+static float f32_dot_one(const void *w, const void *x, int64_t n)
+{
+    float y;
+    f_tile(KIND_F32, 1, 1, w, 0, x, 0, n, &y, 1);
+    return y;
+}
+static float f16_dot_one(const void *w, const void *x, int64_t n)
+{
+    float y;
+    f_tile(KIND_F16, 1, 1, w, 0, x, 0, n, &y, 1);
+    return y;
+}
+
+/* Rows [ra, rb) x tokens [0, tn) of x8 in the tile shapes above; y: [tn][ldy]. */
+INLINE void f_rows_batch(const int kind, const uint8_t *w8, size_t row_bytes, int64_t ra, int64_t rb,
+                         const uint8_t *x8, size_t xq_bytes, int64_t tn, int64_t n, float *y, int64_t ldy)
+{
+    const int64_t tfull = tn / MM_FT * MM_FT;
+    if (tfull > 0) {
+        int64_t r = ra;
+        for (; r + MM_FR <= rb; r += MM_FR)                    /* r: first row of the tile */
+            for (int64_t t = 0; t < tfull; t += MM_FT)         /* t: first token of the tile */
+                f_tile(kind, MM_FR, MM_FT, w8 + (size_t)r * row_bytes, row_bytes, x8 + (size_t)t * xq_bytes,
+                       xq_bytes, n, y + t * ldy + r, ldy);
+        for (; r < rb; r++)
+            for (int64_t t = 0; t < tfull; t += MM_FT)
+                f_tile(kind, 1, MM_FT, w8 + (size_t)r * row_bytes, row_bytes, x8 + (size_t)t * xq_bytes,
+                       xq_bytes, n, y + t * ldy + r, ldy);
+    }
+    for (int64_t t = tfull; t < tn; t++) {                     /* the last tn % MM_FT tokens */
+        const uint8_t *xt = x8 + (size_t)t * xq_bytes;
+        int64_t r = ra;
+        for (; r + MM_FR1 <= rb; r += MM_FR1)
+            f_tile(kind, MM_FR1, 1, w8 + (size_t)r * row_bytes, row_bytes, xt, 0, n, y + t * ldy + r, ldy);
+        for (; r < rb; r++)
+            f_tile(kind, 1, 1, w8 + (size_t)r * row_bytes, row_bytes, xt, 0, n, y + t * ldy + r, ldy);
+    }
+}
+
+/* Rows [r0, r1) of W (f16) widened to f32 into dst: [r1 - r0][n]. */
+static void f16_widen(const uint8_t *w8, size_t row_bytes, int64_t r0, int64_t r1, int64_t n, float *dst)
+{
+    for (int64_t r = r0; r < r1; r++, dst += n) {              /* r: row */
+        const uint8_t *row = w8 + (size_t)r * row_bytes;
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, fw_load(KIND_F16, row, i));
+        if (i < n) _mm512_mask_storeu_ps(dst + i, mask_lanes(n - i), fw_load_mask(KIND_F16, row, i, mask_lanes(n - i)));
+    }
+}
+
+INLINE void f_matmul(const int kind, const void *W, size_t row_bytes, int64_t r0, int64_t r1,
+                     const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in, float *y, int64_t ldy)
+{
+    const uint8_t *w8 = W, *x8 = xq;
+    const size_t xrow = (size_t)n_in * sizeof(float);          /* activation bytes per token */
+    const int64_t tc = xrow && xrow < F_X_CHUNK_BYTES ? (int64_t)(F_X_CHUNK_BYTES / xrow) : 1;
+    const int widen = kind == KIND_F16 && xrow > 0 && xrow <= F_WBUF_BYTES;
+    /* rows [ra, rb) per block: F_WBUF_BYTES of f32 weights (widened or in place) */
+    int64_t rows_per_block = (int64_t)(F_WBUF_BYTES / (xrow ? xrow : 1));
+    if (rows_per_block >= MM_FR) rows_per_block = rows_per_block / MM_FR * MM_FR;
+    if (rows_per_block < 1) rows_per_block = 1;
+    alignas(64) float wbuf[F_WBUF_BYTES / sizeof(float)];
+    for (int64_t t0 = 0; t0 < n_tok; t0 += tc) {               /* tokens [t0, t0 + tn): a chunk */
+        const int64_t tn = n_tok - t0 < tc ? n_tok - t0 : tc;
+        const uint8_t *xc = x8 + (size_t)t0 * xq_bytes;
+        float *yc = y + t0 * ldy;
+        if (tn < MM_FT) {                                      /* decode: one pass over the rows */
+            f_rows_batch(kind, w8, row_bytes, r0, r1, xc, xq_bytes, tn, n_in, yc, ldy);
+            continue;
+        }
+        for (int64_t ra = r0; ra < r1; ra += rows_per_block) { /* rows [ra, rb): one block */
+            const int64_t rb = r1 - ra < rows_per_block ? r1 : ra + rows_per_block;
+            if (widen && tn >= F16_WIDEN_MIN_TOK) {
+                f16_widen(w8, row_bytes, ra, rb, n_in, wbuf);
+                f_rows_batch(KIND_F32, (const uint8_t *)wbuf, xrow, 0, rb - ra, xc, xq_bytes, tn, n_in,
+                             yc + ra, ldy);
+            } else {
+                f_rows_batch(kind, w8, row_bytes, ra, rb, xc, xq_bytes, tn, n_in, yc, ldy);
+            }
+        }
+    }
+}
+
+static void matmul_f32_avx512(const void *W, size_t row_bytes, int64_t r0, int64_t r1,
+                              const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in,
+                              float *y, int64_t ldy)
+{
+    f_matmul(KIND_F32, W, row_bytes, r0, r1, xq, xq_bytes, n_tok, n_in, y, ldy);
+}
+
+static void matmul_f16_avx512(const void *W, size_t row_bytes, int64_t r0, int64_t r1,
+                              const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in,
+                              float *y, int64_t ldy)
+{
+    f_matmul(KIND_F16, W, row_bytes, r0, r1, xq, xq_bytes, n_tok, n_in, y, ldy);
+}
+
 static const matmul_isa_kernels avx512_kernels = {
     .name = "avx512",
     .vec_dot_q4_1_q8_1 = q41_dot_one,
     .matmul_q4_1_q8_1 = matmul_q4_1_avx512,
     .vec_dot_q8_0_q8_0 = q80_dot_one,
     .matmul_q8_0_q8_0 = matmul_q8_0_avx512,
+    .vec_dot_f16_f32 = f16_dot_one,
+    .matmul_f16_f32 = matmul_f16_avx512,
+    .vec_dot_f32_f32 = f32_dot_one,
+    .matmul_f32_f32 = matmul_f32_avx512,
 };
 
 const matmul_isa_kernels *matmul_avx512_kernels(void) { return &avx512_kernels; }

@@ -887,6 +887,8 @@ static void fast_apply_matmul(const matmul_isa_kernels *k)
     if (!k) return;
     if (k->vec_dot_q4_1_q8_1) quant_fast_table[QT_Q4_1].vec_dot = k->vec_dot_q4_1_q8_1;
     if (k->vec_dot_q8_0_q8_0) quant_fast_table[QT_Q8_0].vec_dot = k->vec_dot_q8_0_q8_0;
+    if (k->vec_dot_f16_f32) quant_fast_table[QT_F16].vec_dot = k->vec_dot_f16_f32;
+    if (k->vec_dot_f32_f32) quant_fast_table[QT_F32].vec_dot = k->vec_dot_f32_f32;
 }
 
 /* A set is applied only when cpu_get() reports everything its file was compiled for

@@ -1,6 +1,7 @@
 /* ct2.h - a zero-copy reader for CTranslate2 model.bin files (binary versions 1..6,
  * little-endian), the format of faster-whisper's model directories.
- * Room: model. May touch: core (errors), libc. Knows nothing of Whisper: it hands
+ * Room: model. May touch: core (errors), kern/quant (fp16/bf16 widening), model/fmap (mmap), libc.
+ * Knows nothing of Whisper: it hands
  * out named variables; model/whisper_model.c gives them meaning.
  *
  * Layout (../shared/WHISPER.md section 1; CTranslate2 model_spec.py / model.cc):
@@ -17,6 +18,9 @@
  *
  * The file is hostile input: ct2_open validates every length, count, rank,
  * dimension, dtype and byte count before anything uses it, and on success:
+ *   - num_variables >= 1 (a file with none is rejected);
+ *   - [version < 4] item_size 4, 2, 1 means float32, int16, int8 (CTranslate2's
+ *     get_dtype_from_item_size) and num_elements == prod(dims);
  *   - every name and every variable's data lies inside the file;
  *   - names are unique, non-empty, NUL-terminated at their stated length and
  *     contain no other NUL;
@@ -24,9 +28,11 @@
  *     element), the element count and num_bytes fit int64 and
  *     num_bytes == prod(dims) * dtype size;
  *   - dtype is one of CT2_F32, CT2_I8, CT2_I16, CT2_I32, CT2_F16, CT2_BF16;
+ *   - alias names are non-empty and unique, and differ from every variable name;
  *   - every alias names an existing variable (aliases of aliases are resolved,
  *     cycles rejected); ct2_find resolves aliases, and "X_scale" through an alias
  *     of X as CTranslate2 does;
+ *   - the spec name may be empty but obeys the string rules above;
  *   - nothing follows the alias section (trailing bytes: KVLM_ERR_FORMAT).
  * Anything else gives KVLM_ERR_FORMAT ("<file>: offset <byte>: <problem>") or, for a
  * version > 6 or a big-endian host, KVLM_ERR_UNSUPPORTED; nothing leaks; nothing prints.
@@ -76,6 +82,8 @@ typedef struct ct2_file {
     void *map;                 /* mmap base, or NULL for ct2_open_memory */
     size_t map_len;
     int64_t *sorted;           /* indexes of vars sorted by name */
+    int64_t *alias_sorted;     /* indexes of aliases sorted by alias name */
+    int64_t *alias_var;        /* [n_aliases]: the variable each alias resolves to */
 } ct2_file;
 
 size_t ct2_dtype_size(ct2_dtype t);          /* 0 for an unknown id */

@@ -10,8 +10,9 @@
  *   hg = xb Wgate^T, hu = xb Wup^T;  hg = silu(hg) * hu
  *   x += hg Wdown^T
  * then logits = rmsnorm(x) * output_norm · Wout^T.
- * Threads split output rows (matmuls) or (token, head) pairs (attention). */
+ * Threads split output rows (matmuls, nn/linear) or tokens and chunks (attention, nn/attend). */
 #include "nn/forward.h"
+#include "nn/linear.h"
 #include "nn/ops.h"
 #include "core/err.h"
 #include "kern/matmul.h"
@@ -21,185 +22,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- threaded matmul: up to three weights that share one input ---------------- */
-typedef struct mm_job {
-    const model_weight *w[3];
-    float *y[3];              /* y[i]: [n_tok][w[i]->n_out] */
-    int n_w;
-    const void *xq;
-    size_t xq_bytes;
-    int64_t n_tok;
-} mm_job;
-
-static void mm_task(void *arg, int ith, int nth)
+static void project(forward_state *fs, pool *p, const float *x, int64_t n_tok, const model_weight *const *w,
+                    float *const *y, int n_w)
 {
-    const mm_job *j = arg;
-    for (int i = 0; i < j->n_w; i++) {
-        const model_weight *w = j->w[i];
-        int64_t r0, r1;
-        pool_split(w->n_out, ith, nth, &r0, &r1);
-        matmul_rows(quant_get_fast(w->type), w->data, w->row_bytes, r0, r1, j->xq, j->xq_bytes,
-                    j->n_tok, w->n_in, j->y[i], w->n_out);
-    }
+    linear_project(p, fs->xq, x, n_tok, w, y, n_w);
 }
 
-typedef struct quant_job {
-    const quant_traits *vdt;
-    const float *x;
-    int64_t n_in, n_tok;
-    void *xq;
-    size_t xq_bytes;
-} quant_job;
-
-static void quant_task(void *arg, int ith, int nth)
-{
-    const quant_job *j = arg;
-    int64_t t0, t1;
-    pool_split(j->n_tok, ith, nth, &t0, &t1);
-    matmul_quantize_rows(j->vdt, j->x, j->n_in, t0, t1, j->xq, j->xq_bytes);
-}
-
-/* y_i = x W_i^T for the n_w weights (which must share n_in and vec_dot_type).
- * x: [n_tok][n_in] */
-static void matmul_multi(forward_state *fs, pool *p, const float *x, int64_t n_tok,
-                         const model_weight *const *w, float *const *y, int n_w)
-{
-    const uint32_t vt = quant_get(w[0]->type)->vec_dot_type;
-    quant_job qj = { quant_get_fast(vt), x, w[0]->n_in, n_tok, fs->xq, quant_row_size(vt, w[0]->n_in) };
-    if (n_tok == 1) quant_task(&qj, 0, 1);
-    else pool_run(p, quant_task, &qj);
-    mm_job j = { .n_w = n_w, .xq = fs->xq, .xq_bytes = qj.xq_bytes, .n_tok = n_tok };
-    for (int i = 0; i < n_w; i++) {
-        j.w[i] = w[i];
-        j.y[i] = y[i];
-    }
-    pool_run(p, mm_task, &j);
-}
-
-static bool same_input_format(const model_weight *a, const model_weight *b)
-{
-    return a->n_in == b->n_in && quant_get(a->type)->vec_dot_type == quant_get(b->type)->vec_dot_type;
-}
-
-/* Runs up to three projections of the same input, grouped when they can share
- * one quantized copy of it. */
-static void project(forward_state *fs, pool *p, const float *x, int64_t n_tok,
-                    const model_weight *const *w, float *const *y, int n_w)
-{
-    int start = 0;
-    for (int i = 1; i <= n_w; i++) {
-        if (i == n_w || !same_input_format(w[start], w[i])) {
-            matmul_multi(fs, p, x, n_tok, w + start, y + start, i - start);
-            start = i;
-        }
-    }
-}
-
-/* ---- threaded attention over the cache -----------------------------------------
- * Token t (position tok_pos[t] of the sequence of segment tok_seg[t]) attends
- * rows [0, tok_pos[t] + 1) of its sequence in chunks of ATTN_CHUNK rows; every
- * chunk's part is folded in chunk order (kern/attn.h).
- *   whole tokens: thread ith takes tokens ith, ith + nth, ... (costs grow with t,
- *                 so interleaving balances them) and folds parts as they come;
- *   split:        the (token, chunk) pairs are shared out, parts are stored in
- *                 fs->parts, and a second pass folds them per (token, K/V head). */
-typedef struct attn_job {
-    forward_state *fs;
-    const forward_seg *segs;
-    int64_t il, n_tok;
-} attn_job;
-
-static int64_t n_chunks(int64_t n_kv) { return (n_kv + ATTN_CHUNK - 1) / ATTN_CHUNK; }
-
-static float *attn_tmp(const forward_state *fs, int ith) { return fs->attn_tmp + (size_t)ith * fs->attn_tmp_floats; }
-
-/* chunk c of token t into part (tmp: a spare part for a KIVI chunk's second half) */
-static void attend_chunk(const attn_job *j, int64_t t, int64_t c, float *part, float *scratch, float *tmp)
-{
-    const forward_state *fs = j->fs;
-    const model_hparams *hp = &fs->m->hp;
-    const int64_t n_q = hp->n_head * hp->head_dim, g = fs->tok_seg[t];
-    const kv_seq *s = j->segs[g].s;
-    const float scale = 1.0f / sqrtf((float)hp->head_dim);
-    /* KIVI: the stage starts at the group of the sequence's first new position (n_pos
-       is advanced only after the last layer) */
-    const int64_t stage_pos0 = s->pool->res_tokens ? kv_seq_group_start(s->pool, s->n_pos) : 0;
-    ops_attend_chunk(part, fs->q + t * n_q, s, j->il, c, fs->tok_pos[t] + 1, hp->n_head, scale, fs->ak, scratch,
-                     fs->stage ? fs->stage + fs->seg_stage[g] : NULL, stage_pos0, tmp);
-}
-
-static void attn_tokens_task(void *arg, int ith, int nth)
-{
-    const attn_job *j = arg;
-    const forward_state *fs = j->fs;
-    const model_hparams *hp = &fs->m->hp;
-    const int64_t hd = hp->head_dim, n_q = hp->n_head * hd;
-    float *scratch = attn_tmp(fs, ith);
-    float *acc = scratch + attn_scratch_floats(hp->n_head, hd), *part = acc + hp->n_head * ATTN_PART(hd);
-    float *tmp = part + hp->n_head * ATTN_PART(hd);
-    for (int64_t t = ith; t < j->n_tok; t += nth) {  /* acc, part, tmp: [n_head][ATTN_PART(hd)] */
-        attn_part_init(acc, hp->n_head, hd);
-        for (int64_t c = 0; c < n_chunks(fs->tok_pos[t] + 1); c++) {
-            attend_chunk(j, t, c, part, scratch, tmp);
-            attn_merge(acc, part, hp->n_head, hd);
-        }
-        attn_finish(fs->att + t * n_q, acc, hp->n_head, hd);
-    }
-}
-
-/* parts of token t, chunk c: [n_head][ATTN_PART(hd)] */
-static float *part_at(const forward_state *fs, int64_t t, int64_t c)
-{
-    const model_hparams *hp = &fs->m->hp;
-    return fs->parts + ((size_t)t * (size_t)fs->n_chunk + (size_t)c) * (size_t)(hp->n_head * ATTN_PART(hp->head_dim));
-}
-
-static void attn_split_task(void *arg, int ith, int nth)
-{
-    const attn_job *j = arg;
-    const forward_state *fs = j->fs;
-    const model_hparams *hp = &fs->m->hp;
-    int64_t total = 0;
-    for (int64_t t = 0; t < j->n_tok; t++) total += n_chunks(fs->tok_pos[t] + 1);
-    int64_t u0, u1, u = 0;
-    pool_split(total, ith, nth, &u0, &u1);
-    float *scratch = attn_tmp(fs, ith), *tmp = scratch + attn_scratch_floats(hp->n_head, hp->head_dim);
-    for (int64_t t = 0; t < j->n_tok; t++) {         /* unit u = (t, c), t-major */
-        const int64_t nc = n_chunks(fs->tok_pos[t] + 1);
-        for (int64_t c = 0; c < nc; c++, u++)
-            if (u >= u0 && u < u1) attend_chunk(j, t, c, part_at(fs, t, c), scratch, tmp);
-    }
-}
-
-static void attn_fold_task(void *arg, int ith, int nth)
-{
-    const attn_job *j = arg;
-    const forward_state *fs = j->fs;
-    const model_hparams *hp = &fs->m->hp;
-    const int64_t hd = hp->head_dim, n_q = hp->n_head * hd, G = hp->n_head / hp->n_head_kv;
-    float *acc = attn_tmp(fs, ith) + attn_scratch_floats(hp->n_head, hd);   /* acc: [G][ATTN_PART(hd)] */
-    int64_t w0, w1;
-    pool_split(j->n_tok * hp->n_head_kv, ith, nth, &w0, &w1);
-    for (int64_t w = w0; w < w1; w++) {               /* w = t * n_head_kv + g */
-        const int64_t t = w / hp->n_head_kv, g = w % hp->n_head_kv;
-        attn_part_init(acc, G, hd);
-        for (int64_t c = 0; c < n_chunks(fs->tok_pos[t] + 1); c++)
-            attn_merge(acc, part_at(fs, t, c) + g * G * ATTN_PART(hd), G, hd);
-        attn_finish(fs->att + t * n_q + g * G * hd, acc, G, hd);
-    }
-}
-
+/* Attention of the batch's tokens over their own sequences, rows [0, pos + 1). */
 static void attend(forward_state *fs, pool *p, const forward_seg *segs, int64_t il, int64_t n_tok)
 {
-    attn_job aj = { fs, segs, il, n_tok };
-    bool multi_chunk = false;
-    for (int64_t t = 0; t < n_tok; t++) multi_chunk |= n_chunks(fs->tok_pos[t] + 1) > 1;
-    if (n_tok <= FORWARD_SPLIT_TOK && pool_size(p) > 1 && multi_chunk) {
-        pool_run(p, attn_split_task, &aj);
-        pool_run(p, attn_fold_task, &aj);
-    } else {
-        pool_run(p, attn_tokens_task, &aj);
+    const model_hparams *hp = &fs->m->hp;
+    for (int64_t t = 0; t < n_tok; t++) {
+        const kv_seq *s = segs[fs->tok_seg[t]].s;
+        fs->tok_seq[t] = s;
+        fs->tok_nkv[t] = fs->tok_pos[t] + 1;
+        if (fs->stage) {   /* KIVI: the stage starts at the group of the sequence's first new
+                              position (n_pos is advanced only after the last layer) */
+            fs->tok_stage[t] = fs->stage + fs->seg_stage[fs->tok_seg[t]];
+            fs->tok_stage_pos0[t] = kv_seq_group_start(s->pool, s->n_pos);
+        }
     }
+    const attend_batch b = { .q = fs->q, .out = fs->att, .n_tok = n_tok, .il = il,
+                             .scale = 1.0f / sqrtf((float)hp->head_dim), .ak = fs->ak,
+                             .seq = fs->tok_seq, .n_kv = fs->tok_nkv,
+                             .stage = fs->stage ? fs->tok_stage : NULL,
+                             .stage_pos0 = fs->stage ? fs->tok_stage_pos0 : NULL };
+    attend_run(&fs->as, p, &b);
 }
 
 /* ---- init / free ------------------------------------------------------------------ */
@@ -217,12 +65,12 @@ kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, i
     fs->n_threads = n_threads;
     const int64_t n_q = hp->n_head * hp->head_dim, n_kv = hp->n_head_kv * hp->head_dim;
     /* the widest quantized activation row: every matrix's input (n_embd, n_q, n_ff) */
-    size_t xqb = quant_row_size(quant_get(m->output.type)->vec_dot_type, m->output.n_in);
+    size_t xqb = linear_xq_bytes(&m->output);
     for (int64_t il = 0; il < hp->n_layer; il++) {
         const model_layer *L = &m->layers[il];
         const model_weight *lw[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
         for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++) {
-            size_t b = quant_row_size(quant_get(lw[i]->type)->vec_dot_type, lw[i]->n_in);
+            size_t b = linear_xq_bytes(lw[i]);
             if (b > xqb) xqb = b;
         }
     }
@@ -238,11 +86,12 @@ kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, i
     fs->hu = malloc(nb * (size_t)hp->n_ff * sizeof(float));
     fs->rope = malloc(nb * (size_t)hp->head_dim * sizeof(float));
     fs->ak = attn_for(hp->head_dim);
-    fs->n_chunk = (n_ctx + ATTN_CHUNK - 1) / ATTN_CHUNK;
-    fs->attn_tmp_floats = attn_scratch_floats(hp->n_head, hp->head_dim) + 3 * (size_t)(hp->n_head * ATTN_PART(hp->head_dim));
-    fs->attn_tmp_floats = (fs->attn_tmp_floats + 15) & ~(size_t)15;      /* keep each thread's share 64-byte aligned */
-    fs->attn_tmp = aligned_alloc(64, (size_t)n_threads * fs->attn_tmp_floats * sizeof(float));
-    fs->parts = malloc((size_t)FORWARD_SPLIT_TOK * (size_t)fs->n_chunk * (size_t)(hp->n_head * ATTN_PART(hp->head_dim)) * sizeof(float));
+    kvlm_err e = attend_init(&fs->as, hp->n_head, hp->n_head_kv, hp->head_dim, n_ctx, FORWARD_SPLIT_TOK, n_threads,
+                             err, errlen);
+    if (e) {
+        forward_free(fs);
+        return e;
+    }
     fs->xq = malloc(nb * xqb);
     /* KIVI: each segment's stage holds its group's residual and its tokens, so
        max_seg stages of a one-token batch plus the tokens of the longest one */
@@ -253,10 +102,16 @@ kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, i
     fs->tok_pos = malloc(nb * sizeof *fs->tok_pos);
     fs->seg_stage = malloc((size_t)max_seg * sizeof *fs->seg_stage);
     fs->rows = malloc(nb * sizeof *fs->rows);
-    if (!fs->tok_seg || !fs->tok_pos || !fs->seg_stage || !fs->rows) fs->xq = (free(fs->xq), NULL);
+    fs->tok_seq = malloc(nb * sizeof *fs->tok_seq);
+    fs->tok_nkv = malloc(nb * sizeof *fs->tok_nkv);
+    fs->tok_stage = malloc(nb * sizeof *fs->tok_stage);
+    fs->tok_stage_pos0 = malloc(nb * sizeof *fs->tok_stage_pos0);
+    if (!fs->tok_seg || !fs->tok_pos || !fs->seg_stage || !fs->rows || !fs->tok_seq || !fs->tok_nkv ||
+        !fs->tok_stage || !fs->tok_stage_pos0)
+        fs->xq = (free(fs->xq), NULL);
     else for (size_t i = 0; i < nb; i++) fs->rows[i] = (int64_t)i;
     if (!fs->x || !fs->xb || !fs->q || !fs->k || !fs->v || !fs->att || !fs->hg || !fs->hu ||
-        !fs->rope || !fs->attn_tmp || !fs->parts || !fs->xq) {
+        !fs->rope || !fs->xq) {
         forward_free(fs);
         return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for forward scratch (batch %lld)",
                        (long long)n_batch);
@@ -276,14 +131,17 @@ void forward_free(forward_state *fs)
     free(fs->hg);
     free(fs->hu);
     free(fs->rope);
-    free(fs->attn_tmp);
-    free(fs->parts);
+    attend_free(&fs->as);
     free(fs->xq);
     free(fs->stage);
     free(fs->tok_seg);
     free(fs->tok_pos);
     free(fs->seg_stage);
     free(fs->rows);
+    free(fs->tok_seq);
+    free(fs->tok_nkv);
+    free(fs->tok_stage);
+    free(fs->tok_stage_pos0);
     memset(fs, 0, sizeof *fs);
 }
 

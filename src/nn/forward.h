@@ -22,6 +22,7 @@
 #include "kern/attn.h"
 #include "kv/kv_seq.h"
 #include "model/model.h"
+#include "nn/attend.h"
 
 /* Batches of at most this many tokens split each token's attention by chunks
  * among threads (decode); larger ones give whole tokens to threads (prefill).
@@ -42,11 +43,8 @@ typedef struct forward_state {
     float *hg, *hu;       /* [n_batch][n_ff]  gate and up projections */
     float *rope;          /* [n_batch][head_dim]  (cos, sin) pairs per position */
     const attn_kernels *ak;   /* attention kernel set for this CPU and head_dim */
-    float *attn_tmp;      /* [n_threads][attn_tmp_floats]: kernel scratch, a running, a chunk and a spare part */
+    attend_scratch as;    /* attention's per-thread scratch and split parts */
     float *stage;         /* KIVI: one layer's f32 blocks of the current groups (kv_seq_stage), else NULL */
-    size_t attn_tmp_floats;
-    float *parts;         /* [FORWARD_SPLIT_TOK][n_chunk][n_head][ATTN_PART(head_dim)] */
-    int64_t n_chunk;      /* chunks of the longest context: ceil(n_ctx / ATTN_CHUNK) */
     uint8_t *xq;          /* [n_batch][xq_bytes]  quantized activations */
     size_t xq_bytes;
     int64_t max_seg;      /* sequences per forward_run_batch */
@@ -54,6 +52,9 @@ typedef struct forward_state {
     int64_t *tok_pos;     /* [n_batch] its position */
     int64_t *seg_stage;   /* [max_seg] KIVI: float offset of each segment's stage in `stage` */
     int64_t *rows;        /* [n_batch] rows[i] = i: forward_run's row lists */
+    const kv_seq **tok_seq;       /* [n_batch] attend_batch's per-token views */
+    int64_t *tok_nkv, *tok_stage_pos0;
+    const float **tok_stage;
 } forward_state;
 
 /* One sequence's share of a batch: the next n tokens of s (n >= 1). */

@@ -15,10 +15,16 @@
  * splits the text, each piece's bytes are mapped through bytes_to_unicode and
  * merged by rank. Ids equal HF tokenizers' on every golden case.
  *
- * Files are hostile input: a missing file, a bad line, a token string that is not
+ * Files are hostile input: a bad or empty line, a token string that is not
  * valid byte-level text, a tokenizer.json without model.vocab / model.merges, a
  * vocabulary that disagrees with tokenizer.json on an id: KVLM_ERR_FORMAT with the
- * file and the problem. Nothing prints. */
+ * file and the problem (a file that cannot be opened: KVLM_ERR_IO). A
+ * vocabulary.txt must end with a newline, and its timestamps, when it has any,
+ * must run from <|0.00|> in 0.02 s steps to <|30.00|> on its last lines: both
+ * catch a truncated file. Nothing prints.
+ *
+ * The tokenizer is immutable after load: every function taking a const tok_whisper
+ * is safe to call from many threads at once. */
 #ifndef KVLM_TOK_TOK_WHISPER_H
 #define KVLM_TOK_TOK_WHISPER_H
 
@@ -53,6 +59,10 @@ int64_t tok_whisper_token_bytes(const tok_whisper *t, kvlm_token id, bool render
  * replaced by U+FFFD), malloc'd and NUL-terminated into *out. */
 kvlm_err tok_whisper_decode(const tok_whisper *t, const kvlm_token *ids, size_t n, char **out,
                             char *err, size_t errlen);
+
+/* The time a timestamp token stands for: (id - timestamp_begin) * 0.02 s, so
+ * <|0.00|> = 0.0 and <|30.00|> = 30.0; -1.0 for any other id. */
+double tok_whisper_timestamp_seconds(const tok_whisper *t, kvlm_token id);
 
 /* Encodes text[0..len) (no special tokens parsed). Writes at most cap ids and the
  * full count to *n_out; KVLM_ERR_INVALID if it exceeds cap. */

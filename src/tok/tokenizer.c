@@ -1,4 +1,4 @@
-/* tokenizer.c - see tokenizer.h. The vocabulary (copied out of the GGUF), the
+/* tokenizer.c - see tokenizer.h. The vocabulary (copied out of the GGUF or arrays), the
  * text -> id table, special tokens and pieces; the per-kind work is in
  * tokenizer_bpe.c and tokenizer_spm.c. Room: tok. */
 #include "tok/tokenizer_impl.h"
@@ -90,49 +90,57 @@ static kvlm_err get_opt_bool(const gguf_file *f, const char *key, bool *out, cha
     return gguf_get_bool(f, key, out, err, errlen);
 }
 
-/* token texts: [n_vocab] strings -> text_buf/text_off */
-static kvlm_err copy_texts(tokenizer *t, const gguf_kv *toks, char *err, size_t errlen)
+/* token texts: tokens[n] -> text_buf/text_off, types all NORMAL, the id table */
+kvlm_err tok_vocab_init(tokenizer *t, const gguf_str *tokens, int64_t n, char *err, size_t errlen)
 {
+    if (n <= 0 || n > INT32_MAX)
+        return err_set(err, errlen, KVLM_ERR_FORMAT, "vocabulary: %lld tokens", (long long)n);
+    t->n_vocab = n;
     uint64_t total = 0;
-    for (uint64_t i = 0; i < toks->v.arr.n; i++) total += toks->v.arr.strs[i].len;
+    for (int64_t i = 0; i < n; i++) total += tokens[i].len;
     if (total >= UINT32_MAX)
-        return err_set(err, errlen, KVLM_ERR_FORMAT, "tokenizer.ggml.tokens: %llu bytes of text is too much",
+        return err_set(err, errlen, KVLM_ERR_FORMAT, "vocabulary: %llu bytes of text is too much",
                        (unsigned long long)total);
     t->text_buf = malloc(total ? total : 1);
-    t->text_off = malloc(((size_t)t->n_vocab + 1) * sizeof *t->text_off);
-    if (!t->text_buf || !t->text_off) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory (vocabulary)");
+    t->text_off = malloc(((size_t)n + 1) * sizeof *t->text_off);
+    t->type = malloc((size_t)n);
+    t->eog = calloc((size_t)n, 1);
+    if (!t->text_buf || !t->text_off || !t->type || !t->eog)
+        return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory (vocabulary)");
+    memset(t->type, TT_NORMAL, (size_t)n);
     uint32_t off = 0;
-    for (int64_t i = 0; i < t->n_vocab; i++) {
-        gguf_str s = toks->v.arr.strs[i];
+    for (int64_t i = 0; i < n; i++) {
         t->text_off[i] = off;
-        memcpy(t->text_buf + off, s.ptr, s.len);
-        off += (uint32_t)s.len;
+        memcpy(t->text_buf + off, tokens[i].ptr, tokens[i].len);
+        off += (uint32_t)tokens[i].len;
     }
-    t->text_off[t->n_vocab] = off;
+    t->text_off[n] = off;
+    return build_id_table(t, err, errlen);
+}
+
+/* type: [n_vocab] from tokenizer.ggml.token_type (all NORMAL without it) */
+static kvlm_err read_types(const gguf_file *f, int64_t n_vocab, uint8_t *type, char *err, size_t errlen)
+{
+    memset(type, TT_NORMAL, (size_t)n_vocab);
+    const gguf_kv *kv = gguf_find_kv(f, "tokenizer.ggml.token_type");
+    if (!kv) return KVLM_OK;
+    if (kv->type != GGUF_VT_ARR || kv->v.arr.n != (uint64_t)n_vocab || kv->v.arr.type == GGUF_VT_STR)
+        return err_set(err, errlen, KVLM_ERR_FORMAT,
+                       "%s: tokenizer.ggml.token_type (offset %llu) must be an integer array of %lld",
+                       f->path, (unsigned long long)kv->offset, (long long)n_vocab);
+    for (int64_t i = 0; i < n_vocab; i++) {
+        int64_t v;
+        if (!gguf_arr_get_int(kv, (uint64_t)i, &v))
+            return err_set(err, errlen, KVLM_ERR_FORMAT, "%s: tokenizer.ggml.token_type[%lld] is not an integer",
+                           f->path, (long long)i);
+        type[i] = (v >= TT_NORMAL && v <= TT_BYTE) ? (uint8_t)v : TT_NORMAL;
+    }
     return KVLM_OK;
 }
 
-static kvlm_err read_types_scores(tokenizer *t, const gguf_file *f, char *err, size_t errlen)
+static kvlm_err read_scores(tokenizer *t, const gguf_file *f, char *err, size_t errlen)
 {
-    t->type = malloc((size_t)t->n_vocab);
-    t->eog = calloc((size_t)t->n_vocab, 1);
-    if (!t->type || !t->eog) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory (vocabulary)");
-    memset(t->type, TT_NORMAL, (size_t)t->n_vocab);
-    const gguf_kv *kv = gguf_find_kv(f, "tokenizer.ggml.token_type");
-    if (kv) {
-        if (kv->type != GGUF_VT_ARR || kv->v.arr.n != (uint64_t)t->n_vocab || kv->v.arr.type == GGUF_VT_STR)
-            return err_set(err, errlen, KVLM_ERR_FORMAT,
-                           "%s: tokenizer.ggml.token_type (offset %llu) must be an integer array of %lld",
-                           f->path, (unsigned long long)kv->offset, (long long)t->n_vocab);
-        for (int64_t i = 0; i < t->n_vocab; i++) {
-            int64_t v;
-            if (!gguf_arr_get_int(kv, (uint64_t)i, &v))
-                return err_set(err, errlen, KVLM_ERR_FORMAT, "%s: tokenizer.ggml.token_type[%lld] is not an integer",
-                               f->path, (long long)i);
-            t->type[i] = (v >= TT_NORMAL && v <= TT_BYTE) ? (uint8_t)v : TT_NORMAL;
-        }
-    }
-    kv = gguf_find_kv(f, "tokenizer.ggml.scores");
+    const gguf_kv *kv = gguf_find_kv(f, "tokenizer.ggml.scores");
     if (kv) {
         if (kv->type != GGUF_VT_ARR || kv->v.arr.n != (uint64_t)t->n_vocab)
             return err_set(err, errlen, KVLM_ERR_FORMAT,
@@ -239,7 +247,7 @@ static size_t piece_of(const tokenizer *t, int64_t id, char *out)
     return o;
 }
 
-static kvlm_err build_pieces(tokenizer *t, char *err, size_t errlen)
+kvlm_err tok_build_pieces(tokenizer *t, char *err, size_t errlen)
 {
     size_t cap = (size_t)t->text_off[t->n_vocab] + 3 * (size_t)t->n_vocab + 1;
     t->piece_buf = malloc(cap);
@@ -256,25 +264,39 @@ static kvlm_err build_pieces(tokenizer *t, char *err, size_t errlen)
 
 /* ---- init / free ---------------------------------------------------------------------- */
 
-static kvlm_err init_vocab(tokenizer *t, const gguf_file *f, char *err, size_t errlen)
+/* tokenizer.ggml.model -> *kind, tokenizer.ggml.tokens -> *toks (checked) */
+static kvlm_err read_model(const gguf_file *f, tok_kind *kind, const gguf_kv **toks, char *err, size_t errlen)
 {
     gguf_str model;
-    const gguf_kv *toks;
     kvlm_err e;
     if ((e = gguf_get_str(f, "tokenizer.ggml.model", &model, err, errlen))) return e;
-    if (gguf_str_eq(model, "gpt2")) t->kind = TOK_BPE;
-    else if (gguf_str_eq(model, "llama")) t->kind = TOK_SPM;
+    if (gguf_str_eq(model, "gpt2")) *kind = TOK_BPE;
+    else if (gguf_str_eq(model, "llama")) *kind = TOK_SPM;
     else
         return err_set(err, errlen, KVLM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model '%.*s' is not supported (gpt2, llama)",
                        f->path, (int)(model.len > 64 ? 64 : model.len), model.ptr);
-    if ((e = gguf_get_arr(f, "tokenizer.ggml.tokens", &toks, err, errlen))) return e;
-    if (toks->v.arr.type != GGUF_VT_STR || toks->v.arr.n == 0 || toks->v.arr.n > INT32_MAX)
+    if ((e = gguf_get_arr(f, "tokenizer.ggml.tokens", toks, err, errlen))) return e;
+    if ((*toks)->v.arr.type != GGUF_VT_STR || (*toks)->v.arr.n == 0 || (*toks)->v.arr.n > INT32_MAX)
         return err_set(err, errlen, KVLM_ERR_FORMAT, "%s: tokenizer.ggml.tokens (offset %llu) must be a non-empty string array",
-                       f->path, (unsigned long long)toks->offset);
-    t->n_vocab = (int64_t)toks->v.arr.n;
-    if ((e = copy_texts(t, toks, err, errlen))) return e;
-    if ((e = read_types_scores(t, f, err, errlen))) return e;
-    return build_id_table(t, err, errlen);
+                       f->path, (unsigned long long)(*toks)->offset);
+    return KVLM_OK;
+}
+
+/* gpt2: the shared BPE constructor over the GGUF's tokens, types, merges and pre */
+static kvlm_err new_bpe(const gguf_file *f, const gguf_kv *toks, const uint8_t *types, tokenizer **out,
+                        char *err, size_t errlen)
+{
+    const gguf_kv *kv;
+    kvlm_err e = gguf_get_arr(f, "tokenizer.ggml.merges", &kv, err, errlen);
+    if (e) return e;
+    if (kv->v.arr.type != GGUF_VT_STR || kv->v.arr.n > INT32_MAX)
+        return err_set(err, errlen, KVLM_ERR_FORMAT, "%s: tokenizer.ggml.merges (offset %llu) must be a string array",
+                       f->path, (unsigned long long)kv->offset);
+    gguf_str pre = { NULL, 0 };
+    if (gguf_get_str(f, "tokenizer.ggml.pre", &pre, NULL, 0) != KVLM_OK) pre = (gguf_str){ NULL, 0 };
+    tok_bpe_src src = { toks->v.arr.strs, (int64_t)toks->v.arr.n, types, kv->v.arr.strs, (size_t)kv->v.arr.n,
+                        pre.ptr, (size_t)pre.len };
+    return tok_bpe_new(&src, out, err, errlen);
 }
 
 static kvlm_err init_ids(tokenizer *t, const gguf_file *f, char *err, size_t errlen)
@@ -297,20 +319,37 @@ static kvlm_err init_ids(tokenizer *t, const gguf_file *f, char *err, size_t err
 kvlm_err tokenizer_init_gguf(const gguf_file *f, tokenizer **out, char *err, size_t errlen)
 {
     *out = NULL;
-    tokenizer *t = calloc(1, sizeof *t);
-    if (!t) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory (tokenizer)");
-    memset(t->byte_tok, 0xff, sizeof t->byte_tok);
-    memset(t->byte_piece, 0xff, sizeof t->byte_piece);
+    tokenizer *t = NULL;
+    uint8_t *types = NULL;
+    const gguf_kv *toks;
+    tok_kind kind = TOK_BPE;
     kvlm_err e;
-    if ((e = init_vocab(t, f, err, errlen))) goto fail;
+    if ((e = read_model(f, &kind, &toks, err, errlen))) return e;
+    int64_t n_vocab = (int64_t)toks->v.arr.n;
+    if (!(types = malloc((size_t)n_vocab))) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory (vocabulary)");
+    if ((e = read_types(f, n_vocab, types, err, errlen))) goto fail;
+    if (kind == TOK_BPE) {
+        if ((e = new_bpe(f, toks, types, &t, err, errlen))) goto fail;
+    } else {
+        if (!(t = calloc(1, sizeof *t))) { e = err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory (tokenizer)"); goto fail; }
+        memset(t->byte_tok, 0xff, sizeof t->byte_tok);
+        memset(t->byte_piece, 0xff, sizeof t->byte_piece);
+        t->kind = TOK_SPM;
+        if ((e = tok_vocab_init(t, toks->v.arr.strs, n_vocab, err, errlen))) goto fail;
+        memcpy(t->type, types, (size_t)n_vocab);
+    }
+    if ((e = read_scores(t, f, err, errlen))) goto fail;
     if ((e = init_ids(t, f, err, errlen))) goto fail;
     if ((e = build_special(t, err, errlen))) goto fail;
-    e = t->kind == TOK_BPE ? tok_bpe_init(t, f, err, errlen) : tok_spm_init(t, f, err, errlen);
-    if (e) goto fail;
-    if ((e = build_pieces(t, err, errlen))) goto fail;
+    if (kind == TOK_SPM) {   /* BPE pieces were built by tok_bpe_new */
+        if ((e = tok_spm_init(t, f, err, errlen))) goto fail;
+        if ((e = tok_build_pieces(t, err, errlen))) goto fail;
+    }
+    free(types);
     *out = t;
     return KVLM_OK;
 fail:
+    free(types);
     tokenizer_free(t);
     return e;
 }

@@ -1,6 +1,7 @@
 /* tokenizer_bpe.c - GPT-2 style byte-level BPE: the pre-tokenizer regexes chosen by
  * tokenizer.ggml.pre (PCRE2, Unicode properties), the byte <-> char table, merges
- * applied by rank. Room: tok. Follows llama.cpp's llm_tokenizer_bpe, which the
+ * applied by rank, and tok_bpe_new, the constructor from plain arrays that the GGUF
+ * path and tok_whisper share. Room: tok. Follows llama.cpp's llm_tokenizer_bpe, which the
  * golden data comes from. */
 #include "tok/tokenizer_impl.h"
 
@@ -55,6 +56,23 @@ size_t tok_bpe_decode_text(const char *s, size_t n, char *out)
     return o;
 }
 
+size_t tok_bpe_check_text(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        uint32_t cp;
+        size_t len;
+        if (c < 0x80) { cp = c; len = 1; }
+        else if (c >= 0xc2 && c <= 0xdf && i + 1 < n && ((unsigned char)s[i + 1] & 0xc0) == 0x80) {
+            cp = ((uint32_t)(c & 0x1f) << 6) | (s[i + 1] & 0x3f);
+            len = 2;
+        } else return i;   /* invalid UTF-8, or a char of 3+ bytes: none is in the table */
+        if (cp_byte(cp) < 0) return i;
+        i += len;
+    }
+    return n;
+}
+
 /* ---- pre-tokenizer regexes (llama.cpp's, by tokenizer.ggml.pre) --------------------- */
 
 #define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
@@ -76,13 +94,12 @@ static const pre_rule PRE_RULES[] = {
 };
 static const pre_rule PRE_DEFAULT = { "", { RE_GPT2 }, false };
 
-static const pre_rule *pick_rule(const gguf_file *f)
+/* pre[0..len): a tokenizer.ggml.pre name, NULL or unknown for the GPT-2 regex */
+static const pre_rule *pick_rule(const char *pre, size_t len)
 {
-    gguf_str pre;
-    if (gguf_get_str(f, "tokenizer.ggml.pre", &pre, NULL, 0) != KVLM_OK || pre.len == 0 || pre.len > 60)
-        return &PRE_DEFAULT;
+    if (!pre || len == 0 || len > 60) return &PRE_DEFAULT;
     char key[64];
-    snprintf(key, sizeof key, " %.*s ", (int)pre.len, pre.ptr);
+    snprintf(key, sizeof key, " %.*s ", (int)len, pre);
     for (size_t i = 0; i < sizeof PRE_RULES / sizeof PRE_RULES[0]; i++)
         if (strstr(PRE_RULES[i].names, key)) return &PRE_RULES[i];
     return &PRE_DEFAULT;
@@ -138,16 +155,12 @@ static int32_t merge_get(const tokenizer *t, int32_t a, int32_t b, int32_t *res)
     }
 }
 
-static kvlm_err load_merges(tokenizer *t, const gguf_file *f, char *err, size_t errlen)
+/* merges: [n] "a b" by rank -> the (a, b) -> (rank, result) table */
+static kvlm_err load_merges(tokenizer *t, const gguf_str *merges, size_t n, char *err, size_t errlen)
 {
-    const gguf_kv *kv;
-    kvlm_err e = gguf_get_arr(f, "tokenizer.ggml.merges", &kv, err, errlen);
-    if (e) return e;
-    if (kv->v.arr.type != GGUF_VT_STR || kv->v.arr.n > INT32_MAX)
-        return err_set(err, errlen, KVLM_ERR_FORMAT, "%s: tokenizer.ggml.merges (offset %llu) must be a string array",
-                       f->path, (unsigned long long)kv->offset);
+    if (n > INT32_MAX) return err_set(err, errlen, KVLM_ERR_FORMAT, "%zu merges are too many", n);
     uint64_t size = 1024;
-    while (size < kv->v.arr.n * 2) size <<= 1;
+    while (size < n * 2) size <<= 1;
     t->mkey = malloc(size * sizeof *t->mkey);
     t->mrank = malloc(size * sizeof *t->mrank);
     t->mres = malloc(size * sizeof *t->mres);
@@ -155,8 +168,8 @@ static kvlm_err load_merges(tokenizer *t, const gguf_file *f, char *err, size_t 
     memset(t->mkey, 0xff, size * sizeof *t->mkey);
     t->m_mask = size - 1;
     char buf[512];
-    for (uint64_t i = 0; i < kv->v.arr.n; i++) {
-        gguf_str s = kv->v.arr.strs[i];
+    for (size_t i = 0; i < n; i++) {
+        gguf_str s = merges[i];
         if (s.len < 3 || s.len >= sizeof buf) continue;
         const char *sp = memchr(s.ptr + 1, ' ', s.len - 1);   /* as llama.cpp: the first ' ' after byte 0 */
         if (!sp) continue;
@@ -170,16 +183,31 @@ static kvlm_err load_merges(tokenizer *t, const gguf_file *f, char *err, size_t 
     return KVLM_OK;
 }
 
-kvlm_err tok_bpe_init(tokenizer *t, const gguf_file *f, char *err, size_t errlen)
+kvlm_err tok_bpe_new(const tok_bpe_src *src, tokenizer **out, char *err, size_t errlen)
 {
+    *out = NULL;
+    tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory (tokenizer)");
+    memset(t->byte_tok, 0xff, sizeof t->byte_tok);
+    memset(t->byte_piece, 0xff, sizeof t->byte_piece);
+    t->kind = TOK_BPE;
+    t->bos = t->eos = t->eot = t->unk = -1;
+    kvlm_err e;
+    if ((e = tok_vocab_init(t, src->tokens, src->n_tokens, err, errlen))) goto fail;
+    if (src->types) memcpy(t->type, src->types, (size_t)t->n_vocab);
     for (int b = 0; b < 256; b++) {
         char u[2];
         size_t n = cp_utf8(byte_cp(b), u);
         t->byte_tok[b] = tok_lookup(t, u, n);
     }
-    kvlm_err e = load_merges(t, f, err, errlen);
-    if (e) return e;
-    return compile_regexes(t, pick_rule(f), err, errlen);
+    if ((e = load_merges(t, src->merges, src->n_merges, err, errlen))) goto fail;
+    if ((e = compile_regexes(t, pick_rule(src->pre, src->pre_len), err, errlen))) goto fail;
+    if ((e = tok_build_pieces(t, err, errlen))) goto fail;
+    *out = t;
+    return KVLM_OK;
+fail:
+    tokenizer_free(t);
+    return e;
 }
 
 void tok_bpe_free(tokenizer *t)

@@ -1,8 +1,9 @@
 /* tokenizer_impl.h - the inside of a tokenizer, shared by tokenizer.c (vocabulary,
  * special tokens, pieces), tokenizer_bpe.c and tokenizer_spm.c. Private to src/tok/.
- * Room: tok. Invariants (established by tokenizer_init_gguf, never changed after):
+ * Room: tok. Invariants (established by tokenizer_init_gguf or tok_bpe_new, never
+ * changed after):
  *
- *   vocabulary, all copied out of the GGUF:
+ *   vocabulary, all copied (out of the GGUF, or the caller's arrays for tok_bpe_new):
  *     text_off: [n_vocab + 1]   token i's text is text_buf[text_off[i] .. text_off[i+1])
  *     piece_off:[n_vocab + 1]   its decoded bytes (render_special) in piece_buf
  *     type:     [n_vocab]       TT_* (NORMAL when the file has no token_type)
@@ -124,14 +125,43 @@ kvlm_token tok_lookup(const tokenizer *t, const char *s, size_t n);
 /* "<0xAB>" (exactly 6 bytes) -> 0xAB; -1 otherwise. */
 int tok_parse_byte_token(const char *s, size_t n);
 
-/* Per-kind parts, called by tokenizer.c. init_* run after the vocabulary and the
- * text table are built; encode_* tokenize one raw fragment (no special tokens in
+/* Vocabulary of t (tokenizer.c): copies tokens[0..n) into text_buf/text_off, sets
+ * n_vocab, allocates type (all TT_NORMAL) and eog (all 0) and builds the text -> id
+ * table. tok_build_pieces fills piece_buf/piece_off from the texts, types and kind:
+ * the last step of every constructor. */
+kvlm_err tok_vocab_init(tokenizer *t, const gguf_str *tokens, int64_t n, char *err, size_t errlen);
+kvlm_err tok_build_pieces(tokenizer *t, char *err, size_t errlen);
+
+/* The shared constructor of byte-level BPE tokenizers (tokenizer_bpe.c): the GGUF
+ * path (tokenizer.ggml.* arrays) and tok_whisper (vocabulary.txt + tokenizer.json)
+ * both build through it. Everything is copied; the arrays are borrowed for the
+ * call only.
+ *   tokens: [n_tokens] id -> token text (byte-level strings, specials as is)
+ *   types:  [n_tokens] TT_* per id, or NULL for all TT_NORMAL
+ *   merges: [n_merges] "a b" by rank (split at the first ' ' after byte 0); a merge
+ *           naming a text not in tokens is skipped, as llama.cpp does
+ *   pre:    [pre_len] a tokenizer.ggml.pre name choosing the pre-tokenizer regexes;
+ *           NULL / unknown = the GPT-2 regex
+ * The result has kind TOK_BPE, no BOS/EOS/EOT/UNK (-1), add_bos false and no
+ * special-token list; tokenizer_init_gguf sets those from the GGUF afterwards. */
+typedef struct tok_bpe_src {
+    const gguf_str *tokens;  int64_t n_tokens;
+    const uint8_t *types;
+    const gguf_str *merges;  size_t n_merges;
+    const char *pre;         size_t pre_len;
+} tok_bpe_src;
+kvlm_err tok_bpe_new(const tok_bpe_src *src, tokenizer **out, char *err, size_t errlen);
+
+/* Per-kind parts, called by tokenizer.c. tok_spm_init runs after the vocabulary and
+ * the text table are built; encode_* tokenize one raw fragment (no special tokens in
  * it). encode_* return KVLM_ERR_NOMEM or KVLM_OK. */
-kvlm_err tok_bpe_init(tokenizer *t, const gguf_file *f, char *err, size_t errlen);
 void     tok_bpe_free(tokenizer *t);
 kvlm_err tok_bpe_encode(const tokenizer *t, const char *s, size_t n, tok_out *o);
 /* decodes a byte-level token text to raw bytes into out (>= n bytes); returns the length */
 size_t   tok_bpe_decode_text(const char *s, size_t n, char *out);
+/* offset of the first byte of s[0..n) that does not start a valid UTF-8 char of the
+ * byte-level table (the 256 chars tok_bpe_decode_text inverts); n if all do */
+size_t   tok_bpe_check_text(const char *s, size_t n);
 
 kvlm_err tok_spm_init(tokenizer *t, const gguf_file *f, char *err, size_t errlen);
 kvlm_err tok_spm_encode(const tokenizer *t, const char *s, size_t n, bool prefix_space,

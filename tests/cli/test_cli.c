@@ -86,6 +86,31 @@ static void test_answers_and_cache_equivalence(void **state)
     assert_string_equal(a, b);
 }
 
+/* -m NAME: a known model's cached path; an unknown name is a clear error (exit 1). */
+static void test_model_names(void **state)
+{
+    (void)state;
+    char cmd[8192], out[65536];
+    snprintf(cmd, sizeof cmd, "%s run -m nosuchmodel -p hi 2>&1 </dev/null", g_kvlm);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    assert_non_null(strstr(out, "'nosuchmodel' is neither a known model (smollm2, whisper) nor a file"));
+    /* -m smollm2 is the cached default (only when the tests run on it: no fetch here) */
+    const char *model = test_model_path();
+    const char *env = getenv("KVLM_MODEL");
+    if (!model || (env && *env)) skip();
+    char a[65536], b[65536], args[4200];
+    assert_int_equal(run("run -m smollm2 --raw -p 'The capital of France is' --temp 0 -n 6 -t 2", a, sizeof a), 0);
+    snprintf(args, sizeof args, "run -m '%s' --raw -p 'The capital of France is' --temp 0 -n 6 -t 2", model);
+    assert_int_equal(run(args, b, sizeof b), 0);
+    assert_string_equal(a, b);
+    assert_non_null(strstr(a, "Paris"));
+}
+
 static void test_chat_reuses_the_cache(void **state)
 {
     (void)state;
@@ -207,6 +232,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_runtime_errors),
         cmocka_unit_test(test_answers_and_cache_equivalence),
+        cmocka_unit_test(test_model_names),
         cmocka_unit_test(test_chat_reuses_the_cache),
         cmocka_unit_test(test_batch_shares_the_prefix),
         cmocka_unit_test(test_parallel_forks),

@@ -1,6 +1,6 @@
 /* test_matmul.c - matmul_rows and the tiled kernels (kern/matmul.h).
  *
- * What is proven, for Q4_1 and Q8_0 weights on every tiled kernel set this CPU runs
+ * What is proven, for Q4_1, Q8_0, F16 and F32 weights on every tiled kernel set this CPU runs
  * (a set the CPU lacks is skipped), and through quant_get_fast as forward.c calls it:
  *   - exactness: matmul_rows over n_tok = 1..40, 64 and 512 tokens, whole or cut into
  *     random row ranges [r0, r1) and token sub-batches, and split across real threads
@@ -9,14 +9,20 @@
  *     cross every tile and chunk boundary (4-row and 4-token register tiles, token
  *     chunks of the 32 KB activation buffer, L2 row blocks, partial last block groups
  *     of 4 (avx512 Q4_1) or 2 blocks, rows too long for the buffer in either set);
- *   - accuracy: each output within TOL_MATMUL_REL of the scalar reference vec_dot
- *     (quant_get(type)->vec_dot, the spec in quant.c);
+ *   - accuracy: each output within TOL_MATMUL_REL (Q4_1, Q8_0) or TOL_MATMUL_F_REL
+ *     (F16, F32) of the scalar reference vec_dot (quant_get(type)->vec_dot, the spec in
+ *     quant.c, which accumulates F16/F32 products in double);
+ *   - F16/F32: every n_in from 1 to 40 and Whisper's 64, 240, 384, 1152, 1500, 1536 (tails
+ *     of 1..15 lanes), the widened-F16 row blocks (batches of >= 8 tokens), rows longer
+ *     than the widening buffer and than a token chunk; rows and activations that end
+ *     right before a PROT_NONE page, at odd addresses (nothing past the row is read);
  *   - only columns [r0, r1) of y are written (guard values around them);
  *   - quant_get_fast holds a set's vec_dots only when cpu_get() allows the set, and the
  *     generic path (tables without a tiled kernel) is one vec_dot per output;
  *   - a table holding the avx2 set's vec_dots (what an AVX2-only CPU gets) takes the avx2
  *     tiled kernels, also on a CPU whose fast table holds the avx512 set.
- * Weights: quantized random rows, raw random bytes (every code, incl. Q8_0 -128),
+ * Weights: quantized random rows, raw random bytes (every code, incl. Q8_0 -128; for
+ * F16/F32 random finite values over the whole exponent range, subnormals included),
  * the real model rows of tests/data/quant/, and, when the model file is present,
  * rows of blk.0.attn_q / blk.0.ffn_down / token_embd. */
 #include <stdarg.h>
@@ -29,6 +35,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/pool.h"
 #include "kern/cpu.h"
@@ -42,6 +50,12 @@
  * relative to sum |w_i x_i| (+ sum |m_w s_x| for Q4_1), which bounds every partial
  * sum either side forms; a few roundings of 2^-24 each. */
 #define TOL_MATMUL_REL 1e-6
+
+/* F16/F32 weights x F32 activations: products rounded to f32 by the FMA, summed in
+ * n_in / 8 (AVX2) or n_in / 16 (AVX-512) steps per lane and a 3- or 4-level tree. The
+ * classical bound for a float sum of k terms is k * 2^-24 * sum |w_i x_i|; with k = n_in /
+ * 8 + 8 it covers both sets (the double-accumulated reference adds nothing visible). */
+#define TOL_MATMUL_F_REL(n_in) (((double)(n_in) / 8 + 8) * 0x1p-24)
 
 enum { MAX_TOK = 40 };
 
@@ -74,6 +88,26 @@ enum { W_QUANT, W_RAW };
 
 /* Random weights: quantized Gaussian rows with a scale per block, or raw bytes with
  * modest fp16 scales (so every code occurs, incl. Q8_0's -128). */
+static bool is_float_type(uint32_t type) { return type == QT_F16 || type == QT_F32; }
+
+/* A random finite value of the type: any sign, exponent and mantissa (subnormals too),
+ * but never Inf/NaN; F32 exponents are kept within +-60 so products stay normal-ish. */
+static float rnd_finite(uint32_t type)
+{
+    if (type == QT_F16) {
+        uint16_t h = (uint16_t)rnd_u64();
+        if ((h & 0x7C00) == 0x7C00) h &= 0xBFFF;             /* exponent 31 -> 15 */
+        return fp16_to_f32(h);
+    }
+    uint32_t u = (uint32_t)rnd_u64();
+    uint32_t e = (uint32_t)(rnd_u64() % 121) + 127 - 60;   /* 2^-60 .. 2^60 */
+    if (rnd_u64() % 16 == 0) e = 0;                          /* a subnormal */
+    u = (u & 0x807FFFFFu) | (e << 23);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 static void fill_weights(problem *p, int how)
 {
     const quant_traits *t = quant_get(p->type);
@@ -81,7 +115,12 @@ static void fill_weights(problem *p, int how)
     assert_non_null(row);
     for (int64_t r = 0; r < p->n_out; r++) {
         uint8_t *wr = p->w + (size_t)r * p->row_bytes;
-        if (how == W_QUANT) {
+        if (is_float_type(p->type)) {
+            for (int64_t i = 0; i < p->n_in; i++)
+                row[i] = how == W_QUANT ? rnd_gauss() * (float)(0.001 + 0.1 * (double)((i / 32 + r) % 7))
+                                        : rnd_finite(p->type);
+            t->from_float(row, wr, p->n_in);
+        } else if (how == W_QUANT) {
             for (int64_t i = 0; i < p->n_in; i++) {
                 if (i % 32 == 0) row[i] = 0;
                 row[i] = rnd_gauss() * (float)(0.001 + 0.1 * (double)((i / 32 + r) % 7));
@@ -184,7 +223,7 @@ static void expect_close_to_ref(const problem *p, const float *y, int64_t ldy, c
                 for (int64_t i = 0; i < p->n_in; i++) mag += fabs((double)wf[i] * xf[i]);
             }
             double ref = t->vec_dot(wr, xr, p->n_in), got = y[tk * ldy + r];
-            double tol = TOL_MATMUL_REL * mag + 1e-30;
+            double tol = (is_float_type(p->type) ? TOL_MATMUL_F_REL(p->n_in) : TOL_MATMUL_REL) * mag + 1e-30;
             if (!(fabs(got - ref) <= tol))
                 fail_msg("%s %s n_in=%lld: y[%lld][%lld] %.9g vs reference %.9g (|diff| %.3g > %.3g)",
                          t->name, what, (long long)p->n_in, (long long)tk, (long long)r, got, ref,
@@ -268,8 +307,13 @@ static int isa_sets(const matmul_isa_kernels **out, const char **names)
 
 static void kernel_of(const matmul_isa_kernels *k, uint32_t type, quant_vec_dot_fn *dot, matmul_tiled_fn *tiled)
 {
-    *dot = type == QT_Q4_1 ? k->vec_dot_q4_1_q8_1 : k->vec_dot_q8_0_q8_0;
-    *tiled = type == QT_Q4_1 ? k->matmul_q4_1_q8_1 : k->matmul_q8_0_q8_0;
+    switch (type) {
+    case QT_Q4_1: *dot = k->vec_dot_q4_1_q8_1; *tiled = k->matmul_q4_1_q8_1; break;
+    case QT_Q8_0: *dot = k->vec_dot_q8_0_q8_0; *tiled = k->matmul_q8_0_q8_0; break;
+    case QT_F16: *dot = k->vec_dot_f16_f32; *tiled = k->matmul_f16_f32; break;
+    case QT_F32: *dot = k->vec_dot_f32_f32; *tiled = k->matmul_f32_f32; break;
+    default: fail_msg("no kernel for type %u", (unsigned)type);
+    }
 }
 
 /* ---- tests ------------------------------------------------------------------------------- */
@@ -399,11 +443,11 @@ static void test_model_rows_exact(void **state)
 static void test_matmul_rows_tables(void **state)
 {
     (void)state;
-    const uint32_t types[] = { QT_Q4_1, QT_Q8_0, QT_Q4_0, QT_F32, QT_Q6_K };
+    const uint32_t types[] = { QT_Q4_1, QT_Q8_0, QT_Q4_0, QT_F32, QT_F16, QT_Q6_K };
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         for (int fast = 0; fast < 2; fast++) {
             const quant_traits *qt = fast ? quant_get_fast(types[ti]) : quant_get(types[ti]);
-            const int64_t n_in = types[ti] == QT_Q6_K ? 512 : 576;
+            const int64_t n_in = types[ti] == QT_Q6_K ? 512 : is_float_type(types[ti]) ? 1500 : 576;
             problem p = make_problem(types[ti], n_in, 11, 9);
             fill_weights(&p, W_QUANT);
             fill_acts(&p);
@@ -425,6 +469,10 @@ static void test_matmul_rows_tables(void **state)
         assert_ptr_equal(quant_get_fast(QT_Q8_0)->vec_dot, ks[0]->vec_dot_q8_0_q8_0);
         assert_ptr_equal(matmul_tiled_for(quant_get_fast(QT_Q4_1)), ks[0]->matmul_q4_1_q8_1);
         assert_ptr_equal(matmul_tiled_for(quant_get_fast(QT_Q8_0)), ks[0]->matmul_q8_0_q8_0);
+        assert_ptr_equal(quant_get_fast(QT_F16)->vec_dot, ks[0]->vec_dot_f16_f32);
+        assert_ptr_equal(quant_get_fast(QT_F32)->vec_dot, ks[0]->vec_dot_f32_f32);
+        assert_ptr_equal(matmul_tiled_for(quant_get_fast(QT_F16)), ks[0]->matmul_f16_f32);
+        assert_ptr_equal(matmul_tiled_for(quant_get_fast(QT_F32)), ks[0]->matmul_f32_f32);
     }
     /* a set the CPU lacks is never in the fast table */
     const cpu_features *c = cpu_get();
@@ -432,21 +480,25 @@ static void test_matmul_rows_tables(void **state)
     if (k512 && !cpu_has_avx512_set(c)) {
         assert_ptr_not_equal(quant_get_fast(QT_Q4_1)->vec_dot, k512->vec_dot_q4_1_q8_1);
         assert_ptr_not_equal(quant_get_fast(QT_Q8_0)->vec_dot, k512->vec_dot_q8_0_q8_0);
+        assert_ptr_not_equal(quant_get_fast(QT_F16)->vec_dot, k512->vec_dot_f16_f32);
+        assert_ptr_not_equal(quant_get_fast(QT_F32)->vec_dot, k512->vec_dot_f32_f32);
     }
     if (k2 && !cpu_has_avx2_set(c)) {
         assert_ptr_not_equal(quant_get_fast(QT_Q4_1)->vec_dot, k2->vec_dot_q4_1_q8_1);
         assert_ptr_not_equal(quant_get_fast(QT_Q8_0)->vec_dot, k2->vec_dot_q8_0_q8_0);
+        assert_ptr_not_equal(quant_get_fast(QT_F16)->vec_dot, k2->vec_dot_f16_f32);
+        assert_ptr_not_equal(quant_get_fast(QT_F32)->vec_dot, k2->vec_dot_f32_f32);
     }
     /* what an AVX2-only CPU gets: quant.c's fast_init installs quant_avx2.c's dots, then
      * the avx2 set's over them; matmul_rows must then take the avx2 tiled kernels */
     if (k2 && cpu_has_avx2_set(c)) {
-        const uint32_t t2[2] = { QT_Q4_1, QT_Q8_0 };
-        for (int ti = 0; ti < 2; ti++) {
+        const uint32_t t2[4] = { QT_Q4_1, QT_Q8_0, QT_F16, QT_F32 };
+        for (int ti = 0; ti < 4; ti++) {
             quant_traits avx2_table = *quant_get_fast(t2[ti]);
             matmul_tiled_fn tiled;
             kernel_of(k2, t2[ti], &avx2_table.vec_dot, &tiled);
             assert_ptr_equal(matmul_tiled_for(&avx2_table), tiled);
-            problem p = make_problem(t2[ti], 576, 11, 9);
+            problem p = make_problem(t2[ti], is_float_type(t2[ti]) ? 1500 : 576, 11, 9);
             fill_weights(&p, W_QUANT);
             fill_acts(&p);
             const int64_t ldy = p.n_out + 2;
@@ -463,6 +515,9 @@ static void test_matmul_rows_tables(void **state)
     assert_null(matmul_tiled_for(quant_get(QT_Q4_1)));
     assert_null(matmul_tiled_for(quant_get(QT_Q8_0)));
     assert_null(matmul_tiled_for(quant_get_fast(QT_Q4_0)));
+    assert_null(matmul_tiled_for(quant_get(QT_F16)));
+    assert_null(matmul_tiled_for(quant_get(QT_F32)));
+    assert_null(matmul_tiled_for(quant_get_fast(QT_BF16)));
 }
 
 /* The batch sizes of the engine: decode (1), small batches and prefill chunks (64, 512:
@@ -511,12 +566,13 @@ static void test_thread_splits_exact(void **state)
     char err[128];
     pool *pl[3] = { NULL, NULL, NULL };
     for (int i = 0; i < 3; i++) assert_int_equal(pool_init(&pl[i], i + 1, err, sizeof err), KVLM_OK);
-    const uint32_t types[2] = { QT_Q4_1, QT_Q8_0 };
+    const uint32_t types[4] = { QT_Q4_1, QT_Q8_0, QT_F16, QT_F32 };
     const int64_t n_toks[3] = { 1, 7, 64 };
-    for (int ti = 0; ti < 2; ti++)
+    for (int ti = 0; ti < 4; ti++)
         for (int ni = 0; ni < 3; ni++) {
             const quant_traits *qt = quant_get_fast(types[ti]);
-            problem p = make_problem(types[ti], 576, 103, n_toks[ni]);
+            const int64_t n_in = types[ti] == QT_F16 ? 384 : types[ti] == QT_F32 ? 1500 : 576;
+            problem p = make_problem(types[ti], n_in, 103, n_toks[ni]);
             fill_weights(&p, W_QUANT);
             fill_acts(&p);
             float *want = new_y(&p, p.n_out);
@@ -532,6 +588,136 @@ static void test_thread_splits_exact(void **state)
             free_problem(&p);
         }
     for (int i = 0; i < 3; i++) pool_free(pl[i]);
+}
+
+/* ---- F16 / F32 weights ---------------------------------------------------------------------- */
+
+static const uint32_t float_types[2] = { QT_F16, QT_F32 };
+
+static void check_float(uint32_t type, int64_t n_in, int64_t n_out, int64_t n_tok, int how,
+                        const matmul_isa_kernels *k, const char *isa)
+{
+    quant_vec_dot_fn dot;
+    matmul_tiled_fn tiled;
+    kernel_of(k, type, &dot, &tiled);
+    assert_non_null(dot);
+    assert_non_null(tiled);
+    problem p = make_problem(type, n_in, n_out, n_tok);
+    fill_weights(&p, how);
+    fill_acts(&p);
+    check_problem(&p, dot, tiled, isa, true);
+    free_problem(&p);
+}
+
+/* Every n_in 1..40 (each tail of either set), Whisper's n_in, 45 rows (more than one
+ * 40-row widening block at n_in 384), rows past the 64 KB widening buffer (n_in 16385)
+ * and past a 256 KB token chunk (n_in 70001, one token per chunk). */
+static void test_float_exact(void **state)
+{
+    (void)state;
+    const matmul_isa_kernels *ks[2];
+    const char *names[2];
+    int nk = isa_sets(ks, names);
+    if (nk == 0) skip();
+    static const int64_t whisper_n_in[] = { 64, 240, 384, 1152, 1500, 1536 };
+    int checks = 0;
+    for (int ki = 0; ki < nk; ki++)
+        for (int ti = 0; ti < 2; ti++) {
+            for (int64_t n_in = 1; n_in <= 40; n_in++, checks++)
+                check_float(float_types[ti], n_in, 13 + (int64_t)(rnd_u64() % 12), 1 + n_in % 13,
+                            n_in % 3 == 0 ? W_RAW : W_QUANT, ks[ki], names[ki]);
+            for (size_t ni = 0; ni < sizeof whisper_n_in / sizeof whisper_n_in[0]; ni++)
+                for (int64_t n_tok = 1; n_tok <= MAX_TOK; n_tok += 3, checks++)
+                    check_float(float_types[ti], whisper_n_in[ni], n_tok == 13 ? 45 : 13 + (int64_t)(rnd_u64() % 12),
+                                n_tok, (n_tok + (int64_t)ni) % 3 == 0 ? W_RAW : W_QUANT, ks[ki], names[ki]);
+            check_float(float_types[ti], 16385, 6, 9, W_QUANT, ks[ki], names[ki]);
+            check_float(float_types[ti], 70001, 5, 9, W_RAW, ks[ki], names[ki]);
+            checks += 2;
+        }
+    printf("# %d float exactness problems\n", checks);
+}
+
+/* Whisper's batch sizes: decode (1), beams (5), prompts (64), the encoder's 512 and 1500
+ * (several token chunks, widened row blocks of F16). */
+static void test_float_batch_sizes(void **state)
+{
+    (void)state;
+    const matmul_isa_kernels *ks[2];
+    const char *names[2];
+    int nk = isa_sets(ks, names);
+    if (nk == 0) skip();
+    static const int64_t n_toks[] = { 1, 5, 64, 512, 1500 };
+    static const struct { uint32_t type; int64_t n_in, n_out; } shapes[] = {
+        { QT_F16, 384, 45 }, { QT_F16, 1536, 13 }, { QT_F16, 1500, 11 },
+        { QT_F32, 64, 45 }, { QT_F32, 1500, 11 },
+        /* 109 and 65 tokens per 256 KB chunk: chunks that end inside a token tile */
+        { QT_F16, 600, 13 }, { QT_F32, 1000, 7 },
+    };
+    for (int ki = 0; ki < nk; ki++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+            for (size_t ni = 0; ni < sizeof n_toks / sizeof n_toks[0]; ni++)
+                check_float(shapes[si].type, shapes[si].n_in, shapes[si].n_out, n_toks[ni],
+                            ni % 2 ? W_RAW : W_QUANT, ks[ki], names[ki]);
+}
+
+/* bytes at the end of a mapping whose next page is PROT_NONE, minus `slack`: the
+ * returned p has p + bytes + slack == the guard page. *base / *len: for munmap. */
+static uint8_t *guarded(size_t bytes, size_t slack, void **base, size_t *len)
+{
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t body = (bytes + slack + pg - 1) / pg * pg;
+    *len = body + pg;
+    uint8_t *m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    assert_int_equal(mprotect(m + body, pg, PROT_NONE), 0);
+    *base = m;
+    return m + body - bytes - slack;
+}
+
+/* Weights and activations that end right before a PROT_NONE page (slack 0), or one byte
+ * before it with every row at an odd address (slack 1: model.bin's f16 tensors are not
+ * aligned): the tiled kernels and vec_dots read nothing past a row, and give the same
+ * bits as on malloc'd copies. */
+static void test_float_guard_pages(void **state)
+{
+    (void)state;
+    const matmul_isa_kernels *ks[2];
+    const char *names[2];
+    int nk = isa_sets(ks, names);
+    if (nk == 0) skip();
+    static const int64_t n_ins[] = { 1, 7, 15, 17, 33, 240, 1500 };
+    for (int ki = 0; ki < nk; ki++)
+        for (int ti = 0; ti < 2; ti++)
+            for (size_t ni = 0; ni < sizeof n_ins / sizeof n_ins[0]; ni++)
+                for (size_t slack = 0; slack < 2; slack++) {
+                    quant_vec_dot_fn dot;
+                    matmul_tiled_fn tiled;
+                    kernel_of(ks[ki], float_types[ti], &dot, &tiled);
+                    problem p = make_problem(float_types[ti], n_ins[ni], 9, 10);
+                    fill_weights(&p, W_RAW);
+                    fill_acts(&p);
+                    const int64_t ldy = p.n_out;
+                    float *want = new_y(&p, ldy), *got = new_y(&p, ldy);
+                    per_output(&p, dot, want, ldy);
+                    void *wb, *xb;
+                    size_t wl, xl;
+                    problem g = p;
+                    g.w = guarded(p.row_bytes * (size_t)p.n_out, slack, &wb, &wl);
+                    g.xq = guarded(p.xq_bytes * (size_t)p.n_tok, slack * 4, &xb, &xl);   /* f32 stays aligned */
+                    memcpy(g.w, p.w, p.row_bytes * (size_t)p.n_out);
+                    memcpy(g.xq, p.xq, p.xq_bytes * (size_t)p.n_tok);
+                    run_split(&g, NULL, tiled, got, ldy, 0);          /* 10 tokens: widened F16 */
+                    expect_same(&p, want, got, ldy, "guard page tiled");
+                    for (int64_t t = 0; t < p.n_tok; t++)
+                        for (int64_t r = 0; r < p.n_out; r++)
+                            got[t * ldy + r] = dot(g.w + (size_t)r * p.row_bytes, g.xq + (size_t)t * p.xq_bytes, p.n_in);
+                    expect_same(&p, want, got, ldy, "guard page vec_dot");
+                    munmap(wb, wl);
+                    munmap(xb, xl);
+                    free(want);
+                    free(got);
+                    free_problem(&p);
+                }
 }
 
 /* Empty ranges write nothing. */
@@ -557,6 +743,9 @@ int main(void)
         cmocka_unit_test(test_matmul_rows_tables),
         cmocka_unit_test(test_batch_sizes_exact),
         cmocka_unit_test(test_thread_splits_exact),
+        cmocka_unit_test(test_float_exact),
+        cmocka_unit_test(test_float_batch_sizes),
+        cmocka_unit_test(test_float_guard_pages),
         cmocka_unit_test(test_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

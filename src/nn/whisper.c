@@ -1,0 +1,448 @@
+/* whisper.c - Whisper's encoder and decoder. See whisper.h.
+ * D = d_model, F = n_ff, H = n_head, hd = head_dim, A = n_audio_ctx (1500). */
+#include "nn/whisper.h"
+#include "nn/linear.h"
+#include "core/err.h"
+#include "kern/matmul.h"
+#include "kern/quant.h"
+
+#include <math.h>
+#include <time.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- row-wise operations, threaded over rows -------------------------------------- */
+typedef enum row_op { ROW_LN, ROW_BIAS_GELU, ROW_BIAS, ROW_ADD_BIAS } row_op;
+
+typedef struct rows_job {
+    row_op op;
+    float *y;                 /* [n][w] */
+    const float *x;           /* [n][w] ROW_LN: input; ROW_ADD_BIAS: the addend */
+    const float *g, *b;       /* [w] */
+    int64_t n, w;
+    float eps;
+} rows_job;
+
+static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+
+/* y = (x - mean) / sqrt(var + eps) * g + b      x, y: [w] */
+static void layer_norm(float *y, const float *x, const float *g, const float *b, int64_t w, float eps)
+{
+    double s = 0;
+    for (int64_t i = 0; i < w; i++) s += x[i];
+    const float mean = (float)(s / (double)w);
+    double v = 0;
+    for (int64_t i = 0; i < w; i++) v += (double)(x[i] - mean) * (x[i] - mean);
+    const float inv = 1.0f / sqrtf((float)(v / (double)w) + eps);
+    for (int64_t i = 0; i < w; i++) y[i] = (x[i] - mean) * inv * g[i] + b[i];
+}
+
+static void rows_task(void *arg, int ith, int nth)
+{
+    const rows_job *j = arg;
+    int64_t t0, t1;
+    pool_split(j->n, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++) {
+        float *y = j->y + t * j->w;
+        switch (j->op) {
+        case ROW_LN: layer_norm(y, j->x + t * j->w, j->g, j->b, j->w, j->eps); break;
+        case ROW_BIAS_GELU: for (int64_t i = 0; i < j->w; i++) y[i] = gelu(y[i] + j->b[i]); break;
+        case ROW_BIAS: for (int64_t i = 0; i < j->w; i++) y[i] += j->b[i]; break;
+        case ROW_ADD_BIAS: for (int64_t i = 0; i < j->w; i++) y[i] += j->x[t * j->w + i] + j->b[i]; break;
+        }
+    }
+}
+
+static void rows_run(pool *p, rows_job j)
+{
+    if (j.n == 1) rows_task(&j, 0, 1);
+    else pool_run(p, rows_task, &j);
+}
+
+/* y = x W^T + b, optionally GELU(.)      x: [n][w->n_in], y: [n][w->n_out] */
+static void affine(pool *p, void *xq, const float *x, int64_t n, const model_weight *w, const float *b, float *y,
+                   bool gelu_after)
+{
+    const model_weight *ws[1] = { w };
+    float *ys[1] = { y };
+    linear_project(p, xq, x, n, ws, ys, 1);
+    rows_run(p, (rows_job){ .op = gelu_after ? ROW_BIAS_GELU : ROW_BIAS, .y = y, .b = b, .n = n, .w = w->n_out });
+}
+
+/* x += y W^T + b  (the residual add of a block's output)   y: [n][w->n_in], tmp: [n][w->n_out] */
+static void residual(pool *p, void *xq, float *x, const float *y, int64_t n, const model_weight *w, const float *b,
+                     float *tmp)
+{
+    const model_weight *ws[1] = { w };
+    float *ys[1] = { tmp };
+    linear_project(p, xq, y, n, ws, ys, 1);
+    rows_run(p, (rows_job){ .op = ROW_ADD_BIAS, .y = x, .x = tmp, .b = b, .n = n, .w = w->n_out });
+}
+
+static size_t max_xq(const model_weight *const *w, size_t n)
+{
+    size_t b = 0;
+    for (size_t i = 0; i < n; i++)
+        if (linear_xq_bytes(w[i]) > b) b = linear_xq_bytes(w[i]);
+    return b;
+}
+
+/* ---- encoder ------------------------------------------------------------------------ */
+kvlm_err whisper_enc_init(whisper_enc *e, const whisper_model *m, int n_threads, char *err, size_t errlen)
+{
+    memset(e, 0, sizeof *e);
+    e->m = m;
+    const whisper_hparams *hp = &m->hp;
+    const size_t D = (size_t)hp->d_model, F = (size_t)hp->n_ff, A = (size_t)hp->n_audio_ctx, T = WHISPER_N_FRAMES;
+    const size_t cols = T * (size_t)hp->n_mels * 3 > A * 3 * D ? T * (size_t)hp->n_mels * 3 : A * 3 * D;
+    size_t xqb = max_xq((const model_weight *[]){ &m->conv1, &m->conv2 }, 2) * 2;   /* conv1: 3000 rows */
+    for (int64_t il = 0; il < hp->n_enc_layer; il++) {
+        const whisper_enc_layer *L = &m->enc[il];
+        const size_t b = max_xq((const model_weight *[]){ &L->attn_qkv, &L->attn_out, &L->fc1, &L->fc2 }, 4);
+        if (b > xqb) xqb = b;
+    }
+    e->xq_bytes = xqb;   /* per row of 1500 (conv1's 3000 rows: doubled above) */
+    e->cols = malloc(cols * sizeof(float));
+    e->y1 = malloc(T * D * sizeof(float));
+    e->x = malloc(A * D * sizeof(float));
+    e->h = malloc(A * D * sizeof(float));
+    e->qkv = malloc(A * 3 * D * sizeof(float));
+    e->att = malloc(A * D * sizeof(float));
+    e->ff = malloc(A * F * sizeof(float));
+    e->xq = malloc(A * xqb);
+    e->scores = malloc(A * A * sizeof(float));
+    e->vt = malloc((size_t)hp->head_dim * A * sizeof(float));
+    e->sm_tmp = aligned_alloc(64, (size_t)n_threads * (ATTN_CHUNK + 16) * sizeof(float));
+    if (!e->cols || !e->y1 || !e->x || !e->h || !e->qkv || !e->att || !e->ff || !e->xq || !e->scores || !e->vt ||
+        !e->sm_tmp) {
+        whisper_enc_free(e);
+        return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for the encoder's scratch");
+    }
+    e->ak = attn_for(hp->head_dim);
+    return KVLM_OK;
+}
+
+void whisper_enc_free(whisper_enc *e)
+{
+    if (!e) return;
+    free(e->scores);
+    free(e->vt);
+    free(e->sm_tmp);
+    free(e->cols);
+    free(e->y1);
+    free(e->x);
+    free(e->h);
+    free(e->qkv);
+    free(e->att);
+    free(e->ff);
+    free(e->xq);
+    memset(e, 0, sizeof *e);
+}
+
+/* ---- encoder attention as matmuls -------------------------------------------------
+ * Per head h, over the A rows of qkv ([A][Q D | K D | V D]):
+ *   S = Q_h K_h^T           matmul_rows with K_h's rows as the "weights"   S: [A][A]
+ *   P = softmax(S / sqrt(hd)) per row (the attention kernels' vector exp, by chunks)
+ *   O_h = P V_h             matmul_rows with V_h^T's rows as the weights   att[:, h*hd..]
+ * Every query reads all A rows (no mask), as CTranslate2's encoder. */
+typedef struct enc_attn_job {
+    whisper_enc *e;
+    int64_t h;
+} enc_attn_job;
+
+static void enc_scores_task(void *arg, int ith, int nth)
+{
+    const enc_attn_job *j = arg;
+    const whisper_hparams *hp = &j->e->m->hp;
+    const int64_t D = hp->d_model, A = hp->n_audio_ctx, hd = hp->head_dim;
+    int64_t r0, r1;
+    pool_split(A, ith, nth, &r0, &r1);
+    const float *q = j->e->qkv + j->h * hd, *k = j->e->qkv + D + j->h * hd;
+    matmul_rows(quant_get_fast(QT_F32), k, (size_t)(3 * D) * sizeof(float), r0, r1, q, (size_t)(3 * D) * sizeof(float),
+                A, hd, j->e->scores, A);
+}
+
+static void enc_softmax_task(void *arg, int ith, int nth)
+{
+    const enc_attn_job *j = arg;
+    whisper_enc *e = j->e;
+    const whisper_hparams *hp = &e->m->hp;
+    const int64_t A = hp->n_audio_ctx, nc = (A + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    const float scale = 1.0f / sqrtf((float)hp->head_dim);
+    float *buf = e->sm_tmp + (size_t)ith * (size_t)(ATTN_CHUNK + 16);   /* [ATTN_CHUNK] + a part */
+    float *part = buf + ATTN_CHUNK, mc[16], lc[16];
+    int64_t t0, t1;
+    pool_split(A, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++) {               /* row t: [A] scores -> probabilities */
+        float *row = e->scores + t * A;
+        float M = -INFINITY;
+        for (int64_t c = 0; c < nc; c++) {
+            const int64_t n = c == nc - 1 ? A - c * ATTN_CHUNK : ATTN_CHUNK;
+            for (int64_t i = 0; i < n; i++) buf[i] = row[c * ATTN_CHUNK + i] * scale;
+            e->ak->softmax(part, buf, 1, n, 0, 0);     /* buf <- exp(s - m_c), part = {m_c, l_c} */
+            memcpy(row + c * ATTN_CHUNK, buf, (size_t)n * sizeof(float));
+            mc[c] = part[0];
+            lc[c] = part[1];
+            M = mc[c] > M ? mc[c] : M;
+        }
+        double L = 0;
+        for (int64_t c = 0; c < nc; c++) L += (double)lc[c] * exp((double)(mc[c] - M));
+        for (int64_t c = 0; c < nc; c++) {
+            const float f = (float)(exp((double)(mc[c] - M)) / L);
+            const int64_t n = c == nc - 1 ? A - c * ATTN_CHUNK : ATTN_CHUNK;
+            for (int64_t i = 0; i < n; i++) row[c * ATTN_CHUNK + i] *= f;
+        }
+    }
+    /* V_h^T for the next phase: vt[d][s] = V_h[s][d]           vt: [hd][A] */
+    const int64_t D = hp->d_model, hd = hp->head_dim;
+    int64_t d0, d1;
+    pool_split(hd, ith, nth, &d0, &d1);
+    for (int64_t d = d0; d < d1; d++)
+        for (int64_t s2 = 0; s2 < A; s2++) e->vt[d * A + s2] = e->qkv[s2 * 3 * D + 2 * D + j->h * hd + d];
+}
+
+static void enc_pv_task(void *arg, int ith, int nth)
+{
+    const enc_attn_job *j = arg;
+    const whisper_hparams *hp = &j->e->m->hp;
+    const int64_t D = hp->d_model, A = hp->n_audio_ctx, hd = hp->head_dim;
+    int64_t r0, r1;
+    pool_split(hd, ith, nth, &r0, &r1);
+    matmul_rows(quant_get_fast(QT_F32), j->e->vt, (size_t)A * sizeof(float), r0, r1, j->e->scores,
+                (size_t)A * sizeof(float), A, A, j->e->att + j->h * hd, D);
+}
+
+static void enc_attend(whisper_enc *e, pool *p)
+{
+    for (int64_t h = 0; h < e->m->hp.n_head; h++) {
+        enc_attn_job j = { e, h };
+        pool_run(p, enc_scores_task, &j);
+        pool_run(p, enc_softmax_task, &j);
+        pool_run(p, enc_pv_task, &j);
+    }
+}
+
+kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, char *err, size_t errlen)
+{
+    const whisper_model *m = e->m;
+    const whisper_hparams *hp = &m->hp;
+    const int64_t D = hp->d_model, A = hp->n_audio_ctx, T = WHISPER_N_FRAMES, C = hp->n_mels;
+
+    double tc = now_s(), tn;
+    /* conv1 as a matmul: cols[t][i*3 + k] = mel[i][t + k - 1] (0 outside)   cols: [T][C*3] */
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < C; i++)
+            for (int64_t k = 0; k < 3; k++) {
+                const int64_t s = t + k - 1;
+                e->cols[t * C * 3 + i * 3 + k] = s >= 0 && s < T ? mel[i * T + s] : 0.0f;
+            }
+    affine(p, e->xq, e->cols, T, &m->conv1, m->conv1_b, e->y1, true);          /* y1: [T][D] */
+    /* conv2, stride 2: cols[t][i*3 + k] = y1[2t + k - 1][i]                  cols: [A][D*3] */
+    for (int64_t t = 0; t < A; t++)
+        for (int64_t k = 0; k < 3; k++) {
+            const int64_t s = 2 * t + k - 1;
+            for (int64_t i = 0; i < D; i++) e->cols[t * D * 3 + i * 3 + k] = s >= 0 && s < T ? e->y1[s * D + i] : 0.0f;
+        }
+    affine(p, e->xq, e->cols, A, &m->conv2, m->conv2_b, e->x, true);           /* x: [A][D] */
+    for (int64_t i = 0; i < A * D; i++) e->x[i] += m->enc_pos[i];
+    tn = now_s();
+    e->t_conv += tn - tc;
+    tc = tn;
+
+    for (int64_t il = 0; il < hp->n_enc_layer; il++) {
+        const whisper_enc_layer *L = &m->enc[il];
+        rows_run(p, (rows_job){ .op = ROW_LN, .y = e->h, .x = e->x, .g = L->attn_ln.g, .b = L->attn_ln.b, .n = A,
+                                .w = D, .eps = hp->ln_eps });
+        affine(p, e->xq, e->h, A, &L->attn_qkv, L->attn_qkv_b, e->qkv, false);   /* qkv: [A][3D] */
+        tn = now_s();
+        e->t_proj += tn - tc;
+        tc = tn;
+        enc_attend(e, p);                                                        /* att: [A][D] */
+        tn = now_s();
+        e->t_attn += tn - tc;
+        tc = tn;
+        residual(p, e->xq, e->x, e->att, A, &L->attn_out, L->attn_out_b, e->h);
+        tn = now_s();
+        e->t_proj += tn - tc;
+        tc = tn;
+        rows_run(p, (rows_job){ .op = ROW_LN, .y = e->h, .x = e->x, .g = L->ffn_ln.g, .b = L->ffn_ln.b, .n = A,
+                                .w = D, .eps = hp->ln_eps });
+        affine(p, e->xq, e->h, A, &L->fc1, L->fc1_b, e->ff, true);              /* ff: [A][F] */
+        residual(p, e->xq, e->x, e->ff, A, &L->fc2, L->fc2_b, e->h);
+        tn = now_s();
+        e->t_ffn += tn - tc;
+        tc = tn;
+    }
+    rows_run(p, (rows_job){ .op = ROW_LN, .y = out, .x = e->x, .g = m->enc_ln.g, .b = m->enc_ln.b, .n = A, .w = D,
+                            .eps = hp->ln_eps });
+    return KVLM_OK;
+}
+
+/* ---- cross K/V ---------------------------------------------------------------------- */
+size_t whisper_cross_xq_bytes(const whisper_model *m)
+{
+    size_t b = 0;
+    for (int64_t il = 0; il < m->hp.n_dec_layer; il++)
+        if (linear_xq_bytes(&m->dec[il].cross_kv) > b) b = linear_xq_bytes(&m->dec[il].cross_kv);
+    return b * (size_t)m->hp.n_audio_ctx;
+}
+
+kvlm_err whisper_cross_fill(const whisper_model *m, pool *p, const float *enc, kv_seq *cross, void *xq, float *kv,
+                            char *err, size_t errlen)
+{
+    const int64_t D = m->hp.d_model, A = m->hp.n_audio_ctx;
+    kvlm_err r = kv_seq_reserve(cross, A, err, errlen);
+    if (r) return r;
+    for (int64_t il = 0; il < m->hp.n_dec_layer; il++) {
+        const whisper_dec_layer *L = &m->dec[il];
+        affine(p, xq, enc, A, &L->cross_kv, L->cross_kv_b, kv, false);          /* kv: [A][K D | V D] */
+        for (int64_t t = 0; t < A; t++) kv_seq_store(cross, il, t, kv + t * 2 * D, kv + t * 2 * D + D);
+    }
+    kv_seq_advance(cross, A);
+    return KVLM_OK;
+}
+
+/* ---- decoder ------------------------------------------------------------------------ */
+kvlm_err whisper_dec_init(whisper_dec *d, const whisper_model *m, int64_t n_batch, int n_threads, char *err,
+                          size_t errlen)
+{
+    memset(d, 0, sizeof *d);
+    d->m = m;
+    d->n_batch = n_batch;
+    const whisper_hparams *hp = &m->hp;
+    const size_t D = (size_t)hp->d_model, F = (size_t)hp->n_ff, nb = (size_t)n_batch;
+    size_t xqb = linear_xq_bytes(&m->proj);
+    for (int64_t il = 0; il < hp->n_dec_layer; il++) {
+        const whisper_dec_layer *L = &m->dec[il];
+        const size_t b = max_xq((const model_weight *[]){ &L->self_qkv, &L->self_out, &L->cross_q, &L->cross_out,
+                                                           &L->fc1, &L->fc2 }, 6);
+        if (b > xqb) xqb = b;
+    }
+    d->xq_bytes = xqb;
+    d->x = malloc(nb * D * sizeof(float));
+    d->h = malloc(nb * D * sizeof(float));
+    d->qkv = malloc(nb * 3 * D * sizeof(float));
+    d->q = malloc(nb * D * sizeof(float));
+    d->att = malloc(nb * D * sizeof(float));
+    d->ff = malloc(nb * F * sizeof(float));
+    d->xq = malloc(nb * xqb);
+    d->tok_seg = malloc(nb * sizeof *d->tok_seg);
+    d->tok_pos = malloc(nb * sizeof *d->tok_pos);
+    d->tok_seq = malloc(nb * sizeof *d->tok_seq);
+    d->tok_nkv = malloc(nb * sizeof *d->tok_nkv);
+    if (!d->x || !d->h || !d->qkv || !d->q || !d->att || !d->ff || !d->xq || !d->tok_seg || !d->tok_pos ||
+        !d->tok_seq || !d->tok_nkv) {
+        whisper_dec_free(d);
+        return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for the decoder's scratch (batch %lld)",
+                       (long long)n_batch);
+    }
+    const int64_t max_kv = hp->n_audio_ctx > hp->n_text_ctx ? hp->n_audio_ctx : hp->n_text_ctx;
+    kvlm_err r = attend_init(&d->as, hp->n_head, hp->n_head, hp->head_dim, max_kv, 8, n_threads, err, errlen);
+    if (r) {
+        whisper_dec_free(d);
+        return r;
+    }
+    d->ak = attn_for(hp->head_dim);
+    return KVLM_OK;
+}
+
+void whisper_dec_free(whisper_dec *d)
+{
+    if (!d) return;
+    attend_free(&d->as);
+    free(d->x);
+    free(d->h);
+    free(d->qkv);
+    free(d->q);
+    free(d->att);
+    free(d->ff);
+    free(d->xq);
+    free(d->tok_seg);
+    free(d->tok_pos);
+    free(d->tok_seq);
+    free(d->tok_nkv);
+    memset(d, 0, sizeof *d);
+}
+
+/* att = attention of q [n_tok][D] over each token's self (causal) or cross sequence */
+static void dec_attend(whisper_dec *d, pool *p, const whisper_seg *segs, int64_t il, int64_t n_tok, const float *q,
+                       bool cross)
+{
+    const whisper_hparams *hp = &d->m->hp;
+    for (int64_t t = 0; t < n_tok; t++) {
+        const whisper_seg *g = &segs[d->tok_seg[t]];
+        d->tok_seq[t] = cross ? g->cross : g->self;
+        d->tok_nkv[t] = cross ? g->cross->n_pos : d->tok_pos[t] + 1;
+    }
+    const kv_seq *s0 = d->tok_seq[0];
+    if (s0->pool->type_k == KVLM_KV_F16 || s0->pool->type_k == KVLM_KV_BF16) {
+        memcpy(d->q, q, (size_t)(n_tok * hp->d_model) * sizeof(float));
+        d->ak->round_f16(d->q, n_tok * hp->d_model);   /* q.k on f16 operands, as forward.c */
+        q = d->q;
+    }
+    const attend_batch b = { .q = q, .out = d->att, .n_tok = n_tok, .il = il,
+                             .scale = 1.0f / sqrtf((float)hp->head_dim), .ak = d->ak,
+                             .seq = d->tok_seq, .n_kv = d->tok_nkv };
+    attend_run(&d->as, p, &b);
+}
+
+void whisper_decode(whisper_dec *d, pool *p, const whisper_seg *segs, int64_t n_seg, const kvlm_token *tokens,
+                    const int64_t *out_rows, int64_t n_out, float *logits)
+{
+    const whisper_model *m = d->m;
+    const whisper_hparams *hp = &m->hp;
+    const int64_t D = hp->d_model;
+    const quant_traits *et = quant_get(m->embed.type);
+
+    int64_t n_tok = 0;
+    for (int64_t g = 0; g < n_seg; g++)
+        for (int64_t i = 0; i < segs[g].n; i++, n_tok++) {
+            d->tok_seg[n_tok] = (int32_t)g;
+            d->tok_pos[n_tok] = segs[g].self->n_pos + i;
+        }
+    /* x[t] = E[tok] + P[pos]                                        x: [n_tok][D] */
+    for (int64_t t = 0; t < n_tok; t++) {
+        float *x = d->x + t * D;
+        et->to_float((const uint8_t *)m->embed.data + (size_t)tokens[t] * m->embed.row_bytes, x, D);
+        for (int64_t i = 0; i < D; i++) x[i] += m->dec_pos[d->tok_pos[t] * D + i];
+    }
+    for (int64_t il = 0; il < hp->n_dec_layer; il++) {
+        const whisper_dec_layer *L = &m->dec[il];
+        /* self-attention: K/V of the new tokens appended at their positions */
+        rows_run(p, (rows_job){ .op = ROW_LN, .y = d->h, .x = d->x, .g = L->self_ln.g, .b = L->self_ln.b,
+                                .n = n_tok, .w = D, .eps = hp->ln_eps });
+        affine(p, d->xq, d->h, n_tok, &L->self_qkv, L->self_qkv_b, d->qkv, false);   /* qkv: [n_tok][3D] */
+        for (int64_t t = 0; t < n_tok; t++) {
+            const float *r = d->qkv + t * 3 * D;
+            kv_seq_store(segs[d->tok_seg[t]].self, il, d->tok_pos[t], r + D, r + 2 * D);
+            memcpy(d->h + t * D, r, (size_t)D * sizeof(float));                     /* h: q [n_tok][D] */
+        }
+        dec_attend(d, p, segs, il, n_tok, d->h, false);
+        residual(p, d->xq, d->x, d->att, n_tok, &L->self_out, L->self_out_b, d->h);
+        /* cross-attention over the window's cached K/V */
+        rows_run(p, (rows_job){ .op = ROW_LN, .y = d->h, .x = d->x, .g = L->cross_ln.g, .b = L->cross_ln.b,
+                                .n = n_tok, .w = D, .eps = hp->ln_eps });
+        affine(p, d->xq, d->h, n_tok, &L->cross_q, L->cross_q_b, d->qkv, false);     /* q: [n_tok][D] */
+        dec_attend(d, p, segs, il, n_tok, d->qkv, true);
+        residual(p, d->xq, d->x, d->att, n_tok, &L->cross_out, L->cross_out_b, d->h);
+        /* feed-forward */
+        rows_run(p, (rows_job){ .op = ROW_LN, .y = d->h, .x = d->x, .g = L->ffn_ln.g, .b = L->ffn_ln.b,
+                                .n = n_tok, .w = D, .eps = hp->ln_eps });
+        affine(p, d->xq, d->h, n_tok, &L->fc1, L->fc1_b, d->ff, true);               /* ff: [n_tok][F] */
+        residual(p, d->xq, d->x, d->ff, n_tok, &L->fc2, L->fc2_b, d->h);
+    }
+    for (int64_t g = 0; g < n_seg; g++) kv_seq_advance(segs[g].self, segs[g].n);
+    /* logits = LN(x) E^T for the rows asked for                  logits: [n_out][n_vocab] */
+    for (int64_t r = 0; r < n_out; r++)
+        layer_norm(d->h + r * D, d->x + out_rows[r] * D, m->dec_ln.g, m->dec_ln.b, D, hp->ln_eps);
+    const model_weight *ws[1] = { &m->proj };
+    float *ys[1] = { logits };
+    linear_project(p, d->xq, d->h, n_out, ws, ys, 1);
+}
