@@ -17,7 +17,8 @@ static void usage(FILE *f)
         "Requests are batched continuously; prompt prefixes are cached across requests and\n"
         "usage.prompt_tokens_details.cached_tokens reports the hits. SIGINT/SIGTERM stop it.\n\n"
         "options:\n"
-        "  -m, --model PATH       GGUF model (default: the cached SmolLM2-135M-Instruct)\n"
+        "  -m, --model PATH       GGUF model (default: the cached SmolLM2-135M-Instruct); `-m whisper`\n"
+        "                         or a Whisper directory serves speech to text alone\n"
         "      --model-id ID      the model name clients use (default: the file name without .gguf)\n"
         "      --host ADDR        address to listen on (default 127.0.0.1; \"::\" for all)\n"
         "      --port N           port (default 8080; 0 = any free port)\n"
@@ -91,6 +92,18 @@ int cli_serve(int argc, char **argv)
 #undef NEED_VALUE
 #undef BAD_VALUE
     }
-    if (!p.model_path) p.model_path = cli_model_default_path();
+    /* -m whisper (or a Whisper directory) serves speech to text alone; known names
+       resolve to their cached files, fetched on first use */
+    if (p.model_path && cli_is_whisper_model(p.model_path)) {
+        if (p.whisper_path) {
+            fprintf(stderr, "kvlm serve: -m names a Whisper model and --whisper another; give one\n");
+            return 2;
+        }
+        p.whisper_path = p.model_path;
+        p.model_path = NULL;
+    } else if (!(p.model_path = cli_model_resolve(p.model_path, "smollm2"))) {
+        return 1;
+    }
+    if (p.whisper_path && !(p.whisper_path = cli_model_resolve(p.whisper_path, "whisper"))) return 1;
     return serve_run(&p);
 }
