@@ -52,6 +52,16 @@ static void check(const upload_result *u)
     else check_err(u);
 }
 
+/* "The parameter 'NAME' is given more than once": the duplicate-field error (its
+   text, not a value that happens to contain the words) */
+static bool is_dup(const char *msg)
+{
+    static const char head[] = "The parameter '", tail[] = "' is given more than once";
+    const size_t n = strlen(msg);
+    return strncmp(msg, head, sizeof head - 1) == 0 && n >= sizeof head - 1 + sizeof tail - 1 &&
+           strcmp(msg + n - (sizeof tail - 1), tail) == 0 && !strchr(msg + sizeof head - 1, '\n');
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!started) {
@@ -87,8 +97,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(&UC.whole);
     if (chunk) {
         check(&UC.split);
-        const bool merged_dup = UC.whole.rc && strstr(UC.whole.err.message, "more than once") &&
-                                !(UC.split.rc && strstr(UC.split.err.message, "more than once"));
+        /* the documented quirk (api_audio.c): in pieces, an empty part ending at a piece
+           boundary merges with a following part of the same name, so a duplicate field
+           may be seen on one side only, either side */
+        const bool dup_w = UC.whole.rc && is_dup(UC.whole.err.message);
+        const bool dup_s = UC.split.rc && is_dup(UC.split.err.message);
+        const bool merged_dup = dup_w != dup_s;
         if (!merged_dup) {
             if (UC.whole.err.http_status != UC.split.err.http_status) abort();
             if (UC.whole.rc == KVLM_OK &&
