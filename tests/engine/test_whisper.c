@@ -17,7 +17,8 @@
  *     --no-kv-cache) give bitwise the same ids, token_probs and avg_logprob, greedy and beam 3
  *     on two clips; with f16 K/V, cross cache vs none the same.
  *   3 batching: three jobs (greedy, beam 3, greedy joining after 3 steps) stepped together in
- *     one kvlm_wjob_step loop are bitwise what each gives alone; 1 vs 2 threads the same.
+ *     one kvlm_wjob_step loop are bitwise what each gives alone; so are three jobs whose
+ *     long prompts do not fit one decoder batch together; 1 vs 2 threads the same.
  *   4 Q8_0 weights: word errors against CT2 float32's greedy text, SUMMED over the clips, at
  *     most the sum of CT2 int8's (int8_greedy_notimestamps.wer_vs_float32_greedy.errors): the
  *     issue's "no more word errors on those clips than CTranslate2 int8 makes". Per clip it
@@ -428,6 +429,38 @@ static void test_batched_jobs(void **st)
     }
 }
 
+/* Three jobs whose prompts ([<|startofprev|>] + the last 223 prompt tokens + SOT +
+   notimestamps = 226 tokens) reach their first step together: 3 x 226 exceed the engine's
+   512-token decoder batch, so one waits a step (it used to fail with "the decoder batch is
+   full"); each is bitwise what it gives alone. */
+static void test_batched_long_prompts(void **st)
+{
+    (void)st;
+    NEED_MODEL();
+    char prompt[2048] = "";
+    for (int i = 0; i < 20; i++) strcat(prompt, " Please call Stella and ask her to bring these things.");
+    kvlm_transcribe_params p = tparams(1, false);
+    p.prompt = prompt;
+    kvlm_transcript *alone = run(g.w, M7, &p);
+    kvlm_wjob *jobs[3];
+    char err[512];
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(kvlm_wjob_create(g.w, g.clips[M7].x, g.clips[M7].n, &p, &jobs[k], err, sizeof err), KVLM_OK);
+    for (int steps = 0; !(kvlm_wjob_done(jobs[0]) && kvlm_wjob_done(jobs[1]) && kvlm_wjob_done(jobs[2])); steps++) {
+        assert_true(steps < 1000);
+        assert_int_equal(kvlm_wjob_step(g.w, jobs, 3, err, sizeof err), KVLM_OK);
+    }
+    for (int k = 0; k < 3; k++) {
+        if (kvlm_wjob_error(jobs[k], err, sizeof err)) fail_msg("job %d: %s", k, err);
+        kvlm_transcript *t = kvlm_wjob_take(jobs[k]);
+        assert_non_null(t);
+        assert_same_bits(t, alone, "long prompt: batched vs alone");
+        kvlm_transcript_free(t);
+        kvlm_wjob_free(jobs[k]);
+    }
+    kvlm_transcript_free(alone);
+}
+
 static void test_thread_counts(void **st)
 {
     (void)st;
@@ -810,6 +843,7 @@ int main(void)
         cmocka_unit_test(test_beam5_ids),
         cmocka_unit_test(test_cache_paths_exact),
         cmocka_unit_test(test_batched_jobs),
+        cmocka_unit_test(test_batched_long_prompts),
         cmocka_unit_test(test_thread_counts),
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_q8_word_errors),
