@@ -810,6 +810,15 @@ kvlm_err kvlm_wjob_step(kvlm_whisper *w, kvlm_wjob *const *jobs, int n_jobs, cha
     for (int k = 0; k < n_jobs; k++) {
         kvlm_wjob *j = jobs[k];
         if (j->state != JOB_PROMPT && j->state != JOB_STEP) continue;
+        /* a job's hypotheses share one batch: one that does not fit beside the others
+           waits for the next step (alone, it fails below) */
+        int64_t need = 0;
+        for (int i = 0; i < j->n_hyp; i++)
+            if (!j->hyps[i].done) need += j->state == JOB_PROMPT || j->p.no_kv_cache ? j->n_prompt + j->hyps[i].n : 1;
+        if (n_tok > 0 && n_tok + need > WH_BATCH && k < 64) {
+            first_row[k] = -1;
+            continue;
+        }
         if (j->p.no_cross_cache && j->state == JOB_STEP) {     /* the baseline: cross K/V again */
             const double tc = now_s();
             kv_seq_truncate(&j->cross, 0);
@@ -863,7 +872,7 @@ kvlm_err kvlm_wjob_step(kvlm_whisper *w, kvlm_wjob *const *jobs, int n_jobs, cha
     /* each job reads its rows */
     for (int k = 0; k < n_jobs; k++) {
         kvlm_wjob *j = jobs[k];
-        if ((j->state != JOB_PROMPT && j->state != JOB_STEP) || k >= 64) continue;
+        if ((j->state != JOB_PROMPT && j->state != JOB_STEP) || k >= 64 || first_row[k] < 0) continue;
         kvlm_transcribe_stats *st = &j->t->stats;
         int64_t r = first_row[k];
         float *rows[WH_MAX_HYP];

@@ -1,7 +1,7 @@
 /* test_cli.c - the kvlm command line as a user meets it: exit codes (0 ok,
  * 1 runtime error, 2 usage), help text, a real answer, and the same greedy
  * text with and without the KV cache. Runs the kvlm binary built next to this
- * test (BUILD/kvlm for BUILD/tests/cli/test_cli). */
+ * test (BUILD/kvlm for BUILD/tests/cli/test_cli); kvlm transcribe's exit codes and stdout. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -220,6 +220,49 @@ static void test_parallel_forks(void **state)
     }
 }
 
+/* kvlm transcribe: usage and runtime exit codes; with the cached Whisper model, stdout
+ * holds the transcript alone, one line per segment: with f16 weights the text of
+ * faster-whisper's transcribe() (CTranslate2 float32, beam 1, its default fallback) in
+ * tests/data/whisper/ref/us160_fox.json. No model is fetched: those checks skip without it. */
+static void test_transcribe(void **state)
+{
+    (void)state;
+    char out[65536], args[4096];
+    assert_int_equal(run("transcribe --help", out, sizeof out), 0);
+    assert_non_null(strstr(out, "usage: kvlm transcribe"));
+    assert_int_equal(run("transcribe", NULL, 0), 2);                      /* no file */
+    assert_int_equal(run("transcribe --beam 0 a.wav", NULL, 0), 2);
+    assert_int_equal(run("transcribe /nonexistent.wav", NULL, 0), 1);     /* read before the model */
+    const char *cache = getenv("KVLM_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char bin[4096];
+    if (cache && *cache) snprintf(bin, sizeof bin, "%s/whisper-tiny.en/model.bin", cache);
+    else if (xdg && *xdg) snprintf(bin, sizeof bin, "%s/kvlm/whisper-tiny.en/model.bin", xdg);
+    else snprintf(bin, sizeof bin, "%s/.cache/kvlm/whisper-tiny.en/model.bin", home ? home : ".");
+    if (access(bin, R_OK) != 0) skip();
+    char *js = test_read_file(test_data_path("whisper/ref/us160_fox.json"), NULL);
+    assert_non_null(js);
+    cJSON *ref = cJSON_Parse(js);
+    free(js);
+    const cJSON *segs = cJSON_GetObjectItem(cJSON_GetObjectItem(ref, "transcribe"), "beam1_fallback_notimestamps");
+    assert_int_equal(cJSON_GetArraySize(segs), 1);
+    const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(segs, 0), "text"));
+    assert_non_null(text);
+    char want[1024];
+    snprintf(want, sizeof want, "%s\n", text + (text[0] == ' '));
+    const char *clip = test_data_path("whisper/clips/us160_fox.wav");
+    snprintf(args, sizeof args, "transcribe '%s' --weights f16 -t 2", clip);
+    assert_int_equal(run(args, out, sizeof out), 0);
+    assert_string_equal(out, want);
+    /* the default weights (q8_0): one line of text, nothing else */
+    snprintf(args, sizeof args, "transcribe -t 2 '%s'", clip);
+    assert_int_equal(run(args, out, sizeof out), 0);
+    char *nl = strchr(out, '\n');
+    assert_non_null(nl);
+    assert_string_equal(nl + 1, "");
+    assert_true(nl - out > 20 && strstr(out, "lazy dog"));
+    cJSON_Delete(ref);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -236,6 +279,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_chat_reuses_the_cache),
         cmocka_unit_test(test_batch_shares_the_prefix),
         cmocka_unit_test(test_parallel_forks),
+        cmocka_unit_test(test_transcribe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
