@@ -52,7 +52,8 @@ struct kvlm_whisper {
     whisper_dec dec;
     void *cross_xq;      /* whisper_cross_xq_bytes */
     float *cross_kv;     /* [1500][2D] */
-    float *logits;       /* [WH_BATCH][n_vocab] */
+    float *logits;       /* [logits_rows][n_vocab] (grown when a step needs more) */
+    int64_t logits_rows;
     kvlm_token *batch;   /* [WH_BATCH] */
     int64_t *rows;       /* [WH_BATCH] */
     whisper_seg *segs;   /* [WH_BATCH] */
@@ -113,7 +114,8 @@ kvlm_err kvlm_whisper_load(const char *path, const kvlm_whisper_params *params, 
     if ((e = whisper_dec_init(&w->dec, w->m, WH_BATCH, p.n_threads, err, errlen))) goto fail;
     w->cross_xq = malloc(whisper_cross_xq_bytes(w->m));
     w->cross_kv = malloc((size_t)(hp->n_audio_ctx * 2 * hp->d_model) * sizeof(float));
-    w->logits = malloc((size_t)WH_BATCH * (size_t)hp->n_vocab * sizeof(float));
+    w->logits_rows = (int64_t)p.n_jobs * (WH_MAX_HYP + 1);
+    w->logits = malloc((size_t)w->logits_rows * (size_t)hp->n_vocab * sizeof(float));
     w->batch = malloc(WH_BATCH * sizeof *w->batch);
     w->rows = malloc(WH_BATCH * sizeof *w->rows);
     w->segs = malloc(WH_BATCH * sizeof *w->segs);
@@ -784,6 +786,15 @@ static kvlm_err choose_beams(kvlm_wjob *j, float *const *rows, char *err, size_t
 }
 
 /* ---- the step ------------------------------------------------------------------------ */
+static kvlm_err grow_logits(kvlm_whisper *w, int64_t rows)
+{
+    float *l = realloc(w->logits, (size_t)rows * (size_t)w->m->hp.n_vocab * sizeof(float));
+    if (!l) return KVLM_ERR_NOMEM;
+    w->logits = l;
+    w->logits_rows = rows;
+    return KVLM_OK;
+}
+
 static bool attempt_live(const kvlm_wjob *j)
 {
     for (int i = 0; i < j->n_hyp; i++)
@@ -802,23 +813,23 @@ kvlm_err kvlm_wjob_step(kvlm_whisper *w, kvlm_wjob *const *jobs, int n_jobs, cha
         kvlm_err e = start_window(j, msg, sizeof msg);
         if (e) job_fail(j, e, msg);
     }
-    /* the decoder batch: every live hypothesis of every job */
-    int64_t n_tok = 0, n_seg = 0, n_out = 0;
-    int64_t first_row[64] = { 0 };
+    /* the decoder batch: every live hypothesis of every job, run in calls of at
+       most WH_BATCH tokens (a hypothesis is never split: one is <= n_text_ctx) */
+    int64_t rows_needed = 0;
+    for (int k = 0; k < n_jobs; k++)
+        if (jobs[k]->state == JOB_PROMPT || jobs[k]->state == JOB_STEP) rows_needed += jobs[k]->n_hyp + 1;
+    int64_t *first_row = malloc((size_t)(n_jobs > 0 ? n_jobs : 1) * sizeof *first_row);
+    if (!first_row || (rows_needed > w->logits_rows && grow_logits(w, rows_needed))) {
+        free(first_row);
+        return err_set(err, errlen, KVLM_ERR_NOMEM, "whisper: out of memory for a decoder step");
+    }
+    int64_t n_tok = 0, n_seg = 0, n_out = 0, out0 = 0;
     const double t0 = now_s();
     bool ran = false;
     for (int k = 0; k < n_jobs; k++) {
         kvlm_wjob *j = jobs[k];
+        first_row[k] = -1;
         if (j->state != JOB_PROMPT && j->state != JOB_STEP) continue;
-        /* a job's hypotheses share one batch: one that does not fit beside the others
-           waits for the next step (alone, it fails below) */
-        int64_t need = 0;
-        for (int i = 0; i < j->n_hyp; i++)
-            if (!j->hyps[i].done) need += j->state == JOB_PROMPT || j->p.no_kv_cache ? j->n_prompt + j->hyps[i].n : 1;
-        if (n_tok > 0 && n_tok + need > WH_BATCH && k < 64) {
-            first_row[k] = -1;
-            continue;
-        }
         if (j->p.no_cross_cache && j->state == JOB_STEP) {     /* the baseline: cross K/V again */
             const double tc = now_s();
             kv_seq_truncate(&j->cross, 0);
@@ -831,7 +842,7 @@ kvlm_err kvlm_wjob_step(kvlm_whisper *w, kvlm_wjob *const *jobs, int n_jobs, cha
             j->t->stats.t_cross_s += now_s() - tc;
             j->t->stats.n_cross_positions += hp->n_audio_ctx;
         }
-        if (k < 64) first_row[k] = n_out;
+        first_row[k] = n_out;
         for (int i = 0; i < j->n_hyp; i++) {
             hyp *h = &j->hyps[i];
             if (h->done) continue;
@@ -842,13 +853,16 @@ kvlm_err kvlm_wjob_step(kvlm_whisper *w, kvlm_wjob *const *jobs, int n_jobs, cha
                 n = j->n_prompt + h->n;
                 from_prompt = 1;
             }
-            if (n_tok + n > WH_BATCH || k >= 64) {
-                job_fail(j, KVLM_ERR_INVALID, "whisper: the decoder batch is full (too many jobs or beams)");
-                break;
+            if (n_tok + n > WH_BATCH) {               /* full: run what is gathered */
+                whisper_decode(&w->dec, w->threads, w->segs, n_seg, w->batch, w->rows + out0, n_out - out0,
+                               w->logits + out0 * hp->n_vocab);
+                n_tok = n_seg = 0;
+                out0 = n_out;
             }
             kvlm_err e = kv_seq_reserve(&h->self, n, msg, sizeof msg);
             if (e) {
                 job_fail(j, e, msg);
+                first_row[k] = -1;
                 break;
             }
             if (from_prompt) {
@@ -865,14 +879,16 @@ kvlm_err kvlm_wjob_step(kvlm_whisper *w, kvlm_wjob *const *jobs, int n_jobs, cha
         }
     }
     if (n_seg > 0) {
-        whisper_decode(&w->dec, w->threads, w->segs, n_seg, w->batch, w->rows, n_out, w->logits);
+        whisper_decode(&w->dec, w->threads, w->segs, n_seg, w->batch, w->rows + out0, n_out - out0,
+                       w->logits + out0 * hp->n_vocab);
         ran = true;
     }
+    ran |= out0 > 0;
     const double dt = now_s() - t0;
     /* each job reads its rows */
     for (int k = 0; k < n_jobs; k++) {
         kvlm_wjob *j = jobs[k];
-        if ((j->state != JOB_PROMPT && j->state != JOB_STEP) || k >= 64 || first_row[k] < 0) continue;
+        if ((j->state != JOB_PROMPT && j->state != JOB_STEP) || first_row[k] < 0) continue;
         kvlm_transcribe_stats *st = &j->t->stats;
         int64_t r = first_row[k];
         float *rows[WH_MAX_HYP];
@@ -907,6 +923,7 @@ kvlm_err kvlm_wjob_step(kvlm_whisper *w, kvlm_wjob *const *jobs, int n_jobs, cha
         j->state = JOB_STEP;
         if (!attempt_live(j) && (e = end_attempt(j, msg, sizeof msg))) job_fail(j, e, msg);
     }
+    free(first_row);
     (void)err;
     (void)errlen;
     return KVLM_OK;
