@@ -42,14 +42,33 @@ void gemm_f32(int64_t m0, int64_t m1, int64_t N, int64_t K, const float *A, int6
 void gemm_f32_ref(int64_t m0, int64_t m1, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                   int64_t ldb, bool b_trans, float *C, int64_t ldc, float *pack);
 
+/* The same in two steps, for one B multiplied by many row blocks (the encoder computes a
+ * head's attention 32 rows at a time, so S and P stay in L2): gemm_pack_b lays all of B
+ * out for the kernels, once; gemm_f32_packed then takes bp in place of B and does no
+ * packing. bp: gemm_packed_floats(N, K) floats, 64-byte aligned; its layout belongs to
+ * the set that packed it (gemm_pack_b and gemm_f32_packed choose the same on one CPU;
+ * a set's own pair must be used together). Results equal gemm_f32's bitwise. */
+size_t gemm_packed_floats(int64_t N, int64_t K);
+void gemm_pack_b(const float *B, int64_t ldb, bool b_trans, int64_t N, int64_t K, float *bp);
+void gemm_f32_packed(int64_t m0, int64_t m1, int64_t N, int64_t K, const float *A, int64_t lda, const float *bp,
+                     float *C, int64_t ldc);
+void gemm_pack_b_ref(const float *B, int64_t ldb, bool b_trans, int64_t N, int64_t K, float *bp);
+void gemm_f32_packed_ref(int64_t m0, int64_t m1, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *bp, float *C, int64_t ldc);
+
 /* ---- ISA kernel sets (gemm_avx2.c, gemm_avx512.c) ---------------------------------------
  * NULL when the file was built without the ISA flags; calling one on a CPU without the
  * ISA is undefined (gemm_f32 checks cpu_get()). */
 typedef void (*gemm_fn)(int64_t m0, int64_t m1, int64_t N, int64_t K, const float *A, int64_t lda,
                         const float *B, int64_t ldb, bool b_trans, float *C, int64_t ldc, float *pack);
+typedef void (*gemm_pack_b_fn)(const float *B, int64_t ldb, bool b_trans, int64_t N, int64_t K, float *bp);
+typedef void (*gemm_packed_fn)(int64_t m0, int64_t m1, int64_t N, int64_t K, const float *A, int64_t lda,
+                               const float *bp, float *C, int64_t ldc);
 typedef struct gemm_isa_kernels {
-    const char *name;   /* "avx2", "avx512" */
-    gemm_fn     gemm_f32;
+    const char    *name;   /* "avx2", "avx512" */
+    gemm_fn        gemm_f32;
+    gemm_pack_b_fn pack_b;
+    gemm_packed_fn gemm_f32_packed;
 } gemm_isa_kernels;
 const gemm_isa_kernels *gemm_avx2_kernels(void);
 const gemm_isa_kernels *gemm_avx512_kernels(void);

@@ -79,10 +79,21 @@ static void tile(int mr, int nw, int64_t kc, const float *ap, int64_t lda, const
 static void gemm_f32_avx512(int64_t m0, int64_t m1, int64_t N, int64_t K, const float *A, int64_t lda,
                             const float *B, int64_t ldb, bool b_trans, float *C, int64_t ldc, float *pack)
 {
-    gemm_drive(m0, m1, N, K, A, lda, B, ldb, b_trans, C, ldc, pack, MR, NR, tile);
+    gemm_impl_drive(m0, m1, N, K, A, lda, B, ldb, b_trans, NULL, C, ldc, pack, MR, NR, tile);
 }
 
-static const gemm_isa_kernels avx512_kernels = { "avx512", gemm_f32_avx512 };
+static void pack_b_avx512(const float *B, int64_t ldb, bool b_trans, int64_t N, int64_t K, float *bp)
+{
+    gemm_impl_pack_all(B, ldb, b_trans, N, K, bp, NR);
+}
+
+static void gemm_f32_packed_avx512(int64_t m0, int64_t m1, int64_t N, int64_t K, const float *A, int64_t lda,
+                                   const float *bp, float *C, int64_t ldc)
+{
+    gemm_impl_drive(m0, m1, N, K, A, lda, NULL, 0, false, bp, C, ldc, NULL, MR, NR, tile);
+}
+
+static const gemm_isa_kernels avx512_kernels = { "avx512", gemm_f32_avx512, pack_b_avx512, gemm_f32_packed_avx512 };
 const gemm_isa_kernels *gemm_avx512_kernels(void) { return &avx512_kernels; }
 
 #else

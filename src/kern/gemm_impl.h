@@ -26,7 +26,7 @@ typedef void (*gemm_tile_fn)(int mr, int nw, int64_t kc, const float *a, int64_t
                              int64_t ldc, bool accumulate);
 
 /* bp[p][k][c] = B[pc + k][p * NR + c], 0 for columns >= N        bp: [ceil(N/NR)][kc][NR] */
-static inline void gemm_pack_b(float *bp, const float *B, int64_t ldb, bool b_trans, int64_t N, int64_t pc,
+static inline void gemm_impl_pack_b(float *bp, const float *B, int64_t ldb, bool b_trans, int64_t N, int64_t pc,
                                int64_t kc, const int NR)
 {
     for (int64_t j0 = 0; j0 < N; j0 += NR) {           /* j0: first column of the panel */
@@ -47,9 +47,19 @@ static inline void gemm_pack_b(float *bp, const float *B, int64_t ldb, bool b_tr
     }
 }
 
-static inline void gemm_drive(int64_t m0, int64_t m1, int64_t N, int64_t K, const float *A, int64_t lda,
-                              const float *B, int64_t ldb, bool b_trans, float *C, int64_t ldc, float *pack,
-                              const int MR, const int NR, gemm_tile_fn tile)
+/* All of B, block after block: block pc at bp + pc * ceil(N/NR) * NR   bp: [K][N up to NR] */
+static inline void gemm_impl_pack_all(const float *B, int64_t ldb, bool b_trans, int64_t N, int64_t K, float *bp,
+                                 const int NR)
+{
+    const int64_t np = (N + NR - 1) / NR, kb = gemm_kc(N, K);
+    for (int64_t pc = 0; pc < K; pc += kb)
+        gemm_impl_pack_b(bp + pc * np * NR, B, ldb, b_trans, N, pc, K - pc < kb ? K - pc : kb, NR);
+}
+
+/* packed: B as gemm_pack_all laid it out (B, ldb, b_trans, pack unused), or NULL */
+static inline void gemm_impl_drive(int64_t m0, int64_t m1, int64_t N, int64_t K, const float *A, int64_t lda,
+                              const float *B, int64_t ldb, bool b_trans, const float *packed, float *C,
+                              int64_t ldc, float *pack, const int MR, const int NR, gemm_tile_fn tile)
 {
     if (m0 >= m1 || N <= 0) return;
     if (K <= 0) {
@@ -60,8 +70,8 @@ static inline void gemm_drive(int64_t m0, int64_t m1, int64_t N, int64_t K, cons
     const int64_t kb = gemm_kc(N, K);
     for (int64_t pc = 0; pc < K; pc += kb) {           /* pc: first k of the block */
         const int64_t kc = K - pc < kb ? K - pc : kb;
-        float *bp = pack;
-        gemm_pack_b(bp, B, ldb, b_trans, N, pc, kc, NR);
+        const float *bp = packed ? packed + pc * np * NR : pack;
+        if (!packed) gemm_impl_pack_b(pack, B, ldb, b_trans, N, pc, kc, NR);
         for (int64_t i0 = m0; i0 < m1; i0 += MR) {     /* i0: first row of the block */
             const int mr = m1 - i0 < MR ? (int)(m1 - i0) : MR;
             for (int64_t p = 0; p < np; p++) {         /* p: column panel */
