@@ -5,12 +5,14 @@
  *   - gemm_f32 (B as rows and B^T) equals a double-precision triple loop written here
  *     within TOL_GEMM_REL of sum_k |A[i][k] B[k][j]| (+ a tiny absolute floor) for every
  *     M, N and K from 1 to 70 (each swept with the other two random in 1..70), K across
- *     the K-block size (gemm_kc: 256 for N = 512, so K = 255..257, 513, and N = 2048 for
- *     blocks of 64... rows), the two real shapes of Whisper's encoder attention with qkv's
- *     strides, random leading dimensions, sub-ranges [m0, m1) of the rows, and K = 0
+ *     the K-block size (gemm_kc(512, K) = 256: K = 255..257, 513, 700), the two real
+ *     shapes of Whisper's encoder attention with qkv's strides, random leading dimensions, sub-ranges [m0, m1) of the rows, and K = 0
  *     (C rows zeroed);
  *   - only C's rows [m0, m1) and columns [0, N) are written: guard values before, after,
  *     between rows (ldc > N) are intact, and so is a guard past the packing buffer;
+ *   - the two-step form (gemm_pack_b once, gemm_f32_packed) gives C bitwise equal to
+ *     gemm_f32's, writes nothing past gemm_packed_floats(N, K), and the public dispatch
+ *     (gemm_f32, gemm_pack_b + gemm_f32_packed) is the set gemm_best() names;
  *   - act_gelu (with and without the fused bias) equals 0.5 x erfc(-x / sqrt 2) in double
  *     within TOL_GELU_REL relative (every 2^-14 over [-10, 10], and the tails to 20, 1e4,
  *     3e38; below FLT_MIN an absolute 1e-37), and the fused bias is bitwise gelu(y + b).
@@ -47,16 +49,17 @@ static uint64_t rnd(void)
 static int64_t rnd_in(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1)); }
 static float rnd_f(void) { return (float)((double)(rnd() >> 11) * 0x1p-53 * 2.0 - 1.0); }
 
-typedef struct gemm_set { const char *name; gemm_fn fn; } gemm_set;
+typedef struct gemm_set { const char *name; gemm_fn fn; gemm_pack_b_fn pack_b; gemm_packed_fn packed; } gemm_set;
 
 static int gemm_sets(gemm_set *s)
 {
     int n = 0;
-    s[n++] = (gemm_set){ "ref", gemm_f32_ref };
+    s[n++] = (gemm_set){ "ref", gemm_f32_ref, gemm_pack_b_ref, gemm_f32_packed_ref };
     const cpu_features *c = cpu_get();
-    if (gemm_avx2_kernels() && cpu_has_avx2_set(c)) s[n++] = (gemm_set){ "avx2", gemm_avx2_kernels()->gemm_f32 };
-    if (gemm_avx512_kernels() && cpu_has_avx512_set(c))
-        s[n++] = (gemm_set){ "avx512", gemm_avx512_kernels()->gemm_f32 };
+    const gemm_isa_kernels *k[2] = { gemm_avx2_kernels(), gemm_avx512_kernels() };
+    if (k[0] && cpu_has_avx2_set(c)) s[n++] = (gemm_set){ k[0]->name, k[0]->gemm_f32, k[0]->pack_b, k[0]->gemm_f32_packed };
+    if (k[1] && cpu_has_avx512_set(c))
+        s[n++] = (gemm_set){ k[1]->name, k[1]->gemm_f32, k[1]->pack_b, k[1]->gemm_f32_packed };
     return n;
 }
 
@@ -102,6 +105,21 @@ static void check_gemm(const gemm_set *s, int64_t M, int64_t N, int64_t K, int64
                          s->name, (long)M, (long)N, (long)K, (int)trans, (long)m0, (long)m1, (long)i, (long)j,
                          (double)got, ref, mag);
         }
+    /* the two-step form: B packed once, then the same rows: bitwise the same C */
+    const size_t qf = gemm_packed_floats(N, K);
+    float *bp = aligned_alloc(64, (qf + PACK_GUARD + 15) / 16 * 16 * sizeof(float));
+    float *C2 = malloc(sizeof(float) * (size_t)((M + 2 * G) * ldc));
+    assert_non_null(bp); assert_non_null(C2);
+    for (size_t i = qf; i < qf + PACK_GUARD; i++) bp[i] = GUARD;
+    for (int64_t i = 0; i < (M + 2 * G) * ldc; i++) C2[i] = GUARD;
+    s->pack_b(B, ldb, trans, N, K, bp);
+    for (size_t i = qf; i < qf + PACK_GUARD; i++)
+        if (bp[i] != GUARD) fail_msg("%s: gemm_pack_b overrun at %zu (N %ld K %ld)", s->name, i, (long)N, (long)K);
+    s->packed(m0, m1, N, K, A, lda, bp, C2 + G * ldc, ldc);
+    if (memcmp(C2, Cb, sizeof(float) * (size_t)((M + 2 * G) * ldc)))
+        fail_msg("%s: gemm_f32_packed differs from gemm_f32 (M %ld N %ld K %ld trans %d)", s->name, (long)M, (long)N,
+                 (long)K, (int)trans);
+    free(bp); free(C2);
     free(A); free(B); free(Cb); free(pack);
 }
 
@@ -157,6 +175,31 @@ static void test_gemm_whisper(void **state)
         check_gemm(&sets[si], A, hd, A, 1403, A, A, ld, false, 3 * 384, NULL, NULL);
         printf("gemm %s: (1500,1500,64) B^T and (1500,64,1500) B: ok\n", sets[si].name);
     }
+}
+
+static void test_gemm_dispatch(void **state)
+{
+    (void)state;
+    const int64_t M = 23, N = 37, K = 300;
+    float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
+    float *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N), *C3 = malloc(sizeof(float) * M * N);
+    float *pack = aligned_alloc(64, gemm_pack_floats(N, K) * sizeof(float) + 64);
+    float *bp = aligned_alloc(64, gemm_packed_floats(N, K) * sizeof(float) + 64);
+    assert_true(A && B && C1 && C2 && C3 && pack && bp);
+    for (int64_t i = 0; i < M * K; i++) A[i] = rnd_f();
+    for (int64_t i = 0; i < K * N; i++) B[i] = rnd_f();
+    const gemm_isa_kernels *k = gemm_best();
+    const cpu_features *c = cpu_get();
+    if (cpu_has_avx512_set(c) && gemm_avx512_kernels()) assert_ptr_equal(k, gemm_avx512_kernels());
+    else if (cpu_has_avx2_set(c) && gemm_avx2_kernels()) assert_ptr_equal(k, gemm_avx2_kernels());
+    else assert_null(k);
+    gemm_f32(0, M, N, K, A, K, B, N, false, C1, N, pack);
+    (k ? k->gemm_f32 : gemm_f32_ref)(0, M, N, K, A, K, B, N, false, C2, N, pack);
+    gemm_pack_b(B, N, false, N, K, bp);
+    gemm_f32_packed(0, M, N, K, A, K, bp, C3, N);
+    assert_memory_equal(C1, C2, sizeof(float) * M * N);
+    assert_memory_equal(C1, C3, sizeof(float) * M * N);
+    free(A); free(B); free(C1); free(C2); free(C3); free(pack); free(bp);
 }
 
 /* ---- GELU ------------------------------------------------------------------------------- */
@@ -241,6 +284,7 @@ int main(void)
     const struct CMUnitTest t[] = {
         cmocka_unit_test(test_gemm_shapes),
         cmocka_unit_test(test_gemm_whisper),
+        cmocka_unit_test(test_gemm_dispatch),
         cmocka_unit_test(test_gelu),
     };
     return cmocka_run_group_tests_name("gemm", t, NULL, NULL);
