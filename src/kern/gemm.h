@@ -12,10 +12,14 @@
  *   C[i][j] = sum_{k < K} A[i][k] * B[k][j]            (K = 0: C rows set to 0)
  *
  * No bitwise contract: the summation order depends on the ISA and on K's blocking (the
- * fast kernels accumulate in float over K blocks of GEMM_KC), so results match the scalar
+ * fast kernels sum in float over K blocks of gemm_kc(N, K)), so results match the scalar
  * reference only within rounding (tests/kern/test_gemm.c: TOL_GEMM_REL of sum |a b|).
  * Use it where a row's result need not equal another path's, e.g. the encoder, which runs
- * once per window through the same code every time. */
+ * once per window through the same code every time.
+ *
+ * Speed (dev/kernels/bench_gemm, 1 thread, shared 2-core Xeon, peak 222 GFLOP/s): avx512
+ * S = Q K^T (1500, 1500, 64) 150 GFLOP/s, P V (1500, 64, 1500) 175, vs matmul_rows' F32
+ * tiled dot products 70 and 98 (2.2x, 1.8x); avx2 95 and 100. */
 #ifndef KVLM_KERN_GEMM_H
 #define KVLM_KERN_GEMM_H
 

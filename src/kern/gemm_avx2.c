@@ -19,7 +19,7 @@ static inline __m256i lane_mask(int n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
 }
 
-/* C[0..mr)[0..16) (+)= sum_k ap[k][i] * bp[k][..]   a: [mr][lda]  bp: [kc][16]  c: [mr][ldc] */
+/* C[0..mr)[0..8 nv) (+)= sum_k a[i][k] * bp[k][..]   a: [mr][lda]  bp: [kc][16]  c: [mr][ldc] */
 static inline __attribute__((always_inline)) void tile_t(const int mr, const int nv, int64_t kc, const float *ap,
                                                          int64_t lda,
                                                          const float *bp, float *c, int64_t ldc, int nw,

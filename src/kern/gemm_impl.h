@@ -10,8 +10,9 @@
  * The B block (kc x N floats, <= 512 KB) stays in L2, the A rows of a row block in L1
  * across the panels. A is read in place, one broadcast per row and k: packing it (a
  * scalar transposing copy into [kc][MR]) gained nothing on S = Q K^T and cost P V (N = 64,
- * 2 panels) 40% (80 vs 140 GFLOP/s). Packing B is done by every caller (thread) for its
- * own rows: for the encoder's shapes it is < 3% of the multiply-adds. */
+ * 2 panels) 40% (80 vs 140 GFLOP/s). gemm_f32 packs B on every call (each thread for its
+ * own rows: < 3% of the multiply-adds at the encoder's shapes over 750 rows); gemm_pack_b
+ * packs it once for many calls (gemm_f32_packed), all K blocks one after the other. */
 #ifndef KVLM_KERN_GEMM_IMPL_H
 #define KVLM_KERN_GEMM_IMPL_H
 

@@ -118,7 +118,7 @@ kvlm_err whisper_enc_init(whisper_enc *e, const whisper_model *m, int n_threads,
     e->ff = malloc(A * F * sizeof(float));
     e->xq = malloc(A * xqb);
     const int64_t hd = hp->head_dim;
-    e->scores = malloc((size_t)n_threads * WHISPER_ENC_ROWS * A * sizeof(float));
+    e->scores = aligned_alloc(64, (size_t)n_threads * WHISPER_ENC_ROWS * ((A + 15) / 16 * 16) * sizeof(float));
     e->pack_floats = (gemm_packed_floats((int64_t)A, hd) + gemm_packed_floats(hd, (int64_t)A) + 15) / 16 * 16;
     e->gemm_pack = aligned_alloc(64, (size_t)n_threads * e->pack_floats * sizeof(float));
     e->sm_tmp = aligned_alloc(64, (size_t)n_threads * (ATTN_CHUNK + 16) * sizeof(float));
@@ -153,28 +153,27 @@ void whisper_enc_free(whisper_enc *e)
  * rows [t0, t1) and, for each head, packs its own copies of K_h^T and V_h once
  * (kp, vp: gemm_pack_b), then WHISPER_ENC_ROWS query rows at a time:
  *   S = Q_h[rows] K_h^T          gemm, B^T = K_h's rows (ldb 3D)     S: [rows][A]
- *   P = softmax(S / sqrt(hd)) per row (the attention kernels' vector exp, by chunks)
+ *                                (Q's rows are scaled by 1/sqrt(hd) first, by their thread)
+ *   P = softmax(S) per row, in place (the attention kernels' vector exp, by chunks)
  *   att[rows, h*hd..] = P V_h    gemm, B = V_h's rows (ldb 3D)       att: [rows][hd] at ldc D
  * A row block's S lives in the thread's slice of e->scores (42 x 1500 floats, 252 KB) and
  * is consumed at once, so S and P stay in L2 next to kp and vp (385 KB each). No thread
  * reads another's rows: one pool_run for all heads. Every query reads all A rows (no mask),
  * as CTranslate2's encoder. The GEMM has no bitwise contract (gemm.h); the encoder needs
  * none (one window, one path). */
-static void enc_softmax_rows(whisper_enc *e, float *s, int64_t n_rows, int ith)
+/* Rows of scores, already scaled, -> probabilities, in place, by chunks of ATTN_CHUNK
+ * columns (the attention kernels' vector exp; a chunk starts 64-byte aligned, as they
+ * need: the row stride sa is a multiple of 16). s: [n_rows][sa], A columns used */
+static void enc_softmax_rows(const whisper_enc *e, float *s, int64_t n_rows, int64_t sa, int ith)
 {
-    const whisper_hparams *hp = &e->m->hp;
-    const int64_t A = hp->n_audio_ctx, nc = (A + ATTN_CHUNK - 1) / ATTN_CHUNK;
-    const float scale = 1.0f / sqrtf((float)hp->head_dim);
-    float *buf = e->sm_tmp + (size_t)ith * (size_t)(ATTN_CHUNK + 16);   /* [ATTN_CHUNK] + a part */
-    float *part = buf + ATTN_CHUNK, mc[16], lc[16];
+    const int64_t A = e->m->hp.n_audio_ctx, nc = (A + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    float *part = e->sm_tmp + (size_t)ith * (size_t)(ATTN_CHUNK + 16), mc[16], lc[16];   /* {m_c, l_c} */
     for (int64_t t = 0; t < n_rows; t++) {            /* row t: [A] scores -> probabilities */
-        float *row = s + t * A;
+        float *row = s + t * sa;
         float M = -INFINITY;
         for (int64_t c = 0; c < nc; c++) {
             const int64_t n = c == nc - 1 ? A - c * ATTN_CHUNK : ATTN_CHUNK;
-            for (int64_t i = 0; i < n; i++) buf[i] = row[c * ATTN_CHUNK + i] * scale;
-            e->ak->softmax(part, buf, 1, n, 0, 0);     /* buf <- exp(s - m_c), part = {m_c, l_c} */
-            memcpy(row + c * ATTN_CHUNK, buf, (size_t)n * sizeof(float));
+            e->ak->softmax(part, row + c * ATTN_CHUNK, 1, n, 0, 0);   /* <- exp(s - m_c), 0 up to the block end */
             mc[c] = part[0];
             lc[c] = part[1];
             M = mc[c] > M ? mc[c] : M;
@@ -193,22 +192,25 @@ static void enc_attend_task(void *arg, int ith, int nth)
 {
     whisper_enc *e = arg;
     const whisper_hparams *hp = &e->m->hp;
-    const int64_t D = hp->d_model, A = hp->n_audio_ctx, hd = hp->head_dim, ld = 3 * D;
+    const int64_t D = hp->d_model, A = hp->n_audio_ctx, hd = hp->head_dim, ld = 3 * D, sa = (A + 15) / 16 * 16;
+    const float scale = 1.0f / sqrtf((float)hd);   /* 1/8 for hd = 64: exact, as if applied to S */
     float *kp = e->gemm_pack + (size_t)ith * e->pack_floats;   /* K_h^T packed: [hd][A] */
     float *vp = kp + gemm_packed_floats(A, hd);                 /* V_h packed:   [A][hd] */
-    float *s = e->scores + (size_t)ith * WHISPER_ENC_ROWS * (size_t)A;   /* [WHISPER_ENC_ROWS][A] */
+    float *s = e->scores + (size_t)ith * WHISPER_ENC_ROWS * (size_t)sa;   /* [WHISPER_ENC_ROWS][sa] */
     int64_t t0, t1;
     pool_split(A, ith, nth, &t0, &t1);
     if (t0 >= t1) return;
+    for (int64_t t = t0; t < t1; t++)                  /* this thread's Q rows, all heads: Q / sqrt(hd) */
+        for (int64_t i = 0; i < D; i++) e->qkv[t * ld + i] *= scale;
     for (int64_t h = 0; h < hp->n_head; h++) {
         const float *q = e->qkv + h * hd, *k = e->qkv + D + h * hd, *v = e->qkv + 2 * D + h * hd;
         gemm_pack_b(k, ld, true, A, hd, kp);
         gemm_pack_b(v, ld, false, hd, A, vp);
         for (int64_t r = t0; r < t1; r += WHISPER_ENC_ROWS) {   /* r: first query row of the block */
             const int64_t n = t1 - r < WHISPER_ENC_ROWS ? t1 - r : WHISPER_ENC_ROWS;
-            gemm_f32_packed(0, n, A, hd, q + r * ld, ld, kp, s, A);                 /* S: [n][A] */
-            enc_softmax_rows(e, s, n, ith);
-            gemm_f32_packed(0, n, hd, A, s, A, vp, e->att + r * D + h * hd, D);     /* att rows */
+            gemm_f32_packed(0, n, A, hd, q + r * ld, ld, kp, s, sa);                /* S: [n][sa] */
+            enc_softmax_rows(e, s, n, sa, ith);
+            gemm_f32_packed(0, n, hd, A, s, sa, vp, e->att + r * D + h * hd, D);    /* att rows */
         }
     }
 }
