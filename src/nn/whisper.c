@@ -3,6 +3,8 @@
 #include "nn/whisper.h"
 #include "nn/linear.h"
 #include "core/err.h"
+#include "kern/act.h"
+#include "kern/gemm.h"
 #include "kern/matmul.h"
 #include "kern/quant.h"
 
@@ -30,8 +32,6 @@ typedef struct rows_job {
     float eps;
 } rows_job;
 
-static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
-
 /* y = (x - mean) / sqrt(var + eps) * g + b      x, y: [w] */
 static void layer_norm(float *y, const float *x, const float *g, const float *b, int64_t w, float eps)
 {
@@ -53,7 +53,7 @@ static void rows_task(void *arg, int ith, int nth)
         float *y = j->y + t * j->w;
         switch (j->op) {
         case ROW_LN: layer_norm(y, j->x + t * j->w, j->g, j->b, j->w, j->eps); break;
-        case ROW_BIAS_GELU: for (int64_t i = 0; i < j->w; i++) y[i] = gelu(y[i] + j->b[i]); break;
+        case ROW_BIAS_GELU: act_gelu(y, j->b, j->w); break;   /* exact-erf GELU, vectorized */
         case ROW_BIAS: for (int64_t i = 0; i < j->w; i++) y[i] += j->b[i]; break;
         case ROW_ADD_BIAS: for (int64_t i = 0; i < j->w; i++) y[i] += j->x[t * j->w + i] + j->b[i]; break;
         }
@@ -117,10 +117,12 @@ kvlm_err whisper_enc_init(whisper_enc *e, const whisper_model *m, int n_threads,
     e->att = malloc(A * D * sizeof(float));
     e->ff = malloc(A * F * sizeof(float));
     e->xq = malloc(A * xqb);
-    e->scores = malloc(A * A * sizeof(float));
-    e->vt = malloc((size_t)hp->head_dim * A * sizeof(float));
+    const int64_t hd = hp->head_dim;
+    e->scores = aligned_alloc(64, (size_t)n_threads * WHISPER_ENC_ROWS * ((A + 15) / 16 * 16) * sizeof(float));
+    e->pack_floats = (gemm_packed_floats((int64_t)A, hd) + gemm_packed_floats(hd, (int64_t)A) + 15) / 16 * 16;
+    e->gemm_pack = aligned_alloc(64, (size_t)n_threads * e->pack_floats * sizeof(float));
     e->sm_tmp = aligned_alloc(64, (size_t)n_threads * (ATTN_CHUNK + 16) * sizeof(float));
-    if (!e->cols || !e->y1 || !e->x || !e->h || !e->qkv || !e->att || !e->ff || !e->xq || !e->scores || !e->vt ||
+    if (!e->cols || !e->y1 || !e->x || !e->h || !e->qkv || !e->att || !e->ff || !e->xq || !e->scores || !e->gemm_pack ||
         !e->sm_tmp) {
         whisper_enc_free(e);
         return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for the encoder's scratch");
@@ -133,7 +135,7 @@ void whisper_enc_free(whisper_enc *e)
 {
     if (!e) return;
     free(e->scores);
-    free(e->vt);
+    free(e->gemm_pack);
     free(e->sm_tmp);
     free(e->cols);
     free(e->y1);
@@ -146,48 +148,32 @@ void whisper_enc_free(whisper_enc *e)
     memset(e, 0, sizeof *e);
 }
 
-/* ---- encoder attention as matmuls -------------------------------------------------
- * Per head h, over the A rows of qkv ([A][Q D | K D | V D]):
- *   S = Q_h K_h^T           matmul_rows with K_h's rows as the "weights"   S: [A][A]
- *   P = softmax(S / sqrt(hd)) per row (the attention kernels' vector exp, by chunks)
- *   O_h = P V_h             matmul_rows with V_h^T's rows as the weights   att[:, h*hd..]
- * Every query reads all A rows (no mask), as CTranslate2's encoder. */
-typedef struct enc_attn_job {
-    whisper_enc *e;
-    int64_t h;
-} enc_attn_job;
-
-static void enc_scores_task(void *arg, int ith, int nth)
+/* ---- encoder attention as GEMMs ----------------------------------------------------
+ * Per head h, over the A rows of qkv ([A][Q D | K D | V D]); thread ith takes the query
+ * rows [t0, t1) and, for each head, packs its own copies of K_h^T and V_h once
+ * (kp, vp: gemm_pack_b), then WHISPER_ENC_ROWS query rows at a time:
+ *   S = Q_h[rows] K_h^T          gemm, B^T = K_h's rows (ldb 3D)     S: [rows][A]
+ *                                (Q's rows are scaled by 1/sqrt(hd) first, by their thread)
+ *   P = softmax(S) per row, in place (the attention kernels' vector exp, by chunks)
+ *   att[rows, h*hd..] = P V_h    gemm, B = V_h's rows (ldb 3D)       att: [rows][hd] at ldc D
+ * A row block's S lives in the thread's slice of e->scores (42 x 1500 floats, 252 KB) and
+ * is consumed at once, so S and P stay in L2 next to kp and vp (385 KB each). No thread
+ * reads another's rows: one pool_run for all heads. Every query reads all A rows (no mask),
+ * as CTranslate2's encoder. The GEMM has no bitwise contract (gemm.h); the encoder needs
+ * none (one window, one path). */
+/* Rows of scores, already scaled, -> probabilities, in place, by chunks of ATTN_CHUNK
+ * columns (the attention kernels' vector exp; a chunk starts 64-byte aligned, as they
+ * need: the row stride sa is a multiple of 16). s: [n_rows][sa], A columns used */
+static void enc_softmax_rows(const whisper_enc *e, float *s, int64_t n_rows, int64_t sa, int ith)
 {
-    const enc_attn_job *j = arg;
-    const whisper_hparams *hp = &j->e->m->hp;
-    const int64_t D = hp->d_model, A = hp->n_audio_ctx, hd = hp->head_dim;
-    int64_t r0, r1;
-    pool_split(A, ith, nth, &r0, &r1);
-    const float *q = j->e->qkv + j->h * hd, *k = j->e->qkv + D + j->h * hd;
-    matmul_rows(quant_get_fast(QT_F32), k, (size_t)(3 * D) * sizeof(float), r0, r1, q, (size_t)(3 * D) * sizeof(float),
-                A, hd, j->e->scores, A);
-}
-
-static void enc_softmax_task(void *arg, int ith, int nth)
-{
-    const enc_attn_job *j = arg;
-    whisper_enc *e = j->e;
-    const whisper_hparams *hp = &e->m->hp;
-    const int64_t A = hp->n_audio_ctx, nc = (A + ATTN_CHUNK - 1) / ATTN_CHUNK;
-    const float scale = 1.0f / sqrtf((float)hp->head_dim);
-    float *buf = e->sm_tmp + (size_t)ith * (size_t)(ATTN_CHUNK + 16);   /* [ATTN_CHUNK] + a part */
-    float *part = buf + ATTN_CHUNK, mc[16], lc[16];
-    int64_t t0, t1;
-    pool_split(A, ith, nth, &t0, &t1);
-    for (int64_t t = t0; t < t1; t++) {               /* row t: [A] scores -> probabilities */
-        float *row = e->scores + t * A;
+    const int64_t A = e->m->hp.n_audio_ctx, nc = (A + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    float *part = e->sm_tmp + (size_t)ith * (size_t)(ATTN_CHUNK + 16), mc[16], lc[16];   /* {m_c, l_c} */
+    for (int64_t t = 0; t < n_rows; t++) {            /* row t: [A] scores -> probabilities */
+        float *row = s + t * sa;
         float M = -INFINITY;
         for (int64_t c = 0; c < nc; c++) {
             const int64_t n = c == nc - 1 ? A - c * ATTN_CHUNK : ATTN_CHUNK;
-            for (int64_t i = 0; i < n; i++) buf[i] = row[c * ATTN_CHUNK + i] * scale;
-            e->ak->softmax(part, buf, 1, n, 0, 0);     /* buf <- exp(s - m_c), part = {m_c, l_c} */
-            memcpy(row + c * ATTN_CHUNK, buf, (size_t)n * sizeof(float));
+            e->ak->softmax(part, row + c * ATTN_CHUNK, 1, n, 0, 0);   /* <- exp(s - m_c), 0 up to the block end */
             mc[c] = part[0];
             lc[c] = part[1];
             M = mc[c] > M ? mc[c] : M;
@@ -200,34 +186,36 @@ static void enc_softmax_task(void *arg, int ith, int nth)
             for (int64_t i = 0; i < n; i++) row[c * ATTN_CHUNK + i] *= f;
         }
     }
-    /* V_h^T for the next phase: vt[d][s] = V_h[s][d]           vt: [hd][A] */
-    const int64_t D = hp->d_model, hd = hp->head_dim;
-    int64_t d0, d1;
-    pool_split(hd, ith, nth, &d0, &d1);
-    for (int64_t d = d0; d < d1; d++)
-        for (int64_t s2 = 0; s2 < A; s2++) e->vt[d * A + s2] = e->qkv[s2 * 3 * D + 2 * D + j->h * hd + d];
 }
 
-static void enc_pv_task(void *arg, int ith, int nth)
+static void enc_attend_task(void *arg, int ith, int nth)
 {
-    const enc_attn_job *j = arg;
-    const whisper_hparams *hp = &j->e->m->hp;
-    const int64_t D = hp->d_model, A = hp->n_audio_ctx, hd = hp->head_dim;
-    int64_t r0, r1;
-    pool_split(hd, ith, nth, &r0, &r1);
-    matmul_rows(quant_get_fast(QT_F32), j->e->vt, (size_t)A * sizeof(float), r0, r1, j->e->scores,
-                (size_t)A * sizeof(float), A, A, j->e->att + j->h * hd, D);
-}
-
-static void enc_attend(whisper_enc *e, pool *p)
-{
-    for (int64_t h = 0; h < e->m->hp.n_head; h++) {
-        enc_attn_job j = { e, h };
-        pool_run(p, enc_scores_task, &j);
-        pool_run(p, enc_softmax_task, &j);
-        pool_run(p, enc_pv_task, &j);
+    whisper_enc *e = arg;
+    const whisper_hparams *hp = &e->m->hp;
+    const int64_t D = hp->d_model, A = hp->n_audio_ctx, hd = hp->head_dim, ld = 3 * D, sa = (A + 15) / 16 * 16;
+    const float scale = 1.0f / sqrtf((float)hd);   /* 1/8 for hd = 64: exact, as if applied to S */
+    float *kp = e->gemm_pack + (size_t)ith * e->pack_floats;   /* K_h^T packed: [hd][A] */
+    float *vp = kp + gemm_packed_floats(A, hd);                 /* V_h packed:   [A][hd] */
+    float *s = e->scores + (size_t)ith * WHISPER_ENC_ROWS * (size_t)sa;   /* [WHISPER_ENC_ROWS][sa] */
+    int64_t t0, t1;
+    pool_split(A, ith, nth, &t0, &t1);
+    if (t0 >= t1) return;
+    for (int64_t t = t0; t < t1; t++)                  /* this thread's Q rows, all heads: Q / sqrt(hd) */
+        for (int64_t i = 0; i < D; i++) e->qkv[t * ld + i] *= scale;
+    for (int64_t h = 0; h < hp->n_head; h++) {
+        const float *q = e->qkv + h * hd, *k = e->qkv + D + h * hd, *v = e->qkv + 2 * D + h * hd;
+        gemm_pack_b(k, ld, true, A, hd, kp);
+        gemm_pack_b(v, ld, false, hd, A, vp);
+        for (int64_t r = t0; r < t1; r += WHISPER_ENC_ROWS) {   /* r: first query row of the block */
+            const int64_t n = t1 - r < WHISPER_ENC_ROWS ? t1 - r : WHISPER_ENC_ROWS;
+            gemm_f32_packed(0, n, A, hd, q + r * ld, ld, kp, s, sa);                /* S: [n][sa] */
+            enc_softmax_rows(e, s, n, sa, ith);
+            gemm_f32_packed(0, n, hd, A, s, sa, vp, e->att + r * D + h * hd, D);    /* att rows */
+        }
     }
 }
+
+static void enc_attend(whisper_enc *e, pool *p) { pool_run(p, enc_attend_task, e); }
 
 kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, char *err, size_t errlen)
 {

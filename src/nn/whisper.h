@@ -27,6 +27,7 @@
 #include "nn/attend.h"
 
 enum { WHISPER_N_FRAMES = 3000 };   /* mel frames of one window */
+enum { WHISPER_ENC_ROWS = 42 };     /* encoder attention query rows per block (3 x the 14-row GEMM tile) */
 
 typedef struct whisper_enc {
     const whisper_model *m;
@@ -36,8 +37,9 @@ typedef struct whisper_enc {
     float *qkv;       /* [1500][3D] */
     float *att;       /* [1500][D] */
     float *ff;        /* [1500][F] */
-    float *scores;    /* [1500][1500] one head's scores, then probabilities */
-    float *vt;        /* [head_dim][1500] one head's V transposed */
+    float *scores;    /* [n_threads][WHISPER_ENC_ROWS][1500] a row block's scores, then probabilities */
+    float *gemm_pack; /* [n_threads][pack_floats] one head's K_h^T and V_h packed for the GEMM, aligned */
+    size_t pack_floats;
     uint8_t *xq;      /* [3000][xq_bytes] */
     size_t xq_bytes;
     float *sm_tmp;            /* [n_threads][ATTN_CHUNK + 16] softmax scratch, 64-byte aligned */
