@@ -1,9 +1,11 @@
 /* cli_transcribe.c - `kvlm transcribe FILE [options]` and `kvlm inspect -m whisper`.
  * Room: cli; uses only include/kvlm.h. stdout: the transcript (text, one line per
  * segment as each window is final, or the chosen format at the end); stderr:
- * progress, timings and --stats. Exit 0 on success, 1 on a runtime error, 2 on usage. */
+ * progress, timings and --stats; --stats-json FILE: the same numbers and every step's
+ * time as JSON (bench/whisper reads it). Exit 0 on success, 1 on a runtime error, 2 on usage. */
 #include "cli/cli.h"
 
+#include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,7 @@ static void usage(FILE *f)
         "  --kv-type T          decoder K/V element type: f32 (default), f16, bf16, q8\n"
         "  -t, --threads N      threads (default: all cores)\n"
         "  --stats              positions computed, K/V bytes and per-step times on stderr\n"
+        "  --stats-json FILE    the same numbers, every step's ms and the text as JSON (- = stdout)\n"
         "  -h, --help\n");
 }
 
@@ -78,6 +81,17 @@ static double median(double *v, int64_t n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* The median of stats.step_ms (0 without step times), sorted in a copy. */
+static double step_median(const kvlm_transcribe_stats *s)
+{
+    double *v = s->step_ms && s->n_steps > 0 ? malloc((size_t)s->n_steps * sizeof *v) : NULL;
+    if (!v) return 0;
+    memcpy(v, s->step_ms, (size_t)s->n_steps * sizeof *v);
+    const double med = median(v, s->n_steps);
+    free(v);
+    return med;
+}
+
 static void print_stats(const kvlm_whisper *w, const kvlm_transcript *t, double wall, const kvlm_transcribe_params *p)
 {
     const kvlm_transcribe_stats *s = &t->stats;
@@ -97,17 +111,69 @@ static void print_stats(const kvlm_whisper *w, const kvlm_transcript *t, double 
             s->t_cross_s * 1e3, (long long)s->n_cross_positions, (double)s->cross_kv_bytes / 1e6);
     fprintf(stderr, "self K/V        %.3f MB peak (%lld bytes per position)\n", (double)s->self_kv_bytes / 1e6,
             (long long)in.self_kv_bytes_per_token);
-    double *steps = NULL;
-    double med = 0;
-    if (s->step_ms && s->n_steps > 0 && (steps = malloc((size_t)s->n_steps * sizeof *steps))) {
-        memcpy(steps, s->step_ms, (size_t)s->n_steps * sizeof *steps);
-        med = median(steps, s->n_steps);
-        free(steps);
-    }
+    const double med = step_median(s);
     fprintf(stderr, "decoder         %.1f ms, %lld steps, %lld positions computed, median step %.3f ms\n",
             s->t_decode_s * 1e3, (long long)s->n_steps, (long long)s->n_dec_positions, med);
     fprintf(stderr, "wall            %.1f ms (model load excluded), %.1fx real time\n", wall * 1e3,
             wall > 0 ? s->audio_s / wall : 0.0);
+}
+
+/* --stats-json: every stats field, each step's ms and the median, as one JSON object.
+ * Times in ms; wall is kvlm_transcribe's (model load and file decoding excluded). */
+static int write_stats_json(const char *path, const kvlm_whisper *w, const kvlm_transcript *t, double wall,
+                            const kvlm_transcribe_params *p, int n_threads)
+{
+    const kvlm_transcribe_stats *s = &t->stats;
+    kvlm_whisper_info in;
+    kvlm_whisper_get_info(w, &in);
+    int64_t n_tokens = 0;
+    for (int64_t i = 0; i < t->n_segments; i++) n_tokens += t->segments[i].n_tokens;
+    const double med = step_median(s);
+    cJSON *j = cJSON_CreateObject(), *steps = cJSON_CreateArray();
+    if (!j || !steps) {
+        cJSON_Delete(j);
+        cJSON_Delete(steps);
+        return -1;
+    }
+    cJSON_AddStringToObject(j, "model", in.name);
+    cJSON_AddStringToObject(j, "weights", in.weights);
+    cJSON_AddNumberToObject(j, "threads", n_threads);
+    cJSON_AddNumberToObject(j, "beam", p->beam);
+    cJSON_AddBoolToObject(j, "timestamps", p->timestamps);
+    cJSON_AddBoolToObject(j, "no_cross_cache", p->no_cross_cache);
+    cJSON_AddBoolToObject(j, "no_kv_cache", p->no_kv_cache);
+    cJSON_AddNumberToObject(j, "audio_s", s->audio_s);
+    cJSON_AddNumberToObject(j, "n_windows", (double)s->n_windows);
+    cJSON_AddNumberToObject(j, "n_segments", (double)t->n_segments);
+    cJSON_AddNumberToObject(j, "n_tokens", (double)n_tokens);
+    cJSON_AddNumberToObject(j, "n_steps", (double)s->n_steps);
+    cJSON_AddNumberToObject(j, "n_enc_positions", (double)s->n_enc_positions);
+    cJSON_AddNumberToObject(j, "n_dec_positions", (double)s->n_dec_positions);
+    cJSON_AddNumberToObject(j, "n_cross_positions", (double)s->n_cross_positions);
+    cJSON_AddNumberToObject(j, "n_fallbacks", (double)s->n_fallbacks);
+    cJSON_AddNumberToObject(j, "cross_kv_bytes", (double)s->cross_kv_bytes);
+    cJSON_AddNumberToObject(j, "self_kv_bytes", (double)s->self_kv_bytes);
+    cJSON_AddNumberToObject(j, "mel_ms", s->t_mel_s * 1e3);
+    cJSON_AddNumberToObject(j, "encode_ms", s->t_encode_s * 1e3);
+    cJSON_AddNumberToObject(j, "cross_ms", s->t_cross_s * 1e3);
+    cJSON_AddNumberToObject(j, "decode_ms", s->t_decode_s * 1e3);
+    cJSON_AddNumberToObject(j, "wall_ms", wall * 1e3);
+    cJSON_AddNumberToObject(j, "median_step_ms", med);
+    for (int64_t i = 0; s->step_ms && i < s->n_steps; i++) cJSON_AddItemToArray(steps, cJSON_CreateNumber(s->step_ms[i]));
+    cJSON_AddItemToObject(j, "step_ms", steps);
+    cJSON_AddStringToObject(j, "text", t->text ? t->text : "");
+    char *txt = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!txt) return -1;
+    const bool to_stdout = !strcmp(path, "-");
+    FILE *f = to_stdout ? stdout : fopen(path, "w");
+    int rc = f ? 0 : -1;
+    if (f) {
+        fprintf(f, "%s\n", txt);
+        if (to_stdout ? fflush(f) != 0 : fclose(f) != 0) rc = -1;
+    }
+    free(txt);
+    return rc;
 }
 
 static double now_s(void)
@@ -126,6 +192,7 @@ int cli_transcribe(int argc, char **argv)
     kvlm_whisper_params wp = kvlm_whisper_default_params();
     kvlm_transcribe_params tp = kvlm_transcribe_default_params();
     bool stats = false;
+    const char *stats_json = NULL;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         int64_t n;
@@ -140,6 +207,7 @@ int cli_transcribe(int argc, char **argv)
         else if (!strcmp(a, "--no-kv-cache")) tp.no_kv_cache = tp.no_cross_cache = true;
         else if (!strcmp(a, "--no-condition")) tp.condition_on_previous_text = false;
         else if (!strcmp(a, "--stats")) stats = true;
+        else if (!strcmp(a, "--stats-json")) { NEED(stats_json); }
         else if (!strcmp(a, "--prompt")) { NEED(tp.prompt); }
         else if (!strcmp(a, "--beam")) {
             NEED(v);
@@ -187,7 +255,7 @@ int cli_transcribe(int argc, char **argv)
         return 2;
     }
     if (!strcmp(format, "srt") || !strcmp(format, "vtt")) tp.timestamps = true;
-    tp.step_times = stats;
+    tp.step_times = stats || stats_json;
     char err[512];
     float *samples = NULL;
     int64_t n = 0;
@@ -222,6 +290,10 @@ int cli_transcribe(int argc, char **argv)
             }
         }
         if (stats) print_stats(w, t, wall, &tp);
+        if (!rc && stats_json && write_stats_json(stats_json, w, t, wall, &tp, wp.n_threads)) {
+            fprintf(stderr, "kvlm: cannot write %s\n", stats_json);
+            rc = 1;
+        }
     }
     kvlm_transcript_free(t);
     kvlm_whisper_free(w);
