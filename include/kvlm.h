@@ -306,7 +306,8 @@ typedef struct kvlm_whisper kvlm_whisper;
 typedef struct kvlm_wjob kvlm_wjob;
 
 typedef enum kvlm_weight_type {
-    KVLM_WEIGHTS_AUTO = 0,   /* the default the README's measurement chose */
+    KVLM_WEIGHTS_AUTO = 0,   /* the default the README's measurement chose: the encoder's f16
+                                (computed in f32), the decoder's Q8_0 */
     KVLM_WEIGHTS_F16,        /* as stored (float32 files are rounded to f16) */
     KVLM_WEIGHTS_Q8_0,       /* linear weights converted at load to Q8_0 rows */
     KVLM_WEIGHTS_F32,        /* widened: the reference path */
@@ -332,7 +333,7 @@ typedef struct kvlm_whisper_info {
     int64_t n_mels, n_audio_ctx, n_text_ctx, n_vocab, d_model, n_head, head_dim, n_ff;
     int64_t n_enc_layer, n_dec_layer;
     int64_t n_params;
-    const char *weights;         /* "f16", "q8_0", "f32" */
+    const char *weights;         /* "f16", "q8_0", "f32", "f16 encoder + q8_0 decoder" */
     int64_t self_kv_bytes_per_token;    /* one decoder position, all layers, K and V */
     int64_t cross_kv_bytes_per_window;  /* n_audio_ctx positions, all layers, K and V */
     int64_t weight_bytes;

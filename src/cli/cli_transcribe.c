@@ -30,7 +30,7 @@ static void usage(FILE *f)
         "  --no-condition       do not give the previous window's text as the prompt\n"
         "  --no-cross-cache     baseline: recompute the cross-attention K/V at every step\n"
         "  --no-kv-cache        baseline: also recompute every self-attention K/V at every step\n"
-        "  --weights W          f16, q8_0 or f32 (default: q8_0)\n"
+        "  --weights W          auto (default: encoder f16, decoder q8_0), f16, q8_0 or f32\n"
         "  --kv-type T          decoder K/V element type: f32 (default), f16, bf16, q8\n"
         "  -t, --threads N      threads (default: all cores)\n"
         "  --stats              positions computed, K/V bytes and per-step times on stderr\n"
@@ -233,10 +233,11 @@ int cli_transcribe(int argc, char **argv)
             else tp.temperature_inc = f;
         } else if (!strcmp(a, "--weights")) {
             NEED(v);
-            if (!strcmp(v, "f16")) wp.weights = KVLM_WEIGHTS_F16;
+            if (!strcmp(v, "auto")) wp.weights = KVLM_WEIGHTS_AUTO;
+            else if (!strcmp(v, "f16")) wp.weights = KVLM_WEIGHTS_F16;
             else if (!strcmp(v, "q8_0") || !strcmp(v, "q8")) wp.weights = KVLM_WEIGHTS_Q8_0;
             else if (!strcmp(v, "f32")) wp.weights = KVLM_WEIGHTS_F32;
-            else { fprintf(stderr, "kvlm transcribe: --weights takes f16, q8_0 or f32\n"); return 2; }
+            else { fprintf(stderr, "kvlm transcribe: --weights takes auto, f16, q8_0 or f32\n"); return 2; }
         } else if (!strcmp(a, "--kv-type")) {
             NEED(v);
             if (!kvlm_kv_type_from_name(v, &wp.kv_type)) {

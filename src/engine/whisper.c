@@ -157,7 +157,8 @@ void kvlm_whisper_get_info(const kvlm_whisper *w, kvlm_whisper_info *out)
         .name = m->name, .n_mels = hp->n_mels, .n_audio_ctx = hp->n_audio_ctx, .n_text_ctx = hp->n_text_ctx,
         .n_vocab = hp->n_vocab, .d_model = hp->d_model, .n_head = hp->n_head, .head_dim = hp->head_dim,
         .n_ff = hp->n_ff, .n_enc_layer = hp->n_enc_layer, .n_dec_layer = hp->n_dec_layer, .n_params = m->n_params,
-        .weights = m->wtype == KVLM_WEIGHTS_Q8_0 ? "q8_0" : m->wtype == KVLM_WEIGHTS_F32 ? "f32" : "f16",
+        .weights = m->wtype == KVLM_WEIGHTS_Q8_0 ? "q8_0" : m->wtype == KVLM_WEIGHTS_F32 ? "f32"
+                   : m->wtype == KVLM_WEIGHTS_AUTO ? "f16 encoder + q8_0 decoder" : "f16",
         .self_kv_bytes_per_token = per_pos,
         .cross_kv_bytes_per_window = per_pos * blocks_of(hp->n_audio_ctx) * KV_BLOCK_TOKENS,
         .weight_bytes = (int64_t)m->arena_bytes,

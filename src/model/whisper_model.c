@@ -113,7 +113,7 @@ static void weight_of(loader *L, model_weight *w, const char *name, int64_t n_ou
         for (int64_t i = 0; i < n_in; i++) row[i] = src_elem(v, r * n_in + i);
         if (type == QT_F32) memcpy(d, row, (size_t)n_in * sizeof(float));
         else if (type == QT_F16) for (int64_t i = 0; i < n_in; i++) ((uint16_t *)d)[i] = f32_to_fp16(row[i]);
-        else quant_get(type)->from_float(row, d, n_in);
+        else quant_get_fast(type)->from_float(row, d, n_in);   /* bitwise the reference (quant.h) */
     }
     free(row);
 }
@@ -143,7 +143,10 @@ static void load_all(loader *L)
     whisper_model *m = L->m;
     const whisper_hparams *hp = &m->hp;
     const int64_t D = hp->d_model, F = hp->n_ff;
+    /* auto: the encoder's matrices f16 (nn/whisper runs them as f32 GEMMs), the
+       decoder's (read once per step: memory-bound) Q8_0 */
     const uint32_t lin = m->wtype == KVLM_WEIGHTS_Q8_0 ? QT_Q8_0 : m->wtype == KVLM_WEIGHTS_F32 ? QT_F32 : QT_F16;
+    const uint32_t dlin = m->wtype == KVLM_WEIGHTS_AUTO ? QT_Q8_0 : lin;
     const uint32_t conv = m->wtype == KVLM_WEIGHTS_F32 ? QT_F32 : QT_F16;
     char p[128];
     weight_of(L, &m->conv1, "encoder/conv1/weight", D, hp->n_mels * 3, conv, 3);
@@ -173,27 +176,27 @@ static void load_all(loader *L)
         snprintf(p, sizeof p, "decoder/layer_%lld/self_attention/layer_norm", (long long)il);
         ln_of(L, &Y->self_ln, p, D);
         snprintf(p, sizeof p, "decoder/layer_%lld/self_attention/linear_0", (long long)il);
-        linear_of(L, &Y->self_qkv, &Y->self_qkv_b, p, 3 * D, D, lin);
+        linear_of(L, &Y->self_qkv, &Y->self_qkv_b, p, 3 * D, D, dlin);
         snprintf(p, sizeof p, "decoder/layer_%lld/self_attention/linear_1", (long long)il);
-        linear_of(L, &Y->self_out, &Y->self_out_b, p, D, D, lin);
+        linear_of(L, &Y->self_out, &Y->self_out_b, p, D, D, dlin);
         snprintf(p, sizeof p, "decoder/layer_%lld/attention/layer_norm", (long long)il);
         ln_of(L, &Y->cross_ln, p, D);
         snprintf(p, sizeof p, "decoder/layer_%lld/attention/linear_0", (long long)il);
-        linear_of(L, &Y->cross_q, &Y->cross_q_b, p, D, D, lin);
+        linear_of(L, &Y->cross_q, &Y->cross_q_b, p, D, D, dlin);
         snprintf(p, sizeof p, "decoder/layer_%lld/attention/linear_1", (long long)il);
-        linear_of(L, &Y->cross_kv, &Y->cross_kv_b, p, 2 * D, D, lin);
+        linear_of(L, &Y->cross_kv, &Y->cross_kv_b, p, 2 * D, D, dlin);
         snprintf(p, sizeof p, "decoder/layer_%lld/attention/linear_2", (long long)il);
-        linear_of(L, &Y->cross_out, &Y->cross_out_b, p, D, D, lin);
+        linear_of(L, &Y->cross_out, &Y->cross_out_b, p, D, D, dlin);
         snprintf(p, sizeof p, "decoder/layer_%lld/ffn/layer_norm", (long long)il);
         ln_of(L, &Y->ffn_ln, p, D);
         snprintf(p, sizeof p, "decoder/layer_%lld/ffn/linear_0", (long long)il);
-        linear_of(L, &Y->fc1, &Y->fc1_b, p, F, D, lin);
+        linear_of(L, &Y->fc1, &Y->fc1_b, p, F, D, dlin);
         snprintf(p, sizeof p, "decoder/layer_%lld/ffn/linear_1", (long long)il);
-        linear_of(L, &Y->fc2, &Y->fc2_b, p, D, F, lin);
+        linear_of(L, &Y->fc2, &Y->fc2_b, p, D, F, dlin);
     }
     ln_of(L, &m->dec_ln, "decoder/layer_norm", D);
     weight_of(L, &m->embed, "decoder/embeddings/weight", hp->n_vocab, D, QT_F16, 0);
-    weight_of(L, &m->proj, "decoder/projection/weight", hp->n_vocab, D, lin, 0);
+    weight_of(L, &m->proj, "decoder/projection/weight", hp->n_vocab, D, dlin, 0);
 }
 
 /* Scalars that change the graph must have the values this implementation computes. */
@@ -335,7 +338,7 @@ kvlm_err whisper_model_load(whisper_model **out, const char *dir, kvlm_weight_ty
     whisper_model *m = calloc(1, sizeof *m);
     if (!m) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
     snprintf(m->dir, sizeof m->dir, "%s", dir);
-    m->wtype = wtype == KVLM_WEIGHTS_AUTO ? KVLM_WEIGHTS_Q8_0 : wtype;
+    m->wtype = wtype;
     char path[600];
     snprintf(path, sizeof path, "%s/model.bin", dir);
     ct2_file *f = NULL;

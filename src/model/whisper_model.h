@@ -8,7 +8,10 @@
  *   f16   as stored (a float32 file is rounded to f16);
  *   q8_0  every linear weight and the output projection converted to Q8_0
  *         (convolutions stay f16, as CTranslate2's int8 keeps them in float);
- *   f32   widened.
+ *   f32   widened;
+ *   auto  the encoder's f16 (run as f32 GEMMs by nn/whisper), the decoder's and the
+ *         output projection Q8_0: the encoder is compute-bound and loses words when
+ *         quantized, the decoder is memory-bound (README: Whisper weights).
  * Biases, norms and positional encodings are f32. The token embedding used for
  * lookups stays f16 in every mode (one row per token).
  *

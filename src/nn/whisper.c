@@ -66,24 +66,78 @@ static void rows_run(pool *p, rows_job j)
     else pool_run(p, rows_task, &j);
 }
 
-/* y = x W^T + b, optionally GELU(.)      x: [n][w->n_in], y: [n][w->n_out] */
-static void affine(pool *p, void *xq, const float *x, int64_t n, const model_weight *w, const float *b, float *y,
-                   bool gelu_after)
+/* y = x W^T through the GEMM with W packed (bp), rows of x split among threads */
+typedef struct gemm_job {
+    const float *x, *bp;
+    float *y;
+    int64_t n, n_in, n_out;
+} gemm_job;
+
+static void gemm_task(void *arg, int ith, int nth)
 {
+    const gemm_job *j = arg;
+    int64_t t0, t1;
+    pool_split(j->n, ith, nth, &t0, &t1);
+    if (t1 > t0) gemm_f32_packed(t0, t1, j->n_out, j->n_in, j->x, j->n_in, j->bp, j->y, j->n_out);
+}
+
+/* y = x W^T: packed (bp, the GEMM) or through nn/linear     x: [n][w->n_in], y: [n][w->n_out] */
+static void project(pool *p, void *xq, const float *x, int64_t n, const model_weight *w, const float *bp, float *y)
+{
+    if (bp) {
+        gemm_job j = { x, bp, y, n, w->n_in, w->n_out };
+        pool_run(p, gemm_task, &j);
+        return;
+    }
     const model_weight *ws[1] = { w };
     float *ys[1] = { y };
     linear_project(p, xq, x, n, ws, ys, 1);
+}
+
+/* y = x W^T + b, optionally GELU(.)      x: [n][w->n_in], y: [n][w->n_out] */
+static void affine_p(pool *p, void *xq, const float *x, int64_t n, const model_weight *w, const float *bp,
+                     const float *b, float *y, bool gelu_after)
+{
+    project(p, xq, x, n, w, bp, y);
     rows_run(p, (rows_job){ .op = gelu_after ? ROW_BIAS_GELU : ROW_BIAS, .y = y, .b = b, .n = n, .w = w->n_out });
 }
 
+static void affine(pool *p, void *xq, const float *x, int64_t n, const model_weight *w, const float *b, float *y,
+                   bool gelu_after)
+{
+    affine_p(p, xq, x, n, w, NULL, b, y, gelu_after);
+}
+
 /* x += y W^T + b  (the residual add of a block's output)   y: [n][w->n_in], tmp: [n][w->n_out] */
+static void residual_p(pool *p, void *xq, float *x, const float *y, int64_t n, const model_weight *w, const float *bp,
+                       const float *b, float *tmp)
+{
+    project(p, xq, y, n, w, bp, tmp);
+    rows_run(p, (rows_job){ .op = ROW_ADD_BIAS, .y = x, .x = tmp, .b = b, .n = n, .w = w->n_out });
+}
+
 static void residual(pool *p, void *xq, float *x, const float *y, int64_t n, const model_weight *w, const float *b,
                      float *tmp)
 {
-    const model_weight *ws[1] = { w };
-    float *ys[1] = { tmp };
-    linear_project(p, xq, y, n, ws, ys, 1);
-    rows_run(p, (rows_job){ .op = ROW_ADD_BIAS, .y = x, .x = tmp, .b = b, .n = n, .w = w->n_out });
+    residual_p(p, xq, x, y, n, w, NULL, b, tmp);
+}
+
+/* W [n_out][n_in] of any row type, widened to f32 and packed as the GEMM's B^T; NULL on no memory */
+static float *pack_weight(const model_weight *w)
+{
+    float *wf = malloc((size_t)(w->n_out * w->n_in) * sizeof(float));
+    float *bp = aligned_alloc(64, (gemm_packed_floats(w->n_out, w->n_in) * sizeof(float) + 63) / 64 * 64);
+    if (!wf || !bp) {
+        free(wf);
+        free(bp);
+        return NULL;
+    }
+    const quant_traits *qt = quant_get(w->type);
+    for (int64_t r = 0; r < w->n_out; r++)                   /* row r: [n_in] */
+        qt->to_float((const uint8_t *)w->data + (size_t)r * w->row_bytes, wf + r * w->n_in, w->n_in);
+    gemm_pack_b(wf, w->n_in, true, w->n_out, w->n_in, bp);
+    free(wf);
+    return bp;
 }
 
 static size_t max_xq(const model_weight *const *w, size_t n)
@@ -128,12 +182,28 @@ kvlm_err whisper_enc_init(whisper_enc *e, const whisper_model *m, int n_threads,
         return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for the encoder's scratch");
     }
     e->ak = attn_for(hp->head_dim);
+    if (m->wtype != KVLM_WEIGHTS_Q8_0) {
+        const int64_t nw = 2 + 4 * hp->n_enc_layer;
+        if (!(e->packed = calloc((size_t)nw, sizeof *e->packed))) goto nomem;
+        for (int64_t i = 0; i < nw; i++) {
+            const whisper_enc_layer *L = &m->enc[i < 2 ? 0 : (i - 2) / 4];
+            const model_weight *lw[4] = { &L->attn_qkv, &L->attn_out, &L->fc1, &L->fc2 };
+            const model_weight *w = i == 0 ? &m->conv1 : i == 1 ? &m->conv2 : lw[(i - 2) % 4];
+            if (!(e->packed[i] = pack_weight(w))) goto nomem;
+        }
+    }
     return KVLM_OK;
+nomem:
+    whisper_enc_free(e);
+    return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for the encoder's packed weights");
 }
 
 void whisper_enc_free(whisper_enc *e)
 {
     if (!e) return;
+    if (e->packed)
+        for (int64_t i = 0; i < 2 + 4 * e->m->hp.n_enc_layer; i++) free(e->packed[i]);
+    free(e->packed);
     free(e->scores);
     free(e->gemm_pack);
     free(e->sm_tmp);
@@ -231,14 +301,16 @@ kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, c
                 const int64_t s = t + k - 1;
                 e->cols[t * C * 3 + i * 3 + k] = s >= 0 && s < T ? mel[i * T + s] : 0.0f;
             }
-    affine(p, e->xq, e->cols, T, &m->conv1, m->conv1_b, e->y1, true);          /* y1: [T][D] */
+    float *const *pk = e->packed;
+#define PK(i) (pk ? pk[i] : NULL)
+    affine_p(p, e->xq, e->cols, T, &m->conv1, PK(0), m->conv1_b, e->y1, true);          /* y1: [T][D] */
     /* conv2, stride 2: cols[t][i*3 + k] = y1[2t + k - 1][i]                  cols: [A][D*3] */
     for (int64_t t = 0; t < A; t++)
         for (int64_t k = 0; k < 3; k++) {
             const int64_t s = 2 * t + k - 1;
             for (int64_t i = 0; i < D; i++) e->cols[t * D * 3 + i * 3 + k] = s >= 0 && s < T ? e->y1[s * D + i] : 0.0f;
         }
-    affine(p, e->xq, e->cols, A, &m->conv2, m->conv2_b, e->x, true);           /* x: [A][D] */
+    affine_p(p, e->xq, e->cols, A, &m->conv2, PK(1), m->conv2_b, e->x, true);          /* x: [A][D] */
     for (int64_t i = 0; i < A * D; i++) e->x[i] += m->enc_pos[i];
     tn = now_s();
     e->t_conv += tn - tc;
@@ -248,7 +320,7 @@ kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, c
         const whisper_enc_layer *L = &m->enc[il];
         rows_run(p, (rows_job){ .op = ROW_LN, .y = e->h, .x = e->x, .g = L->attn_ln.g, .b = L->attn_ln.b, .n = A,
                                 .w = D, .eps = hp->ln_eps });
-        affine(p, e->xq, e->h, A, &L->attn_qkv, L->attn_qkv_b, e->qkv, false);   /* qkv: [A][3D] */
+        affine_p(p, e->xq, e->h, A, &L->attn_qkv, PK(2 + 4 * il), L->attn_qkv_b, e->qkv, false);   /* qkv: [A][3D] */
         tn = now_s();
         e->t_proj += tn - tc;
         tc = tn;
@@ -256,20 +328,21 @@ kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, c
         tn = now_s();
         e->t_attn += tn - tc;
         tc = tn;
-        residual(p, e->xq, e->x, e->att, A, &L->attn_out, L->attn_out_b, e->h);
+        residual_p(p, e->xq, e->x, e->att, A, &L->attn_out, PK(3 + 4 * il), L->attn_out_b, e->h);
         tn = now_s();
         e->t_proj += tn - tc;
         tc = tn;
         rows_run(p, (rows_job){ .op = ROW_LN, .y = e->h, .x = e->x, .g = L->ffn_ln.g, .b = L->ffn_ln.b, .n = A,
                                 .w = D, .eps = hp->ln_eps });
-        affine(p, e->xq, e->h, A, &L->fc1, L->fc1_b, e->ff, true);              /* ff: [A][F] */
-        residual(p, e->xq, e->x, e->ff, A, &L->fc2, L->fc2_b, e->h);
+        affine_p(p, e->xq, e->h, A, &L->fc1, PK(4 + 4 * il), L->fc1_b, e->ff, true);              /* ff: [A][F] */
+        residual_p(p, e->xq, e->x, e->ff, A, &L->fc2, PK(5 + 4 * il), L->fc2_b, e->h);
         tn = now_s();
         e->t_ffn += tn - tc;
         tc = tn;
     }
     rows_run(p, (rows_job){ .op = ROW_LN, .y = out, .x = e->x, .g = m->enc_ln.g, .b = m->enc_ln.b, .n = A, .w = D,
                             .eps = hp->ln_eps });
+#undef PK
     return KVLM_OK;
 }
 

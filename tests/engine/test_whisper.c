@@ -19,11 +19,14 @@
  *   3 batching: three jobs (greedy, beam 3, greedy joining after 3 steps) stepped together in
  *     one kvlm_wjob_step loop are bitwise what each gives alone; so are three jobs whose
  *     long prompts do not fit one decoder batch together; 1 vs 2 threads the same.
- *   4 Q8_0 weights: word errors against CT2 float32's greedy text, SUMMED over the clips, at
- *     most the sum of CT2 int8's (int8_greedy_notimestamps.wer_vs_float32_greedy.errors): the
- *     issue's "no more word errors on those clips than CTranslate2 int8 makes". Per clip it
- *     does not hold (measured: kvlm q8_0 makes 2 errors on m7_120_canoe where int8 makes 0,
- *     and 0 on us160_fox where int8 makes 3; totals 5 vs 10). Word errors as tests/ref/wer.py:
+ *   4 the default weights (the decoder's and the output projection Q8_0, the encoder's f16
+ *     computed in f32: KVLM_WEIGHTS_AUTO): word errors against CT2 float32's greedy text,
+ *     SUMMED over the clips, at most the sum of CT2 int8's
+ *     (int8_greedy_notimestamps.wer_vs_float32_greedy.errors): the issue's "no more word
+ *     errors on those clips than CTranslate2 int8 makes" (measured 1 vs 10). With every
+ *     matrix Q8_0 (KVLM_WEIGHTS_Q8_0, encoder included) the sum was 5 to 14 against 10
+ *     depending on the encoder's summation order: the encoder is what quantization hurts,
+ *     which is why the default keeps it in float (README). Word errors as tests/ref/wer.py:
  *     lowercase, apostrophes dropped, other non-alphanumerics are spaces (a byte >= 0x80 counts
  *     as a letter: the texts are English), Levenshtein over the words.
  *   5 the log-mel of kvlm's samples and the encoder output (f32 and f16 weights) against the
@@ -532,10 +535,10 @@ static void test_q8_word_errors(void **st)
 {
     (void)st;
     NEED_MODEL();
-    kvlm_whisper *w = load(KVLM_WEIGHTS_Q8_0, KVLM_KV_F32, 2, 1);
+    kvlm_whisper *w = load(KVLM_WEIGHTS_AUTO, KVLM_KV_F32, 2, 1);
     kvlm_whisper_info in;
     kvlm_whisper_get_info(w, &in);
-    assert_string_equal(in.weights, "q8_0");
+    assert_string_equal(in.weights, "f16 encoder + q8_0 decoder");
     int64_t ours = 0, ct2 = 0;
     int ran = 0;
     char line[2048] = "";
@@ -556,7 +559,8 @@ static void test_q8_word_errors(void **st)
     }
     kvlm_whisper_free(w);
     if (!ran) skip();
-    print_message("q8_0 word errors vs CT2 float32 (kvlm/CT2 int8):%s; total %lld/%lld\n", line, (long long)ours,
+    print_message("default (q8_0 decoder) word errors vs CT2 float32 (kvlm/CT2 int8):%s; total %lld/%lld\n", line,
+                  (long long)ours,
                   (long long)ct2);
     assert_true(ours <= ct2);
 }
