@@ -40,6 +40,7 @@ void attend_free(attend_scratch *as)
 typedef struct attn_job {
     const attend_scratch *as;
     const attend_batch *b;
+    int64_t H;                /* query heads of this call */
 } attn_job;
 
 static float *tmp_at(const attend_scratch *as, int ith) { return as->tmp + (size_t)ith * as->tmp_floats; }
@@ -48,8 +49,8 @@ static float *tmp_at(const attend_scratch *as, int ith) { return as->tmp + (size
 static void attend_chunk(const attn_job *j, int64_t t, int64_t c, float *part, float *scratch, float *tmp)
 {
     const attend_batch *b = j->b;
-    const int64_t n_q = j->as->n_head * j->as->head_dim;
-    ops_attend_chunk(part, b->q + t * n_q, b->seq[t], b->il, c, b->n_kv[t], j->as->n_head, b->scale, b->ak, scratch,
+    const int64_t n_q = j->H * j->as->head_dim;
+    ops_attend_chunk(part, b->q + t * n_q, b->seq[t], b->il, c, b->n_kv[t], j->H, b->scale, b->ak, scratch,
                      b->stage ? b->stage[t] : NULL, b->stage_pos0 ? b->stage_pos0[t] : 0, tmp);
 }
 
@@ -57,7 +58,7 @@ static void attn_tokens_task(void *arg, int ith, int nth)
 {
     const attn_job *j = arg;
     const attend_scratch *as = j->as;
-    const int64_t H = as->n_head, hd = as->head_dim, n_q = H * hd;
+    const int64_t H = j->H, hd = as->head_dim, n_q = H * hd;
     float *scratch = tmp_at(as, ith);
     float *acc = scratch + attn_scratch_floats(H, hd), *part = acc + H * ATTN_PART(hd);
     float *tmp = part + H * ATTN_PART(hd);
@@ -71,10 +72,11 @@ static void attn_tokens_task(void *arg, int ith, int nth)
     }
 }
 
-/* parts of token t, chunk c: [n_head][ATTN_PART(hd)] */
-static float *part_at(const attend_scratch *as, int64_t t, int64_t c)
+/* parts of token t, chunk c: [H][ATTN_PART(hd)] */
+static float *part_at(const attn_job *j, int64_t t, int64_t c)
 {
-    return as->parts + ((size_t)t * (size_t)as->n_chunk + (size_t)c) * (size_t)(as->n_head * ATTN_PART(as->head_dim));
+    const attend_scratch *as = j->as;
+    return as->parts + ((size_t)t * (size_t)as->n_chunk + (size_t)c) * (size_t)(j->H * ATTN_PART(as->head_dim));
 }
 
 static void attn_split_task(void *arg, int ith, int nth)
@@ -85,11 +87,11 @@ static void attn_split_task(void *arg, int ith, int nth)
     for (int64_t t = 0; t < j->b->n_tok; t++) total += n_chunks(j->b->n_kv[t]);
     int64_t u0, u1, u = 0;
     pool_split(total, ith, nth, &u0, &u1);
-    float *scratch = tmp_at(as, ith), *tmp = scratch + attn_scratch_floats(as->n_head, as->head_dim);
+    float *scratch = tmp_at(as, ith), *tmp = scratch + attn_scratch_floats(j->H, as->head_dim);
     for (int64_t t = 0; t < j->b->n_tok; t++) {         /* unit u = (t, c), t-major */
         const int64_t nc = n_chunks(j->b->n_kv[t]);
         for (int64_t c = 0; c < nc; c++, u++)
-            if (u >= u0 && u < u1) attend_chunk(j, t, c, part_at(as, t, c), scratch, tmp);
+            if (u >= u0 && u < u1) attend_chunk(j, t, c, part_at(j, t, c), scratch, tmp);
     }
 }
 
@@ -97,22 +99,22 @@ static void attn_fold_task(void *arg, int ith, int nth)
 {
     const attn_job *j = arg;
     const attend_scratch *as = j->as;
-    const int64_t hd = as->head_dim, n_q = as->n_head * hd, G = as->n_head / as->n_head_kv;
-    float *acc = tmp_at(as, ith) + attn_scratch_floats(as->n_head, hd);   /* acc: [G][ATTN_PART(hd)] */
+    const int64_t hd = as->head_dim, n_q = j->H * hd, G = j->H / as->n_head_kv;
+    float *acc = tmp_at(as, ith) + attn_scratch_floats(j->H, hd);   /* acc: [G][ATTN_PART(hd)] */
     int64_t w0, w1;
     pool_split(j->b->n_tok * as->n_head_kv, ith, nth, &w0, &w1);
     for (int64_t w = w0; w < w1; w++) {               /* w = t * n_head_kv + g */
         const int64_t t = w / as->n_head_kv, g = w % as->n_head_kv;
         attn_part_init(acc, G, hd);
         for (int64_t c = 0; c < n_chunks(j->b->n_kv[t]); c++)
-            attn_merge(acc, part_at(as, t, c) + g * G * ATTN_PART(hd), G, hd);
+            attn_merge(acc, part_at(j, t, c) + g * G * ATTN_PART(hd), G, hd);
         attn_finish(j->b->out + t * n_q + g * G * hd, acc, G, hd);
     }
 }
 
 void attend_run(attend_scratch *as, pool *p, const attend_batch *b)
 {
-    attn_job aj = { as, b };
+    attn_job aj = { as, b, b->n_head ? b->n_head : as->n_head };
     bool multi_chunk = false;
     for (int64_t t = 0; t < b->n_tok; t++) multi_chunk |= n_chunks(b->n_kv[t]) > 1;
     if (b->n_tok <= as->split_tok && pool_size(p) > 1 && multi_chunk) {

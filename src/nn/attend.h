@@ -41,6 +41,10 @@ typedef struct attend_batch {
     const float *q;
     float *out;
     int64_t n_tok, il;
+    int64_t n_head;                /* query heads per token, a multiple of n_head_kv and at most
+                                      the scratch's (0: the scratch's): attention reads each K/V
+                                      head's rows once for its n_head / n_head_kv query heads,
+                                      so queries that share a sequence can share the reads */
     float scale;
     const attn_kernels *ak;
     const kv_seq *const *seq;      /* [n_tok] */

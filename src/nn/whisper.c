@@ -398,14 +398,19 @@ kvlm_err whisper_dec_init(whisper_dec *d, const whisper_model *m, int64_t n_batc
     d->tok_pos = malloc(nb * sizeof *d->tok_pos);
     d->tok_seq = malloc(nb * sizeof *d->tok_seq);
     d->tok_nkv = malloc(nb * sizeof *d->tok_nkv);
+    d->qg = malloc(nb * D * sizeof(float));
+    d->og = malloc(nb * D * sizeof(float));
+    d->grp_t0 = malloc(nb * sizeof *d->grp_t0);
+    d->grp_n = malloc(nb * sizeof *d->grp_n);
     if (!d->x || !d->h || !d->qkv || !d->q || !d->att || !d->ff || !d->xq || !d->tok_seg || !d->tok_pos ||
-        !d->tok_seq || !d->tok_nkv) {
+        !d->tok_seq || !d->tok_nkv || !d->qg || !d->og || !d->grp_t0 || !d->grp_n) {
         whisper_dec_free(d);
         return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for the decoder's scratch (batch %lld)",
                        (long long)n_batch);
     }
     const int64_t max_kv = hp->n_audio_ctx > hp->n_text_ctx ? hp->n_audio_ctx : hp->n_text_ctx;
-    kvlm_err r = attend_init(&d->as, hp->n_head, hp->n_head, hp->head_dim, max_kv, 8, n_threads, err, errlen);
+    kvlm_err r = attend_init(&d->as, hp->n_head * WHISPER_CROSS_GROUP, hp->n_head, hp->head_dim, max_kv, 8, n_threads,
+                             err, errlen);
     if (r) {
         whisper_dec_free(d);
         return r;
@@ -429,7 +434,58 @@ void whisper_dec_free(whisper_dec *d)
     free(d->tok_pos);
     free(d->tok_seq);
     free(d->tok_nkv);
+    free(d->qg);
+    free(d->og);
+    free(d->grp_t0);
+    free(d->grp_n);
     memset(d, 0, sizeof *d);
+}
+
+/* Cross-attention: adjacent tokens reading one cross sequence form groups of up to
+ * WHISPER_CROSS_GROUP; the groups of each size G run as one attend_run whose "tokens" are
+ * the groups, with H*G query heads ([H][G][hd]: K/V head h's G queries adjacent), so a
+ * group reads each cross row once. A query head's arithmetic does not depend on the
+ * others of its group, so the bits are those of attending alone.   q, att: [n_tok][D] */
+static void dec_attend_cross(whisper_dec *d, pool *p, const whisper_seg *segs, int64_t il, int64_t n_tok,
+                             const float *q)
+{
+    const whisper_hparams *hp = &d->m->hp;
+    const int64_t D = hp->d_model, H = hp->n_head, hd = hp->head_dim;
+    int64_t n_grp = 0;
+    for (int64_t t = 0; t < n_tok;) {
+        const kv_seq *c = segs[d->tok_seg[t]].cross;
+        int64_t n = 1;
+        while (t + n < n_tok && n < WHISPER_CROSS_GROUP && segs[d->tok_seg[t + n]].cross == c) n++;
+        d->grp_t0[n_grp] = t;
+        d->grp_n[n_grp++] = n;
+        t += n;
+    }
+    for (int64_t G = 1; G <= WHISPER_CROSS_GROUP; G++) {
+        int64_t nv = 0;
+        for (int64_t k = 0; k < n_grp; k++) {          /* gather: qg[v][h][i] = q[t0 + i][h] */
+            if (d->grp_n[k] != G) continue;
+            const int64_t t0 = d->grp_t0[k];
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t i = 0; i < G; i++)
+                    memcpy(d->qg + ((nv * H + h) * G + i) * hd, q + (t0 + i) * D + h * hd, (size_t)hd * sizeof(float));
+            d->tok_seq[nv] = segs[d->tok_seg[t0]].cross;
+            d->tok_nkv[nv] = d->tok_seq[nv]->n_pos;
+            nv++;
+        }
+        if (!nv) continue;
+        const attend_batch b = { .q = d->qg, .out = d->og, .n_tok = nv, .il = il, .n_head = H * G,
+                                 .scale = 1.0f / sqrtf((float)hd), .ak = d->ak, .seq = d->tok_seq, .n_kv = d->tok_nkv };
+        attend_run(&d->as, p, &b);
+        nv = 0;
+        for (int64_t k = 0; k < n_grp; k++) {          /* scatter back */
+            if (d->grp_n[k] != G) continue;
+            const int64_t t0 = d->grp_t0[k];
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t i = 0; i < G; i++)
+                    memcpy(d->att + (t0 + i) * D + h * hd, d->og + ((nv * H + h) * G + i) * hd, (size_t)hd * sizeof(float));
+            nv++;
+        }
+    }
 }
 
 /* att = attention of q [n_tok][D] over each token's self (causal) or cross sequence */
@@ -437,18 +493,21 @@ static void dec_attend(whisper_dec *d, pool *p, const whisper_seg *segs, int64_t
                        bool cross)
 {
     const whisper_hparams *hp = &d->m->hp;
-    for (int64_t t = 0; t < n_tok; t++) {
-        const whisper_seg *g = &segs[d->tok_seg[t]];
-        d->tok_seq[t] = cross ? g->cross : g->self;
-        d->tok_nkv[t] = cross ? g->cross->n_pos : d->tok_pos[t] + 1;
-    }
-    const kv_seq *s0 = d->tok_seq[0];
-    if (s0->pool->type_k == KVLM_KV_F16 || s0->pool->type_k == KVLM_KV_BF16) {
+    const kvlm_kv_type tk = (cross ? segs[0].cross : segs[0].self)->pool->type_k;
+    if (tk == KVLM_KV_F16 || tk == KVLM_KV_BF16) {
         memcpy(d->q, q, (size_t)(n_tok * hp->d_model) * sizeof(float));
         d->ak->round_f16(d->q, n_tok * hp->d_model);   /* q.k on f16 operands, as forward.c */
         q = d->q;
     }
-    const attend_batch b = { .q = q, .out = d->att, .n_tok = n_tok, .il = il,
+    if (cross) {
+        dec_attend_cross(d, p, segs, il, n_tok, q);
+        return;
+    }
+    for (int64_t t = 0; t < n_tok; t++) {
+        d->tok_seq[t] = segs[d->tok_seg[t]].self;
+        d->tok_nkv[t] = d->tok_pos[t] + 1;
+    }
+    const attend_batch b = { .q = q, .out = d->att, .n_tok = n_tok, .il = il, .n_head = hp->n_head,
                              .scale = 1.0f / sqrtf((float)hp->head_dim), .ak = d->ak,
                              .seq = d->tok_seq, .n_kv = d->tok_nkv };
     attend_run(&d->as, p, &b);

@@ -27,6 +27,10 @@
 #include "nn/attend.h"
 
 enum { WHISPER_N_FRAMES = 3000 };   /* mel frames of one window */
+/* Decoder tokens that read one cross sequence (a window's beams, a prompt's tokens)
+ * attend it together, up to this many: each cross K/V row is read once for all of
+ * them (as GQA reads a K/V head once for its query heads). */
+enum { WHISPER_CROSS_GROUP = 16 };
 enum { WHISPER_ENC_ROWS = 42 };     /* encoder attention query rows per block (3 x the 14-row GEMM tile) */
 
 typedef struct whisper_enc {
@@ -83,6 +87,9 @@ typedef struct whisper_dec {
     int64_t *tok_pos;       /* [n_batch] */
     const kv_seq **tok_seq; /* [n_batch] */
     int64_t *tok_nkv;       /* [n_batch] */
+    float *qg, *og;         /* [n_batch][D] cross queries and outputs regrouped: per group of G
+                               tokens, [H][G][hd] (K/V head h's G query heads adjacent) */
+    int64_t *grp_t0, *grp_n;/* [n_batch] each group's first token and size */
 } whisper_dec;
 
 /* One (self, cross) pair's share of a decoder batch: the next n tokens of self. */
