@@ -110,10 +110,11 @@ kvlm_err kvlm_whisper_load(const char *path, const kvlm_whisper_params *params, 
                                 .type_k = p.kv_type, .type_v = p.kv_type,
                                 .budget_bytes = p.kv_mem ? p.kv_mem : bb * (size_t)(per_job * p.n_jobs) };
     if ((e = kv_pool_init(&w->kp, &pp, err, errlen))) goto fail;
+    memset(w->kp.slab, 0, (size_t)w->kp.n_blocks * w->kp.block_bytes);   /* page faults at load, not per window */
     if ((e = whisper_enc_init(&w->enc, w->m, p.n_threads, err, errlen))) goto fail;
     if ((e = whisper_dec_init(&w->dec, w->m, WH_BATCH, p.n_threads, err, errlen))) goto fail;
     w->cross_xq = malloc(whisper_cross_xq_bytes(w->m));
-    w->cross_kv = malloc((size_t)(hp->n_audio_ctx * 2 * hp->d_model) * sizeof(float));
+    w->cross_kv = calloc((size_t)(hp->n_audio_ctx * 2 * hp->d_model), sizeof(float));
     w->logits_rows = (int64_t)p.n_jobs * (WH_MAX_HYP + 1);
     w->logits = malloc((size_t)w->logits_rows * (size_t)hp->n_vocab * sizeof(float));
     w->batch = malloc(WH_BATCH * sizeof *w->batch);

@@ -41,6 +41,7 @@ static inline __m128i tail_mask(int64_t n)   /* lanes [0, n) */
 #define DMIN _mm256_min_pd
 #define DMAX _mm256_max_pd
 #define DROUND(x) _mm256_round_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define DFLUSH(x) _mm256_and_pd(x, _mm256_cmp_pd(DABS(x), _mm256_set1_pd(0x1p-126), _CMP_NLT_UQ))
 #define DLEQ0_BLEND(x, a, b) _mm256_blendv_pd(b, a, _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_LE_OQ))
 #define DSCALE scale2
 #include "kern/act_impl.h"

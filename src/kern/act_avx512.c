@@ -30,6 +30,7 @@
 #define DROUND(x) _mm512_roundscale_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define DLEQ0_BLEND(x, a, b) _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, _mm512_setzero_pd(), _CMP_LE_OQ), b, a)
 #define DSCALE _mm512_scalef_pd
+#define DFLUSH(x) _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(DABS(x), DSET(0x1p-126), _CMP_NLT_UQ), x)
 #include "kern/act_impl.h"
 
 static void gelu_avx512(float *y, const float *b, int64_t n) { act_gelu_loop(y, b, n); }

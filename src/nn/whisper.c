@@ -182,6 +182,16 @@ kvlm_err whisper_enc_init(whisper_enc *e, const whisper_model *m, int n_threads,
         return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for the encoder's scratch");
     }
     e->ak = attn_for(hp->head_dim);
+    /* touch the scratch now: a window's first-use page faults (~60 MB) belong to
+       loading, not to the first transcription's time */
+    memset(e->cols, 0, cols * sizeof(float));
+    memset(e->y1, 0, T * D * sizeof(float));
+    memset(e->qkv, 0, A * 3 * D * sizeof(float));
+    memset(e->ff, 0, A * F * sizeof(float));
+    memset(e->xq, 0, A * xqb);
+    memset(e->x, 0, A * D * sizeof(float));
+    memset(e->h, 0, A * D * sizeof(float));
+    memset(e->att, 0, A * D * sizeof(float));
     if (m->wtype != KVLM_WEIGHTS_Q8_0) {
         const int64_t nw = 2 + 4 * hp->n_enc_layer;
         if (!(e->packed = calloc((size_t)nw, sizeof *e->packed))) goto nomem;
