@@ -436,7 +436,7 @@ static kvlm_err start_window(kvlm_wjob *j, char *err, size_t errlen)
     st->n_enc_positions += hp->n_audio_ctx;
     t0 = now_s();
     kv_seq_truncate(&j->cross, 0);
-    if ((e = whisper_cross_fill(w->m, w->threads, j->enc_out, &j->cross, w->cross_xq, w->cross_kv, err, errlen)))
+    if ((e = whisper_cross_fill(&w->enc, w->threads, j->enc_out, &j->cross, w->cross_xq, w->cross_kv, err, errlen)))
         return e;
     st->t_cross_s += now_s() - t0;
     st->n_cross_positions += hp->n_audio_ctx;
@@ -835,7 +835,7 @@ kvlm_err kvlm_wjob_step(kvlm_whisper *w, kvlm_wjob *const *jobs, int n_jobs, cha
         if (j->p.no_cross_cache && j->state == JOB_STEP) {     /* the baseline: cross K/V again */
             const double tc = now_s();
             kv_seq_truncate(&j->cross, 0);
-            kvlm_err e = whisper_cross_fill(w->m, w->threads, j->enc_out, &j->cross, w->cross_xq, w->cross_kv, msg,
+            kvlm_err e = whisper_cross_fill(&w->enc, w->threads, j->enc_out, &j->cross, w->cross_xq, w->cross_kv, msg,
                                             sizeof msg);
             if (e) {
                 job_fail(j, e, msg);

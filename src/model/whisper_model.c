@@ -184,7 +184,7 @@ static void load_all(loader *L)
         snprintf(p, sizeof p, "decoder/layer_%lld/attention/linear_0", (long long)il);
         linear_of(L, &Y->cross_q, &Y->cross_q_b, p, D, D, dlin);
         snprintf(p, sizeof p, "decoder/layer_%lld/attention/linear_1", (long long)il);
-        linear_of(L, &Y->cross_kv, &Y->cross_kv_b, p, 2 * D, D, dlin);
+        linear_of(L, &Y->cross_kv, &Y->cross_kv_b, p, 2 * D, D, lin);   /* once per window: encoder side */
         snprintf(p, sizeof p, "decoder/layer_%lld/attention/linear_2", (long long)il);
         linear_of(L, &Y->cross_out, &Y->cross_out_b, p, D, D, dlin);
         snprintf(p, sizeof p, "decoder/layer_%lld/ffn/layer_norm", (long long)il);

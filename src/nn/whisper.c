@@ -193,12 +193,13 @@ kvlm_err whisper_enc_init(whisper_enc *e, const whisper_model *m, int n_threads,
     memset(e->h, 0, A * D * sizeof(float));
     memset(e->att, 0, A * D * sizeof(float));
     if (m->wtype != KVLM_WEIGHTS_Q8_0) {
-        const int64_t nw = 2 + 4 * hp->n_enc_layer;
+        const int64_t ne = 2 + 4 * hp->n_enc_layer, nw = ne + hp->n_dec_layer;
         if (!(e->packed = calloc((size_t)nw, sizeof *e->packed))) goto nomem;
         for (int64_t i = 0; i < nw; i++) {
-            const whisper_enc_layer *L = &m->enc[i < 2 ? 0 : (i - 2) / 4];
+            const whisper_enc_layer *L = &m->enc[i < 2 || i >= ne ? 0 : (i - 2) / 4];
             const model_weight *lw[4] = { &L->attn_qkv, &L->attn_out, &L->fc1, &L->fc2 };
-            const model_weight *w = i == 0 ? &m->conv1 : i == 1 ? &m->conv2 : lw[(i - 2) % 4];
+            const model_weight *w = i == 0 ? &m->conv1 : i == 1 ? &m->conv2 : i >= ne ? &m->dec[i - ne].cross_kv
+                                    : lw[(i - 2) % 4];
             if (!(e->packed[i] = pack_weight(w))) goto nomem;
         }
     }
@@ -212,7 +213,7 @@ void whisper_enc_free(whisper_enc *e)
 {
     if (!e) return;
     if (e->packed)
-        for (int64_t i = 0; i < 2 + 4 * e->m->hp.n_enc_layer; i++) free(e->packed[i]);
+        for (int64_t i = 0; i < 2 + 4 * e->m->hp.n_enc_layer + e->m->hp.n_dec_layer; i++) free(e->packed[i]);
     free(e->packed);
     free(e->scores);
     free(e->gemm_pack);
@@ -365,15 +366,17 @@ size_t whisper_cross_xq_bytes(const whisper_model *m)
     return b * (size_t)m->hp.n_audio_ctx;
 }
 
-kvlm_err whisper_cross_fill(const whisper_model *m, pool *p, const float *enc, kv_seq *cross, void *xq, float *kv,
+kvlm_err whisper_cross_fill(const whisper_enc *we, pool *p, const float *enc, kv_seq *cross, void *xq, float *kv,
                             char *err, size_t errlen)
 {
+    const whisper_model *m = we->m;
     const int64_t D = m->hp.d_model, A = m->hp.n_audio_ctx;
     kvlm_err r = kv_seq_reserve(cross, A, err, errlen);
     if (r) return r;
     for (int64_t il = 0; il < m->hp.n_dec_layer; il++) {
         const whisper_dec_layer *L = &m->dec[il];
-        affine(p, xq, enc, A, &L->cross_kv, L->cross_kv_b, kv, false);          /* kv: [A][K D | V D] */
+        affine_p(p, xq, enc, A, &L->cross_kv, we->packed ? we->packed[2 + 4 * m->hp.n_enc_layer + il] : NULL,
+                 L->cross_kv_b, kv, false);                                    /* kv: [A][K D | V D] */
         for (int64_t t = 0; t < A; t++) kv_seq_store(cross, il, t, kv + t * 2 * D, kv + t * 2 * D + D);
     }
     kv_seq_advance(cross, A);

@@ -52,7 +52,8 @@ typedef struct whisper_enc {
        projections run as register-blocked GEMMs, faster than the weights' dot products
        at 1500 rows and as exact as CTranslate2's float32. NULL for Q8_0 weights (then
        nn/linear's int8 dot products). */
-    float **packed;           /* [2 + 4 n_enc_layer] */
+    float **packed;           /* [2 + 4 n_enc_layer + n_dec_layer]: then each decoder layer's
+                                 cross K/V projection (whisper_cross_fill, once per window) */
     const attn_kernels *ak;   /* its vector softmax */
     /* seconds spent, summed over calls: convolutions, QKV + output projections,
        attention (scores, softmax, P V), feed-forward, norms and residual adds */
@@ -69,7 +70,7 @@ kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, c
  * 1500 positions to cross (empty; KVLM_ERR_BUDGET if the pool is full: nothing kept).
  * xq: scratch of whisper_cross_xq_bytes; kv: [1500][2D] scratch. */
 size_t   whisper_cross_xq_bytes(const whisper_model *m);
-kvlm_err whisper_cross_fill(const whisper_model *m, pool *p, const float *enc, kv_seq *cross, void *xq, float *kv,
+kvlm_err whisper_cross_fill(const whisper_enc *we, pool *p, const float *enc, kv_seq *cross, void *xq, float *kv,
                             char *err, size_t errlen);
 
 typedef struct whisper_dec {
