@@ -6,7 +6,7 @@
  *
  * Shapes (t->segments: [n_segments]; each segment's tokens/token_probs: [n_tokens]):
  *   text          one line per segment: its text without leading blanks, "\n"
- *   json          {"text","segments":[{"id","start","end","text","tokens",
+ *   json          {"text","segments":[{"id","start","end","text","tokens","token_probs" (when set),
  *                  "avg_logprob","compression_ratio","no_speech_prob","temperature"}],
  *                  "duration"}
  *   verbose_json  {"task":"transcribe","language":"english","duration","text",
@@ -181,6 +181,15 @@ static cJSON *segment_json(const kvlm_segment *sg, int64_t id, bool verbose)
     if (!ok) goto fail;
     cJSON_AddItemToObject(o, "tokens", tok);
     tok = NULL;
+    if (!verbose && sg->token_probs) {                  /* token_probs: [n_tokens], kvlm's json only */
+        cJSON *pr = cJSON_AddArrayToObject(o, "token_probs");
+        if (!pr) goto fail;
+        for (int64_t k = 0; k < sg->n_tokens; k++) {
+            cJSON *v = cJSON_CreateNumber(float_num(sg->token_probs[k]));
+            if (!v) goto fail;
+            cJSON_AddItemToArray(pr, v);
+        }
+    }
     if (verbose) ok = add_num(o, "temperature", float_num(sg->temperature));
     ok = ok && add_num(o, "avg_logprob", float_num(sg->avg_logprob)) &&
          add_num(o, "compression_ratio", float_num(sg->compression_ratio)) &&

@@ -69,6 +69,17 @@ static void test_jfk_text_srt_vtt(void **st)
            "{\"id\":1,\"start\":8,\"end\":11,\"text\":\" ask what you can do for your country.\","
            "\"tokens\":[50764,1265,644,345,460,466,329,534,1499,13,50914],\"avg_logprob\":-0.25,"
            "\"compression_ratio\":1.5,\"no_speech_prob\":0.0125,\"temperature\":0.2}],\"duration\":11}");
+    {   /* token probabilities, when the segments carry them, follow the tokens (json only) */
+        float pr[] = { 0.5f, 0.25f };
+        kvlm_token tk[] = { 843, 13 };
+        kvlm_segment one = seg(0, 1, " And.", tk, 2, 0);
+        one.token_probs = pr;
+        kvlm_transcript t1 = { .segments = &one, .n_segments = 1 };
+        expect(&t1, "json",
+               "{\"text\":\"And.\",\"segments\":[{\"id\":0,\"start\":0,\"end\":1,\"text\":\" And.\","
+               "\"tokens\":[843,13],\"token_probs\":[0.5,0.25],\"avg_logprob\":-0.25,\"compression_ratio\":1.5,"
+               "\"no_speech_prob\":0.0125,\"temperature\":0.2}],\"duration\":0}");
+    }
     expect(&t, "verbose_json",
            "{\"task\":\"transcribe\",\"language\":\"english\",\"duration\":11,"
            "\"text\":\"And so, my fellow Americans ask what you can do for your country.\",\"segments\":["
