@@ -38,9 +38,15 @@
  *   7 bad input: a missing directory, a truncated model.bin, an int8 model.bin with a _scale
  *     variable (KVLM_ERR_UNSUPPORTED), a text file as audio; zero samples and 0.1 s of silence
  *     transcribe to (nearly) nothing.
+ *   8 a float32 directory (tests/ref/make_ct2_variants.py widens every f16 variable of the
+ *     cached one, exactly) loads with AUTO, F16 and F32 and gives bitwise the float16 directory's
+ *     greedy transcript and weight bytes in each mode; a directory with 51865 embedding rows fails
+ *     with KVLM_ERR_UNSUPPORTED "multilingual". The variants live in a mkdtemp directory, removed
+ *     once loaded (needs python3 on PATH and the repo root as the working directory).
  * Transcripts of the shared f16 model are memoized, so a case reuses another's runs.
  * KVLM_TEST_QUICK (the ASan run): case 1 jfk greedy and one clip's beam 5, case 2 greedy on
- * one clip, case 4 jfk only, no thread-count or f16-K/V model; the release build runs all.
+ * one clip, case 4 jfk only, no thread-count or f16-K/V model, case 8 loads only; the release
+ * build runs all.
  * Release runtime: see the report in the commit message (~60 s target, 2 shared cores). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -53,6 +59,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kvlm.h"
@@ -112,17 +119,24 @@ static const char *clip_audio_path(int c)
     return test_data_path(rel);
 }
 
-static kvlm_whisper *load(kvlm_weight_type wt, kvlm_kv_type kv, int n_threads, int n_jobs)
+static kvlm_err load_dir(const char *dir, kvlm_weight_type wt, kvlm_kv_type kv, int n_threads, int n_jobs,
+                         kvlm_whisper **w, char *err, size_t errlen)
 {
     kvlm_whisper_params p = kvlm_whisper_default_params();
     p.weights = wt;
     p.kv_type = kv;
     p.n_threads = n_threads;
     p.n_jobs = n_jobs;
+    *w = NULL;
+    return kvlm_whisper_load(dir, &p, w, err, errlen);
+}
+
+static kvlm_whisper *load(kvlm_weight_type wt, kvlm_kv_type kv, int n_threads, int n_jobs)
+{
     kvlm_whisper *w = NULL;
     char err[512];
-    kvlm_err e = kvlm_whisper_load(g.dir, &p, &w, err, sizeof err);
-    if (e) fail_msg("kvlm_whisper_load %s: %s", g.dir, err);
+    if (load_dir(g.dir, wt, kv, n_threads, n_jobs, &w, err, sizeof err))
+        fail_msg("kvlm_whisper_load %s: %s", g.dir, err);
     return w;
 }
 
@@ -815,6 +829,70 @@ static void test_load_errors(void **st)
     rm_dir(dir);
 }
 
+/* ---- 8: a float32 directory, a multilingual one (issue 13 part 1) ------------------------------- */
+/* tests/ref/make_ct2_variants.py writes both from the cached float16 directory into a temporary
+   one: float32/ (every f16 variable widened, exactly) and multilingual/ (51865 embedding rows).
+   Every model is loaded (its weights copied) before the directory is removed, so a failed
+   assertion leaves no 230 MB behind in /tmp. Widening f16 is exact and narrowing it back too,
+   so each weight mode must give bitwise the float16 directory's transcript and weights. */
+static void test_float32_and_multilingual_dirs(void **st)
+{
+    (void)st;
+    NEED_MODEL();
+    static const kvlm_weight_type wts[3] = { KVLM_WEIGHTS_AUTO, KVLM_WEIGHTS_F16, KVLM_WEIGHTS_F32 };
+    char tmp[] = "/tmp/kvlm-test-whisper-ct2-XXXXXX", d32[64], dml[64], cmd[9000];
+    char err32[3][512], errml[1024];
+    assert_non_null(mkdtemp(tmp));
+    snprintf(d32, sizeof d32, "%s/float32", tmp);
+    snprintf(dml, sizeof dml, "%s/multilingual", tmp);
+    snprintf(cmd, sizeof cmd, "python3 tests/ref/make_ct2_variants.py '%s' '%s'", g.dir, tmp);
+    const int rc = system(cmd);
+    kvlm_whisper *w32[3] = { NULL, NULL, NULL }, *wml = NULL;
+    kvlm_err e32[3] = { KVLM_OK, KVLM_OK, KVLM_OK }, eml = KVLM_OK;
+    if (rc == 0) {
+        for (int k = 0; k < 3; k++) e32[k] = load_dir(d32, wts[k], KVLM_KV_F32, 2, 1, &w32[k], err32[k], 512);
+        eml = load_dir(dml, KVLM_WEIGHTS_AUTO, KVLM_KV_F32, 1, 1, &wml, errml, sizeof errml);
+    }
+    rm_dir(d32);
+    rm_dir(dml);
+    rmdir(tmp);
+    if (rc != 0 && WIFEXITED(rc) && WEXITSTATUS(rc) == 127) {
+        print_message("no python3: the float32 and multilingual directories are not built\n");
+        skip();
+    }
+    if (rc != 0) fail_msg("%s: exit status %d", cmd, rc);
+    assert_int_equal(eml, KVLM_ERR_UNSUPPORTED);
+    assert_null(wml);
+    assert_non_null(strstr(errml, "multilingual"));
+    for (int k = 0; k < 3; k++)
+        if (e32[k]) fail_msg("kvlm_whisper_load %s (weights %d): %s: %s", d32, (int)wts[k], kvlm_err_name(e32[k]),
+                             err32[k]);
+    const int c = have(JFK) ? JFK : US;
+    const kvlm_transcribe_params p = tparams(1, false);
+    for (int k = 0; k < 3; k++) {
+        /* the float16 directory in the same mode (F16: the shared model) */
+        kvlm_whisper *w16 = wts[k] == KVLM_WEIGHTS_F16 ? g.w : load(wts[k], KVLM_KV_F32, 2, 1);
+        kvlm_whisper_info a, b;
+        kvlm_whisper_get_info(w32[k], &a);
+        kvlm_whisper_get_info(w16, &b);
+        assert_string_equal(a.weights, b.weights);   /* the weights asked for, not the file's */
+        assert_int_equal(a.weight_bytes, b.weight_bytes);
+        assert_int_equal(a.n_params, b.n_params);
+        assert_int_equal(a.n_vocab, 51864);
+        if (!test_quick()) {
+            kvlm_transcript *t32 = run(w32[k], c, &p), *t16 = w16 == g.w ? NULL : run(w16, c, &p);
+            char what[128];
+            snprintf(what, sizeof what, "%s, weights %s: float32 vs float16 directory", CLIP_NAME[c], a.weights);
+            assert_same_bits(t32, t16 ? t16 : get(c, &p), what);
+            if (wts[k] != KVLM_WEIGHTS_AUTO) assert_true(ids_match(t32, c, "greedy_notimestamps"));
+            kvlm_transcript_free(t32);
+            kvlm_transcript_free(t16);
+        }
+        if (w16 != g.w) kvlm_whisper_free(w16);
+        kvlm_whisper_free(w32[k]);
+    }
+}
+
 static void test_empty_and_silent_audio(void **st)
 {
     (void)st;
@@ -853,6 +931,7 @@ int main(void)
         cmocka_unit_test(test_q8_word_errors),
         cmocka_unit_test(test_mel_and_encoder),
         cmocka_unit_test(test_empty_and_silent_audio),
+        cmocka_unit_test(test_float32_and_multilingual_dirs),
     };
     return cmocka_run_group_tests_name("whisper", tests, setup, teardown);
 }
