@@ -703,7 +703,8 @@ int cli_bench(int argc, char **argv)
     }
     kvlm_model *m = cli_model_open(o.model);
     if (!m) return 1;
-    const char *path = o.model ? o.model : cli_model_default_path();
+    const char *path = cli_model_resolve(o.model, "smollm2");   /* cached already: the file's path */
+    if (!path) path = o.model ? o.model : cli_model_default_path();
     bench_result res[1 + BENCH_MAX_DEPTHS];
     size_t n_res = 0;
     int64_t n_ctx = 0;
