@@ -1,0 +1,82 @@
+/* kv_tier.h - the tiers below the KV block pool: where published blocks go when they
+ * leave RAM, and where a prefix-index miss looks before computing (issue 14).
+ * Room: kv. May touch: kv_pool, kv_block_io, core (errors). Knows nothing of the model
+ * file, requests or HTTP; a tier is a store of verified block images keyed by chain key.
+ *
+ * Why tiers. The pool's prefix index (kv_pool.h) lives and dies with the process and
+ * its RAM budget: a restart, a second instance or an eviction means computing a shared
+ * prefix again. Providers' prompt caching and the systems users pick for it (LMCache,
+ * SGLang's HiCache, vLLM's KV connectors, llama.cpp's slot files) keep published
+ * blocks in slower, larger, longer-lived or shared stores. kvlm does the same with one
+ * mechanism for every store:
+ *
+ *     RAM pool (kv_pool)  --publish-->  write queue  -->  disk tier  -->  Redis tier
+ *          ^                                                 |               |
+ *          +------------- load on a prefix-index miss -------+---------------+
+ *
+ * What travels. A block image (kv_block_io.h): a fixed little-endian header (format
+ * version, model fingerprint, namespace, K/V types and geometry, the block's chain key,
+ * its parent's key and its 16 token ids), the block's bytes exactly as the pool holds
+ * them, and a 128-bit checksum over both. The chain key is computed over a fixed
+ * little-endian encoding (kv_pool_chain_key), so two processes, or one before and
+ * after a restart, agree on it; it covers the namespace (tenant, cache_salt), so tenants
+ * stay apart in every tier as they are in RAM.
+ *
+ * Exactness. A tier is never trusted: an image is used only if it decodes and verifies
+ * against what the sequence expects at that position (checksum, fingerprint, types,
+ * geometry, key, parent key, tokens, namespace) — the same fields a RAM hit compares
+ * (kv_link). A block that does not verify is a miss (and is removed from that tier):
+ * it is recomputed, never used. A verified image's bytes are the bytes the pool held
+ * when it was published, so a hit from any tier gives the same bits as computing it.
+ *
+ * Writing. Write-through (the default) queues every newly published block for every
+ * tier; a writer thread off the scheduler drains the queue, and a request's response
+ * completes only after the blocks it published are in every tier (kv_tiers_flush_to).
+ * Write-evict queues a block only when the pool evicts it. SIGINT/SIGTERM drain the
+ * queue before exit. A tier that fails (disk full, Redis down) counts the error and the
+ * block is simply not there: serving goes on.
+ *
+ * Reading. On a prefix-index miss at block i, the sequence asks the tiers, in order,
+ * for the chain key of block i (then i + 1, ...); each image found is verified,
+ * copied into a fresh pool block and published, exactly as if it had been computed.
+ * A lookup that would block (a slow tier) makes only its own request wait: the
+ * scheduler keeps stepping the others.
+ *
+ * The interface below is what each tier implements; kv_tiers strings them together. */
+#ifndef KVLM_KV_KV_TIER_H
+#define KVLM_KV_KV_TIER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "kvlm.h"
+
+/* Counters of one tier (kvlm_cache_stats, --stats, /metrics). */
+typedef struct kv_tier_stats {
+    int64_t hits, misses, puts, evictions, errors, invalid;  /* invalid: failed verification */
+    int64_t bytes_read, bytes_written;
+    int64_t n_items, bytes_stored;
+    double  load_seconds;                                    /* summed latency of gets */
+} kv_tier_stats;
+
+/* One store of block images keyed by chain key. get returns a malloc'd image or a
+ * miss (KVLM_OK with *data NULL); put stores an image (storing one already there is
+ * not an error); drop removes an image the caller found invalid. A tier is used by
+ * one thread at a time (the tiers' writer or the loading sequence, under kv_tiers'
+ * lock). */
+typedef struct kv_tier kv_tier;
+typedef struct kv_tier_ops {
+    const char *name;                                        /* "disk", "redis" */
+    kvlm_err (*get)(kv_tier *t, uint64_t key, void **data, size_t *len, char *err, size_t errlen);
+    kvlm_err (*put)(kv_tier *t, uint64_t key, const void *data, size_t len, char *err, size_t errlen);
+    void     (*drop)(kv_tier *t, uint64_t key);
+    void     (*get_stats)(const kv_tier *t, kv_tier_stats *out);
+    void     (*close)(kv_tier *t);
+} kv_tier_ops;
+
+struct kv_tier {
+    const kv_tier_ops *ops;
+    void *impl;
+};
+
+#endif
