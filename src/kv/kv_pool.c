@@ -366,15 +366,26 @@ void kv_pool_copy(kv_pool *pool, kv_block dst, kv_block src)
 
 /* ---- prefix index ------------------------------------------------------------------------ */
 
+static void put_le64(uint8_t *d, uint64_t x)
+{
+    for (int i = 0; i < 8; i++) d[i] = (uint8_t)(x >> (8 * i));
+}
+
 uint64_t kv_pool_chain_key(uint64_t parent_key, const kvlm_token *tokens,
                            uint64_t fingerprint, uint64_t ns)
 {
-    /* host byte order: keys live only in this process */
-    uint8_t buf[3 * sizeof(uint64_t) + KV_BLOCK_TOKENS * sizeof(kvlm_token)];
-    memcpy(buf, &parent_key, 8);
-    memcpy(buf + 8, &fingerprint, 8);
-    memcpy(buf + 16, &ns, 8);
-    memcpy(buf + 24, tokens, KV_BLOCK_TOKENS * sizeof(kvlm_token));
+    /* fixed little-endian bytes whatever the host: keys leave the process (disk, Redis)
+     *   [0] KV_CHAIN_KEY_VERSION  [1,9) parent_key  [9,17) fingerprint  [17,25) ns
+     *   [25, 89) tokens[16] as u32 */
+    uint8_t buf[1 + 3 * 8 + KV_BLOCK_TOKENS * 4];
+    buf[0] = KV_CHAIN_KEY_VERSION;
+    put_le64(buf + 1, parent_key);
+    put_le64(buf + 9, fingerprint);
+    put_le64(buf + 17, ns);
+    for (int t = 0; t < KV_BLOCK_TOKENS; t++) {
+        const uint32_t u = (uint32_t)tokens[t];
+        for (int i = 0; i < 4; i++) buf[25 + 4 * t + i] = (uint8_t)(u >> (8 * i));
+    }
     return XXH3_64bits(buf, sizeof buf);
 }
 

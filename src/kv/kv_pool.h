@@ -37,7 +37,7 @@
  *
  * Prefix index (vLLM automatic prefix caching, SGLang's radix cache in a hash):
  * a FULL block may be published under a key chained from its parent block:
- *   key = XXH3_64(parent_key, fingerprint, ns, tokens[16])
+ *   key = XXH3_64(version, parent_key, fingerprint, ns, tokens[16])  (LE bytes, kv_pool_chain_key)
  * so one key names a whole token prefix. Exactness does not rest on the hash:
  * a published block stores its kv_link (parent block and key, tokens,
  * fingerprint, namespace) and a lookup hits only if every field matches. The
@@ -184,7 +184,11 @@ void kv_pool_unref(kv_pool *pool, kv_block b);
 void kv_pool_copy(kv_pool *pool, kv_block dst, kv_block src);
 
 /* ---- prefix index ------------------------------------------------------------ */
-/* The chained key of a block: XXH3_64 of (parent_key, fingerprint, ns, tokens[16]). */
+/* The chained key of a block: XXH3_64 (seed 0) of 89 bytes, fixed little-endian
+ * whatever the host, since keys leave the process (disk and Redis tiers):
+ *   u8 KV_CHAIN_KEY_VERSION, u64 parent_key, u64 fingerprint, u64 ns, u32 tokens[16]
+ * A change to this encoding bumps the version (and kv_block_io's format version). */
+#define KV_CHAIN_KEY_VERSION 1
 uint64_t kv_pool_chain_key(uint64_t parent_key, const kvlm_token *tokens,
                            uint64_t fingerprint, uint64_t ns);
 /* Fills *link for the block after `parent` (KV_BLOCK_NONE: the first block,
