@@ -544,6 +544,7 @@ static void test_kill9_mid_write(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         close(pfd[0]);
+        alarm(30);    /* a safety net should the parent die first */
         kv_disk *c = NULL;
         if (kv_disk_open(&c, dir, 1u << 30, NULL, 0) != KVLM_OK) _exit(100);
         hook_ctx h = { pfd[1] };
@@ -554,14 +555,17 @@ static void test_kill9_mid_write(void **state)
     }
     close(pfd[1]);
     char x;
-    assert_int_equal(read(pfd[0], &x, 1), 1);   /* the child is mid-write */
+    ssize_t r = read(pfd[0], &x, 1);            /* the child is mid-write */
     close(pfd[0]);
-    assert_int_equal(count_entries(dir, ".tmp-"), 1);
-    assert_false(final_exists(dir, 77));
-    assert_int_equal(kill(pid, SIGKILL), 0);
+    int n_tmp = count_entries(dir, ".tmp-");
+    bool early_final = final_exists(dir, 77);
+    assert_int_equal(kill(pid, SIGKILL), 0);    /* before any assert: no child outlives a failure */
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(r, 1);
+    assert_int_equal(n_tmp, 1);
+    assert_false(early_final);
     assert_false(final_exists(dir, 77));
 
     kv_disk *d = open_ok(dir, 1u << 30);        /* the next open cleans it */
