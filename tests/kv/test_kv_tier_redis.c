@@ -83,6 +83,11 @@ typedef struct srv {
 
 static bool have_redis(void) { return access(REDIS_SERVER, X_OK) == 0; }
 
+/* The servers of the running test, so that a failed assertion (which leaves the test
+ * function) still has them killed and their directories removed by teardown(). */
+static srv  g_srv[4];
+static bool g_used[4];
+
 /* A raw client of the test's own (not the tier's), authenticated when needed. */
 static redisContext *raw_client(const srv *s)
 {
@@ -146,8 +151,12 @@ static void srv_kill(srv *s)
     s->pid = 0;
 }
 
-static void srv_init(srv *s, const char *password)
+static srv *srv_new(const char *password)
 {
+    srv *s = NULL;
+    for (size_t i = 0; i < sizeof g_srv / sizeof g_srv[0] && !s; i++)
+        if (!g_used[i]) { g_used[i] = true; s = &g_srv[i]; }
+    assert_non_null(s);
     memset(s, 0, sizeof *s);
     const char *t = getenv("TMPDIR");
     snprintf(s->dir, sizeof s->dir, "%s/kvredis-XXXXXX", t && *t && strlen(t) < 60 ? t : "/tmp");
@@ -156,12 +165,22 @@ static void srv_init(srv *s, const char *password)
     snprintf(s->url, sizeof s->url, "unix://%s", s->sock);
     s->password = password;
     srv_start(s);
+    return s;
 }
 
 static void srv_done(srv *s)
 {
     srv_kill(s);
     nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    g_used[s - g_srv] = false;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof g_srv / sizeof g_srv[0]; i++)
+        if (g_used[i]) srv_done(&g_srv[i]);
+    return 0;
 }
 
 static kv_redis *open_ok(const char *urls, const kv_redis_opts *o)
@@ -447,9 +466,8 @@ static void test_roundtrip(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv s;
-    srv_init(&s, NULL);
-    kv_redis *r = open_ok(s.url, NULL);
+    srv *s = srv_new(NULL);
+    kv_redis *r = open_ok(s->url, NULL);
     char err[512] = "";
     assert_int_equal(kv_redis_check(r, err, sizeof err), KVLM_OK);
     static const size_t lens[] = { 0, 1, 17, 4096, 1 << 20, 3 * 1000 * 1000 + 7 };
@@ -462,7 +480,7 @@ static void test_roundtrip(void **state)
     assert_false(kv_redis_has(r, 0x7777));
 
     /* on the server: the documented key, the exact bytes, no TTL */
-    redisContext *c = raw_client(&s);
+    redisContext *c = raw_client(s);
     assert_non_null(c);
     char kn[64];
     key_name(0x1003, kn);
@@ -491,7 +509,7 @@ static void test_roundtrip(void **state)
 
     /* a custom prefix */
     kv_redis_opts o = { .prefix = "t1:" };
-    kv_redis *r2 = open_ok(s.url, &o);
+    kv_redis *r2 = open_ok(s->url, &o);
     put_ok(r2, 5, 10);
     rep = redisCommand(c, "EXISTS t1:0000000000000005");
     assert_int_equal(rep->integer, 1);
@@ -500,19 +518,18 @@ static void test_roundtrip(void **state)
 
     redisFree(c);
     kv_redis_close(r);
-    srv_done(&s);
+    srv_done(s);
 }
 
 static void test_ttl(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv s;
-    srv_init(&s, NULL);
+    srv *s = srv_new(NULL);
     kv_redis_opts o = { .ttl_sec = 1 };
-    kv_redis *r = open_ok(s.url, &o);
+    kv_redis *r = open_ok(s->url, &o);
     put_ok(r, 11, 100);
-    redisContext *c = raw_client(&s);
+    redisContext *c = raw_client(s);
     char kn[64];
     key_name(11, kn);
     redisReply *rep = redisCommand(c, "PTTL %s", kn);
@@ -527,7 +544,7 @@ static void test_ttl(void **state)
     assert_int_equal(st.misses, 1);
     redisFree(c);
     kv_redis_close(r);
-    srv_done(&s);
+    srv_done(s);
 }
 
 /* Keys changed behind the tier's back: deleted (a miss), overwritten with other bytes
@@ -536,10 +553,9 @@ static void test_behind_back(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv s;
-    srv_init(&s, NULL);
-    kv_redis *r = open_ok(s.url, NULL);
-    redisContext *c = raw_client(&s);
+    srv *s = srv_new(NULL);
+    kv_redis *r = open_ok(s->url, NULL);
+    redisContext *c = raw_client(s);
     char kn[64], err[512];
     put_ok(r, 21, 500);
     key_name(21, kn);
@@ -573,21 +589,19 @@ static void test_behind_back(void **state)
     assert_int_equal(kv_redis_get_stats(r).connects, 1);
     redisFree(c);
     kv_redis_close(r);
-    srv_done(&s);
+    srv_done(s);
 }
 
 static void test_two_nodes(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv a, b;
-    srv_init(&a, NULL);
-    srv_init(&b, NULL);
+    srv *a = srv_new(NULL), *b = srv_new(NULL);
     char urls[1000];
-    snprintf(urls, sizeof urls, "%s,%s", a.url, b.url);
+    snprintf(urls, sizeof urls, "%s,%s", a->url, b->url);
     kv_redis *r = open_ok(urls, NULL);
     assert_int_equal(kv_redis_n_nodes(r), 2);
-    redisContext *ca = raw_client(&a), *cb = raw_client(&b);
+    redisContext *ca = raw_client(a), *cb = raw_client(b);
     int on[2] = { 0, 0 };
     enum { N = 200 };
     for (uint64_t k = 0; k < N; k++) put_ok(r, mix64(k), 64);
@@ -608,7 +622,7 @@ static void test_two_nodes(void **state)
     assert_int_equal(kv_redis_get_stats(r).connects, 2);
 
     /* one node down: its keys fail fast, the other node's keys still hit */
-    srv_kill(&b);
+    srv_kill(b);
     int ok = 0, failed = 0;
     for (uint64_t k = 0; k < N; k++) {
         uint64_t key = mix64(k);
@@ -629,8 +643,8 @@ static void test_two_nodes(void **state)
     redisFree(ca);
     redisFree(cb);
     kv_redis_close(r);
-    srv_done(&a);
-    srv_done(&b);
+    srv_done(a);
+    srv_done(b);
 }
 
 /* A server killed mid-test: calls fail fast and are counted, the breaker stops
@@ -640,14 +654,13 @@ static void test_kill_restart(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv s;
-    srv_init(&s, NULL);
+    srv *s = srv_new(NULL);
     kv_redis_opts o = { .connect_timeout_ms = 200, .command_timeout_ms = 200,
                         .backoff_min_ms = 300, .backoff_max_ms = 1000 };
-    kv_redis *r = open_ok(s.url, &o);
+    kv_redis *r = open_ok(s->url, &o);
     put_ok(r, 31, 1000);
     get_ok(r, 31, 1000);
-    srv_kill(&s);
+    srv_kill(s);
 
     char err[512] = "";
     uint8_t *b = blob(32, 1000);
@@ -687,7 +700,7 @@ static void test_kill_restart(void **state)
     assert_non_null(strstr(err, "breaker open"));
 
     /* back on the same socket (the values are gone: no persistence) */
-    srv_start(&s);
+    srv_start(s);
     get_fails(r, 31, err, sizeof err);         /* still within the back-off */
     assert_non_null(strstr(err, "breaker open"));
     sleep_ms(650);
@@ -699,7 +712,7 @@ static void test_kill_restart(void **state)
     assert_int_equal(st.nodes_down, 0);
     free(b);
     kv_redis_close(r);
-    srv_done(&s);
+    srv_done(s);
 }
 
 /* A server that stops answering (SIGSTOP): a call is bounded by the command timeout
@@ -708,12 +721,11 @@ static void test_timeout(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv s;
-    srv_init(&s, NULL);
+    srv *s = srv_new(NULL);
     kv_redis_opts o = { .command_timeout_ms = 150, .backoff_min_ms = 100 };
-    kv_redis *r = open_ok(s.url, &o);
+    kv_redis *r = open_ok(s->url, &o);
     put_ok(r, 41, 100);
-    kill(s.pid, SIGSTOP);
+    kill(s->pid, SIGSTOP);
     char err[512] = "";
     double t0 = now_s();
     get_fails(r, 41, err, sizeof err);
@@ -724,25 +736,24 @@ static void test_timeout(void **state)
     kv_redis_stats st = kv_redis_get_stats(r);
     assert_int_equal(st.timeouts, 1);
     assert_int_equal(st.errors, 1);
-    kill(s.pid, SIGCONT);
+    kill(s->pid, SIGCONT);
     sleep_ms(150);
     get_ok(r, 41, 100);
     kv_redis_close(r);
-    srv_done(&s);
+    srv_done(s);
 }
 
 static void test_select_db(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv s;
-    srv_init(&s, NULL);
+    srv *s = srv_new(NULL);
     char url[512];
-    snprintf(url, sizeof url, "%s?db=3", s.url);
+    snprintf(url, sizeof url, "%s?db=3", s->url);
     kv_redis *r = open_ok(url, NULL);
     put_ok(r, 51, 10);
     get_ok(r, 51, 10);
-    redisContext *c = raw_client(&s);
+    redisContext *c = raw_client(s);
     char kn[64];
     key_name(51, kn);
     redisReply *rep = redisCommand(c, "EXISTS %s", kn);
@@ -754,30 +765,29 @@ static void test_select_db(void **state)
     freeReplyObject(rep);
     redisFree(c);
     kv_redis_close(r);
-    srv_done(&s);
+    srv_done(s);
 }
 
 static void test_auth(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv s;
-    srv_init(&s, "s3cret-pw");
+    srv *s = srv_new("s3cret-pw");
     char url[512], err[512] = "";
 
-    snprintf(url, sizeof url, "unix://:s3cret-pw@%s", s.sock);          /* AUTH pass */
+    snprintf(url, sizeof url, "unix://:s3cret-pw@%s", s->sock);          /* AUTH pass */
     kv_redis *r = open_ok(url, NULL);
     assert_int_equal(kv_redis_check(r, err, sizeof err), KVLM_OK);
     put_ok(r, 61, 100);
     get_ok(r, 61, 100);
     kv_redis_close(r);
 
-    snprintf(url, sizeof url, "unix://default:s3cret-pw@%s", s.sock);   /* AUTH user pass (ACL) */
+    snprintf(url, sizeof url, "unix://default:s3cret-pw@%s", s->sock);   /* AUTH user pass (ACL) */
     r = open_ok(url, NULL);
     get_ok(r, 61, 100);
     kv_redis_close(r);
 
-    snprintf(url, sizeof url, "unix://:wrong-pw@%s", s.sock);
+    snprintf(url, sizeof url, "unix://:wrong-pw@%s", s->sock);
     r = open_ok(url, NULL);
     assert_int_equal(kv_redis_check(r, err, sizeof err), KVLM_ERR_IO);
     assert_non_null(strstr(err, "AUTH refused"));
@@ -790,17 +800,17 @@ static void test_auth(void **state)
     assert_int_equal(kv_redis_get_stats(r).nodes_down, 1);
     kv_redis_close(r);
 
-    snprintf(url, sizeof url, "unix://nobody:s3cret-pw@%s", s.sock);    /* no such ACL user */
+    snprintf(url, sizeof url, "unix://nobody:s3cret-pw@%s", s->sock);    /* no such ACL user */
     r = open_ok(url, NULL);
     get_fails(r, 61, err, sizeof err);
     assert_non_null(strstr(err, "AUTH refused"));
     kv_redis_close(r);
 
-    r = open_ok(s.url, NULL);                                           /* no password */
+    r = open_ok(s->url, NULL);                                           /* no password */
     get_fails(r, 61, err, sizeof err);
     assert_non_null(strstr(err, "NOAUTH"));
     kv_redis_close(r);
-    srv_done(&s);
+    srv_done(s);
 }
 
 int main(void)
@@ -810,14 +820,14 @@ int main(void)
         cmocka_unit_test(test_parse_bad),
         cmocka_unit_test(test_parse_list),
         cmocka_unit_test(test_pick),
-        cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_ttl),
-        cmocka_unit_test(test_behind_back),
-        cmocka_unit_test(test_two_nodes),
-        cmocka_unit_test(test_kill_restart),
-        cmocka_unit_test(test_timeout),
-        cmocka_unit_test(test_select_db),
-        cmocka_unit_test(test_auth),
+        cmocka_unit_test_teardown(test_roundtrip, teardown),
+        cmocka_unit_test_teardown(test_ttl, teardown),
+        cmocka_unit_test_teardown(test_behind_back, teardown),
+        cmocka_unit_test_teardown(test_two_nodes, teardown),
+        cmocka_unit_test_teardown(test_kill_restart, teardown),
+        cmocka_unit_test_teardown(test_timeout, teardown),
+        cmocka_unit_test_teardown(test_select_db, teardown),
+        cmocka_unit_test_teardown(test_auth, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
