@@ -33,9 +33,11 @@
  *
  * Faults cost a miss, never a crash or a hang. Every call is bounded: connect and
  * each read/write by a timeout (redisConnectWithTimeout, redisSetTimeout; 200 ms by
- * default). A node whose connection fails (refused, reset, timeout, AUTH or SELECT
- * refused) is closed and its circuit breaker opens for a back-off that doubles with
- * each failure in a row (min .. max, 100 ms .. 30 s by default); while it is open no
+ * default; a peer that trickles bytes can stretch one call to a few timeouts, and name
+ * resolution (getaddrinfo, inside hiredis) is not bounded: give an IP address or a
+ * socket where DNS may be slow). A node whose connection fails (refused, reset,
+ * timeout, protocol error, AUTH or SELECT refused) is closed and its circuit breaker
+ * opens for a back-off that doubles with each failure in a row (min .. max, 100 ms .. 30 s by default); while it is open no
  * connect is attempted and calls fail at once ("breaker open", counted as skipped);
  * when it expires the next call is the probe, and a probe that connects closes the
  * breaker. A reply of an unexpected type (an error reply such as WRONGTYPE or NOAUTH)

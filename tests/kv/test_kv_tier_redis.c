@@ -3,7 +3,7 @@
  * on private unix sockets in mkdtemp directories: round trips, TTL expiry, keys
  * deleted or overwritten behind the tier's back, a key of the wrong type, two nodes,
  * a server killed and restarted (circuit breaker and back-off), a stopped server
- * (timeouts), SELECT, and AUTH with requirepass.
+ * (timeouts), SELECT, AUTH with requirepass, and a peer that is not Redis at all.
  *
  * The test reads and writes the servers with its own hiredis client, so what the tier
  * stored is checked on the server, not through the tier. Expected blobs come from
@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -813,6 +815,55 @@ static void test_auth(void **state)
     srv_done(s);
 }
 
+/* Not Redis at all: a peer that answers every connection with an HTTP line. The
+ * protocol error is a failed call (never a hit), the breaker opens. No redis-server
+ * needed: the peer is a forked child of the test. */
+static void test_garbage_server(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kvredis-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/g.sock", dir);
+    int ls = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(ls >= 0);
+    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(ls, 8), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (;;) {
+            int c = accept(ls, NULL, NULL);
+            if (c < 0) continue;
+            static const char http[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+            if (write(c, http, sizeof http - 1) < 0) {}
+            sleep_ms(50);
+            close(c);
+        }
+    }
+    close(ls);
+    char url[200], err[512] = "";
+    snprintf(url, sizeof url, "unix://%s", sa.sun_path);
+    kv_redis_opts o = { .backoff_min_ms = 50 };
+    kv_redis *r = open_ok(url, &o);
+    get_fails(r, 1, err, sizeof err);
+    assert_non_null(strstr(err, "Protocol error"));
+    uint8_t b[16] = { 0 };
+    assert_int_equal(kv_redis_put(r, 1, b, sizeof b, err, sizeof err), KVLM_ERR_IO);   /* breaker open */
+    sleep_ms(60);
+    assert_int_equal(kv_redis_put(r, 1, b, sizeof b, err, sizeof err), KVLM_ERR_IO);   /* the probe */
+    kv_redis_stats st = kv_redis_get_stats(r);
+    assert_int_equal(st.hits + st.puts + st.misses, 0);
+    assert_int_equal(st.errors, 2);
+    assert_int_equal(st.skipped, 1);
+    kv_redis_close(r);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    unlink(sa.sun_path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -828,6 +879,7 @@ int main(void)
         cmocka_unit_test_teardown(test_timeout, teardown),
         cmocka_unit_test_teardown(test_select_db, teardown),
         cmocka_unit_test_teardown(test_auth, teardown),
+        cmocka_unit_test(test_garbage_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
