@@ -72,6 +72,11 @@ $(BUILD)/pcm16k: dev/whisper/pcm16k.c $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
 tests: $(BUILD)/pcm16k
 
+# tests/ref/gen_kvblock_corpus: the block images fuzz_kvblock is seeded with (scripts/fuzz.sh)
+$(BUILD)/gen_kvblock_corpus: tests/ref/gen_kvblock_corpus.c $(LIB)
+	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+tests: $(BUILD)/gen_kvblock_corpus
+
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_UTIL_OBJ:.o=.d)
 
 # ---- set-up -----------------------------------------------------------------------

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fuzz.sh SECONDS - runs every built libFuzzer target in build/fuzz/ for SECONDS
-# of CPU each, seeded from fuzz/corpus/NAME/ and, for gguf, the generated GGUF fixtures
-# (scripts/gen-fixtures.sh; copied: the repo's corpus is never written). Prints one line per target: "fuzz NAME: ok" or "fuzz NAME: FAILED".
+# of CPU each, seeded from fuzz/corpus/NAME/ and, for gguf and ct2, the generated model
+# fixtures (scripts/gen-fixtures.sh), for kvblock the block images build/gen_kvblock_corpus
+# writes (copied or written into a temporary dir: the repo's corpus is never written). Prints one line per target: "fuzz NAME: ok" or "fuzz NAME: FAILED".
 # The targets run at once (libFuzzer is single-threaded): with more targets than
 # cores each runs SECONDS * targets / cores of wall time, so each still gets about
 # SECONDS of CPU (3 targets, 2 cores, 20 s: 30 s in all instead of 60 s).
@@ -28,6 +29,8 @@ fuzz_one() {
     work=$(mktemp -d)
     [ -d "fuzz/corpus/$name" ] && cp -r "fuzz/corpus/$name/." "$work/"
     [ "$name" = gguf ] && [ -d "$fixtures/gguf" ] && cp "$fixtures"/gguf/*.gguf "$fixtures"/tok/*.gguf "$work/" 2>/dev/null
+    [ "$name" = ct2 ] && [ -d "$fixtures/ct2" ] && cp "$fixtures"/ct2/*.bin "$work/" 2>/dev/null
+    [ "$name" = kvblock ] && [ -x build/gen_kvblock_corpus ] && build/gen_kvblock_corpus "$work" >/dev/null
     log=build/fuzz/$name.log
     if ASAN_OPTIONS=detect_leaks=1 "$bin" -max_total_time="$wall" -rss_limit_mb=4096 -timeout=20 \
             -print_final_stats=1 "$work" >"$log" 2>&1; then

@@ -2,7 +2,9 @@
 # gen-fixtures.sh - writes the tests' small GGUF fixtures into the cache, never the
 # repository: gguf/{tiny_llama,all_types,kv_only}.gguf (tests/ref/gen_gguf_fixtures.py)
 # and tok/spm-tiny.gguf (tests/ref/gen_spm_gguf.py, from tests/data/tok/spm-tiny.json),
-# with an independent writer: the `gguf` package from PyPI in a venv of its own.
+# with an independent writer: the `gguf` package from PyPI in a venv of its own; and
+# ct2/*.bin, small CTranslate2 model.bin files (tests/ref/gen_ct2_corpus.py, stdlib only),
+# the seeds of fuzz_ct2 and of test_ct2's seed case. No model file is tracked.
 # Fixtures dir: $KVLM_FIXTURES, else <cache>/fixtures (cache as in fetch-model.sh).
 # A stamp of the generators' inputs makes a second run a no-op. Prints the dir.
 set -euo pipefail
@@ -11,7 +13,8 @@ cache="${KVLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvlm}"
 dir="${KVLM_FIXTURES:-$cache/fixtures}"
 venv="$cache/fixtures-venv"
 pins="gguf==0.19.0 numpy==2.4.6"     # the versions the fixtures were first written with
-inputs=("$root/tests/ref/gen_gguf_fixtures.py" "$root/tests/ref/gen_spm_gguf.py" "$root/tests/data/tok/spm-tiny.json")
+inputs=("$root/tests/ref/gen_gguf_fixtures.py" "$root/tests/ref/gen_spm_gguf.py" "$root/tests/data/tok/spm-tiny.json"
+        "$root/tests/ref/gen_ct2_corpus.py")
 stamp=$( { cat "${inputs[@]}"; echo "$pins"; } | sha256sum | cut -d' ' -f1)
 
 if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then
@@ -29,6 +32,7 @@ tmp=$(mktemp -d "${dir%/}.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 "$venv/bin/python" "$root/tests/ref/gen_gguf_fixtures.py" "$tmp" >&2
 "$venv/bin/python" "$root/tests/ref/gen_spm_gguf.py" "$tmp" >&2
+"$venv/bin/python" "$root/tests/ref/gen_ct2_corpus.py" "$tmp/ct2" >&2
 echo "$stamp" > "$tmp/.stamp"
 rm -rf "$dir"
 mv "$tmp" "$dir"

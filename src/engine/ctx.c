@@ -11,6 +11,7 @@
  * residual group (kv_seq.h); kvlm_ctx_truncate recomputes the difference from
  * tokens[], prefill folds it into the tokens it computes anyway. */
 #include "core/err.h"
+#include "core/clock.h"
 #include "core/pool.h"
 #include "engine/cache.h"
 #include "kv/kv_seq.h"
@@ -39,12 +40,6 @@ struct kvlm_ctx {
     kvlm_stats stats;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 kvlm_ctx_params kvlm_ctx_default_params(void)
 {
@@ -187,7 +182,7 @@ static kvlm_err decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, float *a
     kvlm_err e = check_tokens(c, tokens, n, err, errlen);
     if (e) return e;
 
-    double t0 = now_s();
+    double t0 = clock_now_s();
     if (c->params.no_kv_cache) {
         /* the baseline: forget every K/V and recompute the whole sequence */
         kv_seq_truncate(&c->seq, 0);
@@ -203,7 +198,7 @@ static kvlm_err decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, float *a
     c->n_past += n;
     c->has_logits = true;
     publish(c);
-    double dt = now_s() - t0;
+    double dt = clock_now_s() - t0;
     if (n > 1) {
         c->stats.t_prefill_s += dt;
         c->stats.n_prefilled += (int64_t)n;

@@ -23,6 +23,7 @@
  * runs all its tokens again. The arithmetic per token is the same in all three
  * (nn/whisper.h), so they give the same tokens. */
 #include "kvlm.h"
+#include "core/clock.h"
 #include "audio/audio.h"
 #include "audio/mel.h"
 #include "core/err.h"
@@ -54,17 +55,14 @@ struct kvlm_whisper {
     float *cross_kv;     /* [1500][2D] */
     float *logits;       /* [logits_rows][n_vocab] (grown when a step needs more) */
     int64_t logits_rows;
+    int64_t *first_row;  /* [first_row_cap] a step's first logits row of each job (grown) */
+    int first_row_cap;
+    float *probs;        /* [n_vocab] sampling scratch */
     kvlm_token *batch;   /* [WH_BATCH] */
     int64_t *rows;       /* [WH_BATCH] */
     whisper_seg *segs;   /* [WH_BATCH] */
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- params ----------------------------------------------------------------------- */
 kvlm_whisper_params kvlm_whisper_default_params(void)
@@ -110,17 +108,17 @@ kvlm_err kvlm_whisper_load(const char *path, const kvlm_whisper_params *params, 
                                 .type_k = p.kv_type, .type_v = p.kv_type,
                                 .budget_bytes = p.kv_mem ? p.kv_mem : bb * (size_t)(per_job * p.n_jobs) };
     if ((e = kv_pool_init(&w->kp, &pp, err, errlen))) goto fail;
-    memset(w->kp.slab, 0, (size_t)w->kp.n_blocks * w->kp.block_bytes);   /* page faults at load, not per window */
     if ((e = whisper_enc_init(&w->enc, w->m, p.n_threads, err, errlen))) goto fail;
     if ((e = whisper_dec_init(&w->dec, w->m, WH_BATCH, p.n_threads, err, errlen))) goto fail;
     w->cross_xq = malloc(whisper_cross_xq_bytes(w->m));
     w->cross_kv = calloc((size_t)(hp->n_audio_ctx * 2 * hp->d_model), sizeof(float));
     w->logits_rows = (int64_t)p.n_jobs * (WH_MAX_HYP + 1);
     w->logits = malloc((size_t)w->logits_rows * (size_t)hp->n_vocab * sizeof(float));
+    w->probs = malloc((size_t)hp->n_vocab * sizeof(float));
     w->batch = malloc(WH_BATCH * sizeof *w->batch);
     w->rows = malloc(WH_BATCH * sizeof *w->rows);
     w->segs = malloc(WH_BATCH * sizeof *w->segs);
-    if (!w->cross_xq || !w->cross_kv || !w->logits || !w->batch || !w->rows || !w->segs) {
+    if (!w->cross_xq || !w->cross_kv || !w->logits || !w->probs || !w->batch || !w->rows || !w->segs) {
         e = err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for the decoder's buffers");
         goto fail;
     }
@@ -142,6 +140,8 @@ void kvlm_whisper_free(kvlm_whisper *w)
     free(w->cross_xq);
     free(w->cross_kv);
     free(w->logits);
+    free(w->probs);
+    free(w->first_row);
     free(w->batch);
     free(w->rows);
     free(w->segs);
@@ -219,6 +219,7 @@ struct kvlm_wjob {
     hyp *hyps;               /* [n_hyp] live */
     int n_hyp;
     hyp *fin;                /* [n_fin] finished (beam search, best-of) */
+    hyp *next;               /* [WH_MAX_BEAM] beam search's next beams, being built */
     int n_fin;
     float no_speech_prob;
     /* the best attempt so far of this window, for the fallback's last resort */
@@ -273,22 +274,23 @@ kvlm_err kvlm_wjob_create(kvlm_whisper *w, const float *samples, int64_t n, cons
     kv_seq_init(&j->cross, &w->kp);
     j->hyps = calloc(WH_MAX_HYP, sizeof *j->hyps);
     j->fin = calloc(2 * WH_MAX_HYP, sizeof *j->fin);
+    j->next = calloc(WH_MAX_BEAM, sizeof *j->next);
     j->t = calloc(1, sizeof *j->t);
     j->win = malloc((size_t)(hp->n_mels * WHISPER_N_FRAMES) * sizeof(float));
     j->enc_out = malloc((size_t)(hp->n_audio_ctx * hp->d_model) * sizeof(float));
     kvlm_err e = KVLM_OK;
-    if (!j->hyps || !j->fin || !j->t || !j->win || !j->enc_out) {
+    if (!j->hyps || !j->fin || !j->next || !j->t || !j->win || !j->enc_out) {
         e = err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
         goto fail;
     }
     for (int i = 0; i < WH_MAX_HYP; i++) kv_seq_init(&j->hyps[i].self, &w->kp);
     for (int i = 0; i < 2 * WH_MAX_HYP; i++) kv_seq_init(&j->fin[i].self, &w->kp);
-    const double t0 = now_s();
+    const double t0 = clock_now_s();
     static const float one_zero = 0.0f;
     if ((e = mel_compute(n ? samples : &one_zero, n ? n : 1, hp->n_mels, w->params.n_threads, &j->mel, &j->n_frames,
                          err, errlen)))
         goto fail;
-    j->t->stats.t_mel_s = now_s() - t0;
+    j->t->stats.t_mel_s = clock_now_s() - t0;
     j->t->stats.audio_s = (double)n / KVLM_SAMPLE_RATE;
     j->content_frames = j->n_frames - 1;
     if (p.prompt && *p.prompt) {             /* " " + prompt.strip(), as faster-whisper */
@@ -327,6 +329,7 @@ void kvlm_wjob_free(kvlm_wjob *j)
     for (int i = 0; j->fin && i < 2 * WH_MAX_HYP; i++) kv_seq_free(&j->fin[i].self);
     free(j->hyps);
     free(j->fin);
+    free(j->next);
     kv_seq_free(&j->cross);
     free(j->mel);
     free(j->win);
@@ -422,23 +425,23 @@ static kvlm_err start_window(kvlm_wjob *j, char *err, size_t errlen)
     for (int64_t c = 0; c < hp->n_mels; c++)        /* win[c][0, 3000): frames [seek, seek + size), then 0 */
         for (int64_t f = 0; f < T; f++)
             j->win[c * T + f] = f < j->segment_size ? j->mel[c * j->n_frames + j->seek + f] : 0.0f;
-    double t0 = now_s();
+    double t0 = clock_now_s();
     whisper_enc *en = &w->enc;
     const double c0 = en->t_conv, p0 = en->t_proj, a0 = en->t_attn, f0 = en->t_ffn;
     kvlm_err e = whisper_encode(en, w->threads, j->win, j->enc_out, err, errlen);
     if (e) return e;
-    st->t_encode_s += now_s() - t0;
+    st->t_encode_s += clock_now_s() - t0;
     st->t_enc_conv_s += en->t_conv - c0;
     st->t_enc_proj_s += en->t_proj - p0;
     st->t_enc_attn_s += en->t_attn - a0;
     st->t_enc_ffn_s += en->t_ffn - f0;
     st->n_windows++;
     st->n_enc_positions += hp->n_audio_ctx;
-    t0 = now_s();
+    t0 = clock_now_s();
     kv_seq_truncate(&j->cross, 0);
     if ((e = whisper_cross_fill(&w->enc, w->threads, j->enc_out, &j->cross, w->cross_xq, w->cross_kv, err, errlen)))
         return e;
-    st->t_cross_s += now_s() - t0;
+    st->t_cross_s += clock_now_s() - t0;
     st->n_cross_positions += hp->n_audio_ctx;
     j->attempt = 0;
     j->have_best = false;
@@ -671,7 +674,7 @@ static void choose_each(kvlm_wjob *j, float *const *rows)
         float *lg = rows[i];
         const whisper_rules r = { j->w->m, j->p.timestamps, 50 };
         whisper_rules_apply(&r, lg, h->toks, h->n);
-        kvlm_token t = j->temperature > 0 ? sample(lg, V, j->temperature, &j->rng, j->w->cross_kv)
+        kvlm_token t = j->temperature > 0 ? sample(lg, V, j->temperature, &j->rng, j->w->probs)
                                           : argmax(lg, V);
         whisper_log_softmax(lg, lg, V);
         h->logprob += lg[t];
@@ -736,8 +739,7 @@ static kvlm_err choose_beams(kvlm_wjob *j, float *const *rows, char *err, size_t
     }
     qsort(c, (size_t)nc, sizeof *c, cand_cmp);
     if (nc > NC) nc = NC;
-    hyp *next = calloc((size_t)B, sizeof *next);
-    if (!next) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
+    hyp *next = j->next;
     int n_next = 0, sec = B;
     kvlm_err e = KVLM_OK;
     for (int k = 0; k < B && k < nc && !e; k++) {
@@ -776,11 +778,11 @@ static kvlm_err choose_beams(kvlm_wjob *j, float *const *rows, char *err, size_t
         h->probs[h->n] = expf(c[use].lp);
         h->toks[h->n++] = c[use].tok;
         h->logprob = c[use].score;
+        h->done = false;
     }
     free_hyps(j->hyps, j->n_hyp);
     for (int i = 0; i < n_next; i++) j->hyps[i] = next[i];   /* the block tables move with the structs */
     j->n_hyp = n_next;
-    free(next);
     if (e) return e;
     if (j->n_fin >= B)                                /* patience 1: B finished end the search */
         for (int i = 0; i < j->n_hyp; i++) j->hyps[i].done = true;
@@ -788,6 +790,15 @@ static kvlm_err choose_beams(kvlm_wjob *j, float *const *rows, char *err, size_t
 }
 
 /* ---- the step ------------------------------------------------------------------------ */
+static kvlm_err grow_first_row(kvlm_whisper *w, int n)
+{
+    int64_t *f = realloc(w->first_row, (size_t)n * sizeof *f);
+    if (!f) return KVLM_ERR_NOMEM;
+    w->first_row = f;
+    w->first_row_cap = n;
+    return KVLM_OK;
+}
+
 static kvlm_err grow_logits(kvlm_whisper *w, int64_t rows)
 {
     float *l = realloc(w->logits, (size_t)rows * (size_t)w->m->hp.n_vocab * sizeof(float));
@@ -820,20 +831,19 @@ kvlm_err kvlm_wjob_step(kvlm_whisper *w, kvlm_wjob *const *jobs, int n_jobs, cha
     int64_t rows_needed = 0;
     for (int k = 0; k < n_jobs; k++)
         if (jobs[k]->state == JOB_PROMPT || jobs[k]->state == JOB_STEP) rows_needed += jobs[k]->n_hyp + 1;
-    int64_t *first_row = malloc((size_t)(n_jobs > 0 ? n_jobs : 1) * sizeof *first_row);
-    if (!first_row || (rows_needed > w->logits_rows && grow_logits(w, rows_needed))) {
-        free(first_row);
+    if ((rows_needed > w->logits_rows && grow_logits(w, rows_needed)) ||
+        (n_jobs > w->first_row_cap && grow_first_row(w, n_jobs)))
         return err_set(err, errlen, KVLM_ERR_NOMEM, "whisper: out of memory for a decoder step");
-    }
+    int64_t *first_row = w->first_row;
     int64_t n_tok = 0, n_seg = 0, n_out = 0, out0 = 0;
-    const double t0 = now_s();
+    const double t0 = clock_now_s();
     bool ran = false;
     for (int k = 0; k < n_jobs; k++) {
         kvlm_wjob *j = jobs[k];
         first_row[k] = -1;
         if (j->state != JOB_PROMPT && j->state != JOB_STEP) continue;
         if (j->p.no_cross_cache && j->state == JOB_STEP) {     /* the baseline: cross K/V again */
-            const double tc = now_s();
+            const double tc = clock_now_s();
             kv_seq_truncate(&j->cross, 0);
             kvlm_err e = whisper_cross_fill(&w->enc, w->threads, j->enc_out, &j->cross, w->cross_xq, w->cross_kv, msg,
                                             sizeof msg);
@@ -841,7 +851,7 @@ kvlm_err kvlm_wjob_step(kvlm_whisper *w, kvlm_wjob *const *jobs, int n_jobs, cha
                 job_fail(j, e, msg);
                 continue;
             }
-            j->t->stats.t_cross_s += now_s() - tc;
+            j->t->stats.t_cross_s += clock_now_s() - tc;
             j->t->stats.n_cross_positions += hp->n_audio_ctx;
         }
         first_row[k] = n_out;
@@ -886,7 +896,7 @@ kvlm_err kvlm_wjob_step(kvlm_whisper *w, kvlm_wjob *const *jobs, int n_jobs, cha
         ran = true;
     }
     ran |= out0 > 0;
-    const double dt = now_s() - t0;
+    const double dt = clock_now_s() - t0;
     /* each job reads its rows */
     for (int k = 0; k < n_jobs; k++) {
         kvlm_wjob *j = jobs[k];
@@ -925,7 +935,6 @@ kvlm_err kvlm_wjob_step(kvlm_whisper *w, kvlm_wjob *const *jobs, int n_jobs, cha
         j->state = JOB_STEP;
         if (!attempt_live(j) && (e = end_attempt(j, msg, sizeof msg))) job_fail(j, e, msg);
     }
-    free(first_row);
     (void)err;
     (void)errlen;
     return KVLM_OK;

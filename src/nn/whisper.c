@@ -1,6 +1,7 @@
 /* whisper.c - Whisper's encoder and decoder. See whisper.h.
  * D = d_model, F = n_ff, H = n_head, hd = head_dim, A = n_audio_ctx (1500). */
 #include "nn/whisper.h"
+#include "core/clock.h"
 #include "nn/linear.h"
 #include "core/err.h"
 #include "kern/act.h"
@@ -13,12 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- row-wise operations, threaded over rows -------------------------------------- */
 typedef enum row_op { ROW_LN, ROW_BIAS_GELU, ROW_BIAS, ROW_ADD_BIAS } row_op;
@@ -304,7 +299,7 @@ kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, c
     const whisper_hparams *hp = &m->hp;
     const int64_t D = hp->d_model, A = hp->n_audio_ctx, T = WHISPER_N_FRAMES, C = hp->n_mels;
 
-    double tc = now_s(), tn;
+    double tc = clock_now_s(), tn;
     /* conv1 as a matmul: cols[t][i*3 + k] = mel[i][t + k - 1] (0 outside)   cols: [T][C*3] */
     for (int64_t t = 0; t < T; t++)
         for (int64_t i = 0; i < C; i++)
@@ -323,7 +318,7 @@ kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, c
         }
     affine_p(p, e->xq, e->cols, A, &m->conv2, PK(1), m->conv2_b, e->x, true);          /* x: [A][D] */
     for (int64_t i = 0; i < A * D; i++) e->x[i] += m->enc_pos[i];
-    tn = now_s();
+    tn = clock_now_s();
     e->t_conv += tn - tc;
     tc = tn;
 
@@ -332,22 +327,22 @@ kvlm_err whisper_encode(whisper_enc *e, pool *p, const float *mel, float *out, c
         rows_run(p, (rows_job){ .op = ROW_LN, .y = e->h, .x = e->x, .g = L->attn_ln.g, .b = L->attn_ln.b, .n = A,
                                 .w = D, .eps = hp->ln_eps });
         affine_p(p, e->xq, e->h, A, &L->attn_qkv, PK(2 + 4 * il), L->attn_qkv_b, e->qkv, false);   /* qkv: [A][3D] */
-        tn = now_s();
+        tn = clock_now_s();
         e->t_proj += tn - tc;
         tc = tn;
         enc_attend(e, p);                                                        /* att: [A][D] */
-        tn = now_s();
+        tn = clock_now_s();
         e->t_attn += tn - tc;
         tc = tn;
         residual_p(p, e->xq, e->x, e->att, A, &L->attn_out, PK(3 + 4 * il), L->attn_out_b, e->h);
-        tn = now_s();
+        tn = clock_now_s();
         e->t_proj += tn - tc;
         tc = tn;
         rows_run(p, (rows_job){ .op = ROW_LN, .y = e->h, .x = e->x, .g = L->ffn_ln.g, .b = L->ffn_ln.b, .n = A,
                                 .w = D, .eps = hp->ln_eps });
         affine_p(p, e->xq, e->h, A, &L->fc1, PK(4 + 4 * il), L->fc1_b, e->ff, true);              /* ff: [A][F] */
         residual_p(p, e->xq, e->x, e->ff, A, &L->fc2, PK(5 + 4 * il), L->fc2_b, e->h);
-        tn = now_s();
+        tn = clock_now_s();
         e->t_ffn += tn - tc;
         tc = tn;
     }
@@ -507,7 +502,7 @@ static void dec_attend(whisper_dec *d, pool *p, const whisper_seg *segs, int64_t
 {
     const whisper_hparams *hp = &d->m->hp;
     const kvlm_kv_type tk = (cross ? segs[0].cross : segs[0].self)->pool->type_k;
-    if (tk == KVLM_KV_F16 || tk == KVLM_KV_BF16) {
+    if (tk == KVLM_KV_F16) {
         memcpy(d->q, q, (size_t)(n_tok * hp->d_model) * sizeof(float));
         d->ak->round_f16(d->q, n_tok * hp->d_model);   /* q.k on f16 operands, as forward.c */
         q = d->q;

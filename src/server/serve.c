@@ -13,6 +13,7 @@
  * finishes; then a streamed job is freed there and a whole one is handed back
  * to the waiting connection thread, which answers and frees it. */
 #include "server/serve.h"
+#include "core/clock.h"
 #include "server/api.h"
 #include "server/api_req.h"
 #include "server/api_resp.h"
@@ -92,12 +93,6 @@ typedef struct server {
     serve_whisper *whisper;      /* NULL: no speech-to-text model */
 } server;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- answers -------------------------------------------------------------------- */
 static void send_json(http_reply *reply, int status, const char *json)
@@ -241,7 +236,7 @@ static bool on_token(void *user, sched_seq *q, kvlm_token tok, kvlm_err e)
     choice *c = user;
     job *j = c->job;
     server *s = j->srv;
-    const double t = now_s();
+    const double t = clock_now_s();
     if (e != KVLM_OK) {
         api_error_set(&j->err, 503, NULL, NULL, "the KV cache is full: the request was ended (%s)", kvlm_err_name(e));
         choice_finish(c, API_FINISH_LENGTH);
@@ -474,7 +469,7 @@ static void handle_completion(server *s, api_endpoint ep, const http_request *re
         return;
     }
     j->srv = s;
-    j->t_arrive = now_s();
+    j->t_arrive = clock_now_s();
     pthread_cond_init(&j->done_cv, NULL);
     if (api_req_parse(ep, req->body, req->body_len, &s->lim, &j->req, &e) != KVLM_OK) goto fail;
     if (j->req.presence_penalty != 0 || j->req.frequency_penalty != 0) {

@@ -13,6 +13,7 @@
  * is finished; then the waiting connection thread answers and frees it. Its
  * samples stay alive until then, so a job may keep pointing at them. */
 #include "server/serve_whisper.h"
+#include "core/clock.h"
 #include "server/api.h"
 #include "server/api_audio.h"
 
@@ -50,12 +51,6 @@ struct serve_whisper {
     pthread_t th;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 const char *serve_whisper_resolve(const char *name, char *buf, size_t cap)
 {
@@ -230,7 +225,7 @@ static void answer(serve_whisper *w, wreq *r, http_reply *reply)
     const double audio_s = (double)r->n_samples / KVLM_SAMPLE_RATE;
     pthread_mutex_lock(w->p.metrics_mu);
     metrics_count_status(w->p.metrics, 200);
-    metrics_observe_transcription(w->p.metrics, now_s() - r->t_arrive, audio_s);
+    metrics_observe_transcription(w->p.metrics, clock_now_s() - r->t_arrive, audio_s);
     pthread_mutex_unlock(w->p.metrics_mu);
 }
 
@@ -243,7 +238,7 @@ void serve_whisper_handle(serve_whisper *w, const http_request *req, http_reply 
         send_error(w, reply, &e);
         return;
     }
-    r->t_arrive = now_s();
+    r->t_arrive = clock_now_s();
     pthread_cond_init(&r->done_cv, NULL);
     const api_audio_limits lim = { .model_name = w->model_id, .model_alias = SERVE_WHISPER_ALIAS,
                                    .max_upload = w->p.max_upload };

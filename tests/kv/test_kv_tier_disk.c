@@ -3,7 +3,7 @@
  * disk, two handles and two processes on one directory, and kill -9 in the
  * middle of a write.
  *
- * Expected contents come from blob(): a pure function of (key, length) that the
+ * Expected contents come from test_blob(): a pure function of (key, length) that the
  * test recomputes, so a torn, mixed-up or stale file fails the comparison. Every
  * test works in its own mkdtemp directory and removes it. Forked children never
  * call cmocka: they report through their exit status. */
@@ -16,7 +16,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,29 +25,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "testutil.h"
 #include "kv/kv_tier_disk.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-static uint64_t mix64(uint64_t x)   /* splitmix64's finalizer */
-{
-    x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27; x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-/* b: [len] bytes, a function of (key, len) only */
-static uint8_t *blob(uint64_t key, size_t len)
-{
-    uint8_t *b = malloc(len ? len : 1);
-    for (size_t i = 0; i < len; i++) b[i] = (uint8_t)(mix64(key * 0x100000001b3ull + i / 8) >> (8 * (i % 8)));
-    return b;
-}
-
 static bool blob_ok(uint64_t key, const void *data, size_t len, size_t want_len)
 {
     if (len != want_len) return false;
-    uint8_t *b = blob(key, len);
+    uint8_t *b = test_blob(key, len);
     bool ok = memcmp(b, data, len) == 0;
     free(b);
     return ok;
@@ -57,7 +42,7 @@ static bool blob_ok(uint64_t key, const void *data, size_t len, size_t want_len)
 static void put_blob(kv_disk *d, uint64_t key, size_t len)
 {
     char err[256] = "";
-    uint8_t *b = blob(key, len);
+    uint8_t *b = test_blob(key, len);
     kvlm_err rc = kv_disk_put(d, key, b, len, err, sizeof err);
     free(b);
     if (rc != KVLM_OK) fail_msg("put %llx: %s", (unsigned long long)key, err);
@@ -87,27 +72,6 @@ static void get_miss(kv_disk *d, uint64_t key)
     assert_null(data);
     assert_int_equal(got, 0);
     assert_string_equal(err, "miss");
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
-
-static char *make_tmpdir(void)
-{
-    const char *t = getenv("TMPDIR");
-    char *p = malloc(4096);
-    snprintf(p, 4096, "%s/kvdisk-XXXXXX", t && *t ? t : "/tmp");
-    assert_non_null(mkdtemp(p));
-    return p;
-}
-
-static void rm_tmpdir(char *p)
-{
-    nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(p);
 }
 
 static bool file_exists(const char *dir, const char *name)
@@ -170,7 +134,8 @@ static kv_disk *open_ok(const char *dir, uint64_t budget)
 static void test_round_trip(void **state)
 {
     (void)state;
-    char *tmp = make_tmpdir();
+    char *tmp = test_make_tmpdir("kvdisk");
+    assert_non_null(tmp);
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/a/b/kv", tmp);   /* created with its parents */
     kv_disk *d = open_ok(dir, 1 << 20);
@@ -210,13 +175,14 @@ static void test_round_trip(void **state)
     write_file(tmp, "plain", "x", 1, 0);
     snprintf(dir, sizeof dir, "%s/plain/kv", tmp);  /* a parent that is a file */
     assert_int_equal(kv_disk_open(&d, dir, 100, err, sizeof err), KVLM_ERR_IO);
-    rm_tmpdir(tmp);
+    test_rm_tree(tmp); free(tmp);
 }
 
 static void test_reopen_indexes(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = test_make_tmpdir("kvdisk");
+    assert_non_null(dir);
     kv_disk *d = open_ok(dir, 1 << 20);
     put_blob(d, 1, 100);
     put_blob(d, 2, 200);
@@ -241,13 +207,14 @@ static void test_reopen_indexes(void **state)
     assert_true(file_exists(dir, "ABCDEF0123456789.kvb"));
     assert_true(file_exists(dir, "0123456789abcdef.kvb.bak"));
     kv_disk_close(d);
-    rm_tmpdir(dir);
+    test_rm_tree(dir); free(dir);
 }
 
 static void test_lru_eviction(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = test_make_tmpdir("kvdisk");
+    assert_non_null(dir);
     kv_disk *d = open_ok(dir, 300);
     put_blob(d, 0xA, 100);
     put_blob(d, 0xB, 100);
@@ -271,13 +238,14 @@ static void test_lru_eviction(void **state)
     get_blob_ok(d, 0xE, 100);
     get_blob_ok(d, 0xF, 200);
     kv_disk_close(d);
-    rm_tmpdir(dir);
+    test_rm_tree(dir); free(dir);
 }
 
 static void test_lru_order_survives_restart(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = test_make_tmpdir("kvdisk");
+    assert_non_null(dir);
     kv_disk *d = open_ok(dir, 1000);
     put_blob(d, 1, 100);
     put_blob(d, 2, 100);
@@ -295,16 +263,17 @@ static void test_lru_order_survives_restart(void **state)
     assert_int_equal(s.bytes, 200);
     assert_int_equal(s.evictions, 2);
     kv_disk_close(d);
-    rm_tmpdir(dir);
+    test_rm_tree(dir); free(dir);
 }
 
 static void test_budget_below_one_blob(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = test_make_tmpdir("kvdisk");
+    assert_non_null(dir);
     kv_disk *d = open_ok(dir, 50);
     char err[256];
-    uint8_t *b = blob(7, 100);
+    uint8_t *b = test_blob(7, 100);
     assert_int_equal(kv_disk_put(d, 7, b, 100, err, sizeof err), KVLM_ERR_BUDGET);
     free(b);
     assert_non_null(strstr(err, "budget"));
@@ -316,13 +285,14 @@ static void test_budget_below_one_blob(void **state)
     assert_false(final_exists(dir, 8));
     get_blob_ok(d, 9, 40);
     kv_disk_close(d);
-    rm_tmpdir(dir);
+    test_rm_tree(dir); free(dir);
 }
 
 static void test_garbage_returned_then_removed(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = test_make_tmpdir("kvdisk");
+    assert_non_null(dir);
     kv_disk *d = open_ok(dir, 1 << 20);
     put_blob(d, 5, 1000);
     char name[21], path[4300];
@@ -335,7 +305,7 @@ static void test_garbage_returned_then_removed(void **state)
     char err[256];
     assert_int_equal(kv_disk_get(d, 5, &data, &len, &miss, err, sizeof err), KVLM_OK);
     assert_int_equal(len, 10);                  /* as it is: the caller verifies */
-    uint8_t *want = blob(5, 1000);
+    uint8_t *want = test_blob(5, 1000);
     assert_memory_equal(data, want, 10);
     free(want);
     free(data);
@@ -357,13 +327,14 @@ static void test_garbage_returned_then_removed(void **state)
     assert_int_equal(kv_disk_get_stats(d).files, 0);
     assert_int_equal(kv_disk_get_stats(d).bytes, 0);
     kv_disk_close(d);
-    rm_tmpdir(dir);
+    test_rm_tree(dir); free(dir);
 }
 
 static void test_stale_temp_removed(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = test_make_tmpdir("kvdisk");
+    assert_non_null(dir);
     pid_t dead = fork();
     assert_true(dead >= 0);
     if (dead == 0) _exit(0);
@@ -373,7 +344,7 @@ static void test_stale_temp_removed(void **state)
     snprintf(old_own, sizeof old_own, ".tmp-%ld-0-00000000000000aa.kvb", (long)getpid());
     snprintf(young_own, sizeof young_own, ".tmp-%ld-1-00000000000000bb.kvb", (long)getpid());
     snprintf(young_dead, sizeof young_dead, ".tmp-%ld-0-00000000000000cc.kvb", (long)dead);
-    uint8_t *b = blob(9, 64);
+    uint8_t *b = test_blob(9, 64);
     write_file(dir, old_own, b, 64, 120);   /* two minutes old: stale */
     write_file(dir, young_own, b, 64, 0);   /* a live writer's: kept */
     write_file(dir, young_dead, b, 64, 0);  /* its writer is dead: stale */
@@ -388,16 +359,17 @@ static void test_stale_temp_removed(void **state)
     get_miss(d, 0xaa);
     assert_false(kv_disk_has(d, 9));
     kv_disk_close(d);
-    rm_tmpdir(dir);
+    test_rm_tree(dir); free(dir);
 }
 
 static void test_injected_enospc(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = test_make_tmpdir("kvdisk");
+    assert_non_null(dir);
     kv_disk *d = open_ok(dir, 1 << 20);
     char err[256] = "";
-    uint8_t *b = blob(11, 5000);
+    uint8_t *b = test_blob(11, 5000);
     kv_disk_set_write_hook(d, 1024, NULL, NULL);
     kv_disk_set_fail_after(d, 3000);        /* in the middle of the third chunk */
     assert_int_equal(kv_disk_put(d, 11, b, 5000, err, sizeof err), KVLM_ERR_IO);
@@ -418,13 +390,14 @@ static void test_injected_enospc(void **state)
     get_blob_ok(d, 11, 5000);
     get_blob_ok(d, 12, 10);
     kv_disk_close(d);
-    rm_tmpdir(dir);
+    test_rm_tree(dir); free(dir);
 }
 
 static void test_two_handles(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = test_make_tmpdir("kvdisk");
+    assert_non_null(dir);
     kv_disk *a = open_ok(dir, 1000), *b = open_ok(dir, 1000);
     put_blob(a, 1, 300);
     assert_true(kv_disk_has(b, 1));
@@ -447,11 +420,11 @@ static void test_two_handles(void **state)
     get_blob_ok(b, 4, 400);
     kv_disk_close(a);
     kv_disk_close(b);
-    rm_tmpdir(dir);
+    test_rm_tree(dir); free(dir);
 }
 
 enum { N_KEYS = 48 };
-static size_t key_len(uint64_t k) { return 1000 + (size_t)(mix64(k) % 60000); }
+static size_t key_len(uint64_t k) { return 1000 + (size_t)(test_mix64(k) % 60000); }
 
 /* Puts every key (in an order set by seed) and gets random ones; a get must miss
  * or return the complete blob. Returns the number of failures. */
@@ -461,11 +434,11 @@ static int hammer(kv_disk *d, uint64_t seed)
     char err[256];
     for (int i = 0; i < N_KEYS; i++) {
         uint64_t k = 0x1000 + (seed ? (uint64_t)(N_KEYS - 1 - i) : (uint64_t)i);
-        uint8_t *b = blob(k, key_len(k));
+        uint8_t *b = test_blob(k, key_len(k));
         if (kv_disk_put(d, k, b, key_len(k), err, sizeof err) != KVLM_OK) bad++;
         free(b);
         for (int j = 0; j < 3; j++) {
-            uint64_t q = 0x1000 + mix64(seed * 1000 + (uint64_t)(i * 3 + j)) % N_KEYS;
+            uint64_t q = 0x1000 + test_mix64(seed * 1000 + (uint64_t)(i * 3 + j)) % N_KEYS;
             void *data;
             size_t len;
             bool miss;
@@ -483,7 +456,8 @@ static int hammer(kv_disk *d, uint64_t seed)
 
 static void run_two_processes(uint64_t budget)
 {
-    char *dir = make_tmpdir();
+    char *dir = test_make_tmpdir("kvdisk");
+    assert_non_null(dir);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -513,7 +487,7 @@ static void run_two_processes(uint64_t budget)
     assert_int_equal(count_entries(dir, ".tmp-"), 0);
     kv_disk_close(d);
     kv_disk_close(d2);
-    rm_tmpdir(dir);
+    test_rm_tree(dir); free(dir);
 }
 
 static void test_two_processes(void **state)
@@ -536,7 +510,8 @@ static void stall_after_first_chunk(void *ctx, uint64_t key, size_t done)
 static void test_kill9_mid_write(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = test_make_tmpdir("kvdisk");
+    assert_non_null(dir);
     int pfd[2];
     assert_int_equal(pipe(pfd), 0);
     const size_t big = 8u << 20;
@@ -549,7 +524,7 @@ static void test_kill9_mid_write(void **state)
         if (kv_disk_open(&c, dir, 1u << 30, NULL, 0) != KVLM_OK) _exit(100);
         hook_ctx h = { pfd[1] };
         kv_disk_set_write_hook(c, 64 << 10, stall_after_first_chunk, &h);
-        uint8_t *b = blob(77, big);
+        uint8_t *b = test_blob(77, big);
         kv_disk_put(c, 77, b, big, NULL, 0);
         _exit(102);   /* never reached */
     }
@@ -575,7 +550,7 @@ static void test_kill9_mid_write(void **state)
     put_blob(d, 77, big);                       /* and the key can be written again */
     get_blob_ok(d, 77, big);
     kv_disk_close(d);
-    rm_tmpdir(dir);
+    test_rm_tree(dir); free(dir);
 }
 
 int main(void)

@@ -7,7 +7,7 @@
  *
  * The test reads and writes the servers with its own hiredis client, so what the tier
  * stored is checked on the server, not through the tier. Expected blobs come from
- * blob(): a pure function of (key, length). Server tests skip when /usr/bin/redis-server
+ * test_blob(): a pure function of (key, length). Server tests skip when /usr/bin/redis-server
  * is missing. Servers die with the test (PR_SET_PDEATHSIG) if it crashes. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,45 +32,12 @@
 #include <hiredis/hiredis.h>
 #include <xxhash.h>
 
+#include "testutil.h"
 #include "kv/kv_tier_redis.h"
 
 #define REDIS_SERVER "/usr/bin/redis-server"
 
 /* ---- helpers ------------------------------------------------------------------------ */
-
-static uint64_t mix64(uint64_t x)   /* splitmix64's finalizer */
-{
-    x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27; x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-/* b: [len] bytes, a function of (key, len) only */
-static uint8_t *blob(uint64_t key, size_t len)
-{
-    uint8_t *b = malloc(len ? len : 1);
-    for (size_t i = 0; i < len; i++) b[i] = (uint8_t)(mix64(key * 0x100000001b3ull + i / 8) >> (8 * (i % 8)));
-    return b;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
 
 /* ---- redis-server children ---------------------------------------------------------- */
 
@@ -140,7 +106,7 @@ static void srv_start(srv *s)
         }
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) fail_msg("redis-server exited at start (status %d)", st);
-        sleep_ms(10);
+        test_sleep_ms(10);
     }
     fail_msg("redis-server did not answer on %s", s->sock);
 }
@@ -173,7 +139,7 @@ static srv *srv_new(const char *password)
 static void srv_done(srv *s)
 {
     srv_kill(s);
-    nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_rm_tree(s->dir);
     g_used[s - g_srv] = false;
 }
 
@@ -196,7 +162,7 @@ static kv_redis *open_ok(const char *urls, const kv_redis_opts *o)
 static void put_ok(kv_redis *r, uint64_t key, size_t len)
 {
     char err[512] = "";
-    uint8_t *b = blob(key, len);
+    uint8_t *b = test_blob(key, len);
     kvlm_err rc = kv_redis_put(r, key, b, len, err, sizeof err);
     free(b);
     if (rc != KVLM_OK) fail_msg("put %llx: %s", (unsigned long long)key, err);
@@ -212,7 +178,7 @@ static void get_ok(kv_redis *r, uint64_t key, size_t len)
     if (rc != KVLM_OK) fail_msg("get %llx: %s", (unsigned long long)key, err);
     assert_false(miss);
     assert_int_equal(got, len);
-    uint8_t *b = blob(key, len);
+    uint8_t *b = test_blob(key, len);
     if (len) assert_memory_equal(d, b, len);
     free(b);
     free(d);
@@ -431,7 +397,7 @@ static void test_pick(void **state)
     enum { N = 30000 };
     int count[3] = { 0 }, moved = 0, moved_wrong = 0;
     for (uint64_t k = 0; k < N; k++) {
-        uint64_t key = mix64(k + 12345);
+        uint64_t key = test_mix64(k + 12345);
         size_t p = kv_redis_pick(key, ids, 3);
         assert_true(p < 3);
         count[p]++;
@@ -489,7 +455,7 @@ static void test_roundtrip(void **state)
     redisReply *rep = redisCommand(c, "GET %s", kn);
     assert_int_equal(rep->type, REDIS_REPLY_STRING);
     assert_int_equal(rep->len, 4096);
-    uint8_t *b = blob(0x1003, 4096);
+    uint8_t *b = test_blob(0x1003, 4096);
     assert_memory_equal(rep->str, b, 4096);
     free(b);
     freeReplyObject(rep);
@@ -539,7 +505,7 @@ static void test_ttl(void **state)
     assert_true(rep->integer > 0 && rep->integer <= 1000);
     freeReplyObject(rep);
     get_ok(r, 11, 100);
-    sleep_ms(1200);
+    test_sleep_ms(1200);
     get_miss(r, 11);
     kv_redis_stats st = kv_redis_get_stats(r);
     assert_int_equal(st.errors, 0);
@@ -606,9 +572,9 @@ static void test_two_nodes(void **state)
     redisContext *ca = raw_client(a), *cb = raw_client(b);
     int on[2] = { 0, 0 };
     enum { N = 200 };
-    for (uint64_t k = 0; k < N; k++) put_ok(r, mix64(k), 64);
+    for (uint64_t k = 0; k < N; k++) put_ok(r, test_mix64(k), 64);
     for (uint64_t k = 0; k < N; k++) {
-        uint64_t key = mix64(k);
+        uint64_t key = test_mix64(k);
         size_t node = kv_redis_node_of(r, key);
         char kn[64];
         key_name(key, kn);
@@ -627,7 +593,7 @@ static void test_two_nodes(void **state)
     srv_kill(b);
     int ok = 0, failed = 0;
     for (uint64_t k = 0; k < N; k++) {
-        uint64_t key = mix64(k);
+        uint64_t key = test_mix64(k);
         void *d;
         size_t len;
         bool miss;
@@ -665,23 +631,23 @@ static void test_kill_restart(void **state)
     srv_kill(s);
 
     char err[512] = "";
-    uint8_t *b = blob(32, 1000);
-    double t0 = now_s();
+    uint8_t *b = test_blob(32, 1000);
+    double t0 = test_now_s();
     assert_int_equal(kv_redis_put(r, 32, b, 1000, err, sizeof err), KVLM_ERR_IO);
-    double t_first = now_s() - t0;
+    double t_first = test_now_s() - t0;
     assert_non_null(strstr(err, "retry in 300 ms"));
     kv_redis_stats st = kv_redis_get_stats(r);
     assert_int_equal(st.errors, 1);
     assert_int_equal(st.nodes_down, 1);
     int64_t connects = st.connects;
 
-    t0 = now_s();
+    t0 = test_now_s();
     for (int i = 0; i < 50; i++) {
         assert_int_equal(kv_redis_put(r, 32, b, 1000, err, sizeof err), KVLM_ERR_IO);
         get_fails(r, 31, err, sizeof err);
         assert_non_null(strstr(err, "breaker open"));
     }
-    double t_open = now_s() - t0;
+    double t_open = test_now_s() - t0;
     st = kv_redis_get_stats(r);
     assert_int_equal(st.connects, connects);   /* no connect attempts while open */
     assert_int_equal(st.skipped, 100);
@@ -692,7 +658,7 @@ static void test_kill_restart(void **state)
     assert_true(t_open < 0.05);
 
     /* back-off expired, server still down: one probe, which fails; back-off doubles */
-    sleep_ms(350);
+    test_sleep_ms(350);
     get_fails(r, 31, err, sizeof err);
     assert_non_null(strstr(err, "retry in 600 ms"));
     st = kv_redis_get_stats(r);
@@ -705,7 +671,7 @@ static void test_kill_restart(void **state)
     srv_start(s);
     get_fails(r, 31, err, sizeof err);         /* still within the back-off */
     assert_non_null(strstr(err, "breaker open"));
-    sleep_ms(650);
+    test_sleep_ms(650);
     get_miss(r, 31);
     put_ok(r, 32, 1000);
     get_ok(r, 32, 1000);
@@ -729,9 +695,9 @@ static void test_timeout(void **state)
     put_ok(r, 41, 100);
     kill(s->pid, SIGSTOP);
     char err[512] = "";
-    double t0 = now_s();
+    double t0 = test_now_s();
     get_fails(r, 41, err, sizeof err);
-    double t = now_s() - t0;
+    double t = test_now_s() - t0;
     print_message("get on a stopped server failed after %.1f ms (timeout 150 ms): %s\n", t * 1e3, err);
     assert_true(t >= 0.10 && t < 0.6);
     assert_non_null(strstr(err, "timeout"));
@@ -739,7 +705,7 @@ static void test_timeout(void **state)
     assert_int_equal(st.timeouts, 1);
     assert_int_equal(st.errors, 1);
     kill(s->pid, SIGCONT);
-    sleep_ms(150);
+    test_sleep_ms(150);
     get_ok(r, 41, 100);
     kv_redis_close(r);
     srv_done(s);
@@ -838,7 +804,7 @@ static void test_garbage_server(void **state)
             if (c < 0) continue;
             static const char http[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
             if (write(c, http, sizeof http - 1) < 0) {}
-            sleep_ms(50);
+            test_sleep_ms(50);
             close(c);
         }
     }
@@ -851,7 +817,7 @@ static void test_garbage_server(void **state)
     assert_non_null(strstr(err, "Protocol error"));
     uint8_t b[16] = { 0 };
     assert_int_equal(kv_redis_put(r, 1, b, sizeof b, err, sizeof err), KVLM_ERR_IO);   /* breaker open */
-    sleep_ms(60);
+    test_sleep_ms(60);
     assert_int_equal(kv_redis_put(r, 1, b, sizeof b, err, sizeof err), KVLM_ERR_IO);   /* the probe */
     kv_redis_stats st = kv_redis_get_stats(r);
     assert_int_equal(st.hits + st.puts + st.misses, 0);

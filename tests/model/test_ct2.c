@@ -671,7 +671,8 @@ static void test_trailing_bytes(void **state)
     }
 }
 
-/* The fuzz seeds (tests/ref/gen_ct2_corpus.py, an independent Python writer) all open. */
+/* The fuzz seeds (tests/ref/gen_ct2_corpus.py, an independent Python writer, run by
+ * scripts/gen-fixtures.sh into <fixtures>/ct2/) all open. */
 static void test_seed_corpus(void **state)
 {
     (void)state;
@@ -680,11 +681,11 @@ static void test_seed_corpus(void **state)
         { "v6.bin", 6, 9, 3 }, { "whisper_like.bin", 6, 4, 1 },
     };
     for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
-        char path[256];
-        snprintf(path, sizeof path, "fuzz/corpus/ct2/%s", seeds[i].file);
+        char rel[64];
+        snprintf(rel, sizeof rel, "ct2/%s", seeds[i].file);
         size_t n;
-        char *buf = test_read_file(path, &n);
-        if (!buf) skip();   /* not run from the repository root */
+        char *buf = test_read_file(test_fixture_path(rel), &n);
+        if (!buf) skip();   /* fixtures not generated (make fixtures) */
         ct2_file *f = open_ok(buf, n);
         assert_int_equal(f->version, seeds[i].version);
         assert_int_equal(f->n_vars, seeds[i].n_vars);

@@ -2,7 +2,7 @@
 """gen_ct2_corpus.py - the seed corpus of fuzz/fuzz_ct2.c: small valid CTranslate2
 model.bin files (stdlib only, written from CTranslate2's model_spec.py `_serialize`).
 
-    python3 tests/ref/gen_ct2_corpus.py [DIR]     # DIR defaults to fuzz/corpus/ct2
+    python3 tests/ref/gen_ct2_corpus.py DIR       # scripts/gen-fixtures.sh: <fixtures>/ct2
 
 One file per binary version 1, 2, 3, 4, 6 with scalars and tensors of every dtype the
 version can state, aliases (a chain, and an alias whose "_scale" exists), plus a
@@ -54,7 +54,9 @@ def model(version, variables, aliases, spec="TestSpec"):
 
 
 def main():
-    out_dir = sys.argv[1] if len(sys.argv) > 1 else "fuzz/corpus/ct2"
+    if len(sys.argv) != 2:
+        sys.exit("usage: gen_ct2_corpus.py DIR")
+    out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
     aliases = [("c/chain", "c/alias"), ("c/alias", "b/w"), ("c/tied", "a/f32")]
     files = {f"v{v}.bin": model(v, VARS, aliases) for v in (1, 2, 3, 4, 6)}

@@ -5,9 +5,8 @@
  *   child.bin   the same pool, a child of first.bin
  *   q8.bin      q8/q8, 1 x 1 x 32: peeks fine, the fuzz pool refuses its types
  *   kivi.bin    kivi4 K, f16 V, 1 x 1 x 64, residual 64
- * Build and run (from the repo root, after make):
- *   cc -std=c11 -Iinclude -Isrc tests/ref/gen_kvblock_corpus.c build/libkvlm.a -lxxhash -lm -lpthread \
- *      -o build/gen_kvblock_corpus && build/gen_kvblock_corpus fuzz/corpus/kvblock */
+ * Built with the tests (make: build/gen_kvblock_corpus); scripts/fuzz.sh runs it into
+ * the fuzzer's temporary corpus dir (no block image is tracked). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,8 +2,12 @@
 #include "testutil.h"
 #include "kvlm.h"
 
+#include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 const char *test_model_path(void)
@@ -83,4 +87,55 @@ int test_model_load(kvlm_model **m, int64_t *n_vocab)
     kvlm_model_get_info(*m, &in);
     *n_vocab = in.n_vocab;
     return 0;
+}
+
+uint64_t test_mix64(uint64_t x)
+{
+    x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27; x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+uint8_t *test_blob(uint64_t key, size_t len)
+{
+    uint8_t *b = malloc(len ? len : 1);
+    if (!b) return NULL;
+    for (size_t i = 0; i < len; i++)   /* b: [len] */
+        b[i] = (uint8_t)(test_mix64(key * 0x100000001b3ull + i / 8) >> (8 * (i % 8)));
+    return b;
+}
+
+double test_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void test_sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+}
+
+char *test_make_tmpdir(const char *prefix)
+{
+    const char *t = getenv("TMPDIR");
+    size_t n = strlen(t && *t ? t : "/tmp") + strlen(prefix) + 16;
+    char *p = malloc(n);
+    if (!p) return NULL;
+    snprintf(p, n, "%s/%s-XXXXXX", t && *t ? t : "/tmp", prefix);
+    if (!mkdtemp(p)) { free(p); return NULL; }
+    return p;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+int test_rm_tree(const char *dir)
+{
+    return nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -1;
 }

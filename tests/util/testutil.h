@@ -37,4 +37,21 @@ bool test_quick(void);
 struct kvlm_model;
 int test_model_load(struct kvlm_model **m, int64_t *n_vocab);
 
+/* splitmix64's finalizer: a well-mixed 64-bit function of x. */
+uint64_t test_mix64(uint64_t x);
+
+/* A malloc'd buffer of len bytes (at least 1 allocated) that is a pure function of
+ * (key, len): what the tier tests store and expect back. */
+uint8_t *test_blob(uint64_t key, size_t len);
+
+/* Monotonic seconds, and a sleep that resumes after signals. */
+double test_now_s(void);
+void test_sleep_ms(int ms);
+
+/* Makes $TMPDIR/<prefix>-XXXXXX (TMPDIR else /tmp); returns a malloc'd path, or NULL. */
+char *test_make_tmpdir(const char *prefix);
+
+/* Removes a directory tree (no symlinks followed). Returns 0, or -1 if any entry stayed. */
+int test_rm_tree(const char *dir);
+
 #endif

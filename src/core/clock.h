@@ -1,0 +1,15 @@
+/* clock.h - monotonic seconds, for the timings every layer reports (stats, metrics).
+ * Room: core. May touch: libc only. */
+#ifndef KVLM_CORE_CLOCK_H
+#define KVLM_CORE_CLOCK_H
+
+#include <time.h>
+
+static inline double clock_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#endif
