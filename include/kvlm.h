@@ -147,6 +147,43 @@ bool        kvlm_kv_type_from_name(const char *name, kvlm_kv_type *out);
  * A cache may be shared by many contexts of one model, used from one thread at a
  * time (the library takes no locks). It is reference-counted: contexts hold a
  * reference, so kvlm_cache_free may come before theirs. */
+/* Tiers below the RAM pool (issue 14): published blocks also go to a disk
+ * directory and/or Redis, and a prefix-index miss looks there before computing.
+ * All zero: no tiers. A tier that fails (disk full, Redis down) costs only
+ * misses, never a failed request or a wrong token. */
+typedef enum kvlm_cache_write {
+    KVLM_CACHE_WRITE_THROUGH = 0,  /* every published block, asynchronously; a request's
+                                      blocks are below before its response ends */
+    KVLM_CACHE_WRITE_EVICT = 1,    /* only blocks RAM evicts (and, at exit, what is cached) */
+} kvlm_cache_write;
+typedef struct kvlm_tier_params {
+    const char *dir;               /* disk tier directory (created if missing); NULL or "" = none */
+    int64_t     disk_bytes;        /* disk tier budget; 0 = KVLM_TIER_DISK_DEFAULT */
+    const char *redis;             /* "redis://[user:pass@]host[:port][/db]" or "unix:///path.sock",
+                                      comma-separated for several nodes; NULL or "" = none */
+    int64_t     redis_ttl_s;       /* TTL of each Redis key in seconds; 0 = none */
+    kvlm_cache_write write;
+    bool        compress;          /* zstd-compress block images in the tiers */
+} kvlm_tier_params;
+#define KVLM_TIER_DISK_DEFAULT ((int64_t)4 << 30)
+#define KVLM_MAX_TIERS 2            /* disk, then Redis */
+/* Upper bounds (ms) of the load-latency histogram buckets; the last bucket is +Inf. */
+#define KVLM_TIER_HIST_BOUNDS_MS { 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000 }
+#define KVLM_TIER_HIST_BUCKETS 11
+
+typedef struct kvlm_tier_stats {
+    char    name[8];               /* "disk", "redis" */
+    int64_t hits, misses;          /* block lookups that found / did not find an image */
+    int64_t invalid;               /* images found that failed verification (discarded) */
+    int64_t errors;                /* failed calls (I/O errors, Redis down, timeouts) */
+    int64_t puts, dropped;         /* images written; writes given up (queue full) */
+    int64_t evictions;             /* images the tier removed for its budget */
+    int64_t bytes_read, bytes_written;
+    int64_t n_items, bytes_stored; /* what the tier holds now (disk: exact; Redis: written by us) */
+    int64_t load_hist[KVLM_TIER_HIST_BUCKETS];  /* lookups by latency, KVLM_TIER_HIST_BOUNDS_MS */
+    double  load_seconds;          /* summed lookup latency */
+} kvlm_tier_stats;
+
 typedef struct kvlm_cache_params {
     size_t       mem_bytes;  /* budget for K/V; 0 = enough for one sequence of n_ctx tokens */
     int64_t      n_ctx;      /* used only when mem_bytes is 0; 0 = the model's training context */
@@ -155,14 +192,23 @@ typedef struct kvlm_cache_params {
     bool         poison;     /* debug: freed blocks are filled with NaN, so stale reads show */
     int64_t      kv_residual; /* KIVI: positions per residual group, 16..256 dividing 256
                                  (64..256 with KIVI K); 0 = KVLM_KV_RESIDUAL_DEFAULT */
+    kvlm_tier_params tiers;   /* disk / Redis tiers below the pool; zero = none */
 } kvlm_cache_params;
 #define KVLM_KV_RESIDUAL_DEFAULT 128
 kvlm_cache_params kvlm_cache_default_params(void);
 
-/* KVLM_ERR_BUDGET if mem_bytes is below one block (the message says how big one is). */
+/* KVLM_ERR_BUDGET if mem_bytes is below one block (the message says how big one is).
+ * With tiers: KVLM_ERR_IO if the directory cannot be created or used, KVLM_ERR_INVALID
+ * for a bad Redis URL (KVLM_ERR_UNSUPPORTED for rediss://). A Redis that is down at
+ * start is not an error: it is retried. */
 kvlm_err kvlm_cache_init(const kvlm_model *model, const kvlm_cache_params *params,
                          kvlm_cache **out, char *err, size_t errlen);
-void     kvlm_cache_free(kvlm_cache *cache);   /* drops the caller's reference; NULL is fine */
+/* Drops the caller's reference; the last one first writes what is pending to the
+ * tiers (write-evict: also every cached block). NULL is fine. */
+void     kvlm_cache_free(kvlm_cache *cache);
+/* Waits until every block published so far is in every tier (a no-op without tiers).
+ * What a program calls before it exits, or a signal handler's thread on SIGTERM. */
+void     kvlm_cache_flush(kvlm_cache *cache);
 
 typedef struct kvlm_cache_stats {
     int64_t block_tokens;          /* positions per block (16) */
@@ -176,6 +222,9 @@ typedef struct kvlm_cache_stats {
     int64_t bytes_total;           /* the pool's K/V bytes */
     int64_t bytes_per_token;       /* all layers, K and V */
     int64_t bytes_per_token_layer; /* one layer, K and V */
+    int64_t tier_loads;            /* blocks loaded from a tier into the pool */
+    int     n_tiers;
+    kvlm_tier_stats tier[KVLM_MAX_TIERS];   /* [n_tiers], in lookup order */
 } kvlm_cache_stats;
 void kvlm_cache_get_stats(const kvlm_cache *cache, kvlm_cache_stats *out);
 
@@ -195,6 +244,7 @@ typedef struct kvlm_ctx_params {
     int64_t kv_residual;     /* KIVI residual group of a private cache (kvlm_cache_params) */
     bool    no_prefix_cache; /* neither publish blocks nor look prefixes up */
     uint64_t cache_ns;       /* prefix namespace (tenant, salt): no sharing across values */
+    kvlm_tier_params tiers;  /* tiers of a private cache (kvlm_cache_params) */
 } kvlm_ctx_params;
 kvlm_ctx_params kvlm_ctx_default_params(void);
 
@@ -254,7 +304,8 @@ const kvlm_token *kvlm_ctx_tokens(const kvlm_ctx *ctx); /* [n_past] */
 
 typedef struct kvlm_stats {
     int64_t n_prompt;          /* tokens given to prefill calls */
-    int64_t n_reused;          /* of those, taken from the cache */
+    int64_t n_reused;          /* of those, taken from the cache (RAM or a tier) */
+    int64_t n_reused_tier;     /* of those, loaded from a tier (disk, Redis) */
     int64_t n_prefilled;       /* tokens computed in batches of > 1 */
     int64_t n_decoded;         /* tokens computed one at a time */
     int64_t n_computed;        /* token positions run through the model in all
