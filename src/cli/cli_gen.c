@@ -14,27 +14,6 @@ kvlm_model *cli_load_model(const cli_opts *o)
     return cli_model_open(o->model ? o->model : o->model_pos);
 }
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (cap - n - 1 == 0) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) { free(buf); buf = NULL; break; }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf) buf[n] = '\0';
-    return buf;
-}
-
 /* Tokenizes text into a malloc'd array. */
 static kvlm_token *tokenize(const kvlm_model *m, const char *text, bool special, size_t *n)
 {
@@ -166,6 +145,7 @@ static void print_stats(const kvlm_ctx *ctx, bool no_cache)
             (long long)s.cache.n_blocks, (long long)s.kv_bytes_reserved, (long long)s.cache.n_in_use,
             (long long)s.cache.n_cached, (long long)s.cache.n_free, (long long)s.cache.hits,
             (long long)s.cache.lookups, (long long)s.cache.evictions, (long long)s.cache.copies);
+    cli_tier_print_stats(stderr, &s);
 }
 
 static int make_ctx(const cli_opts *o, const kvlm_model *m, kvlm_ctx **ctx, kvlm_sampler **smp)
@@ -185,25 +165,57 @@ static int make_ctx(const cli_opts *o, const kvlm_model *m, kvlm_ctx **ctx, kvlm
     return 0;
 }
 
+/* Bytes a text may have and still fit the context: every token stands for at most
+ * the longest token's bytes, times 4 for what normalization may fold (a fullwidth
+ * letter: 3 bytes in, 1 out). A longer file cannot fit, so it is not read whole. */
+static size_t text_bound(const kvlm_model *m, const kvlm_ctx *ctx)
+{
+    kvlm_model_info in;
+    kvlm_model_get_info(m, &in);
+    int64_t longest = 1;
+    char none[1];
+    for (kvlm_token t = 0; t < in.n_vocab; t++) {       /* cap 0: the byte count alone */
+        int64_t b = kvlm_token_to_bytes(m, t, true, none, 0);
+        if (b > longest) longest = b;
+    }
+    return kvlm_ctx_n_ctx(ctx) * (size_t)longest * 4 + 4096;
+}
+
+/* The prompt of run: -p's text; with -f, the file's text, then, with -p too, a
+ * blank line and -p's text. malloc'd; NULL after printing why. */
+static char *run_prompt(const cli_opts *o, const kvlm_model *m, const kvlm_ctx *ctx)
+{
+    if (!o->prompt_file) return strdup(o->prompt);
+    size_t n;
+    char why[96];
+    snprintf(why, sizeof why, "more text than a context of %zu tokens can hold", kvlm_ctx_n_ctx(ctx));
+    char *text = cli_file_read_text(o->prompt_file, text_bound(m, ctx), why, &n);
+    if (!text || !o->prompt) return text;
+    size_t np = strlen(o->prompt);
+    char *all = realloc(text, n + 2 + np + 1);
+    if (!all) {
+        free(text);
+        fprintf(stderr, "kvlm: out of memory\n");
+        return NULL;
+    }
+    memcpy(all + n, "\n\n", 2);
+    memcpy(all + n + 2, o->prompt, np + 1);
+    return all;
+}
+
 int cli_run(const cli_opts *o)
 {
     if (!o->prompt && !o->prompt_file) {
         fprintf(stderr, "kvlm run: give a prompt with -p TEXT or -f FILE\n");
         return 2;
     }
-    char *file_text = NULL;
-    if (o->prompt_file && !(file_text = read_file(o->prompt_file))) {
-        fprintf(stderr, "kvlm: cannot read %s\n", o->prompt_file);
-        return 1;
-    }
-    const char *prompt = file_text ? file_text : o->prompt;
     int rc = 1;
     kvlm_model *m = cli_load_model(o);
     kvlm_ctx *ctx = NULL;
     kvlm_sampler *smp = NULL;
-    char *rendered = NULL;
+    char *prompt = NULL, *rendered = NULL;
     kvlm_token *toks = NULL;
-    if (!m || make_ctx(o, m, &ctx, &smp)) goto done;
+    if (!m || make_ctx(o, m, &ctx, &smp) || !(prompt = run_prompt(o, m, ctx))) goto done;
 
     const char *text = prompt;
     if (!o->raw) {
@@ -231,31 +243,100 @@ int cli_run(const cli_opts *o)
 done:
     free(toks);
     free(rendered);
-    free(file_text);
+    free(prompt);
     kvlm_sampler_free(smp);
     kvlm_ctx_free(ctx);
     kvlm_model_free(m);
     return rc;
 }
 
+/* chat --session: the model file's base name (what the session records) into buf;
+ * NULL after printing why the model cannot be found. */
+static const char *model_base_name(const cli_opts *o, char *buf, size_t cap)
+{
+    const char *path = cli_model_resolve(o->model ? o->model : o->model_pos, "smollm2");
+    if (!path) return NULL;
+    const char *slash = strrchr(path, '/');
+    snprintf(buf, cap, "%s", slash && slash[1] ? slash + 1 : path);
+    return buf;
+}
+
+/* The conversation a chat starts from: the session file's (resumed) or --system's.
+ * 0, 1 (a runtime error, printed) or 2 (a usage error). */
+static int chat_start(const cli_opts *o, const char *model_name, cli_session *c)
+{
+    int got = o->session ? cli_file_session_load(o->session, model_name, c) : 0;
+    if (got < 0) return 1;
+    if (got > 0) {
+        bool same = o->system ? c->has_system && !strcmp(c->msgs[0].content, o->system) : true;
+        if (!same) {
+            fprintf(stderr, "kvlm chat: --system differs from the system prompt of %s; leave --system out to "
+                            "resume it, or start another session\n", o->session);
+            cli_file_session_free(c);
+            return 2;
+        }
+        fprintf(stderr, "kvlm chat: resumed %zu turn%s from %s\n", c->n_turns, c->n_turns == 1 ? "" : "s",
+                o->session);
+        return 0;
+    }
+    if (o->system && cli_file_session_add(c, "system", o->system)) return 1;
+    c->has_system = o->system != NULL;
+    return 0;
+}
+
+/* One turn: the whole conversation c (ending with the user's message) is the prompt;
+ * the reply is appended to c. 0 or 1. */
+static int chat_turn(const cli_opts *o, const kvlm_model *m, kvlm_ctx *ctx, kvlm_sampler *smp, cli_session *c)
+{
+    char err[ERRLEN], *rendered = NULL;
+    if (kvlm_chat_render(m, c->msgs, c->n_msgs, true, &rendered, err, sizeof err) != KVLM_OK) {
+        fprintf(stderr, "kvlm: %s\n", err);
+        return 1;
+    }
+    size_t n, reused = 0;
+    kvlm_token *toks = tokenize(m, rendered, true, &n);
+    free(rendered);
+    if (!toks) return 1;
+    char *reply = NULL;
+    kvlm_stats before, s;
+    kvlm_ctx_get_stats(ctx, &before);
+    int g = generate(ctx, m, smp, toks, n, o->n_predict, &reply, &reused);
+    free(toks);
+    printf("\n");
+    fflush(stdout);
+    if (!g && cli_file_session_add(c, "assistant", reply ? reply : "")) g = 1;
+    free(reply);
+    if (g) return 1;
+    c->n_turns++;
+    if (o->stats) {
+        kvlm_ctx_get_stats(ctx, &s);
+        char tiers[64] = "";
+        if (s.cache.n_tiers > 0)
+            snprintf(tiers, sizeof tiers, " (%lld from tiers)", (long long)(s.n_reused_tier - before.n_reused_tier));
+        fprintf(stderr, "[turn: %zu prompt tokens, %zu reused from the KV cache%s, %zu new; "
+                        "prefill %.1f ms, %lld tokens generated]\n",
+                n, reused, tiers, n - reused, 1e3 * (s.t_prefill_s - before.t_prefill_s +
+                (s.n_prefilled == before.n_prefilled ? s.t_decode_s - before.t_decode_s : 0)),
+                (long long)(s.n_decoded - before.n_decoded));
+    }
+    return 0;
+}
+
 int cli_chat(const cli_opts *o)
 {
-    int rc = 1;
+    char model_name[256];
+    cli_session c = { 0 };
+    if (!model_base_name(o, model_name, sizeof model_name)) return 1;
+    int rc = chat_start(o, model_name, &c);   /* a bad session file: before the model loads */
+    if (rc) return rc;
+    rc = 1;
     kvlm_model *m = cli_load_model(o);
     kvlm_ctx *ctx = NULL;
     kvlm_sampler *smp = NULL;
-    kvlm_chat_msg *msgs = NULL;
-    size_t n_msgs = 0, cap_msgs = 0;
     char *line = NULL;
     size_t line_cap = 0;
     if (!m || make_ctx(o, m, &ctx, &smp)) goto done;
     bool tty = isatty(0);
-    if (o->system) {
-        msgs = malloc(sizeof *msgs * 8);
-        if (!msgs) goto done;
-        cap_msgs = 8;
-        msgs[n_msgs++] = (kvlm_chat_msg){ "system", strdup(o->system) };
-    }
     if (tty) fprintf(stderr, "kvlm chat: type a message, Ctrl-D to quit.\n");
     for (;;) {
         if (tty) fprintf(stderr, "> ");
@@ -263,47 +344,17 @@ int cli_chat(const cli_opts *o)
         if (len < 0) break;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         if (len == 0) continue;
-        if (n_msgs + 2 > cap_msgs) {
-            size_t nc = cap_msgs ? cap_msgs * 2 : 8;
-            kvlm_chat_msg *nm = realloc(msgs, nc * sizeof *nm);
-            if (!nm) goto done;
-            msgs = nm;
-            cap_msgs = nc;
+        if (o->session && (memchr(line, 0, (size_t)len) || !cli_file_utf8_valid(line, (size_t)len))) {
+            fprintf(stderr, "kvlm chat: that line is not UTF-8 text (a session file holds text); ignored\n");
+            continue;
         }
-        msgs[n_msgs++] = (kvlm_chat_msg){ "user", strdup(line) };
-        char err[ERRLEN], *rendered = NULL;
-        if (kvlm_chat_render(m, msgs, n_msgs, true, &rendered, err, sizeof err) != KVLM_OK) {
-            fprintf(stderr, "kvlm: %s\n", err);
-            goto done;
-        }
-        size_t n, reused = 0;
-        kvlm_token *toks = tokenize(m, rendered, true, &n);
-        free(rendered);
-        if (!toks) goto done;
-        char *reply = NULL;
-        kvlm_stats before;
-        kvlm_ctx_get_stats(ctx, &before);
-        int g = generate(ctx, m, smp, toks, n, o->n_predict, &reply, &reused);
-        free(toks);
-        printf("\n");
-        fflush(stdout);
-        if (g) { free(reply); goto done; }
-        msgs[n_msgs++] = (kvlm_chat_msg){ "assistant", reply ? reply : strdup("") };
-        if (o->stats) {
-            kvlm_stats s;
-            kvlm_ctx_get_stats(ctx, &s);
-            fprintf(stderr, "[turn: %zu prompt tokens, %zu reused from the KV cache, %zu new; "
-                            "prefill %.1f ms, %lld tokens generated]\n",
-                    n, reused, n - reused, 1e3 * (s.t_prefill_s - before.t_prefill_s +
-                    (s.n_prefilled == before.n_prefilled ? s.t_decode_s - before.t_decode_s : 0)),
-                    (long long)(s.n_decoded - before.n_decoded));
-        }
+        if (cli_file_session_add(&c, "user", line) || chat_turn(o, m, ctx, smp, &c)) goto done;
+        if (o->session && cli_file_session_save(o->session, model_name, &c)) goto done;
     }
     rc = 0;
     if (o->stats) print_stats(ctx, o->ctx.no_kv_cache);
 done:
-    for (size_t i = 0; i < n_msgs; i++) free((char *)msgs[i].content);
-    free(msgs);
+    cli_file_session_free(&c);
     free(line);
     kvlm_sampler_free(smp);
     kvlm_ctx_free(ctx);

@@ -180,6 +180,23 @@ int cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
     return 0;
 }
 
+int cli_parse_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v > 0)) return -1;
+    double mul = 1;
+    if (*end == 'k' || *end == 'K') mul = 1024.0, end++;
+    else if (*end == 'm' || *end == 'M') mul = 1024.0 * 1024.0, end++;
+    else if (*end == 'g' || *end == 'G') mul = 1024.0 * 1024.0 * 1024.0, end++;
+    if (*end == 'i' || *end == 'B') end++;
+    if (*end == 'B') end++;
+    if (*end || v * mul > 1e15 || v * mul < 1) return -1;
+    *out = (size_t)(v * mul);
+    return 0;
+}
+
 const char *cli_kv_label(kvlm_kv_type k, kvlm_kv_type v, char *buf, size_t cap)
 {
     if (v == KVLM_KV_SAME || v == k) snprintf(buf, cap, "%s", kvlm_kv_type_name(k));

@@ -36,21 +36,9 @@ static void usage(FILE *f)
         "                         Whisper directory, or \"whisper\" (the cached whisper-tiny.en)\n"
         "      --max-upload BYTES audio file limit of a transcription (default 25M, OpenAI's)\n"
         "      --api-key KEY      require this bearer key (tenant \"default\")\n"
-        "      --api-keys FILE    lines \"KEY TENANT\": prefix caches are per tenant\n");
-}
-
-static int parse_bytes(const char *v, size_t *out)
-{
-    char *end;
-    double x = strtod(v, &end);
-    double mul = 1;
-    if (end == v) return -1;
-    if (*end == 'K' || *end == 'k') mul = 1024, end++;
-    else if (*end == 'M' || *end == 'm') mul = 1024.0 * 1024, end++;
-    else if (*end == 'G' || *end == 'g') mul = 1024.0 * 1024 * 1024, end++;
-    if (*end || x <= 0 || x * mul > 1e15) return -1;
-    *out = (size_t)(x * mul);
-    return 0;
+        "      --api-keys FILE    lines \"KEY TENANT\": prefix caches are per tenant\n"
+        "\ncache tiers below the RAM pool (shared by every request; tenants stay apart):\n");
+    cli_tier_usage(f, 25);
 }
 
 int cli_serve(int argc, char **argv)
@@ -58,8 +46,10 @@ int cli_serve(int argc, char **argv)
     serve_params p = serve_default_params();
     p.model_path = NULL;
     int64_t n;
+    cli_tier_args tiers = { 0 };
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int t;
 #define NEED_VALUE() do { if (!v) { fprintf(stderr, "kvlm serve: option %s needs a value\n", a); return 2; } i++; } while (0)
 #define BAD_VALUE() do { fprintf(stderr, "kvlm serve: bad value for %s: '%s'\n", a, v); return 2; } while (0)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
@@ -72,9 +62,9 @@ int cli_serve(int argc, char **argv)
             NEED_VALUE(); if (cli_parse_i64(v, 1, 512, &n)) BAD_VALUE(); p.n_threads = (int)n;
         } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
             NEED_VALUE(); if (cli_parse_i64(v, 16, 1 << 24, &p.n_ctx)) BAD_VALUE();
-        } else if (!strcmp(a, "--kv-mem")) { NEED_VALUE(); if (parse_bytes(v, &p.kv_mem)) BAD_VALUE(); }
-        else if (!strcmp(a, "--max-body")) { NEED_VALUE(); if (parse_bytes(v, &p.max_body)) BAD_VALUE(); }
-        else if (!strcmp(a, "--max-upload")) { NEED_VALUE(); if (parse_bytes(v, &p.max_upload)) BAD_VALUE(); }
+        } else if (!strcmp(a, "--kv-mem")) { NEED_VALUE(); if (cli_parse_size(v, &p.kv_mem)) BAD_VALUE(); }
+        else if (!strcmp(a, "--max-body")) { NEED_VALUE(); if (cli_parse_size(v, &p.max_body)) BAD_VALUE(); }
+        else if (!strcmp(a, "--max-upload")) { NEED_VALUE(); if (cli_parse_size(v, &p.max_upload)) BAD_VALUE(); }
         else if (!strcmp(a, "--whisper")) { NEED_VALUE(); p.whisper_path = v; }
         else if (!strcmp(a, "--cache-type") || !strcmp(a, "--cache-type-k")) {
             NEED_VALUE(); if (!kvlm_kv_type_from_name(v, &p.kv_type)) BAD_VALUE();
@@ -85,6 +75,7 @@ int cli_serve(int argc, char **argv)
         else if (!strcmp(a, "--queue")) { NEED_VALUE(); if (cli_parse_i64(v, 0, 1 << 20, &p.queue_max)) BAD_VALUE(); }
         else if (!strcmp(a, "--api-key")) { NEED_VALUE(); p.api_key = v; }
         else if (!strcmp(a, "--api-keys")) { NEED_VALUE(); p.api_keys_file = v; }
+        else if ((t = cli_tier_parse(&tiers, "kvlm serve", argc, argv, &i)) != 0) { if (t < 0) return 2; }
         else {
             fprintf(stderr, "kvlm serve: unknown option '%s' (see kvlm serve --help)\n", a);
             return 2;
@@ -92,6 +83,8 @@ int cli_serve(int argc, char **argv)
 #undef NEED_VALUE
 #undef BAD_VALUE
     }
+    if (cli_tier_check(&tiers, "kvlm serve")) return 2;
+    p.tiers = tiers.p;
     /* -m whisper (or a Whisper directory) serves speech to text alone; known names
        resolve to their cached files, fetched on first use */
     if (p.model_path && cli_is_whisper_model(p.model_path)) {

@@ -54,12 +54,20 @@ static void usage(FILE *o)
         "      --no-prefix-cache do not publish or look up shared prefixes\n"
         "      --parallel N      run: N sequences forked from one prefill (seeds seed..seed+N-1)\n"
         "      --stats           print token counts, speeds and KV cache memory to stderr\n"
+        "      --session FILE    chat: save the conversation to FILE after every turn; an existing FILE\n"
+        "                        is resumed (its turns are the next prompt's start)\n"
         "  -h, --help            this help\n"
+        "\n"
+        "cache tiers below the RAM pool (run, chat; also serve):\n");
+    cli_tier_usage(o, 24);
+    fprintf(o,
         "\n"
         "examples:\n"
         "  kvlm run -p \"Why is the sky blue?\" -n 128\n"
         "  kvlm run -p \"...\" -n 64 --temp 0 --no-kv-cache --stats\n"
         "  kvlm chat --stats\n"
+        "  kvlm run -f long_doc.txt -p \"Summarize it.\" --cache-dir ~/.cache/kvlm/kv\n"
+        "  kvlm chat --session talk.json --cache-dir ~/.cache/kvlm/kv\n"
         "  kvlm batch -f prompts.jsonl --temp 0 -n 64\n"
         "  kvlm inspect\n"
         "  kvlm bench -t 2\n");
@@ -86,24 +94,6 @@ static int parse_float(const char *s, double lo, double hi, float *out)
     return 0;
 }
 
-/* "256M", "1G", "4096", "64k" -> bytes (binary units); -1 if malformed or out of range. */
-static int parse_size(const char *s, size_t *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || !(v > 0)) return -1;
-    double mul = 1;
-    if (*end == 'k' || *end == 'K') mul = 1024.0, end++;
-    else if (*end == 'm' || *end == 'M') mul = 1024.0 * 1024.0, end++;
-    else if (*end == 'g' || *end == 'G') mul = 1024.0 * 1024.0 * 1024.0, end++;
-    if (*end == 'i' || *end == 'B') end++;
-    if (*end == 'B') end++;
-    if (*end || v * mul > 1e15) return -1;
-    *out = (size_t)(v * mul);
-    return 0;
-}
-
 /* Returns 0 on success, 2 on a usage error (message printed). */
 static int parse_args(int argc, char **argv, cli_opts *o)
 {
@@ -116,6 +106,7 @@ static int parse_args(int argc, char **argv, cli_opts *o)
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         long long n;
+        int t;
 #define NEED_VALUE() do { if (!v) { fprintf(stderr, "kvlm: option %s needs a value\n", a); return 2; } i++; } while (0)
 #define BAD_VALUE() do { fprintf(stderr, "kvlm: bad value for %s: '%s'\n", a, v); return 2; } while (0)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { o->help = true; }
@@ -123,6 +114,7 @@ static int parse_args(int argc, char **argv, cli_opts *o)
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { NEED_VALUE(); o->prompt = v; }
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { NEED_VALUE(); o->prompt_file = v; }
         else if (!strcmp(a, "--system")) { NEED_VALUE(); o->system = v; }
+        else if (!strcmp(a, "--session")) { NEED_VALUE(); o->session = v; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
             NEED_VALUE(); if (parse_long(v, -1, 1 << 24, &n)) BAD_VALUE(); o->n_predict = n;
         } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
@@ -160,17 +152,30 @@ static int parse_args(int argc, char **argv, cli_opts *o)
         } else if (!strcmp(a, "--no-kv-cache")) { o->ctx.no_kv_cache = true; }
         else if (!strcmp(a, "--no-prefix-cache")) { o->ctx.no_prefix_cache = true; }
         else if (!strcmp(a, "--kv-mem")) {
-            NEED_VALUE(); if (parse_size(v, &o->ctx.kv_mem)) BAD_VALUE();
+            NEED_VALUE(); if (cli_parse_size(v, &o->ctx.kv_mem)) BAD_VALUE();
         } else if (!strcmp(a, "--parallel")) {
             NEED_VALUE(); if (parse_long(v, 1, 256, &n)) BAD_VALUE(); o->n_parallel = (int)n;
         }
         else if (!strcmp(a, "--stats")) { o->stats = true; }
         else if (!strcmp(a, "--raw")) { o->raw = true; }
+        else if ((t = cli_tier_parse(&o->tiers, "kvlm", argc, argv, &i)) != 0) { if (t < 0) return 2; }
         else if (a[0] == '-') { fprintf(stderr, "kvlm: unknown option '%s' (see kvlm --help)\n", a); return 2; }
         else if (!o->model_pos) { o->model_pos = a; }
         else { fprintf(stderr, "kvlm: unexpected argument '%s'\n", a); return 2; }
 #undef NEED_VALUE
 #undef BAD_VALUE
+    }
+    if (cli_tier_check(&o->tiers, "kvlm")) return 2;
+    o->ctx.tiers = o->tiers.p;
+    const char *cmd = argv[1];
+    bool gen = !strcmp(cmd, "run") || !strcmp(cmd, "chat");
+    if (!o->help && o->tiers.given && !gen) {
+        fprintf(stderr, "kvlm %s: the --cache-* tier options are for run, chat and serve\n", cmd);
+        return 2;
+    }
+    if (!o->help && o->session && strcmp(cmd, "chat")) {
+        fprintf(stderr, "kvlm %s: --session is for chat\n", cmd);
+        return 2;
     }
     return 0;
 }

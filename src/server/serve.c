@@ -764,6 +764,7 @@ static int start_chat(server *s, char *err)
     cp.mem_bytes = s->p.kv_mem;
     cp.kv_type = s->p.kv_type;
     cp.kv_type_v = s->p.kv_type_v;
+    cp.tiers = s->p.tiers;
     if (kvlm_cache_init(s->model, &cp, &s->cache, err, ERRLEN)) {
         fprintf(stderr, "kvlm serve: %s\n", err);
         return -1;

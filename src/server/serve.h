@@ -44,6 +44,7 @@ typedef struct serve_params {
     const char *whisper_path;   /* a Whisper model beside (or instead of) the chat model:
                                    a CT2 directory or "whisper" (serve_whisper.h); NULL: none */
     size_t max_upload;          /* audio file bytes of a transcription (default 25 MiB) */
+    kvlm_tier_params tiers;     /* disk / Redis tiers below the KV pool; zero: none */
 } serve_params;
 
 serve_params serve_default_params(void);
