@@ -9,9 +9,9 @@ BUILD    ?= build
 CC       ?= cc
 OPT      ?= -O2
 SAN      ?=
-PKGS     := libpcre2-8 libcjson libxxhash libutf8proc libmicrohttpd zlib sndfile soxr fftw3f hiredis
+PKGS     := libpcre2-8 libcjson libxxhash libutf8proc libmicrohttpd zlib sndfile soxr fftw3f hiredis libzstd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcre2-8 -lcjson -lxxhash -lutf8proc -lmicrohttpd -lz -lsndfile -lsoxr -lfftw3f -lhiredis)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcre2-8 -lcjson -lxxhash -lutf8proc -lmicrohttpd -lz -lsndfile -lsoxr -lfftw3f -lhiredis -lzstd)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla -Wno-unused-parameter
 CFLAGS   := -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $(OPT) -g -fno-omit-frame-pointer \

@@ -19,6 +19,7 @@ declare -A need=(
     [libfftw3-dev]=/usr/include/fftw3.h
     [zlib1g-dev]=/usr/include/zlib.h
     [libhiredis-dev]=/usr/include/hiredis/hiredis.h
+    [libzstd-dev]=/usr/include/zstd.h
     [redis-server]=/usr/bin/redis-server
     [espeak-ng]=/usr/bin/espeak-ng
     [sox]=/usr/bin/sox

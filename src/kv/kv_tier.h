@@ -42,6 +42,19 @@
  * A lookup that would block (a slow tier) makes only its own request wait: the
  * scheduler keeps stepping the others.
  *
+ * Threads (kv_tiers.h). One writer thread drains the write queue in FIFO order, each
+ * image to every tier in lookup order; every queued item has a ticket, tickets
+ * complete in order, and a request waits for (or is called back at, kv_tiers_after)
+ * the ticket of its last published block. One loader thread runs loads (chains of
+ * keys, stopping at the first key no tier has) in FIFO order; the scheduler polls
+ * them, so only the request that asked waits, and cancelling one returns at once.
+ * Each tier handle has its own mutex, taken around every call by the writer, the
+ * loader and synchronous lookups alike, so a slow tier holds up only the calls that
+ * reach it: a lookup answered by the disk never waits for a stuck Redis. A hit in a
+ * lower tier is queued for the tiers above it (promotion), and an image the caller
+ * rejects is dropped from its tier and, after that promotion, from the tiers above.
+ * Compression (zstd, optional) happens on the writer thread and is undone on lookup.
+ *
  * The interface below is what each tier implements; kv_tiers strings them together. */
 #ifndef KVLM_KV_KV_TIER_H
 #define KVLM_KV_KV_TIER_H
@@ -49,6 +62,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include "kvlm.h"
 
 /* Counters of one tier (kvlm_cache_stats, --stats, /metrics). */
@@ -60,10 +74,13 @@ typedef struct kv_tier_stats {
 } kv_tier_stats;
 
 /* One store of block images keyed by chain key. get returns a malloc'd image or a
- * miss (KVLM_OK with *data NULL); put stores an image (storing one already there is
- * not an error); drop removes an image the caller found invalid. A tier is used by
- * one thread at a time (the tiers' writer or the loading sequence, under kv_tiers'
- * lock). */
+ * miss (KVLM_OK with *data NULL: a key the store does not have is never an error);
+ * any other failure is an error (KVLM_ERR_IO, err says why). put stores an image
+ * (storing one already there is not an error); drop removes an image the caller
+ * found invalid; get_stats reports the store's own counters; close closes the store
+ * and frees the kv_tier itself. A tier is used by one thread at a time (kv_tiers
+ * takes the tier's own mutex around every call). Adapters: kv_tier_disk_new
+ * (kv_tier_disk.h), kv_tier_redis_new (kv_tier_redis.h). */
 typedef struct kv_tier kv_tier;
 typedef struct kv_tier_ops {
     const char *name;                                        /* "disk", "redis" */
@@ -78,5 +95,14 @@ struct kv_tier {
     const kv_tier_ops *ops;
     void *impl;
 };
+
+/* For adapters of a store whose get reports a miss as a failure with *miss set:
+ * KVLM_OK for a miss (the data stay NULL), else rc with the store's message. */
+static inline kvlm_err kv_tier_get_result(kvlm_err rc, bool miss, const char *msg, char *err, size_t errlen)
+{
+    if (rc == KVLM_OK || miss) return KVLM_OK;
+    if (err && errlen) snprintf(err, errlen, "%s", msg);
+    return rc;
+}
 
 #endif

@@ -571,3 +571,48 @@ void kv_disk_set_write_hook(kv_disk *d, size_t chunk_bytes,
     d->after_chunk = after_chunk;
     d->hook_ctx = ctx;
 }
+
+/* ---- the disk tier (kv_tier_ops) ---------------------------------------------------- */
+
+static kvlm_err tier_get(kv_tier *t, uint64_t key, void **data, size_t *len, char *err, size_t errlen)
+{
+    bool missed = false;
+    char msg[256] = "";
+    kvlm_err rc = kv_disk_get(t->impl, key, data, len, &missed, msg, sizeof msg);   /* before missed is read */
+    return kv_tier_get_result(rc, missed, msg, err, errlen);
+}
+
+static kvlm_err tier_put(kv_tier *t, uint64_t key, const void *data, size_t len, char *err, size_t errlen)
+{
+    return kv_disk_put(t->impl, key, data, len, err, errlen);
+}
+
+static void tier_drop(kv_tier *t, uint64_t key) { kv_disk_remove(t->impl, key); }
+
+static void tier_stats(const kv_tier *t, kv_tier_stats *out)
+{
+    kv_disk_stats s = kv_disk_get_stats(t->impl);
+    *out = (kv_tier_stats){ .hits = s.hits, .misses = s.misses, .puts = s.puts, .evictions = s.evictions,
+                            .errors = s.errors, .bytes_read = s.bytes_read, .bytes_written = s.bytes_written,
+                            .n_items = s.files, .bytes_stored = s.bytes };
+}
+
+static void tier_close(kv_tier *t)
+{
+    kv_disk_close(t->impl);
+    free(t);
+}
+
+static const kv_tier_ops disk_ops = { "disk", tier_get, tier_put, tier_drop, tier_stats, tier_close };
+
+kvlm_err kv_tier_disk_new(kv_tier **out, const char *dir, uint64_t budget_bytes, char *err, size_t errlen)
+{
+    kv_tier *t = malloc(sizeof *t);
+    if (!t) return err_set(err, errlen, KVLM_ERR_NOMEM, "kv disk: out of memory");
+    kv_disk *d;
+    kvlm_err rc = kv_disk_open(&d, dir, budget_bytes, err, errlen);
+    if (rc != KVLM_OK) { free(t); return rc; }
+    *t = (kv_tier){ &disk_ops, d };
+    *out = t;
+    return KVLM_OK;
+}

@@ -1,6 +1,7 @@
 /* kv_tier_disk.h - the disk tier's storage: opaque blobs in one directory, one
  * file per blob, keyed by a u64 block hash, kept within a byte budget by LRU.
- * Room: kv. May touch: core (errors), libc and POSIX. Knows nothing of the pool,
+ * Room: kv. May touch: kv_tier (the adapter at the end), core (errors), libc and
+ * POSIX. Knows nothing of the pool,
  * the model or the blob format: the caller serializes a block (header, payload,
  * checksum) and verifies what comes back; a file is returned as it is on disk,
  * truncated or garbage included, and the caller drops a bad one with kv_disk_remove.
@@ -37,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "kvlm.h"
+#include "kv/kv_tier.h"
 
 typedef struct kv_disk kv_disk;
 
@@ -90,6 +92,15 @@ kv_disk_stats kv_disk_get_stats(const kv_disk *d);
 
 /* Writes the final file name of key ("<16 hex>.kvb", 21 bytes with the NUL) into name. */
 void kv_disk_file_name(uint64_t key, char name[static 21]);
+
+/* ---- the disk tier (kv_tier_ops "disk") --------------------------------------------- */
+
+/* Opens a kv_disk on dir with budget_bytes (as kv_disk_open, same errors) and wraps it
+ * as a kv_tier: get is kv_disk_get with a missing file a miss (KVLM_OK, *data NULL),
+ * put is kv_disk_put, drop is kv_disk_remove, get_stats maps kv_disk_stats (files,
+ * bytes -> n_items, bytes_stored), close closes the store and frees the tier. *out is
+ * set only on success. The handle it wraps is reachable as (kv_disk *)(*out)->impl. */
+kvlm_err kv_tier_disk_new(kv_tier **out, const char *dir, uint64_t budget_bytes, char *err, size_t errlen);
 
 /* ---- test hooks (never used outside tests) ----------------------------------------- */
 

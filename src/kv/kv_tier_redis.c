@@ -618,3 +618,48 @@ kv_redis_stats kv_redis_get_stats(const kv_redis *r)
         if (!r->nodes[i].ctx && r->nodes[i].fails > 0 && now < r->nodes[i].open_until) s.nodes_down++;
     return s;
 }
+
+/* ---- the Redis tier (kv_tier_ops) --------------------------------------------------- */
+
+static kvlm_err tier_get(kv_tier *t, uint64_t key, void **data, size_t *len, char *err, size_t errlen)
+{
+    bool miss = false;
+    char msg[512] = "";
+    kvlm_err rc = kv_redis_get(t->impl, key, data, len, &miss, msg, sizeof msg);   /* before miss is read */
+    return kv_tier_get_result(rc, miss, msg, err, errlen);
+}
+
+static kvlm_err tier_put(kv_tier *t, uint64_t key, const void *data, size_t len, char *err, size_t errlen)
+{
+    return kv_redis_put(t->impl, key, data, len, err, errlen);
+}
+
+static void tier_drop(kv_tier *t, uint64_t key) { kv_redis_remove(t->impl, key); }
+
+static void tier_stats(const kv_tier *t, kv_tier_stats *out)
+{
+    kv_redis_stats s = kv_redis_get_stats(t->impl);
+    *out = (kv_tier_stats){ .hits = s.hits, .misses = s.misses, .puts = s.puts, .errors = s.errors + s.skipped,
+                            .bytes_read = s.bytes_read, .bytes_written = s.bytes_written,
+                            .n_items = s.puts, .bytes_stored = s.bytes_written };
+}
+
+static void tier_close(kv_tier *t)
+{
+    kv_redis_close(t->impl);
+    free(t);
+}
+
+static const kv_tier_ops redis_ops = { "redis", tier_get, tier_put, tier_drop, tier_stats, tier_close };
+
+kvlm_err kv_tier_redis_new(kv_tier **out, const char *urls, const kv_redis_opts *opts, char *err, size_t errlen)
+{
+    kv_tier *t = malloc(sizeof *t);
+    if (!t) return err_set(err, errlen, KVLM_ERR_NOMEM, "redis tier: out of memory");
+    kv_redis *r;
+    kvlm_err rc = kv_redis_open(&r, urls, opts, err, errlen);
+    if (rc != KVLM_OK) { free(t); return rc; }
+    *t = (kv_tier){ &redis_ops, r };
+    *out = t;
+    return KVLM_OK;
+}

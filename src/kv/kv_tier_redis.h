@@ -1,6 +1,6 @@
 /* kv_tier_redis.h - the Redis tier's storage: opaque blobs on one or more Redis
  * servers, keyed by a u64 block hash, shared by every kvlm instance that uses them.
- * Room: kv. May touch: core (errors), hiredis (Debian's libhiredis-dev 0.14.1: no
+ * Room: kv. May touch: kv_tier (the adapter at the end), core (errors), hiredis (Debian's libhiredis-dev 0.14.1: no
  * URL parser, no TLS), libc and POSIX. Knows nothing of the pool, the model or the
  * blob format: the caller serializes a block and verifies what comes back (an image
  * is returned exactly as Redis holds it, garbage included; the caller drops a bad
@@ -52,6 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "kvlm.h"
+#include "kv/kv_tier.h"
 
 enum {
     KV_REDIS_MAX_NODES = 64,
@@ -156,5 +157,16 @@ size_t kv_redis_node_of(const kv_redis *r, uint64_t key);
 
 /* Writes key's Redis key ("<prefix><16 hex>") into name[0..cap). */
 void kv_redis_key_name(const kv_redis *r, uint64_t key, char *name, size_t cap);
+
+/* ---- the Redis tier (kv_tier_ops "redis") ------------------------------------------- */
+
+/* Opens a kv_redis on urls with opts (as kv_redis_open, same errors; no connection
+ * yet) and wraps it as a kv_tier: get is kv_redis_get with a key not there a miss
+ * (KVLM_OK, *data NULL) and every other failure, an open breaker included, an error;
+ * put is kv_redis_put, drop kv_redis_remove; get_stats maps kv_redis_stats (errors
+ * = errors + skipped; n_items, bytes_stored = what this handle wrote: puts,
+ * bytes_written); close closes the store and frees the tier. *out is set only on
+ * success. The handle it wraps is reachable as (kv_redis *)(*out)->impl. */
+kvlm_err kv_tier_redis_new(kv_tier **out, const char *urls, const kv_redis_opts *opts, char *err, size_t errlen);
 
 #endif

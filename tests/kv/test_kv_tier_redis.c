@@ -32,114 +32,41 @@
 #include <hiredis/hiredis.h>
 #include <xxhash.h>
 
+#include "testredis.h"
 #include "testutil.h"
 #include "kv/kv_tier_redis.h"
 
-#define REDIS_SERVER "/usr/bin/redis-server"
-
-/* ---- helpers ------------------------------------------------------------------------ */
-
-/* ---- redis-server children ---------------------------------------------------------- */
-
-typedef struct srv {
-    char  dir[256];
-    char  sock[300];
-    char  url[400];
-    const char *password;   /* requirepass, or NULL */
-    pid_t pid;
-} srv;
-
-static bool have_redis(void) { return access(REDIS_SERVER, X_OK) == 0; }
+/* ---- redis-server children (tests/util/testredis.h) --------------------------------- */
 
 /* The servers of the running test, so that a failed assertion (which leaves the test
  * function) still has them killed and their directories removed by teardown(). */
-static srv  g_srv[4];
-static bool g_used[4];
+static test_redis g_srv[4];
+static bool       g_used[4];
 
-/* A raw client of the test's own (not the tier's), authenticated when needed. */
-static redisContext *raw_client(const srv *s)
+static bool have_redis(void) { return test_redis_available(); }
+
+static redisContext *raw_client(const test_redis *s) { return test_redis_client(s); }
+
+static void srv_start(test_redis *s)
 {
-    struct timeval tv = { 1, 0 };
-    redisContext *c = redisConnectUnixWithTimeout(s->sock, tv);
-    if (!c || c->err) { if (c) redisFree(c); return NULL; }
-    redisSetTimeout(c, tv);
-    if (s->password) {
-        redisReply *r = redisCommand(c, "AUTH %s", s->password);
-        if (r) freeReplyObject(r);
-    }
-    return c;
+    if (!test_redis_restart(s)) fail_msg("redis-server did not answer on %s", s->sock);
 }
 
-/* (Re)starts the server of s on its socket and waits (up to 10 s) until it answers. */
-static void srv_start(srv *s)
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open("/dev/null", O_RDWR);
-        if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
-        const char *argv[20];
-        int n = 0;
-        argv[n++] = REDIS_SERVER;
-        argv[n++] = "--port"; argv[n++] = "0";
-        argv[n++] = "--unixsocket"; argv[n++] = s->sock;
-        argv[n++] = "--unixsocketperm"; argv[n++] = "700";
-        argv[n++] = "--save"; argv[n++] = "";
-        argv[n++] = "--appendonly"; argv[n++] = "no";
-        argv[n++] = "--daemonize"; argv[n++] = "no";
-        argv[n++] = "--dir"; argv[n++] = s->dir;
-        if (s->password) { argv[n++] = "--requirepass"; argv[n++] = s->password; }
-        argv[n] = NULL;
-        execv(REDIS_SERVER, (char *const *)argv);
-        _exit(127);
-    }
-    s->pid = pid;
-    for (int i = 0; i < 1000; i++) {
-        redisContext *c = raw_client(s);
-        if (c) {
-            redisReply *r = redisCommand(c, "PING");
-            bool ok = r && r->type == REDIS_REPLY_STATUS;
-            if (r) freeReplyObject(r);
-            redisFree(c);
-            if (ok) return;
-        }
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) fail_msg("redis-server exited at start (status %d)", st);
-        test_sleep_ms(10);
-    }
-    fail_msg("redis-server did not answer on %s", s->sock);
-}
+static void srv_kill(test_redis *s) { test_redis_kill(s); }
 
-static void srv_kill(srv *s)
+static test_redis *srv_new(const char *password)
 {
-    if (s->pid <= 0) return;
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
-    s->pid = 0;
-}
-
-static srv *srv_new(const char *password)
-{
-    srv *s = NULL;
+    test_redis *s = NULL;
     for (size_t i = 0; i < sizeof g_srv / sizeof g_srv[0] && !s; i++)
         if (!g_used[i]) { g_used[i] = true; s = &g_srv[i]; }
     assert_non_null(s);
-    memset(s, 0, sizeof *s);
-    const char *t = getenv("TMPDIR");
-    snprintf(s->dir, sizeof s->dir, "%s/kvredis-XXXXXX", t && *t && strlen(t) < 60 ? t : "/tmp");
-    assert_non_null(mkdtemp(s->dir));
-    snprintf(s->sock, sizeof s->sock, "%s/r.sock", s->dir);
-    snprintf(s->url, sizeof s->url, "unix://%s", s->sock);
-    s->password = password;
-    srv_start(s);
+    if (!test_redis_start(s, password)) fail_msg("redis-server did not start");
     return s;
 }
 
-static void srv_done(srv *s)
+static void srv_done(test_redis *s)
 {
-    srv_kill(s);
-    test_rm_tree(s->dir);
+    test_redis_stop(s);
     g_used[s - g_srv] = false;
 }
 
@@ -434,7 +361,7 @@ static void test_roundtrip(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv *s = srv_new(NULL);
+    test_redis *s = srv_new(NULL);
     kv_redis *r = open_ok(s->url, NULL);
     char err[512] = "";
     assert_int_equal(kv_redis_check(r, err, sizeof err), KVLM_OK);
@@ -493,7 +420,7 @@ static void test_ttl(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv *s = srv_new(NULL);
+    test_redis *s = srv_new(NULL);
     kv_redis_opts o = { .ttl_sec = 1 };
     kv_redis *r = open_ok(s->url, &o);
     put_ok(r, 11, 100);
@@ -521,7 +448,7 @@ static void test_behind_back(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv *s = srv_new(NULL);
+    test_redis *s = srv_new(NULL);
     kv_redis *r = open_ok(s->url, NULL);
     redisContext *c = raw_client(s);
     char kn[64], err[512];
@@ -564,7 +491,7 @@ static void test_two_nodes(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv *a = srv_new(NULL), *b = srv_new(NULL);
+    test_redis *a = srv_new(NULL), *b = srv_new(NULL);
     char urls[1000];
     snprintf(urls, sizeof urls, "%s,%s", a->url, b->url);
     kv_redis *r = open_ok(urls, NULL);
@@ -622,7 +549,7 @@ static void test_kill_restart(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv *s = srv_new(NULL);
+    test_redis *s = srv_new(NULL);
     kv_redis_opts o = { .connect_timeout_ms = 200, .command_timeout_ms = 200,
                         .backoff_min_ms = 300, .backoff_max_ms = 1000 };
     kv_redis *r = open_ok(s->url, &o);
@@ -689,7 +616,7 @@ static void test_timeout(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv *s = srv_new(NULL);
+    test_redis *s = srv_new(NULL);
     kv_redis_opts o = { .command_timeout_ms = 150, .backoff_min_ms = 100 };
     kv_redis *r = open_ok(s->url, &o);
     put_ok(r, 41, 100);
@@ -715,7 +642,7 @@ static void test_select_db(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv *s = srv_new(NULL);
+    test_redis *s = srv_new(NULL);
     char url[512];
     snprintf(url, sizeof url, "%s?db=3", s->url);
     kv_redis *r = open_ok(url, NULL);
@@ -740,7 +667,7 @@ static void test_auth(void **state)
 {
     (void)state;
     if (!have_redis()) skip();
-    srv *s = srv_new("s3cret-pw");
+    test_redis *s = srv_new("s3cret-pw");
     char url[512], err[512] = "";
 
     snprintf(url, sizeof url, "unix://:s3cret-pw@%s", s->sock);          /* AUTH pass */
