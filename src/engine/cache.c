@@ -87,6 +87,11 @@ kvlm_err cache_create(const kvlm_model *m, const kvlm_cache_params *params, kvlm
     }
     c->m = m;
     c->refs = 1;
+    if ((e = cache_tiers_open(c, &p.tiers, err, errlen))) {
+        kv_pool_free(&c->pool);
+        free(c);
+        return e;
+    }
     *out = c;
     return KVLM_OK;
 }
@@ -104,6 +109,7 @@ void cache_ref(kvlm_cache *c) { c->refs++; }
 void cache_unref(kvlm_cache *c)
 {
     if (!c || --c->refs > 0) return;
+    cache_tiers_close(c);
     kv_pool_free(&c->pool);
     free(c);
 }
@@ -127,4 +133,5 @@ void kvlm_cache_get_stats(const kvlm_cache *c, kvlm_cache_stats *out)
         .evictions = s.evictions, .copies = s.copies, .bytes_total = s.n_blocks * s.block_bytes,
         .bytes_per_token = s.bytes_per_token, .bytes_per_token_layer = s.bytes_per_token_per_layer,
     };
+    cache_tier_stats(c, out);
 }

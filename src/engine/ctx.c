@@ -37,6 +37,7 @@ struct kvlm_ctx {
     size_t n_past;
     float *logits;        /* [n_vocab] */
     bool has_logits;
+    int64_t spilled;      /* seq blocks [0, spilled) handed to the tiers (cache_spill) */
     kvlm_stats stats;
 };
 
@@ -86,10 +87,11 @@ kvlm_err kvlm_ctx_init(const kvlm_model *m, const kvlm_ctx_params *params, kvlm_
         cache_ref(c->cache);
     } else {
         kvlm_cache_params cp = { .mem_bytes = p.kv_mem, .n_ctx = p.n_ctx, .kv_type = p.kv_type,
-                                 .kv_type_v = p.kv_type_v, .kv_residual = p.kv_residual };
+                                 .kv_type_v = p.kv_type_v, .kv_residual = p.kv_residual, .tiers = p.tiers };
         if ((e = cache_create(m, &cp, &c->cache, err, errlen))) goto fail;
     }
     p.cache = NULL;   /* held in c->cache; a fork shares it */
+    p.tiers = (kvlm_tier_params){ 0 };   /* opened by the cache; its strings are the caller's */
     c->params = p;
     kv_seq_init(&c->seq, &c->cache->pool);
     int64_t nb = c->n_ctx < CTX_MAX_BATCH ? c->n_ctx : CTX_MAX_BATCH;
@@ -161,6 +163,7 @@ static void publish(kvlm_ctx *c)
 {
     if (!prefix_on(c)) return;
     kv_seq_publish(&c->seq, c->tokens, (int64_t)c->n_past, fingerprint(c), c->params.cache_ns, NULL, 0);
+    cache_spill(c->cache, &c->seq, &c->spilled);
 }
 
 static kvlm_err check_tokens(const kvlm_ctx *c, const kvlm_token *tokens, size_t n, char *err, size_t errlen)
@@ -273,13 +276,21 @@ static size_t attach_from_index(kvlm_ctx *c, const kvlm_token *tokens, size_t n,
     kv_seq hit;
     int64_t got = 0;
     kv_seq_init(&hit, &c->cache->pool);
-    if (kv_seq_attach_prefix(&hit, tokens, (int64_t)n, fingerprint(c), c->params.cache_ns, &got, NULL, 0) ||
-        (size_t)got <= keep) {
+    if (kv_seq_attach_ram(&hit, tokens, (int64_t)n, fingerprint(c), c->params.cache_ns, NULL, 0)) {
         kv_seq_free(&hit);
         return keep;
     }
+    const int64_t ram = hit.n_pos;
+    cache_load_sync(c->cache, &hit, tokens, (int64_t)n);   /* the tiers, after the RAM hits */
+    got = kv_seq_attach_end(&hit);
+    if ((size_t)got <= keep) {
+        kv_seq_free(&hit);
+        return keep;
+    }
+    if (got > ram) c->stats.n_reused_tier += got - (ram > (int64_t)keep ? ram : (int64_t)keep);
     kv_seq_free(&c->seq);   /* our full blocks are published: they stay cached */
     c->seq = hit;
+    c->spilled = hit.n_published;   /* found in RAM or loaded: already below */
     memcpy(c->tokens, tokens, (size_t)got * sizeof *tokens);
     c->n_past = (size_t)got;
     c->has_logits = false;

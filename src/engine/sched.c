@@ -26,6 +26,12 @@ struct sched_seq {
     uint64_t ns;
     void *user;
     bool ended;
+    size_t *n_cached;       /* the owner's: prompt positions from the cache (RAM + tiers), or NULL */
+    int64_t *ticket;        /* the owner's: last tier write of our blocks, or NULL */
+    int64_t spilled;        /* kv blocks [0, spilled) handed to the tiers */
+    kv_load *load;          /* the tiers' load of the prompt's next blocks, or NULL */
+    uint64_t *load_keys;    /* [n_load_keys] its chain keys */
+    int64_t n_load_keys, load_taken;
 };
 
 struct sched {
@@ -77,6 +83,7 @@ kvlm_err sched_init(const kvlm_model *m, kvlm_cache *cache, const sched_params *
                     (long long)p->max_seqs);
         goto fail;
     }
+    if (p->wake) cache_set_wake(cache, p->wake, p->wake_user);
     *out = S;
     return KVLM_OK;
 fail:
@@ -86,6 +93,8 @@ fail:
 
 static void seq_free(sched_seq *q)
 {
+    kv_load_free(q->load);
+    free(q->load_keys);
     kv_seq_free(&q->kv);
     kvlm_sampler_free(q->sampler);
     free(q->tokens);
@@ -98,6 +107,7 @@ void sched_free(sched *S)
     for (int64_t i = 0; i < S->n_seqs; i++) seq_free(S->seqs[i]);
     pool_free(S->pool);
     forward_free(&S->fs);
+    if (S->p.wake) cache_set_wake(S->cache, NULL, NULL);
     cache_unref(S->cache);
     free(S->seqs);
     free(S->segs);
@@ -109,10 +119,12 @@ void sched_free(sched *S)
 }
 
 kvlm_err sched_add(sched *S, const kvlm_token *prompt, size_t n, int64_t max_new, const kvlm_sampler_params *sp,
-                   uint64_t ns, void *user, sched_seq **out, size_t *n_cached, char *err, size_t errlen)
+                   uint64_t ns, void *user, sched_seq **out, size_t *n_cached, int64_t *ticket, char *err,
+                   size_t errlen)
 {
     *out = NULL;
     if (n_cached) *n_cached = 0;
+    if (ticket) *ticket = 0;
     if (n == 0) return err_set(err, errlen, KVLM_ERR_INVALID, "the prompt is empty");
     if (max_new < 1) return err_set(err, errlen, KVLM_ERR_INVALID, "max_new must be >= 1");
     if ((int64_t)n > S->p.n_ctx || max_new > S->p.n_ctx - (int64_t)n)
@@ -137,12 +149,19 @@ kvlm_err sched_add(sched *S, const kvlm_token *prompt, size_t n, int64_t max_new
     q->max_new = max_new;
     q->ns = ns;
     q->user = user;
+    q->n_cached = n_cached;
+    q->ticket = ticket;
     kv_seq_init(&q->kv, &S->cache->pool);
-    int64_t got = 0;   /* at most (n - 1) rounded down: the last prompt token is always computed */
-    if ((e = kv_seq_attach_prefix(&q->kv, prompt, (int64_t)n, cache_fingerprint(S->cache), ns, &got, err, errlen)))
+    /* at most (n - 1) rounded down: the last prompt token is always computed */
+    if ((e = kv_seq_attach_ram(&q->kv, prompt, (int64_t)n, cache_fingerprint(S->cache), ns, err, errlen)))
         goto fail;
+    q->spilled = q->kv.n_published;
+    /* the tiers are asked for the rest on their loader thread; until it is done the
+     * sequence waits, the others step */
+    q->load = cache_load_start(S->cache, &q->kv, prompt, (int64_t)n, &q->load_keys, &q->n_load_keys);
+    if (!q->load) kv_seq_attach_end(&q->kv);
     for (size_t i = 0; i < n; i++) kvlm_sampler_accept(q->sampler, prompt[i]);   /* the penalty's history */
-    if (n_cached) *n_cached = (size_t)got;
+    if (n_cached) *n_cached = (size_t)q->kv.n_pos;
     S->seqs[S->n_seqs++] = q;
     *out = q;
     return KVLM_OK;
@@ -160,7 +179,24 @@ fail:
  * costs future hits, so it is not reported. */
 static void publish(sched *S, sched_seq *q)
 {
+    if (q->load) return;                              /* attached blocks are published already */
     kv_seq_publish(&q->kv, q->tokens, q->kv.n_pos, cache_fingerprint(S->cache), q->ns, NULL, 0);
+    const int64_t t = cache_spill(S->cache, &q->kv, &q->spilled);
+    if (q->ticket && t > *q->ticket) *q->ticket = t;
+}
+
+/* Attaches what q's tier load has fetched; when it is over, q can step. */
+static void poll_load(sched *S, sched_seq *q)
+{
+    if (!cache_load_poll(S->cache, q->load, q->load_keys, &q->load_taken, &q->kv, q->tokens, q->n_prompt))
+        return;
+    kv_load_free(q->load);
+    free(q->load_keys);
+    q->load = NULL;
+    q->load_keys = NULL;
+    kv_seq_attach_end(&q->kv);
+    q->spilled = q->kv.n_published;                  /* found in RAM or loaded: below already */
+    if (q->n_cached) *q->n_cached = (size_t)q->kv.n_pos;
 }
 
 void sched_remove(sched *S, sched_seq *q)
@@ -198,13 +234,18 @@ static void report(sched *S, sched_seq *q, kvlm_token tok, kvlm_err e)
 
 int64_t sched_step(sched *S)
 {
-    int64_t budget = S->p.step_tokens, n_seg = 0, n_tok = 0, blocked = 0;
+    int64_t budget = S->p.step_tokens, n_seg = 0, n_tok = 0, blocked = 0, loading = 0;
+    for (int64_t i = 0; i < S->n_seqs; i++) {
+        sched_seq *q = S->seqs[i];
+        if (q->load && !q->ended) poll_load(S, q);
+        loading += q->load != NULL;
+    }
     /* generating sequences first (one token each), then prompt chunks, oldest first */
     for (int pass = 0; pass < 2; pass++) {
         for (int64_t i = 0; i < S->n_seqs && budget > 0; i++) {
             sched_seq *q = S->seqs[i];
             const bool generating = q->n_tok > q->n_prompt;
-            if (q->ended || generating != (pass == 0)) continue;
+            if (q->ended || q->load || generating != (pass == 0)) continue;
             int64_t n = q->n_tok - q->kv.n_pos;
             if (n > budget) n = budget;
             if (n <= 0) continue;
@@ -220,7 +261,7 @@ int64_t sched_step(sched *S)
         }
     }
     if (n_seg == 0) {
-        if (blocked > 0) {
+        if (blocked > 0 && loading == 0) {
             /* nothing fits: end the newest waiting sequence so the others can go on */
             for (int64_t i = S->n_seqs - 1; i >= 0; i--)
                 if (!S->seqs[i]->ended) {
@@ -257,5 +298,17 @@ int64_t sched_step(sched *S)
 }
 
 int64_t sched_n_seqs(const sched *S) { return S->n_seqs; }
+
+int64_t sched_n_loading(const sched *S)
+{
+    int64_t n = 0;
+    for (int64_t i = 0; i < S->n_seqs; i++) n += S->seqs[i]->load != NULL;
+    return n;
+}
+
+kvlm_err sched_after(sched *S, int64_t ticket, void (*fn)(void *user), void *user)
+{
+    return cache_after(S->cache, ticket, fn, user);
+}
 
 void sched_cache_stats(const sched *S, kvlm_cache_stats *out) { kvlm_cache_get_stats(S->cache, out); }

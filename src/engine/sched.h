@@ -20,8 +20,10 @@
  * greedy output does not depend on what else runs.
  *
  * Prefix cache: sched_add attaches the longest cached prefix of the prompt
- * (under the request's namespace: tenant, salt); each step publishes the full
- * blocks computed so far. When the pool cannot supply a step's blocks, the
+ * (under the request's namespace: tenant, salt) found in RAM, and asks the cache's
+ * tiers (disk, Redis) for the blocks after it on their loader thread; the
+ * sequence steps once that load is over, the others step meanwhile. Each step
+ * publishes the full blocks computed so far (and queues them for the tiers). When the pool cannot supply a step's blocks, the
  * sequence waits; if no sequence can progress, the newest is ended with
  * KVLM_ERR_BUDGET so the others can (preemption by abort, not by swap). */
 #ifndef KVLM_ENGINE_SCHED_H
@@ -40,6 +42,9 @@ typedef struct sched_params {
     int64_t n_ctx;          /* positions per sequence, prompt and generated */
     int64_t step_tokens;    /* tokens per step, at least max_seqs */
     int64_t max_seqs;       /* sequences at once */
+    void  (*wake)(void *user);  /* called from another thread when a tier load progresses:
+                                   the caller's loop should call sched_step again; NULL: poll */
+    void   *wake_user;
 } sched_params;
 
 /* Reports the token a sequence just sampled (or, with e != KVLM_OK, that it was
@@ -54,15 +59,25 @@ kvlm_err sched_init(const kvlm_model *m, kvlm_cache *cache, const sched_params *
 void sched_free(sched *S);
 
 /* A new sequence for prompt[0..n) (copied), to generate up to max_new tokens
- * with sampler params sp; ns scopes its prefix-cache hits. *n_cached gets the
- * prompt positions taken from the cache. KVLM_ERR_CONTEXT_FULL if n + max_new
- * exceeds n_ctx, KVLM_ERR_BUDGET if max_seqs are running, KVLM_ERR_INVALID for
- * a bad id or n == 0. user is passed to on_token. */
+ * with sampler params sp; ns scopes its prefix-cache hits. *n_cached (may be
+ * NULL) gets the prompt positions taken from RAM now, and is updated (by
+ * sched_step, before the first token is reported) when the cache's tiers have
+ * added theirs: the pointer must stay valid while the sequence lives. Likewise
+ * *ticket (may be NULL) is kept at the cache's write ticket of the last block
+ * this sequence had written to the tiers (sched_after). KVLM_ERR_CONTEXT_FULL if
+ * n + max_new exceeds n_ctx, KVLM_ERR_BUDGET if max_seqs are running,
+ * KVLM_ERR_INVALID for a bad id or n == 0. user is passed to on_token. */
 kvlm_err sched_add(sched *S, const kvlm_token *prompt, size_t n, int64_t max_new, const kvlm_sampler_params *sp,
-                   uint64_t ns, void *user, sched_seq **out, size_t *n_cached, char *err, size_t errlen);
+                   uint64_t ns, void *user, sched_seq **out, size_t *n_cached, int64_t *ticket, char *err,
+                   size_t errlen);
 /* Ends q now (a cancelled request): its blocks go back to the pool (full ones
- * stay cached for later hits). q is invalid afterwards. */
+ * stay cached for later hits, and go to the tiers). q is invalid afterwards. */
 void sched_remove(sched *S, sched_seq *q);
+/* Sequences waiting for their blocks from the tiers (they do not step meanwhile). */
+int64_t sched_n_loading(const sched *S);
+/* fn(user) once every tier write up to ticket is done: at once on this thread, or
+ * later on the tiers' writer thread. What a response waits for before it ends. */
+kvlm_err sched_after(sched *S, int64_t ticket, void (*fn)(void *user), void *user);
 
 /* One step. Returns the number of sequences that ran (0: nothing to do). */
 int64_t sched_step(sched *S);

@@ -50,6 +50,7 @@ struct kv_block_meta {
     kv_block hash_next;     /* next published block in the same bucket */
     uint8_t state;          /* kv_block_state */
     bool published;
+    bool marked;            /* the owner's mark (kv_pool_mark); false when unpublished */
     kv_link link;           /* valid when published */
 };
 
@@ -292,6 +293,7 @@ static void unpublish(kv_pool *p, kv_block b)
     hash_remove(p, b);
     if (m->link.parent != KV_BLOCK_NONE) p->meta[m->link.parent].n_child--;
     m->published = false;
+    m->marked = false;
 }
 
 /* ---- allocation ------------------------------------------------------------------------ */
@@ -307,6 +309,7 @@ static kv_block oldest_evictable(const kv_pool *p)
 /* CACHED b -> FREE, its index entry dropped. */
 static void evict(kv_pool *p, kv_block b)
 {
+    if (p->evict_fn) p->evict_fn(p->evict_user, p, b, &p->meta[b].link);   /* bytes still intact */
     lru_remove(p, b);
     unpublish(p, b);
     set_free(p, b);
@@ -555,4 +558,22 @@ kvlm_err kv_pool_check(const kv_pool *pool, char *err, size_t errlen)
                        (long long)count[KV_BLOCK_CACHED], (long long)n_lru,
                        (long long)count[KV_BLOCK_IN_USE], (long long)n_published, (long long)n_hashed);
     return KVLM_OK;
+}
+
+void kv_pool_set_evict_hook(kv_pool *pool, kv_pool_evict_fn fn, void *user)
+{
+    pool->evict_fn = fn;
+    pool->evict_user = user;
+}
+
+void kv_pool_mark(kv_pool *pool, kv_block b)
+{
+    assert(b >= 0 && b < pool->n_blocks && pool->meta[b].published);
+    pool->meta[b].marked = true;
+}
+
+bool kv_pool_marked(const kv_pool *pool, kv_block b)
+{
+    assert(b >= 0 && b < pool->n_blocks);
+    return pool->meta[b].marked;
 }

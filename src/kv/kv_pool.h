@@ -116,6 +116,10 @@ typedef struct kv_block_info {
 } kv_block_info;
 
 struct kv_block_meta;      /* private to kv_pool.c */
+struct kv_pool;
+/* Called when a cached block is evicted, before its bytes are reused: b still
+ * holds what *link names (what write-evict tiers save). Must not call the pool. */
+typedef void (*kv_pool_evict_fn)(void *user, const struct kv_pool *pool, kv_block b, const kv_link *link);
 
 /* Fields are read-only outside kv_pool.c; the inline accessors below need them. */
 typedef struct kv_pool {
@@ -135,6 +139,8 @@ typedef struct kv_pool {
     kv_block free_head;    /* free list (singly linked through meta.next) */
     kv_block lru_head, lru_tail;  /* oldest, newest cached block */
     kv_pool_stats stats;   /* counters kept up to date; block sizes filled at init */
+    kv_pool_evict_fn evict_fn;   /* kv_pool_set_evict_hook, or NULL */
+    void *evict_user;
 } kv_pool;
 
 static inline bool kv_type_is_kivi(kvlm_kv_type t) { return t == KVLM_KV_KIVI4 || t == KVLM_KV_KIVI2; }
@@ -209,6 +215,14 @@ kv_block kv_pool_publish(kv_pool *pool, kv_block b, const kv_link *link);
  * fingerprint, ns), with a reference taken; KV_BLOCK_NONE if none. A cached hit
  * leaves the LRU. Counts lookups and hits. */
 kv_block kv_pool_lookup(kv_pool *pool, const kv_link *link);
+
+/* The owner's hook on evictions (NULL: none). */
+void kv_pool_set_evict_hook(kv_pool *pool, kv_pool_evict_fn fn, void *user);
+/* A mark the owner may set on a published block (the tiers: "already written
+ * below"); it goes when the block is unpublished (evicted), so a reused block id
+ * never carries it. */
+void kv_pool_mark(kv_pool *pool, kv_block b);
+bool kv_pool_marked(const kv_pool *pool, kv_block b);
 
 /* ---- inspection -------------------------------------------------------------- */
 void kv_pool_get_stats(const kv_pool *pool, kv_pool_stats *out);

@@ -3,6 +3,7 @@
  * (alloc, lookup, ref) and leaves it with one unref. */
 #include "kv/kv_seq.h"
 #include "core/err.h"
+#include "kv/kv_block_io.h"
 #include "kern/attn.h"
 #include "kern/quant.h"
 
@@ -410,25 +411,29 @@ kvlm_err kv_seq_fork(kv_seq *dst, const kv_seq *src, char *err, size_t errlen)
     return KVLM_OK;
 }
 
-/* The link of full block i: tokens[16i, 16i+16) after blocks[i-1] and keys[i-1].
- * In a KIVI K pool a block's bytes also depend on the rest of its span (its K
- * scales cover the span's 64 positions), so the namespace of its link commits
- * to the span's later tokens too: equal keys still mean equal bytes. tokens
- * reach the end of block i's span. */
+/* The namespace block i's key is chained under. In a KIVI K pool a block's bytes
+ * also depend on the rest of its span (its K scales cover the span's 64
+ * positions), so it commits to the span's later tokens too: equal keys still
+ * mean equal bytes. tokens reach the end of block i's span. */
+static uint64_t link_ns(const kv_pool *p, int64_t i, const kvlm_token *tokens, uint64_t ns)
+{
+    const int64_t span = kv_pool_span(p), rest = span - 1 - i % span;   /* later blocks of the span */
+    if (rest <= 0) return ns;
+    uint8_t buf[sizeof ns + (KV_KIVI_SPAN - 1) * KV_BLOCK_TOKENS * sizeof *tokens];
+    const size_t nt = (size_t)(rest * KV_BLOCK_TOKENS) * sizeof *tokens;
+    memcpy(buf, &ns, sizeof ns);
+    memcpy(buf + sizeof ns, tokens + (i + 1) * KV_BLOCK_TOKENS, nt);
+    return XXH3_64bits(buf, sizeof ns + nt);
+}
+
+/* The link of full block i: tokens[16i, 16i+16) after blocks[i-1] and keys[i-1]. */
 static void block_link(const kv_seq *s, kv_link *link, int64_t i, const kvlm_token *tokens,
                        uint64_t fingerprint, uint64_t ns)
 {
     const kv_block parent = i > 0 ? s->blocks[i - 1] : KV_BLOCK_NONE;
     const uint64_t parent_key = i > 0 ? s->keys[i - 1] : KV_ROOT_KEY;
-    const int64_t span = kv_pool_span(s->pool), rest = span - 1 - i % span;   /* later blocks of the span */
-    if (rest > 0) {
-        uint8_t buf[sizeof ns + (KV_KIVI_SPAN - 1) * KV_BLOCK_TOKENS * sizeof *tokens];
-        const size_t nt = (size_t)(rest * KV_BLOCK_TOKENS) * sizeof *tokens;
-        memcpy(buf, &ns, sizeof ns);
-        memcpy(buf + sizeof ns, tokens + (i + 1) * KV_BLOCK_TOKENS, nt);
-        ns = XXH3_64bits(buf, sizeof ns + nt);
-    }
-    kv_pool_link(link, parent, parent_key, tokens + i * KV_BLOCK_TOKENS, fingerprint, ns);
+    kv_pool_link(link, parent, parent_key, tokens + i * KV_BLOCK_TOKENS, fingerprint,
+                 link_ns(s->pool, i, tokens, ns));
 }
 
 /* Records link.key as keys[i], or checks it against the key recorded earlier. */
@@ -494,16 +499,20 @@ kvlm_err kv_seq_publish(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
     return KVLM_OK;
 }
 
-kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
-                              uint64_t fingerprint, uint64_t ns, int64_t *n_reused,
-                              char *err, size_t errlen)
+/* Blocks a prefix attach may take: at most floor((n - 1) / 16), so that the last
+ * token is always left to compute; KIVI K: whole spans (block_link reads to a
+ * span's end). */
+static int64_t attach_max_blocks(const kv_seq *s, int64_t n_tokens)
 {
-    *n_reused = 0;
+    return n_tokens > 0 ? span_blocks(s->pool, (n_tokens - 1) / KV_BLOCK_TOKENS) : 0;
+}
+
+kvlm_err kv_seq_attach_ram(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, uint64_t fingerprint,
+                           uint64_t ns, char *err, size_t errlen)
+{
     if (s->n_blocks > 0 || s->n_pos > 0)
         return err_set(err, errlen, KVLM_ERR_INVALID, "attach_prefix needs an empty sequence");
-    /* at most floor((n - 1) / 16) blocks: the last token is always left to compute */
-    /* KIVI K: whole spans (block_link reads to a span's end) */
-    const int64_t max_blocks = n_tokens > 0 ? span_blocks(s->pool, (n_tokens - 1) / KV_BLOCK_TOKENS) : 0;
+    const int64_t max_blocks = attach_max_blocks(s, n_tokens);
     kvlm_err rc = grow(s, max_blocks, err, errlen);
     if (rc != KVLM_OK) return rc;
     s->fingerprint = fingerprint;
@@ -518,13 +527,76 @@ kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tok
         s->keys[i] = link.key;
         s->n_blocks = i + 1;
     }
-    if (s->pool->res_tokens > 0) {                    /* KIVI: whole residual groups only */
-        const int64_t keep = kv_seq_group_start(s->pool, i * KV_BLOCK_TOKENS) / KV_BLOCK_TOKENS;
-        release_from(s, keep);
-        i = keep;
-    }
     s->n_pos = i * KV_BLOCK_TOKENS;
     s->n_keyed = s->n_published = i;
-    *n_reused = s->n_pos;
+    return KVLM_OK;
+}
+
+int64_t kv_seq_next_keys(const kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, uint64_t *keys, int64_t cap)
+{
+    const int64_t first = s->n_blocks, max_blocks = attach_max_blocks(s, n_tokens);
+    uint64_t parent_key = first > 0 ? s->keys[first - 1] : KV_ROOT_KEY;
+    int64_t n = 0;
+    for (int64_t i = first; i < max_blocks && n < cap; i++, n++) {   /* keys: [cap] for blocks first.. */
+        keys[n] = kv_pool_chain_key(parent_key, tokens + i * KV_BLOCK_TOKENS, s->fingerprint,
+                                    link_ns(s->pool, i, tokens, s->ns));
+        parent_key = keys[n];
+    }
+    return n;
+}
+
+kvlm_err kv_seq_attach_image(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, const void *image,
+                             size_t len, char *err, size_t errlen)
+{
+    const int64_t i = s->n_blocks;
+    if (s->n_pos != i * KV_BLOCK_TOKENS || s->n_published != i || i >= attach_max_blocks(s, n_tokens))
+        return err_set(err, errlen, KVLM_ERR_INVALID, "attach_image: block %lld cannot be attached here",
+                       (long long)i);
+    kvlm_err rc = grow(s, i + 1, err, errlen);
+    if (rc != KVLM_OK) return rc;
+    kv_link link;
+    block_link(s, &link, i, tokens, s->fingerprint, s->ns);
+    kv_block b = kv_pool_lookup(s->pool, &link);      /* computed meanwhile by another sequence */
+    if (b == KV_BLOCK_NONE) {
+        if ((rc = kv_pool_alloc(s->pool, &b, err, errlen)) != KVLM_OK) return rc;
+        if ((rc = kv_block_decode(s->pool, image, len, &link, b, err, errlen)) != KVLM_OK) {
+            kv_pool_unref(s->pool, b);
+            return rc;
+        }
+        const kv_block got = kv_pool_publish(s->pool, b, &link);
+        if (got != b) {                               /* a collision: the key names other content */
+            kv_pool_unref(s->pool, b);
+            if (got != KV_BLOCK_NONE) kv_pool_unref(s->pool, got);
+            return err_set(err, errlen, KVLM_ERR_INVALID, "attach_image: key of block %lld is taken",
+                           (long long)i);
+        }
+    }
+    s->blocks[i] = b;
+    s->keys[i] = link.key;
+    s->n_blocks = i + 1;
+    s->n_pos = (i + 1) * KV_BLOCK_TOKENS;
+    s->n_keyed = s->n_published = i + 1;
+    return KVLM_OK;
+}
+
+int64_t kv_seq_attach_end(kv_seq *s)
+{
+    if (s->pool->res_tokens > 0) {                    /* KIVI: whole residual groups only */
+        const int64_t keep = kv_seq_group_start(s->pool, s->n_blocks * KV_BLOCK_TOKENS) / KV_BLOCK_TOKENS;
+        release_from(s, keep);
+        s->n_pos = keep * KV_BLOCK_TOKENS;
+        s->n_keyed = s->n_published = keep;
+    }
+    return s->n_pos;
+}
+
+kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
+                              uint64_t fingerprint, uint64_t ns, int64_t *n_reused,
+                              char *err, size_t errlen)
+{
+    *n_reused = 0;
+    kvlm_err rc = kv_seq_attach_ram(s, tokens, n_tokens, fingerprint, ns, err, errlen);
+    if (rc != KVLM_OK) return rc;
+    *n_reused = kv_seq_attach_end(s);
     return KVLM_OK;
 }

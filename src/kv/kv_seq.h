@@ -1,7 +1,7 @@
 /* kv_seq.h - one sequence's view of the KV cache: a block table over a kv_pool
  * (vLLM's PagedAttention), with copy-on-write sharing, rollback, fork and
  * automatic prefix caching.
- * Room: kv. May touch: kv_pool, core (errors), kern (f16 conversion). Knows
+ * Room: kv. May touch: kv_pool, kv_block_io, core (errors), kern (f16 conversion). Knows
  * nothing of the model file, the forward pass or threads.
  *
  *   position pos lives in block blocks[pos / 16], slot pos % 16:
@@ -149,6 +149,30 @@ kvlm_err kv_seq_publish(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
 kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
                               uint64_t fingerprint, uint64_t ns, int64_t *n_reused,
                               char *err, size_t errlen);
+
+/* kv_seq_attach_prefix in steps, for a prefix found partly in RAM and partly in
+ * the tiers below (kv_tier.h):
+ *   kv_seq_attach_ram    the RAM hits, as attach_prefix, but not yet trimmed to a
+ *                        KIVI residual group (n_pos = n_blocks * 16)
+ *   kv_seq_next_keys     the chain keys of the blocks after those (up to cap, within
+ *                        attach_prefix's limit): what to ask the tiers for, in order
+ *   kv_seq_attach_image  appends block n_blocks from a block image (kv_block_io.h):
+ *                        verified against the link that position expects (checksum,
+ *                        geometry, types, key, parent key, tokens, fingerprint, ns),
+ *                        copied into a fresh block and published; a block already
+ *                        in RAM under that link is taken instead. KVLM_ERR_FORMAT:
+ *                        the image does not verify; KVLM_ERR_BUDGET: no block free;
+ *                        KVLM_ERR_INVALID: past the limit or a collision. On any
+ *                        error the sequence is unchanged.
+ *   kv_seq_attach_end    trims a KIVI sequence to its residual group's start;
+ *                        returns n_pos, the positions reused. */
+kvlm_err kv_seq_attach_ram(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, uint64_t fingerprint,
+                           uint64_t ns, char *err, size_t errlen);
+int64_t  kv_seq_next_keys(const kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, uint64_t *keys,
+                          int64_t cap);
+kvlm_err kv_seq_attach_image(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, const void *image,
+                             size_t len, char *err, size_t errlen);
+int64_t  kv_seq_attach_end(kv_seq *s);
 
 /* One position of one layer, pos < n_blocks * 16. K: channel c (of n_head_kv *
  * head_dim) alone, since K is stored channel-major; V: the row [n_head_kv][head_dim].

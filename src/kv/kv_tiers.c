@@ -89,6 +89,7 @@ struct kv_tiers {
     wr_item   *head, *tail;
     size_t     pending;
     int64_t    last, done;
+    int64_t    cb_done;        /* the callbacks of tickets <= cb_done have returned */
     after_cb  *cbs;
     bool       stop;
     pthread_t  writer;
@@ -399,6 +400,8 @@ static void *writer_main(void *arg)
         free(it->data);
         free(it);
         pthread_mutex_lock(&t->mu);
+        t->cb_done = t->done;
+        pthread_cond_broadcast(&t->cv_done);
     }
     pthread_mutex_unlock(&t->mu);
     ZSTD_freeCCtx(cctx);
@@ -432,7 +435,7 @@ void kv_tiers_flush_to(kv_tiers *t, int64_t ticket)
 {
     pthread_mutex_lock(&t->mu);
     if (ticket > t->last) ticket = t->last;
-    while (t->done < ticket) pthread_cond_wait(&t->cv_done, &t->mu);
+    while (t->cb_done < ticket) pthread_cond_wait(&t->cv_done, &t->mu);   /* written, its callbacks run */
     pthread_mutex_unlock(&t->mu);
 }
 

@@ -100,8 +100,9 @@ int64_t  kv_tiers_last_ticket(const kv_tiers *t);
  * (true for ticket <= 0). */
 bool     kv_tiers_written(kv_tiers *t, int64_t ticket);
 
-/* Blocks until kv_tiers_written(ticket); a ticket beyond the last handed out waits
- * for the last one. Never from a kv_tiers_after callback (the writer would wait for
+/* Blocks until kv_tiers_written(ticket) and the kv_tiers_after callbacks of every
+ * ticket up to it have returned; a ticket beyond the last handed out waits for the
+ * last one. Never from a kv_tiers_after callback (the writer would wait for
  * itself). */
 void     kv_tiers_flush_to(kv_tiers *t, int64_t ticket);
 void     kv_tiers_flush(kv_tiers *t);   /* flush_to(last ticket) */

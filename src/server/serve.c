@@ -47,6 +47,7 @@ typedef struct choice {
     int64_t n_gen;
     api_finish finish;
     bool first_sent;         /* the first chunk (with the role) went out */
+    int64_t ticket;          /* tier write of the last block its sequence published (sched_add) */
 } choice;
 
 struct job {
@@ -198,6 +199,12 @@ static void job_finish(server *s, job *j)
     pthread_mutex_unlock(&s->mu);
 }
 
+static void job_finish_cb(void *user)
+{
+    job *j = user;
+    job_finish(j->srv, j);
+}
+
 /* Choice c ends with reason f: the rest of its text and a finish chunk go out. */
 static void choice_finish(choice *c, api_finish f)
 {
@@ -301,11 +308,10 @@ static void admit(server *s)
             sp.repeat_penalty = 1;
             sp.seed = j->req.has_seed ? (uint64_t)j->req.seed + i : XXH3_64bits(j->id, strlen(j->id)) + i;
             char err[ERRLEN];
-            size_t cached = 0;
+            /* j->cached: RAM hits now, the tiers' when their load is over (before the first token) */
             kvlm_err e = sched_add(s->S, j->prompt, j->n_prompt, j->req.max_tokens, &sp, j->ns, &j->ch[i],
-                                   &j->ch[i].seq, &cached, err, sizeof err);
+                                   &j->ch[i].seq, i == 0 ? &j->cached : NULL, &j->ch[i].ticket, err, sizeof err);
             if (e) api_error_set(&j->err, e == KVLM_ERR_NOMEM ? 500 : 400, NULL, NULL, "%s", err);
-            if (i == 0) j->cached = cached;
         }
         pthread_mutex_lock(&s->mu);
     }
@@ -342,12 +348,17 @@ static void reap(server *s)
         if (s->stopping && !j->err.http_status && j->n_done < (size_t)j->req.n)
             api_error_set(&j->err, 503, NULL, NULL, "the server is shutting down");
         pthread_mutex_unlock(&s->mu);
-        for (size_t i = 0; i < (size_t)j->req.n; i++)
+        int64_t ticket = 0;
+        for (size_t i = 0; i < (size_t)j->req.n; i++) {
             if (j->ch[i].seq) {
                 sched_remove(s->S, j->ch[i].seq);   /* its blocks go back now */
                 j->ch[i].seq = NULL;
             }
-        job_finish(s, j);
+            if (j->ch[i].ticket > ticket) ticket = j->ch[i].ticket;
+        }
+        /* the response ends once the blocks it published are in every tier: now, or on
+           the tiers' writer thread, never holding up this one */
+        if (sched_after(s->S, ticket, job_finish_cb, j) != KVLM_OK) job_finish(s, j);
         pthread_mutex_lock(&s->mu);
     }
     if (s->stopping)                             /* queued ones never started */
@@ -364,6 +375,15 @@ static void reap(server *s)
     snapshot(s);
 }
 
+/* The tiers' loader made progress (its thread): the scheduler steps again. */
+static void wake_sched(void *user)
+{
+    server *s = user;
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_signal(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void *sched_thread(void *arg)
 {
     server *s = arg;
@@ -378,8 +398,15 @@ static void *sched_thread(void *arg)
             continue;
         }
         pthread_mutex_unlock(&s->mu);
-        sched_step(s->S);
+        const int64_t ran = sched_step(s->S);
         pthread_mutex_lock(&s->mu);
+        if (ran == 0 && sched_n_loading(s->S) > 0) {  /* waiting for the tiers: woken by wake_sched */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 20 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+            pthread_cond_timedwait(&s->work_cv, &s->mu, &ts);
+        }
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -770,7 +797,7 @@ static int start_chat(server *s, char *err)
         return -1;
     }
     sched_params sp = { .n_threads = s->p.n_threads, .n_ctx = s->p.n_ctx, .step_tokens = s->p.step_tokens,
-                        .max_seqs = s->p.max_seqs };
+                        .max_seqs = s->p.max_seqs, .wake = wake_sched, .wake_user = s };
     if (sched_init(s->model, s->cache, &sp, on_token, &s->S, err, ERRLEN)) {
         fprintf(stderr, "kvlm serve: %s\n", err);
         return -1;
@@ -866,6 +893,7 @@ done:
     pthread_cond_signal(&s.work_cv);
     pthread_mutex_unlock(&s.mu);
     if (th_started) pthread_join(th, NULL);   /* every job answered (503) or closed */
+    kvlm_cache_flush(s.cache);                /* pending tier writes, and the responses waiting on them */
     serve_whisper_stop(s.whisper);           /* likewise every transcription */
     http_server_stop(http);
     server_free(&s);

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +68,9 @@ void metrics_set_cache(serve_metrics *m, const kvlm_cache_stats *st, int64_t que
     m->blocks_total = st->n_blocks;
     m->queue_len = queue_len;
     m->running_seqs = running_seqs;
+    m->tier_loads = st->tier_loads;
+    m->n_tiers = st->n_tiers;
+    memcpy(m->tier, st->tier, sizeof m->tier);
 }
 
 typedef struct buf { char *p; size_t len, cap; bool oom; } buf;
@@ -112,6 +116,57 @@ static void hist(buf *b, const char *name, const char *help, const metrics_hist 
         h->sum, name, (unsigned long long)h->count);
 }
 
+/* The tiers below the pool (disk, Redis): one series per tier of each family. */
+static void tiers(buf *b, const serve_metrics *m)
+{
+    if (m->n_tiers == 0) return;
+    counter(b, "kvlm_tier_blocks_loaded_total", "KV blocks loaded from a tier instead of computed.",
+            (uint64_t)m->tier_loads);
+    static const struct { const char *name, *help; size_t off; } fam[] = {
+        { "kvlm_tier_hits_total", "Block lookups a tier answered with an image.", offsetof(kvlm_tier_stats, hits) },
+        { "kvlm_tier_misses_total", "Block lookups a tier did not hold.", offsetof(kvlm_tier_stats, misses) },
+        { "kvlm_tier_invalid_total", "Images that failed verification (discarded, recomputed).",
+          offsetof(kvlm_tier_stats, invalid) },
+        { "kvlm_tier_errors_total", "Failed tier calls (I/O errors, Redis down or timing out).",
+          offsetof(kvlm_tier_stats, errors) },
+        { "kvlm_tier_puts_total", "Block images written to a tier.", offsetof(kvlm_tier_stats, puts) },
+        { "kvlm_tier_dropped_total", "Block writes given up (queue full).", offsetof(kvlm_tier_stats, dropped) },
+        { "kvlm_tier_evictions_total", "Images a tier removed for its budget.", offsetof(kvlm_tier_stats, evictions) },
+        { "kvlm_tier_read_bytes_total", "Bytes read from a tier.", offsetof(kvlm_tier_stats, bytes_read) },
+        { "kvlm_tier_written_bytes_total", "Bytes written to a tier.", offsetof(kvlm_tier_stats, bytes_written) },
+    };
+    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+        put(b, "# HELP %s %s\n# TYPE %s counter\n", fam[f].name, fam[f].help, fam[f].name);
+        for (int i = 0; i < m->n_tiers; i++) {
+            int64_t v;
+            memcpy(&v, (const char *)&m->tier[i] + fam[f].off, sizeof v);
+            put(b, "%s{tier=\"%s\"} %lld\n", fam[f].name, m->tier[i].name, (long long)v);
+        }
+    }
+    put(b, "# HELP kvlm_tier_items Block images a tier holds.\n# TYPE kvlm_tier_items gauge\n");
+    for (int i = 0; i < m->n_tiers; i++)
+        put(b, "kvlm_tier_items{tier=\"%s\"} %lld\n", m->tier[i].name, (long long)m->tier[i].n_items);
+    put(b, "# HELP kvlm_tier_stored_bytes Bytes a tier holds.\n# TYPE kvlm_tier_stored_bytes gauge\n");
+    for (int i = 0; i < m->n_tiers; i++)
+        put(b, "kvlm_tier_stored_bytes{tier=\"%s\"} %lld\n", m->tier[i].name, (long long)m->tier[i].bytes_stored);
+    static const double bounds_ms[KVLM_TIER_HIST_BUCKETS - 1] = KVLM_TIER_HIST_BOUNDS_MS;
+    put(b, "# HELP kvlm_tier_load_seconds Latency of block lookups in a tier.\n"
+           "# TYPE kvlm_tier_load_seconds histogram\n");
+    for (int i = 0; i < m->n_tiers; i++) {   /* load_hist: [KVLM_TIER_HIST_BUCKETS], the last +Inf */
+        const kvlm_tier_stats *t = &m->tier[i];
+        int64_t cum = 0;
+        for (int k = 0; k < KVLM_TIER_HIST_BUCKETS - 1; k++) {
+            cum += t->load_hist[k];
+            put(b, "kvlm_tier_load_seconds_bucket{tier=\"%s\",le=\"%g\"} %lld\n", t->name, bounds_ms[k] / 1000,
+                (long long)cum);
+        }
+        cum += t->load_hist[KVLM_TIER_HIST_BUCKETS - 1];
+        put(b, "kvlm_tier_load_seconds_bucket{tier=\"%s\",le=\"+Inf\"} %lld\n"
+               "kvlm_tier_load_seconds_sum{tier=\"%s\"} %.9g\nkvlm_tier_load_seconds_count{tier=\"%s\"} %lld\n",
+            t->name, (long long)cum, t->name, t->load_seconds, t->name, (long long)cum);
+    }
+}
+
 char *metrics_render(const serve_metrics *m)
 {
     buf b = { malloc(4096), 0, 4096, false };
@@ -138,6 +193,7 @@ char *metrics_render(const serve_metrics *m)
     gauge(&b, "kvlm_kv_blocks_total", "KV blocks in the pool.", (double)m->blocks_total);
     gauge(&b, "kvlm_queue_length", "Requests waiting for admission.", (double)m->queue_len);
     gauge(&b, "kvlm_running_sequences", "Sequences being stepped.", (double)m->running_seqs);
+    tiers(&b, m);
     hist(&b, "kvlm_time_to_first_token_seconds", "From request arrival to its first token.", &m->ttft);
     hist(&b, "kvlm_time_per_output_token_seconds", "Between consecutive tokens of a request.", &m->tpot);
     counter(&b, "kvlm_transcriptions_completed_total", "Transcription requests answered successfully.",

@@ -23,6 +23,9 @@ typedef struct serve_metrics {
     uint64_t status_429, status_400, status_401, status_404, status_503;
     uint64_t prompt_tokens, completion_tokens, cached_tokens, requests_done;
     int64_t blocks_in_use, blocks_cached, blocks_total, queue_len, running_seqs;
+    int64_t tier_loads;                /* blocks loaded from the tiers below the pool */
+    int n_tiers;
+    kvlm_tier_stats tier[KVLM_MAX_TIERS];   /* disk, Redis: copied by metrics_set_cache */
     metrics_hist ttft, tpot;           /* time to first token; time per output token */
     uint64_t transcriptions_done;      /* POST /v1/audio/transcriptions answered 200 */
     double audio_seconds;              /* of their audio */

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kvlm.h"
+#include "testrun.h"
 #include "testutil.h"
 
 static kvlm_model *g_model;
@@ -64,21 +65,7 @@ static kvlm_cache *new_cache(size_t blocks)
 }
 
 /* cache NULL: a private cache (the cold reference) */
-static kvlm_ctx *new_ctx(kvlm_cache *cache)
-{
-    kvlm_ctx_params p = kvlm_ctx_default_params();
-    p.n_threads = 2;
-    p.n_ctx = MAX_TOK;
-    p.cache = cache;
-    p.kv_type = g_kv_type;
-    p.kv_residual = KIVI_RES;
-    kvlm_ctx *c;
-    char err[256];
-    kvlm_err e = kvlm_ctx_init(g_model, &p, &c, err, sizeof err);
-    if (e) print_error("ctx: %s\n", err);
-    assert_int_equal(e, KVLM_OK);
-    return c;
-}
+static kvlm_ctx *new_ctx(kvlm_cache *cache) { return test_ctx_new(g_model, cache, g_kv_type, KIVI_RES, MAX_TOK); }
 
 static size_t chat_tokens(const char *user, const char *reply, const char *user2, kvlm_token *out)
 {
@@ -91,40 +78,9 @@ static size_t chat_tokens(const char *user, const char *reply, const char *user2
     return n;
 }
 
-static kvlm_token argmax(const float *l)
-{
-    kvlm_token best = 0;
-    for (int64_t i = 1; i < g_vocab; i++) if (l[i] > l[best]) best = (kvlm_token)i;
-    return best;
-}
+typedef test_run run;
 
-/* A greedy run: the tokens and a copy of the logits before each of them. */
-typedef struct run { kvlm_token tok[GEN]; float *logits; size_t n; } run;
-
-static void greedy(kvlm_ctx *c, run *r, size_t n)
-{
-    r->logits = malloc(n * (size_t)g_vocab * sizeof(float));
-    r->n = n;
-    for (size_t i = 0; i < n; i++) {
-        const float *l = kvlm_ctx_logits(c);
-        assert_non_null(l);
-        memcpy(r->logits + i * (size_t)g_vocab, l, (size_t)g_vocab * sizeof(float));
-        r->tok[i] = argmax(l);
-        if (i + 1 < n) assert_int_equal(kvlm_ctx_decode(c, &r->tok[i], 1, NULL, 0), KVLM_OK);
-    }
-}
-
-static void assert_runs_equal(const run *a, const run *b, const char *what)
-{
-    assert_int_equal(a->n, b->n);
-    for (size_t i = 0; i < a->n; i++) {
-        if (a->tok[i] != b->tok[i]) fail_msg("%s: step %zu: token %d vs %d", what, i, a->tok[i], b->tok[i]);
-        if (memcmp(a->logits + i * (size_t)g_vocab, b->logits + i * (size_t)g_vocab, (size_t)g_vocab * sizeof(float)))
-            fail_msg("%s: step %zu: logits differ", what, i);
-    }
-}
-
-static void free_run(run *r) { free(r->logits); }
+static void greedy(kvlm_ctx *c, run *r, size_t n) { test_greedy(c, g_vocab, r, n); }
 
 /* The cold reference: tokens prefilled on a fresh private cache, then greedy. */
 static void cold(const kvlm_token *t, size_t n, run *r)
@@ -162,7 +118,7 @@ static void test_warm_prefix(void **state)
     run rb, rb_cold;
     greedy(cb, &rb, GEN);
     cold(b, nb, &rb_cold);
-    assert_runs_equal(&rb, &rb_cold, "warm vs cold");
+    test_assert_runs_equal(&rb, &rb_cold, "warm vs cold");
 
     kvlm_stats st;
     kvlm_ctx_get_stats(cb, &st);
@@ -173,9 +129,9 @@ static void test_warm_prefix(void **state)
     kvlm_ctx_free(ca);
     kvlm_ctx_free(cb);
     kvlm_cache_free(cache);
-    free_run(&ra);
-    free_run(&rb);
-    free_run(&rb_cold);
+    test_free_run(&ra);
+    test_free_run(&rb);
+    test_free_run(&rb_cold);
 }
 
 /* Turn 1 in one context; turn 2 in a NEW context on the same cache: it must hit
@@ -194,7 +150,7 @@ static void test_chat_turns(void **state)
     char reply[1024] = "";
     size_t nr = 0, n_seq = n1;                       /* t1[0, n_seq): turn 1's sequence, reply included */
     for (int i = 0; i < 40; i++) {
-        kvlm_token t = argmax(kvlm_ctx_logits(c1));
+        kvlm_token t = test_argmax(kvlm_ctx_logits(c1), g_vocab);
         if (kvlm_token_is_eog(g_model, t)) break;
         assert_true(n_seq < MAX_TOK);
         t1[n_seq++] = t;
@@ -221,11 +177,11 @@ static void test_chat_turns(void **state)
     run warm, whole;
     greedy(c2, &warm, GEN);
     cold(t2, n2, &whole);
-    assert_runs_equal(&warm, &whole, "turn by turn vs one shot");
+    test_assert_runs_equal(&warm, &whole, "turn by turn vs one shot");
     kvlm_ctx_free(c2);
     kvlm_cache_free(cache);
-    free_run(&warm);
-    free_run(&whole);
+    test_free_run(&warm);
+    test_free_run(&whole);
 }
 
 /* Forks share the prompt's blocks; each continues with a different token. */
@@ -257,9 +213,9 @@ static void test_fork(void **state)
         p[n] = first[i];
         run ind;
         cold(p, n + 1, &ind);
-        assert_runs_equal(&r[i], &ind, "fork vs independent");
-        free_run(&ind);
-        free_run(&r[i]);
+        test_assert_runs_equal(&r[i], &ind, "fork vs independent");
+        test_free_run(&ind);
+        test_free_run(&r[i]);
     }
     for (int i = 0; i < 3; i++) kvlm_ctx_free(f[i]);
     kvlm_cache_get_stats(cache, &st.cache);
@@ -303,11 +259,11 @@ static void test_heavy_eviction(void **state)
         assert_int_equal(kvlm_ctx_prefill(cb, t, n, NULL, NULL, 0), KVLM_OK);
         greedy(cs, &rs, GEN);
         greedy(cb, &rb, GEN);
-        assert_runs_equal(&rs, &rb, "small budget vs unlimited");
+        test_assert_runs_equal(&rs, &rb, "small budget vs unlimited");
         kvlm_ctx_free(cs);
         kvlm_ctx_free(cb);
-        free_run(&rs);
-        free_run(&rb);
+        test_free_run(&rs);
+        test_free_run(&rb);
     }
     kvlm_cache_stats s;
     kvlm_cache_get_stats(small, &s);

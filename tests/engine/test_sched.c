@@ -101,7 +101,7 @@ static void run_alone(int which, out *o)
     kvlm_sampler_params sp = kvlm_sampler_default_params();
     sp.temp = 0;
     memset(o, 0, sizeof *o);
-    assert_int_equal(sched_add(S, t, n, GEN, &sp, 0, o, &q, &cached, NULL, 0), KVLM_OK);
+    assert_int_equal(sched_add(S, t, n, GEN, &sp, 0, o, &q, &cached, NULL, NULL, 0), KVLM_OK);
     assert_int_equal(cached, 0);
     while (sched_n_seqs(S) > 0) sched_step(S);
     assert_true(o->done);
@@ -159,11 +159,11 @@ static void test_batched_equals_alone(void **state)
         n[i] = prompt(TEXTS[i], t[i]);
         memset(&batched[i], 0, sizeof batched[i]);
     }
-    assert_int_equal(sched_add(S, t[0], n[0], GEN, &sp, 0, &batched[0], &q, NULL, NULL, 0), KVLM_OK);
-    assert_int_equal(sched_add(S, t[1], n[1], GEN, &sp, 0, &batched[1], &q, NULL, NULL, 0), KVLM_OK);
+    assert_int_equal(sched_add(S, t[0], n[0], GEN, &sp, 0, &batched[0], &q, NULL, NULL, NULL, 0), KVLM_OK);
+    assert_int_equal(sched_add(S, t[1], n[1], GEN, &sp, 0, &batched[1], &q, NULL, NULL, NULL, 0), KVLM_OK);
     int steps = 0, max_batch = 0;
     while (sched_n_seqs(S) > 0 || steps < 5) {
-        if (steps == 5) assert_int_equal(sched_add(S, t[2], n[2], GEN, &sp, 0, &batched[2], &q, NULL, NULL, 0), KVLM_OK);
+        if (steps == 5) assert_int_equal(sched_add(S, t[2], n[2], GEN, &sp, 0, &batched[2], &q, NULL, NULL, NULL, 0), KVLM_OK);
         int64_t ran = sched_step(S);
         if (ran > max_batch) max_batch = (int)ran;
         steps++;
@@ -199,17 +199,17 @@ static void test_prefix_hit(void **state)
     sched_seq *q;
     memset(&first, 0, sizeof first);
     memset(&second, 0, sizeof second);
-    assert_int_equal(sched_add(S, t, n, GEN, &sp, 7, &first, &q, &cached, NULL, 0), KVLM_OK);
+    assert_int_equal(sched_add(S, t, n, GEN, &sp, 7, &first, &q, &cached, NULL, NULL, 0), KVLM_OK);
     assert_int_equal(cached, 0);
     while (sched_n_seqs(S) > 0) sched_step(S);
-    assert_int_equal(sched_add(S, t, n, GEN, &sp, 7, &second, &q, &cached, NULL, 0), KVLM_OK);
+    assert_int_equal(sched_add(S, t, n, GEN, &sp, 7, &second, &q, &cached, NULL, NULL, 0), KVLM_OK);
     assert_int_equal(cached, (n - 1) / 16 * 16);
     while (sched_n_seqs(S) > 0) sched_step(S);
     assert_memory_equal(second.toks, cold.toks, sizeof cold.toks);
     /* another namespace (tenant) never hits */
     out third;
     memset(&third, 0, sizeof third);
-    assert_int_equal(sched_add(S, t, n, GEN, &sp, 8, &third, &q, &cached, NULL, 0), KVLM_OK);
+    assert_int_equal(sched_add(S, t, n, GEN, &sp, 8, &third, &q, &cached, NULL, NULL, 0), KVLM_OK);
     assert_int_equal(cached, 0);
     sched_remove(S, q);                 /* cancelled before it ran: its blocks go back at once */
     kvlm_cache_stats st;
@@ -237,8 +237,8 @@ static void test_budget(void **state)
     memset(&a, 0, sizeof a);
     memset(&b, 0, sizeof b);
     sched_seq *q;
-    assert_int_equal(sched_add(S, t, n, GEN, &sp, 1, &a, &q, NULL, NULL, 0), KVLM_OK);
-    assert_int_equal(sched_add(S, t, n, GEN, &sp, 2, &b, &q, NULL, NULL, 0), KVLM_OK);
+    assert_int_equal(sched_add(S, t, n, GEN, &sp, 1, &a, &q, NULL, NULL, NULL, 0), KVLM_OK);
+    assert_int_equal(sched_add(S, t, n, GEN, &sp, 2, &b, &q, NULL, NULL, NULL, 0), KVLM_OK);
     for (int steps = 0; sched_n_seqs(S) > 0; steps++) {
         sched_step(S);
         assert_true(steps < 1000);
@@ -264,9 +264,9 @@ static void test_add_errors(void **state)
     kvlm_token t[4] = { 1, 2, 3, -5 };
     sched_seq *q;
     out o;
-    assert_int_equal(sched_add(S, t, 0, 4, &sp, 0, &o, &q, NULL, NULL, 0), KVLM_ERR_INVALID);
-    assert_int_equal(sched_add(S, t, 4, 4, &sp, 0, &o, &q, NULL, NULL, 0), KVLM_ERR_INVALID);
-    assert_int_equal(sched_add(S, t, 3, 510, &sp, 0, &o, &q, NULL, NULL, 0), KVLM_ERR_CONTEXT_FULL);
+    assert_int_equal(sched_add(S, t, 0, 4, &sp, 0, &o, &q, NULL, NULL, NULL, 0), KVLM_ERR_INVALID);
+    assert_int_equal(sched_add(S, t, 4, 4, &sp, 0, &o, &q, NULL, NULL, NULL, 0), KVLM_ERR_INVALID);
+    assert_int_equal(sched_add(S, t, 3, 510, &sp, 0, &o, &q, NULL, NULL, NULL, 0), KVLM_ERR_CONTEXT_FULL);
     assert_null(q);
     assert_int_equal(sched_n_seqs(S), 0);
     sched_free(S);

@@ -1,0 +1,452 @@
+/* test_tiers.c - the KV cache's tiers (disk, Redis) on the real model: a block that
+ * comes back from below gives the bits a cold run computes.
+ *   cold vs disk hit after a restart vs RAM hit, for f16, q8 and KIVI-4
+ *   cold vs Redis hit from a second instance (a real redis-server on a private socket)
+ *   a corrupted and a truncated block file: detected, counted, recomputed, removed
+ *   write-evict: evicted blocks, and at exit the cached ones, are found after a restart
+ *   a disk that refuses writes (RLIMIT_FSIZE): spilling stops, generation goes on
+ *   the scheduler: its sequences load from the tiers and give the same greedy tokens
+ * The cold reference is a private cache without tiers. Room: tests/engine. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvlm.h"
+#include "testredis.h"
+#include "testrun.h"
+#include "testutil.h"
+#include "engine/sched.h"
+#include "kv/kv_block_io.h"
+
+static kvlm_model *g_model;
+static int64_t g_vocab;
+static kvlm_kv_type g_kv_type = KVLM_KV_F16;
+enum { KIVI_RES = 64, MAX_TOK = 1024, GEN = 8 };
+
+#define NEED_MODEL() do { if (!g_model) skip(); } while (0)
+
+static const char *DOC =
+    "The harbour office keeps a ledger of every ship that enters the bay. Each line gives the ship's "
+    "name, its home port, the cargo it declares and the berth it is given. In the winter of the flood "
+    "the ledger was moved to the upper floor, and three pages were copied again by a clerk whose hand "
+    "is easy to tell from the others: he writes his sevens with a bar and never abbreviates the months. "
+    "Question: which details of a ship does each line of the ledger record, and who copied the pages?";
+
+static int setup(void **state)
+{
+    (void)state;
+    signal(SIGXFSZ, SIG_IGN);   /* the full-disk test: a write past the limit fails with EFBIG instead */
+    return test_model_load(&g_model, &g_vocab);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kvlm_model_free(g_model);
+    return 0;
+}
+
+static size_t doc_tokens(kvlm_token *out)
+{
+    size_t n;
+    assert_int_equal(kvlm_tokenize(g_model, DOC, strlen(DOC), true, true, out, MAX_TOK, &n, NULL, 0), KVLM_OK);
+    assert_true(n > 96);
+    return n;
+}
+
+/* positions a hit comes in: blocks, or for KIVI whole residual groups */
+static size_t hit_unit(void) { return g_kv_type == KVLM_KV_KIVI4 ? KIVI_RES : 16; }
+/* what a full hit of n prompt tokens reuses: the last token is always computed */
+static size_t full_hit(size_t n) { return (n - 1) / hit_unit() * hit_unit(); }
+
+static kvlm_cache *tier_cache(const char *dir, const char *redis, kvlm_cache_write w, size_t blocks)
+{
+    kvlm_cache_params cp = kvlm_cache_default_params();
+    cp.poison = true;
+    cp.kv_type = g_kv_type;
+    cp.kv_residual = KIVI_RES;
+    cp.mem_bytes = blocks * (size_t)kvlm_kv_bytes_per_token(g_model, cp.kv_type) * 16 + 4096;
+    cp.tiers.dir = dir;
+    cp.tiers.redis = redis;
+    cp.tiers.write = w;
+    kvlm_cache *c;
+    char err[256];
+    kvlm_err e = kvlm_cache_init(g_model, &cp, &c, err, sizeof err);
+    if (e) fail_msg("cache: %s", err);
+    return c;
+}
+
+static kvlm_ctx *new_ctx(kvlm_cache *cache) { return test_ctx_new(g_model, cache, g_kv_type, KIVI_RES, MAX_TOK); }
+
+/* Prefills t on cache (NULL: a private one without tiers), checks the reuse, runs greedy. */
+static void run_on(kvlm_cache *cache, const kvlm_token *t, size_t n, size_t want_reused, size_t want_tier,
+                   test_run *r)
+{
+    kvlm_ctx *c = new_ctx(cache);
+    size_t reused = 9999;
+    assert_int_equal(kvlm_ctx_prefill(c, t, n, &reused, NULL, 0), KVLM_OK);
+    kvlm_stats st;
+    kvlm_ctx_get_stats(c, &st);
+    if (reused != want_reused || (size_t)st.n_reused_tier != want_tier)
+        fail_msg("reused %zu (tiers %lld), expected %zu (tiers %zu)", reused, (long long)st.n_reused_tier,
+                 want_reused, want_tier);
+    test_greedy(c, g_vocab, r, GEN);
+    kvlm_ctx_free(c);
+}
+
+static kvlm_tier_stats tier_stats(kvlm_cache *c, int i)
+{
+    kvlm_cache_stats st;
+    kvlm_cache_get_stats(c, &st);
+    assert_true(i < st.n_tiers);
+    return st.tier[i];
+}
+
+/* ---- block files in chain order --------------------------------------------------- */
+enum { MAX_FILES = 128 };
+typedef struct chain { char path[MAX_FILES][512]; int n; } chain;
+
+/* The block files of dir ordered from the first block on (by their headers' parent keys). */
+static void chain_files(const char *dir, chain *out)
+{
+    char names[MAX_FILES][512];
+    uint64_t key[MAX_FILES], parent[MAX_FILES];
+    int n = 0;
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) && n < MAX_FILES;) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(names[n], sizeof names[n], "%s/%s", dir, e->d_name);
+        size_t len;
+        char *img = test_read_file(names[n], &len);
+        if (!img) continue;
+        kv_block_hdr h;
+        if (kv_block_io_peek(img, len, &h, NULL, 0) == KVLM_OK) {
+            key[n] = h.key;
+            parent[n] = h.parent_key;
+            n++;
+        }
+        free(img);
+    }
+    closedir(d);
+    out->n = 0;
+    for (uint64_t want = KV_ROOT_KEY;;) {
+        int i = 0;
+        while (i < n && parent[i] != want) i++;
+        if (i == n) break;
+        snprintf(out->path[out->n++], sizeof out->path[0], "%s", names[i]);
+        want = key[i];
+    }
+    assert_int_equal(out->n, n);   /* one chain, every file on it */
+}
+
+/* ---- tests ------------------------------------------------------------------------- */
+/* The document's tokens, their cold run and a fresh tier directory. */
+typedef struct fx { kvlm_token t[MAX_TOK]; size_t n; test_run cold; char *dir; } fx;
+
+static void fx_begin(fx *f)
+{
+    f->n = doc_tokens(f->t);
+    run_on(NULL, f->t, f->n, 0, 0, &f->cold);
+    f->dir = test_make_tmpdir("kvtier");
+    assert_non_null(f->dir);
+}
+
+static void fx_end(fx *f)
+{
+    test_free_run(&f->cold);
+    test_rm_tree(f->dir);
+    free(f->dir);
+}
+
+/* A cache on f's directory computes the document (nothing reused) and goes. */
+static void fx_compute(fx *f, kvlm_cache_write w, size_t blocks)
+{
+    kvlm_cache *a = tier_cache(f->dir, NULL, w, blocks);
+    test_run r;
+    run_on(a, f->t, f->n, 0, 0, &r);
+    test_assert_runs_equal(&f->cold, &r, "cold vs computed with a tier");
+    test_free_run(&r);
+    kvlm_cache_free(a);
+}
+static void test_disk_restart(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    fx f;
+    fx_begin(&f);
+    const size_t n = f.n;
+    kvlm_cache *a = tier_cache(f.dir, NULL, KVLM_CACHE_WRITE_THROUGH, 256);
+    test_run first, disk, ram;
+    run_on(a, f.t, n, 0, 0, &first);                  /* computed, written through */
+    kvlm_cache_flush(a);
+    kvlm_tier_stats ts = tier_stats(a, 0);
+    assert_string_equal(ts.name, "disk");
+    const size_t span = g_kv_type == KVLM_KV_KIVI4 ? 4 : 1;   /* KIVI K publishes 4 blocks at a time */
+    assert_int_equal(ts.puts, (n + GEN - 1) / (16 * span) * span);   /* every full block, once */
+    kvlm_cache_free(a);                               /* the "restart" */
+    kvlm_cache *b = tier_cache(f.dir, NULL, KVLM_CACHE_WRITE_THROUGH, 256);
+    run_on(b, f.t, n, full_hit(n), full_hit(n), &disk);
+    ts = tier_stats(b, 0);
+    assert_int_equal(ts.invalid, 0);
+    assert_true(ts.hits >= (int64_t)(full_hit(n) / 16));
+    run_on(b, f.t, n, full_hit(n), 0, &ram);          /* now in RAM */
+    test_assert_runs_equal(&f.cold, &first, "cold vs written through");
+    test_assert_runs_equal(&f.cold, &disk, "cold vs disk after restart");
+    test_assert_runs_equal(&f.cold, &ram, "cold vs RAM");
+    kvlm_cache_free(b);
+    test_free_run(&first);
+    test_free_run(&disk);
+    test_free_run(&ram);
+    fx_end(&f);
+}
+
+static void test_disk_restart_q8(void **state)
+{
+    g_kv_type = KVLM_KV_Q8;
+    test_disk_restart(state);
+    g_kv_type = KVLM_KV_F16;
+}
+
+static void test_disk_restart_kivi(void **state)
+{
+    g_kv_type = KVLM_KV_KIVI4;
+    test_disk_restart(state);
+    g_kv_type = KVLM_KV_F16;
+}
+
+/* Two instances (caches) on one Redis: the second hits what the first computed. */
+static void test_redis_second_instance(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    test_redis r;
+    if (!test_redis_start(&r, NULL)) skip();
+    kvlm_token t[MAX_TOK];
+    const size_t n = doc_tokens(t);
+    const kvlm_kv_type types[3] = { KVLM_KV_F16, KVLM_KV_Q8, KVLM_KV_KIVI4 };
+    for (int k = 0; k < 3; k++) {
+        g_kv_type = types[k];
+        test_run cold, one, two;
+        run_on(NULL, t, n, 0, 0, &cold);
+        kvlm_cache *a = tier_cache(NULL, r.url, KVLM_CACHE_WRITE_THROUGH, 256);
+        kvlm_cache *b = tier_cache(NULL, r.url, KVLM_CACHE_WRITE_THROUGH, 256);
+        run_on(a, t, n, 0, 0, &one);
+        kvlm_cache_flush(a);
+        run_on(b, t, n, full_hit(n), full_hit(n), &two);
+        assert_string_equal(tier_stats(b, 0).name, "redis");
+        assert_int_equal(tier_stats(b, 0).invalid, 0);
+        test_assert_runs_equal(&cold, &one, "cold vs first instance");
+        test_assert_runs_equal(&cold, &two, "cold vs Redis hit in a second instance");
+        kvlm_cache_free(a);
+        kvlm_cache_free(b);
+        test_free_run(&cold);
+        test_free_run(&one);
+        test_free_run(&two);
+    }
+    g_kv_type = KVLM_KV_F16;
+    test_redis_stop(&r);
+}
+
+/* A block file with one byte flipped, another cut short: loading stops before each,
+ * counts it invalid, removes it, and the rest is computed. */
+static void test_damaged_files(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    fx f;
+    fx_begin(&f);
+    fx_compute(&f, KVLM_CACHE_WRITE_THROUGH, 256);
+    chain ch;
+    chain_files(f.dir, &ch);
+    assert_true(ch.n >= 5);
+    /* block 4: a flipped byte in its payload */
+    size_t len;
+    char *img = test_read_file(ch.path[4], &len);
+    assert_non_null(img);
+    img[len / 2] ^= 0x20;
+    FILE *fp = fopen(ch.path[4], "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(img, 1, len, fp), len);
+    fclose(fp);
+    free(img);
+    test_run r2, r3, r4;
+    kvlm_cache *b = tier_cache(f.dir, NULL, KVLM_CACHE_WRITE_THROUGH, 256);
+    run_on(b, f.t, f.n, 4 * 16, 4 * 16, &r2);
+    assert_int_equal(tier_stats(b, 0).invalid, 1);
+    kvlm_cache_free(b);                               /* block 4 was recomputed and written again */
+    /* block 2: cut short */
+    assert_int_equal(truncate(ch.path[2], 1000), 0);
+    kvlm_cache *c = tier_cache(f.dir, NULL, KVLM_CACHE_WRITE_THROUGH, 256);
+    run_on(c, f.t, f.n, 2 * 16, 2 * 16, &r3);
+    assert_int_equal(tier_stats(c, 0).invalid, 1);
+    kvlm_cache_free(c);
+    kvlm_cache *d = tier_cache(f.dir, NULL, KVLM_CACHE_WRITE_THROUGH, 256);   /* both rewritten: a full hit */
+    run_on(d, f.t, f.n, full_hit(f.n), full_hit(f.n), &r4);
+    kvlm_cache_free(d);
+    test_assert_runs_equal(&f.cold, &r2, "cold vs a flipped byte in block 4");
+    test_assert_runs_equal(&f.cold, &r3, "cold vs block 2 cut short");
+    test_assert_runs_equal(&f.cold, &r4, "cold vs the repaired files");
+    test_free_run(&r2);
+    test_free_run(&r3);
+    test_free_run(&r4);
+    fx_end(&f);
+}
+
+/* Write-evict: nothing goes below until RAM evicts; what it evicts, and at exit
+ * what it still caches, is found after a restart. */
+static void test_write_evict(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    kvlm_token t[MAX_TOK], u[MAX_TOK];
+    const size_t n = doc_tokens(t);
+    memcpy(u, t, n * sizeof *t);
+    u[1] = u[1] == 100 ? 101 : 100;                   /* another prompt from its second token on */
+    const size_t blocks = (n + GEN) / 16 + 2;         /* room for one sequence: the second evicts the first */
+    char *dir = test_make_tmpdir("kvtier");
+    assert_non_null(dir);
+    test_run cold_t, cold_u, r;
+    run_on(NULL, t, n, 0, 0, &cold_t);
+    run_on(NULL, u, n, 0, 0, &cold_u);
+    kvlm_cache *a = tier_cache(dir, NULL, KVLM_CACHE_WRITE_EVICT, blocks);
+    run_on(a, t, n, 0, 0, &r);
+    test_free_run(&r);
+    kvlm_cache_flush(a);
+    assert_int_equal(tier_stats(a, 0).puts, 0);       /* nothing evicted yet */
+    run_on(a, u, n, 0, 0, &r);                        /* evicts t's blocks */
+    test_free_run(&r);
+    kvlm_cache_flush(a);
+    assert_true(tier_stats(a, 0).puts > 0);
+    kvlm_cache_free(a);                               /* u's cached blocks go below too */
+    kvlm_cache *b = tier_cache(dir, NULL, KVLM_CACHE_WRITE_EVICT, 256);
+    test_run rt, ru;
+    run_on(b, t, n, full_hit(n), full_hit(n), &rt);
+    run_on(b, u, n, full_hit(n), full_hit(n), &ru);
+    test_assert_runs_equal(&cold_t, &rt, "cold vs evicted to disk");
+    test_assert_runs_equal(&cold_u, &ru, "cold vs written at exit");
+    kvlm_cache_free(b);
+    test_free_run(&cold_t);
+    test_free_run(&cold_u);
+    test_free_run(&rt);
+    test_free_run(&ru);
+    test_rm_tree(dir);
+    free(dir);
+}
+
+/* A disk that refuses writes (files limited to 64 KiB, smaller than a block):
+ * every put fails and is counted, the run is exact, nothing half-written is left. */
+static void test_disk_full(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    fx f;
+    fx_begin(&f);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 64 << 10;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    kvlm_cache *a = tier_cache(f.dir, NULL, KVLM_CACHE_WRITE_THROUGH, 256);
+    test_run r;
+    run_on(a, f.t, f.n, 0, 0, &r);
+    kvlm_cache_flush(a);
+    const kvlm_tier_stats ts = tier_stats(a, 0);
+    kvlm_cache_free(a);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    assert_true(ts.errors > 0);
+    assert_int_equal(ts.puts, 0);
+    test_assert_runs_equal(&f.cold, &r, "cold vs a disk that refuses writes");
+    chain ch;
+    chain_files(f.dir, &ch);
+    assert_int_equal(ch.n, 0);
+    test_free_run(&r);
+    fx_end(&f);
+}
+
+/* ---- the scheduler ----------------------------------------------------------------- */
+typedef struct out { kvlm_token tok[GEN]; int n; bool done; } out;
+
+static bool on_token(void *user, sched_seq *q, kvlm_token tok, kvlm_err e)
+{
+    (void)q;
+    out *o = user;
+    if (e != KVLM_OK) { o->done = true; return false; }
+    o->tok[o->n++] = tok;
+    if (o->n == GEN) o->done = true;
+    return o->n < GEN;
+}
+
+/* Greedy tokens of the scheduler on cache for t; *cached gets its cached positions. */
+static void sched_run(kvlm_cache *cache, const kvlm_token *t, size_t n, out *o, size_t *cached)
+{
+    sched_params p = { .n_threads = 2, .n_ctx = MAX_TOK, .step_tokens = 64, .max_seqs = 4 };
+    sched *S;
+    assert_int_equal(sched_init(g_model, cache, &p, on_token, &S, NULL, 0), KVLM_OK);
+    kvlm_sampler_params sp = kvlm_sampler_default_params();
+    sp.temp = 0;
+    sched_seq *q;
+    int64_t ticket = 0;
+    memset(o, 0, sizeof *o);
+    assert_int_equal(sched_add(S, t, n, GEN, &sp, 0, o, &q, cached, &ticket, NULL, 0), KVLM_OK);
+    for (int i = 0; i < 100000 && !o->done; i++)
+        if (sched_step(S) == 0) test_sleep_ms(1);    /* a load in flight */
+    assert_true(o->done);
+    while (sched_n_seqs(S) > 0) sched_step(S);
+    sched_free(S);
+    assert_true(ticket > 0 || cache == NULL);
+}
+
+static void test_sched_loads(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    kvlm_token t[MAX_TOK];
+    const size_t n = doc_tokens(t);
+    char *dir = test_make_tmpdir("kvtier");
+    assert_non_null(dir);
+    kvlm_cache *a = tier_cache(dir, NULL, KVLM_CACHE_WRITE_THROUGH, 256);
+    out o1, o2;
+    size_t c1 = 99, c2 = 0;
+    sched_run(a, t, n, &o1, &c1);
+    assert_int_equal(c1, 0);
+    kvlm_cache_free(a);
+    kvlm_cache *b = tier_cache(dir, NULL, KVLM_CACHE_WRITE_THROUGH, 256);
+    sched_run(b, t, n, &o2, &c2);
+    assert_int_equal(c2, full_hit(n));
+    assert_int_equal(o1.n, GEN);
+    assert_memory_equal(o1.tok, o2.tok, sizeof o1.tok);
+    test_run cold;                                    /* and both equal the context's cold run */
+    run_on(NULL, t, n, 0, 0, &cold);
+    assert_memory_equal(o1.tok, cold.tok, GEN * sizeof *cold.tok);
+    test_free_run(&cold);
+    kvlm_cache_free(b);
+    test_rm_tree(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest t[] = {
+        cmocka_unit_test(test_disk_restart),
+        cmocka_unit_test(test_disk_restart_q8),
+        cmocka_unit_test(test_disk_restart_kivi),
+        cmocka_unit_test(test_redis_second_instance),
+        cmocka_unit_test(test_damaged_files),
+        cmocka_unit_test(test_write_evict),
+        cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_sched_loads),
+    };
+    return cmocka_run_group_tests_name("kv_tiers", t, setup, teardown);
+}
