@@ -2,6 +2,7 @@
  * statistics. Room: cli; uses only include/kvlm.h. */
 #include "cli/cli.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,34 @@ static int str_append(char **s, size_t *len, size_t *cap, const char *add, size_
 /* Prefills prompt tokens (reusing the cached prefix), then samples up to
  * n_predict tokens, streaming their text to stdout. The generated text is
  * returned in *reply (malloc'd) when reply is not NULL. Returns 0 or 1. */
+/* SIGINT/SIGTERM: the first stops generation (and a chat's input) at the next token,
+ * so the normal exit path runs and the cache's pending tier writes are flushed when
+ * the context is freed; a second one kills at once. */
+static volatile sig_atomic_t g_stop;
+
+static void on_stop(int sig)
+{
+    if (g_stop) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    g_stop = sig;
+}
+
+static void stop_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;   /* no SA_RESTART: a chat's blocking read returns */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* The exit status after a stop: 128 + the signal, as a shell reports it. */
+static int stop_status(int rc) { return g_stop ? 128 + (int)g_stop : rc; }
+
 static int gen_loop(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, long long n_predict, char **reply)
 {
     char err[ERRLEN];
@@ -56,7 +85,7 @@ static int gen_loop(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, long 
     char text[1100];
     size_t rlen = 0, rcap = 0;
     if (reply) *reply = NULL;
-    for (long long i = 0; n_predict < 0 || i < n_predict; i++) {
+    for (long long i = 0; (n_predict < 0 || i < n_predict) && !g_stop; i++) {
         kvlm_token t = kvlm_sampler_sample(smp, kvlm_ctx_logits(ctx));
         if (kvlm_token_is_eog(m, t)) break;
         kvlm_sampler_accept(smp, t);
@@ -216,6 +245,7 @@ int cli_run(const cli_opts *o)
     char *prompt = NULL, *rendered = NULL;
     kvlm_token *toks = NULL;
     if (!m || make_ctx(o, m, &ctx, &smp) || !(prompt = run_prompt(o, m, ctx))) goto done;
+    stop_install();
 
     const char *text = prompt;
     if (!o->raw) {
@@ -245,9 +275,9 @@ done:
     free(rendered);
     free(prompt);
     kvlm_sampler_free(smp);
-    kvlm_ctx_free(ctx);
+    kvlm_ctx_free(ctx);   /* a private cache: pending tier writes are flushed here */
     kvlm_model_free(m);
-    return rc;
+    return stop_status(rc);
 }
 
 /* chat --session: the model file's base name (what the session records) into buf;
@@ -338,7 +368,8 @@ int cli_chat(const cli_opts *o)
     if (!m || make_ctx(o, m, &ctx, &smp)) goto done;
     bool tty = isatty(0);
     if (tty) fprintf(stderr, "kvlm chat: type a message, Ctrl-D to quit.\n");
-    for (;;) {
+    stop_install();
+    while (!g_stop) {
         if (tty) fprintf(stderr, "> ");
         ssize_t len = getline(&line, &line_cap, stdin);
         if (len < 0) break;
@@ -357,9 +388,9 @@ done:
     cli_file_session_free(&c);
     free(line);
     kvlm_sampler_free(smp);
-    kvlm_ctx_free(ctx);
+    kvlm_ctx_free(ctx);   /* a private cache: pending tier writes are flushed here */
     kvlm_model_free(m);
-    return rc;
+    return stop_status(rc);
 }
 
 int cli_inspect(const cli_opts *o)

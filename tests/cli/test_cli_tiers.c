@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cJSON.h>
@@ -593,6 +595,51 @@ static void test_tiers_chat_session_from_disk(void **state)
     free(dir);
 }
 
+/* SIGINT while run generates: it stops at the next token, exits 130, and the blocks
+ * it published are on disk (the exit path flushed the tier's queue): a second run
+ * takes its prompt from there. */
+static void test_tiers_sigint_flushes(void **state)
+{
+    (void)state;
+    const char *model = test_model_path();
+    if (!model) skip();
+    char *dir = test_make_tmpdir("kvlm-cli-tiers");
+    assert_non_null(dir);
+    char doc[4200], kv[4200];
+    write_doc(dir, doc, sizeof doc);
+    snprintf(kv, sizeof kv, "%s/kv", dir);
+    int out[2];
+    assert_int_equal(pipe(out), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        close(out[0]);
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) dup2(null, 2);
+        execl(g_kvlm, g_kvlm, "run", "-m", model, "-t", "2", "-f", doc, "-p", "Section 15. The committee met on day", "--temp",
+              "0", "-n", "100000", "--raw", "--cache-dir", kv, (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    char c;
+    assert_int_equal(read(out[0], &c, 1), 1);          /* generating: the prompt is prefilled */
+    kill(pid, SIGINT);
+    char sink[4096];
+    while (read(out[0], sink, sizeof sink) > 0) {}
+    close(out[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 130);
+    assert_int_equal(kvlm(NULL, "run", "-f", doc, "-p", "Section 15. The committee met on day", "--temp", "0", "-n", "4", "--raw",
+                          "--cache-dir", kv, "--stats", NULL), 0);
+    const long prompt = stats_prompt_tokens(), from_tiers = stats_tier_tokens();
+    if (from_tiers < prompt - 32) fail_msg("%ld of %ld prompt tokens from the tier after SIGINT", from_tiers, prompt);
+    test_rm_tree(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -611,6 +658,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tiers[] = {   /* need the engine's disk tier */
         cmocka_unit_test(test_tiers_run_reuses_disk),
         cmocka_unit_test(test_tiers_chat_session_from_disk),
+        cmocka_unit_test(test_tiers_sigint_flushes),
     };
     int failed = cmocka_run_group_tests_name("cli", cli, NULL, NULL);
     failed += cmocka_run_group_tests_name("cli_tiers", tiers, NULL, NULL);

@@ -226,6 +226,35 @@ static void test_disk_restart_kivi(void **state)
     g_kv_type = KVLM_KV_F16;
 }
 
+/* Namespaces (tenants, cache_salt) stay apart below RAM too: a restart finds a
+ * prefix only under the namespace that computed it. */
+static void test_namespaces_isolated(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    fx f;
+    fx_begin(&f);
+    const uint64_t ns[3] = { 7, 8, 7 };
+    const size_t want[3] = { 0, 0, full_hit(f.n) };
+    for (int i = 0; i < 3; i++) {                     /* 7 computes, 8 misses, 7 hits after a restart */
+        kvlm_cache *c = tier_cache(f.dir, NULL, KVLM_CACHE_WRITE_THROUGH, 256);
+        kvlm_ctx *x;
+        kvlm_ctx_params p = kvlm_ctx_default_params();
+        p.n_threads = 2;
+        p.n_ctx = MAX_TOK;
+        p.cache = c;
+        p.cache_ns = ns[i];
+        assert_int_equal(kvlm_ctx_init(g_model, &p, &x, NULL, 0), KVLM_OK);
+        size_t reused = 9999;
+        assert_int_equal(kvlm_ctx_prefill(x, f.t, f.n, &reused, NULL, 0), KVLM_OK);
+        if (reused != want[i]) fail_msg("namespace %llu, run %d: reused %zu, expected %zu",
+                                        (unsigned long long)ns[i], i, reused, want[i]);
+        kvlm_ctx_free(x);
+        kvlm_cache_free(c);
+    }
+    fx_end(&f);
+}
+
 /* Two instances (caches) on one Redis: the second hits what the first computed. */
 static void test_redis_second_instance(void **state)
 {
@@ -442,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_disk_restart),
         cmocka_unit_test(test_disk_restart_q8),
         cmocka_unit_test(test_disk_restart_kivi),
+        cmocka_unit_test(test_namespaces_isolated),
         cmocka_unit_test(test_redis_second_instance),
         cmocka_unit_test(test_damaged_files),
         cmocka_unit_test(test_write_evict),
