@@ -140,6 +140,15 @@ void cli_tier_print_stats(FILE *f, const kvlm_stats *s)
                 (long long)t->puts, (long long)t->dropped, (long long)t->evictions,
                 human_bytes(t->bytes_read, rd, sizeof rd), human_bytes(t->bytes_written, wr, sizeof wr),
                 (long long)t->n_items, human_bytes(t->bytes_stored, st, sizeof st), mean);
+        if (timed == 0) continue;
+        static const double bounds[KVLM_TIER_HIST_BUCKETS - 1] = KVLM_TIER_HIST_BOUNDS_MS;
+        fprintf(f, "%-18s load latency:", "");         /* the non-empty buckets of load_hist */
+        for (int b = 0; b < KVLM_TIER_HIST_BUCKETS; b++) {
+            if (!t->load_hist[b]) continue;
+            if (b < KVLM_TIER_HIST_BUCKETS - 1) fprintf(f, " <=%gms %lld", bounds[b], (long long)t->load_hist[b]);
+            else fprintf(f, " >%gms %lld", bounds[b - 1], (long long)t->load_hist[b]);
+        }
+        fputc('\n', f);
     }
     fprintf(f, "prompt tokens from tiers: %lld\n", (long long)s->n_reused_tier);
 }
