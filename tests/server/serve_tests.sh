@@ -4,8 +4,10 @@
 # isolation (test_tenants.py), a load test (load_test.py; skipped with --quick,
 # as under ASan), and a graceful SIGTERM with a stream open (exit status 0,
 # the stream ended with an error event and [DONE]), and back-pressure
-# (test_limits.py: 413, 429 with Retry-After), and with the Whisper model
-# cached, transcriptions (test_audio.py, curl -F 4xx checks).
+# (test_limits.py: 413, 429 with Retry-After), the KV cache tiers (test_tiers.py:
+# --cache-dir restarts, a shared redis-server killed, frozen and corrupted, kill -9
+# mid-spill, two writers), and with the Whisper model cached, transcriptions
+# (test_audio.py, curl -F 4xx checks).
 # Prints each part's lines and ends with "N passed, N failed" over all parts.
 set -u
 build=${1:-build}
@@ -88,6 +90,17 @@ if start limits --parallel 1 --queue 1 --max-body 4096; then
     echo "$out"; tally "$out"
     stop "$pid" limits
 fi
+
+# KV cache tiers (issue 14): test_tiers.py starts its own servers and its own
+# redis-server (a unix socket in $work/tiers, --save "" --appendonly no), because it
+# kills, restarts and freezes them mid-request; every child it starts dies with it
+# (PR_SET_PDEATHSIG, and killed at its exit, SIGTERM included), so this script's trap
+# and timeout cover them. About 55 s; --quick: shorter prompts, no load or timing part.
+# Without redis-server its Redis parts print a "skip" line each.
+tq=; [ "$quick" = --quick ] && tq=--quick
+out=$(timeout 900 "$py" tests/server/test_tiers.py --kvlm "$build/kvlm" --work "$work/tiers" \
+      --redis-server "${KVLM_REDIS_SERVER:-/usr/bin/redis-server}" $tq 2>&1)
+echo "$out"; tally "$out"
 
 # Whisper (issue 13): POST /v1/audio/transcriptions with the openai client in every
 # response_format (test_audio.py) and curl -F's 4xx cases; skipped (with the reason)
