@@ -539,8 +539,10 @@ void kv_tiers_reject(kv_tiers *t, int tier, uint64_t key)
 {
     if (tier < 0 || tier >= t->n) return;
     count_mask(t, 1u << tier, false);
-    tier_drop(t, tier, key);
-    if (tier > 0) enqueue(t, WR_DROP, key, NULL, 0, (1u << tier) - 1);
+    /* dropped by the writer, from this tier and any it was promoted to, so the caller
+       (the scheduler) never waits on a slow tier; a later put of the recomputed block
+       is queued behind the drop */
+    enqueue(t, WR_DROP, key, NULL, 0, (1u << (tier + 1)) - 1);
 }
 
 /* ---- loads -------------------------------------------------------------------------- */

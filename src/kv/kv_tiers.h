@@ -127,9 +127,9 @@ kvlm_err kv_tiers_get(kv_tiers *t, uint64_t key, void **image, size_t *len, int 
                       char *err, size_t errlen);
 
 /* The image of key from tier failed the caller's verification: counted invalid in
- * that tier and dropped from it (on this thread, under the tier's lock); when tier
- * > 0, also dropped from the tiers above it, after the promotion the get queued
- * there (a write-queue item). */
+ * that tier (now) and dropped from it and from the tiers above it (a write-queue
+ * item, behind the promotion the get queued there), so the caller never waits on a
+ * slow tier. */
 void     kv_tiers_reject(kv_tiers *t, int tier, uint64_t key);
 
 /* ---- reading, asynchronous ---------------------------------------------------------- */

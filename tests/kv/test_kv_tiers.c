@@ -653,6 +653,7 @@ static void test_reject(void **state)
     fake_set_blob(b, 1, 500);
     get_hit_blob(t, 1, 500, 0);
     kv_tiers_reject(t, 0, 1);
+    kv_tiers_flush(t);                       /* the drop is a write-queue item */
     assert_false(fake_holds(a, 1, NULL, 0));
     assert_true(fake_holds(b, 1, NULL, 0));   /* only the tier it came from */
     assert_int_equal(stats(t, 0).invalid, 1);
@@ -1044,6 +1045,7 @@ static void test_disk_adapter(void **state)
     assert_int_equal(s.misses, 1);
     assert_int_equal(s.errors, 0);
     kv_tiers_reject(t, 0, 4);
+    kv_tiers_flush(t);
     get_miss(t, 4);
     assert_int_equal(stats(t, 0).invalid, 1);
     kv_tiers_free(t);
