@@ -14,7 +14,12 @@
  *   whisper  Whisper tiny.en's encoder shapes (1152x384 fused QKV, 1536x384 fc1, 384x1536
  *         fc2) with F16, F32 and Q8_0 weights at n_tok = 1, 16, 512, 1500: GFLOP/s.
  *         Not in the default list; "whisper" alone runs it (with mode avx2: the
- *         matmul_avx2.c kernels). */
+ *         matmul_avx2.c kernels).
+ *   kquant   Gemma 3 270M's matrix shapes (n_in 640, 1024, 2048) in each weight type it
+ *         uses (Q5_0, Q8_0, Q4_K, Q6_K; Q5_K of Q5_K_M llama files; Q4_1 beside them) at
+ *         n_tok = 1 (GB/s of weights, in L2) and 512 (GFLOP/s), plus the time to quantize
+ *         512 activation rows to the type's vec_dot_type. "kquant" alone runs it (with mode
+ *         avx2: the matmul_avx2.c kernels; ref: the scalar reference, n_tok = 64). */
 #include "kern/matmul.h"
 #include "kern/quant.h"
 
@@ -122,6 +127,84 @@ static void bench_whisper(const quant_traits *f16, const quant_traits *f32, cons
     free(y);
 }
 
+/* Weights quantized by the reference quantizer from Gaussian-ish values (no NaN, no
+ * subnormal partial sums: timings of raw random bytes can hit float assists). */
+static uint8_t *make_wq(uint32_t type, int64_t n_out, int64_t n_in, size_t *bytes)
+{
+    const quant_traits *t = quant_get(type);
+    const size_t rb = quant_row_size(type, n_in);
+    *bytes = rb * (size_t)n_out;
+    uint8_t *w = aligned_alloc(64, (*bytes + 63) / 64 * 64);
+    float *row = malloc(sizeof(float) * (size_t)n_in);
+    for (int64_t r = 0; r < n_out; r++) {
+        for (int64_t i = 0; i < n_in; i++)
+            row[i] = (float)((int64_t)(rnd() % 2001) - 1000) * 5e-5f * (float)(1 + (i / 32) % 4);
+        t->from_float(row, w + (size_t)r * rb, n_in);
+    }
+    free(row);
+    return w;
+}
+
+/* Gemma 3 270M's shapes in its weight types (and Q4_1 / Q5_K), GB/s at n_tok = 1 and
+ * GFLOP/s at 512; mode: "" fast table, "avx2" the matmul_avx2.c set, "ref" the reference. */
+static void bench_kquant(const char *mode)
+{
+    static const struct { const char *name; int64_t n_out, n_in; } dims[3] = {
+        { "attn_q / ffn_gate", 2048, 640 }, { "attn_output", 640, 1024 }, { "ffn_down", 640, 2048 } };
+    static const uint32_t types[6] = { QT_Q4_1, QT_Q8_0, QT_Q5_0, QT_Q4_K, QT_Q5_K, QT_Q6_K };
+    const matmul_isa_kernels *k2 = matmul_avx2_kernels();
+    const int ref = strcmp(mode, "ref") == 0;
+    const int64_t n_big = ref ? 64 : 512;
+    float *x = malloc(sizeof(float) * 512 * 2048), *y = malloc(sizeof(float) * 512 * 2048);
+    for (int64_t i = 0; i < 512 * 2048; i++) x[i] = (float)((int64_t)(rnd() % 2001) - 1000) * 1e-3f;
+    printf("kernels: %s; 1 thread\n", mode[0] ? mode : "fast table");
+    printf("%-18s %-12s %-5s %-8s %12s %16s %22s\n", "matrix", "n_out x n_in", "type", "path",
+           "n_tok=1 GB/s", "GFLOP/s", "quantize acts (ms)");
+    for (int d = 0; d < 3; d++)
+        for (int ti = 0; ti < 6; ti++) {
+            const uint32_t type = types[ti];
+            const int64_t n_out = dims[d].n_out, n_in = dims[d].n_in;
+            if (n_in % quant_get(type)->blck_size) continue;
+            quant_traits qt = ref ? *quant_get(type) : *quant_get_fast(type);
+            if (strcmp(mode, "avx2") == 0 && k2) {
+                const quant_vec_dot_fn dots[6] = { k2->vec_dot_q4_1_q8_1, k2->vec_dot_q8_0_q8_0, k2->vec_dot_q5_0_q8_0,
+                                                   k2->vec_dot_q4_K_q8_K, k2->vec_dot_q5_K_q8_K, k2->vec_dot_q6_K_q8_K };
+                qt.vec_dot = dots[ti];
+            }
+            const quant_traits *vt = quant_get_fast(qt.vec_dot_type);
+            size_t bytes;
+            uint8_t *w = make_wq(type, n_out, n_in, &bytes);
+            const size_t rb = quant_row_size(type, n_in), xqb = quant_row_size(qt.vec_dot_type, n_in);
+            void *xq = malloc(xqb * (size_t)n_big);
+            double tq = 1e30, t1 = 1e30, tb = 1e30;
+            for (int rep = 0; rep < 5; rep++) {
+                double t0 = now();
+                matmul_quantize_rows(vt, x, n_in, 0, n_big, xq, xqb);
+                if (now() - t0 < tq) tq = now() - t0;
+            }
+            const int calls = (int)(1e9 / (double)bytes) + 1;
+            for (int rep = 0; rep < 5; rep++) {
+                double t0 = now();
+                for (int c = 0; c < calls; c++) matmul_rows(&qt, w, rb, 0, n_out, xq, xqb, 1, n_in, y, n_out);
+                double dt = (now() - t0) / calls;
+                if (dt < t1) t1 = dt;
+            }
+            for (int rep = 0; rep < 15; rep++) {   /* best of 15: other jobs share this machine */
+                double t0 = now();
+                matmul_rows(&qt, w, rb, 0, n_out, xq, xqb, n_big, n_in, y, n_out);
+                if (now() - t0 < tb) tb = now() - t0;
+            }
+            printf("%-18s %4lld x %-5lld %-5s %-8s %12.1f %9.1f (n=%3lld) %12.2f (n=%3lld)\n", dims[d].name,
+                   (long long)n_out, (long long)n_in, quant_get(type)->name, matmul_tiled_for(&qt) ? "tiled" : "vec_dot",
+                   (double)bytes / t1 / 1e9, 2.0 * (double)n_in * (double)n_out * (double)n_big / tb / 1e9,
+                   (long long)n_big, tq * 1e3, (long long)n_big);
+            free(xq);
+            free(w);
+        }
+    free(x);
+    free(y);
+}
+
 static quant_traits old_q41, old_q80;   /* mode "old", "avx2", "avx2old": see main */
 
 static const quant_traits *table(uint32_t type, int old)
@@ -161,6 +244,10 @@ int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : "hot,cold,pre,seq";
     const char *mode = argc > 2 ? argv[2] : "";
+    if (strcmp(only, "kquant") == 0) {
+        bench_kquant(mode);
+        return 0;
+    }
     if (strcmp(only, "whisper") == 0) {
         quant_traits f16 = *quant_get_fast(QT_F16), f32 = *quant_get_fast(QT_F32), q80 = *quant_get_fast(QT_Q8_0);
         const matmul_isa_kernels *k2 = matmul_avx2_kernels();

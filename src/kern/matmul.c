@@ -15,6 +15,10 @@ matmul_tiled_fn matmul_tiled_for(const quant_traits *qt)
         if (!k) continue;
         if (qt->vec_dot == k->vec_dot_q4_1_q8_1) return k->matmul_q4_1_q8_1;
         if (qt->vec_dot == k->vec_dot_q8_0_q8_0) return k->matmul_q8_0_q8_0;
+        if (qt->vec_dot == k->vec_dot_q5_0_q8_0) return k->matmul_q5_0_q8_0;
+        if (qt->vec_dot == k->vec_dot_q4_K_q8_K) return k->matmul_q4_K_q8_K;
+        if (qt->vec_dot == k->vec_dot_q5_K_q8_K) return k->matmul_q5_K_q8_K;
+        if (qt->vec_dot == k->vec_dot_q6_K_q8_K) return k->matmul_q6_K_q8_K;
         if (qt->vec_dot == k->vec_dot_f16_f32) return k->matmul_f16_f32;
         if (qt->vec_dot == k->vec_dot_f32_f32) return k->matmul_f32_f32;
     }

@@ -11,12 +11,14 @@
  * tiling and [r0, r1) are, so a token gives the same output in a batch of 512 as
  * alone, and with any thread count. That is what lets the cached and recomputed
  * paths agree. For most tables matmul_rows literally calls vec_dot per output. For
- * the fast Q4_1, Q8_0, F16 and F32 tables (quant_get_fast) it runs a tiled kernel of
- * matmul_avx2.c / matmul_avx512.c (R rows x T tokens per register tile, activations
- * re-laid out once per call) whose per-output float operations are exactly those
+ * the fast Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, F16 and F32 tables (quant_get_fast) it
+ * runs a tiled kernel of matmul_avx2.c / matmul_avx512.c (R rows x T tokens per register
+ * tile; Q4_1/Q5_0/Q8_0 activations re-laid out once per call, the K-quants' Q8_K rows
+ * read in place) whose per-output float operations are exactly those
  * of the table's vec_dot: that vec_dot is the same kernel on a 1 x 1 tile. F16 and F32
  * weights take f32 activations (xq is [n_tok][n_in] f32, xq_bytes apart) and accumulate
- * in f32 (the reference vec_dot in quant.c accumulates in double), for any n_in. */
+ * in f32 (the reference vec_dot in quant.c accumulates in double), for any n_in. K-quant
+ * rows (Q8_K activations) have n_in a multiple of 256, as quant_row_size requires. */
 #ifndef KVLM_KERN_MATMUL_H
 #define KVLM_KERN_MATMUL_H
 
@@ -48,6 +50,14 @@ typedef struct matmul_isa_kernels {
     matmul_tiled_fn  matmul_q4_1_q8_1;
     quant_vec_dot_fn vec_dot_q8_0_q8_0;   /* w: blk_q8_0, x: blk_q8_0 */
     matmul_tiled_fn  matmul_q8_0_q8_0;
+    quant_vec_dot_fn vec_dot_q5_0_q8_0;   /* w: blk_q5_0, x: blk_q8_0 */
+    matmul_tiled_fn  matmul_q5_0_q8_0;
+    quant_vec_dot_fn vec_dot_q4_K_q8_K;   /* w: blk_q4_K, x: blk_q8_K (n_in: multiples of 256) */
+    matmul_tiled_fn  matmul_q4_K_q8_K;
+    quant_vec_dot_fn vec_dot_q5_K_q8_K;   /* w: blk_q5_K, x: blk_q8_K */
+    matmul_tiled_fn  matmul_q5_K_q8_K;
+    quant_vec_dot_fn vec_dot_q6_K_q8_K;   /* w: blk_q6_K, x: blk_q8_K */
+    matmul_tiled_fn  matmul_q6_K_q8_K;
     quant_vec_dot_fn vec_dot_f16_f32;     /* w: f16, x: f32 */
     matmul_tiled_fn  matmul_f16_f32;
     quant_vec_dot_fn vec_dot_f32_f32;     /* w: f32, x: f32 */

@@ -1,9 +1,10 @@
-/* matmul_avx2.c - tiled Q4_1 x Q8_1, Q8_0 x Q8_0, F16 x F32 and F32 x F32 matmuls with
- * AVX2 + FMA + F16C.
+/* matmul_avx2.c - tiled Q4_1 x Q8_1, Q8_0 / Q5_0 x Q8_0, Q4_K / Q5_K / Q6_K x Q8_K, F16 x
+ * F32 and F32 x F32 matmuls with AVX2 + FMA + F16C.
  * Room: kern. Built with the Makefile's AVX2_FLAGS and used only when cpu_get() reports
  * that set and not the AVX-512 one (quant_get_fast installs the vec_dots below, then
  * matmul_avx512.c's over them; matmul_rows takes the tiled path only for a table holding
- * them). May touch: kern/quant.h, kern/matmul.h. The structure is matmul_avx512.c's.
+ * them). May touch: kern/quant.h, kern/matmul.h, kern/matmul_impl.h (the tile loops and
+ * drivers both ISA files share). The structure is matmul_avx512.c's.
  *
  * The contract (see matmul.h): for every (row r, token t) the float result is one
  * fixed function of W[r] and xq[t]: the same sequence of IEEE operations whatever the
@@ -11,15 +12,23 @@
  * vec_dots of this file ARE that function (a 1 x 1 tile), so
  *     matmul_rows(...)[t][r] == quant_get_fast(type)->vec_dot(W[r], xq[t], n)  bitwise
  * on a CPU where this set is the one installed. Per output the arithmetic is:
- *   both formats: groups of 2 blocks (the last may be partial: the missing block reads
+ *   Q4_1, Q8_0, Q5_0: groups of 2 blocks (the last may be partial: the missing block reads
  *         as zero). int32 lane l of 8 (block k = l / 4, quarter i = l % 4) holds, exactly,
  *           isum_l = sum_{j=4i..4i+3} w_k[j] * x_k[j] + w_k[16+j] * x_k[16+j]
- *         (Q4_1: w_k[j] = lo(qs_k[j]), w_k[16+j] = hi(qs_k[j])), and per group
+ *         (Q4_1: w_k[j] = lo(qs_k[j]), w_k[16+j] = hi(qs_k[j]); Q5_0: w = q - 16, summed as
+ *         q x plus the prepared -16 * sum x), and per group
  *           acc_l  = fma(dw_k * dx_k, (float)isum_l, acc_l)          (8 lanes)
  *   Q4_1 also: macc_k = fma(mw_k, sx_k, macc_k) per group (k = block of the group), and
  *         at the end tot = acc + [macc_0, macc_1, 0 x 6]. A tile keeps the macc of its
  *         4 rows in one register (lane 2r + k): lanes do not mix, so the value is the same.
- *   Q8_0: tot = acc.
+ *   Q8_0, Q5_0: tot = acc.
+ *   Q4_K, Q5_K, Q6_K: a group is a super-block of 256; int32 lane l holds, exactly, the sum
+ *         over the 8 chunks of 32 elements of VPMADDWD(VPMADDUBSW(codes, x), the pairs'
+ *         sub-block scales) (Q6_K: codes 0..63, plus its -32 offset, VPMADDWD of -32 *
+ *         scales and the 16 bsums, first), and per super-block
+ *           Q4_K/Q5_K: acc_l = fma(dx, fmsub(d, isum_l, dmin * msum_l), acc_l),
+ *                      msum_l = m_l * (bsums[2l] + bsums[2l+1])
+ *           Q6_K:      acc_l = fma(d * dx, isum_l, acc_l);        tot = acc.
  *   F16/F32: the weight is widened exactly to f32 (VCVTPH2PS for F16); lane l of 8
  *         accumulates, for steps s = 0, 1, ..: acc_l = fma(w[8s + l], x[8s + l], acc_l);
  *         the last step of a row whose n is not a multiple of 8 reads lanes past n as 0 in
@@ -37,6 +46,9 @@
  *   Q8_0: |w| as u8 (0..128, -128 included) times x with w's sign (VPSIGNB; |x| <= 127,
  *         quant.h, so negating x is exact): a pair is <= 2 * 128 * 127 = 32512, so the two
  *         halves are widened to int32 apart.
+ *   Q5_0: u8 codes 0..31: pairs <= 7874, the two halves (<= 15748) added in int16.
+ *   K-quants: codes <= 63 (Q6_K): pairs <= 16002, then VPMADDWD by the int16 scales
+ *         (|scale| <= 128): each lane's super-block sum < 2^26, exactly in int32.
  * Lanes 0..3 of the 8 always come from block 0 of the group and 4..7 from block 1 (one
  * 128-bit half per block), so VPMADDUBSW never has to cross halves.
  *
@@ -47,11 +59,17 @@
  *        16..31 likewise; dx[8] f32 = d of the lane's block; s2[8] f32 = [s0 s1] 4 times
  *        (lane 2r + k meets row r's m_k).
  *   Q8_0 group (96 B): xu[32], xv[32], dx[8] as for Q4_1.
+ *   Q5_0 group (128 B): xu[32], xv[32], dx[8], then nc[8] i32 = -16 * (sum of the lane's 8
+ *        codes).
+ *   K-quants: nothing is prepared: the Q8_K rows are read in place (codes in element
+ *        order, bsums, d).
  *
  * Weights: a Q4_1 group is 40 B (2 x [d m qs[16]]): two 16-byte loads of the codes, one
  * F16C conversion of the two (d, m). A Q8_0 group is 68 B (2 x [d qs[32]]): four 16-byte
- * loads, VPABSB, one F16C conversion of the two d. Every load stays inside the group, so
- * the last partial group reads nothing past the row.
+ * loads, VPABSB, one F16C conversion of the two d. A Q5_0 group is 44 B: two 16-byte
+ * loads of qs, its two qh words spread to bytes (VPSHUFB, a bit per byte, VPCMPEQB).
+ * Every load stays inside the group, so the last partial group reads nothing past the
+ * row. A K-quant super-block is unpacked into 8 code and 8 scale registers (kgroup).
  *
  * Measured with dev/kernels/bench_matmul.c (modes avx2 / avx2old), 1 thread, on this
  * 2-core AMD EPYC (Zen 4, which runs 256-bit ops at full width: AVX2-only CPUs will
@@ -61,7 +79,11 @@
  * GB/s (per output: 14-16); the 96 MB decode sequence 17.7 GB/s, 5.5 ms/token (per
  * output: 12.1, 8.0 ms; matmul_avx512.c: 22.4, 4.3 ms). 4 x 4 tiles measured best even
  * though 16 accumulators fill the 16 YMM registers (some values are spilled to L1):
- * 4 x 2 -20%, 2 x 4 -10%, 3 x 4 -15%, 4 x 6 -11% on Q4_1 (+8% on Q8_0). */
+ * 4 x 2 -20%, 2 x 4 -10%, 3 x 4 -15%, 4 x 6 -11% on Q4_1 (+8% on Q8_0).
+ * Gemma 3 270M's shapes (bench_matmul kquant avx2, on the 2-core Intel Xeon with AVX-512,
+ * load average 5.6-7.7, best of 15, n_tok = 512): 640 x 1024 / 640 x 2048: Q4_K 56 / 62,
+ * Q5_K 39 / 69, Q6_K 72 / 49 GFLOP/s; 2048 x 640 / 640 x 1024 / 640 x 2048: Q5_0 74 / 74 / 61,
+ * Q8_0 54 / 53 / 58, Q4_1 60 / 100 / 93. Not tuned on an AVX2-only CPU. */
 #include "kern/matmul.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -75,7 +97,7 @@
 /* Prepared activations live on the stack: 32 KB keeps them in L1 while a row tile passes
  * over them. Rows longer than fits for one token (n_in > 16384 for Q4_1, > 21824 for
  * Q8_0) take the per-output path, which prepares in chunks: the same arithmetic. */
-enum { PREP_BYTES = 32768, Q41_GROUP = 128, Q80_GROUP = 96 };
+enum { PREP_BYTES = 32768, Q41_GROUP = 128, Q80_GROUP = 96, Q50_GROUP = 128 };
 
 /* Register tiles: MM_R rows x MM_T tokens, with MM_R x 1 (decode) and 1 x MM_T, 1 x 1 at
  * the edges. Every shape gives the same per-output result; they only set speed (the
@@ -94,6 +116,8 @@ enum { PREP_BYTES = 32768, Q41_GROUP = 128, Q80_GROUP = 96 };
 #ifndef MATMUL_PF_HINT
 #define MATMUL_PF_HINT _MM_HINT_T1
 #endif
+
+#include "kern/matmul_impl.h"
 
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 static inline uint32_t ld16(const uint8_t *p) { uint16_t u; memcpy(&u, p, 2); return u; }
@@ -161,21 +185,18 @@ INLINE __m256 spread_d(__m128 f, int i)
     return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f), _mm256_setr_epi32(0, 0, 0, 0, i, i, i, i));
 }
 
-/* kind selects the format; it is a constant after inlining, as are R and T. */
-enum { KIND_Q41, KIND_Q80, KIND_F32, KIND_F16 };
-
 /* ============================ prepared activations =============================== */
 
 /* Prepares tokens [0, n) of xq (rows xq_bytes apart: blk_q8_1 for Q4_1 weights, blk_q8_0
- * for Q8_0) for groups [g0, g0 + ng) into prep (per token ng * Q41_GROUP or Q80_GROUP
- * bytes, laid out as the file comment says). Blocks past nb are zero. */
-static void prep_x(const int kind, const uint8_t *xq, size_t xq_bytes, int64_t n, int64_t nb,
+ * for Q8_0 and Q5_0) for groups [g0, g0 + ng) into prep (per token ng * Q41_GROUP,
+ * Q80_GROUP or Q50_GROUP bytes, laid out as the file comment says). Blocks past nb are zero. */
+static void x_prep(const int kind, const uint8_t *xq, size_t xq_bytes, int64_t n, int64_t nb,
                    int64_t g0, int64_t ng, uint8_t *prep)
 {
     const int q41 = kind == KIND_Q41;
     const size_t blk = q41 ? sizeof(blk_q8_1) : sizeof(blk_q8_0);
     const size_t qs = q41 ? offsetof(blk_q8_1, qs) : offsetof(blk_q8_0, qs);
-    const size_t gsz = q41 ? Q41_GROUP : Q80_GROUP;
+    const size_t gsz = q41 ? Q41_GROUP : kind == KIND_Q50 ? Q50_GROUP : Q80_GROUP;
     for (int64_t t = 0; t < n; t++) {                          /* t: token */
         const uint8_t *x = xq + (size_t)t * xq_bytes;
         uint8_t *p = prep + (size_t)(t * ng) * gsz;
@@ -192,6 +213,13 @@ static void prep_x(const int kind, const uint8_t *xq, size_t xq_bytes, int64_t n
                     const float sx = b < nb ? h2f((uint16_t)ld16(xb + 2)) : 0.0f;
                     for (int r = 0; r < 4; r++) ((float *)(p + 96))[2 * r + k] = sx;   /* lane 2r + k: row r's m_k */
                 }
+            }
+            if (kind == KIND_Q50) {   /* nc lane l = -16 * (sum of xu[4l..4l+3] and xv[4l..4l+3]) */
+                const __m256i one8 = _mm256_set1_epi8(1);
+                const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(one8, _mm256_load_si256((const __m256i *)p)),
+                                                     _mm256_maddubs_epi16(one8, _mm256_load_si256((const __m256i *)(p + 32))));
+                const __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+                _mm256_store_si256((__m256i *)(p + 96), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(s32, 4)));
             }
         }
     }
@@ -224,12 +252,14 @@ INLINE __m256 q41_mrows(const wgroup *w, const int R)
     return _mm256_set_m128(hi, lo);
 }
 
-/* The group's integer part for one (row, token); xp: the token's prepared group. */
-INLINE void q41_step(__m256 *acc, const wgroup *w, const uint8_t *xp)
+/* The group's integer part for one (row, token); xp: the token's prepared group. Q5_0
+ * (nc = 1) uses it too, adding the prepared -16 * sum x of each lane. */
+INLINE void q41_step(__m256 *acc, const wgroup *w, const uint8_t *xp, const int nc)
 {
     __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(w->u, _mm256_load_si256((const __m256i *)xp)),
                                  _mm256_maddubs_epi16(w->v, _mm256_load_si256((const __m256i *)(xp + 32))));
     __m256i isum = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+    if (nc) isum = _mm256_add_epi32(isum, _mm256_load_si256((const __m256i *)(xp + 96)));
     __m256 s = _mm256_mul_ps(w->dw, _mm256_load_ps((const float *)(xp + 64)));
     *acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(isum), *acc);
 }
@@ -274,22 +304,59 @@ INLINE void q80_step(__m256 *acc, const wgroup *w, const uint8_t *xp)
     *acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(isum), *acc);
 }
 
+/* ================================ Q5_0 x Q8_0 ==================================== */
+
+/* One group of one weight row at p (2 x [d qh[4] qs[16]]); nbytes = 44, or 22 for a partial
+ * last group. u, v = codes 0..15 / 16..31 as u8 0..31 ([block 0 | block 1] each, as for
+ * Q4_1); bit 4 of byte i comes from bit i % 16 (u) or 16 + i % 16 (v) of its block's qh. */
+INLINE wgroup q50_unpack(const uint8_t *p, int64_t nbytes)
+{
+    const int full = nbytes == 44;
+    const __m256i q = join(load16(p + 6), full ? load16(p + 28) : _mm_setzero_si128());
+    const __m256i m4 = _mm256_set1_epi8(0x0F), bit = _mm256_set1_epi64x(0x8040201008040201ll);
+    const int h0 = ld32(p + 2), h1 = full ? ld32(p + 24) : 0;
+    const __m256i hb = _mm256_setr_epi32(h0, h0, h0, h0, h1, h1, h1, h1);
+    const __m256i sel_u = _mm256_setr_epi64x(0, 0x0101010101010101ll, 0, 0x0101010101010101ll);
+    const __m256i sel_v = _mm256_add_epi8(sel_u, _mm256_set1_epi8(2));
+    const __m256i hu = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(hb, sel_u), bit), bit);
+    const __m256i hv = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(hb, sel_v), bit), bit);
+    const __m256i b4 = _mm256_set1_epi8(0x10);
+    wgroup w;
+    w.u = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(hu, b4));
+    w.v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_and_si256(hv, b4));
+    w.su = w.sv = _mm256_setzero_si256();
+    w.f = _mm_cvtph_ps(_mm_setr_epi32((int)(ld16(p) | (full ? ld16(p + 22) : 0u) << 16), 0, 0, 0));
+    w.dw = spread_d(w.f, 1);
+    return w;
+}
+
 /* ============================ tiles, either format ================================ */
 
 #define TILE_RMAX 4
 _Static_assert(MM_R >= 1 && MM_R <= TILE_RMAX && MM_T >= 1, "tile shapes");
 
 enum { BLK_PER_GROUP = 2 };
-INLINE int64_t group_bytes(const int kind) { return kind == KIND_Q41 ? 40 : 68; }
-INLINE size_t group_prep(const int kind) { return kind == KIND_Q41 ? Q41_GROUP : Q80_GROUP; }
+INLINE int64_t group_bytes(const int kind)
+{
+    return kind == KIND_Q41 ? 40 : kind == KIND_Q80 ? 68 : kind == KIND_Q50 ? 44
+         : kind == KIND_Q4K ? 144 : kind == KIND_Q5K ? 176 : 210;
+}
+/* Prepared bytes per group; the K-quants' Q8_K rows are read in place, a block per group */
+INLINE size_t group_prep(const int kind)
+{
+    return kind == KIND_Q41 ? Q41_GROUP : kind == KIND_Q80 ? Q80_GROUP : kind == KIND_Q50 ? Q50_GROUP
+         : sizeof(blk_q8_K);
+}
+INLINE int64_t blk_per_group(const int kind) { return is_kq(kind) ? 1 : BLK_PER_GROUP; }
 /* Bytes of the last group of a row of nb blocks (ng groups) */
 INLINE int64_t last_group_bytes(const int kind, int64_t nb, int64_t ng)
 {
-    return (nb - BLK_PER_GROUP * (ng - 1)) * (group_bytes(kind) / BLK_PER_GROUP);
+    return (nb - blk_per_group(kind) * (ng - 1)) * (group_bytes(kind) / blk_per_group(kind));
 }
 
 /* Accumulators of an R x T tile (see the file comment): acc: [R][T], macc: [T] (Q4_1). */
-typedef struct tile_acc { __m256 acc[TILE_RMAX][MM_T], macc[MM_T]; } tile_acc;
+typedef __m256 acc_vec;
+typedef struct tile_acc { acc_vec acc[TILE_RMAX][MM_T], macc[MM_T]; } tile_acc;
 
 INLINE void tile_zero(tile_acc *a, const int R, const int T)
 {
@@ -315,7 +382,8 @@ INLINE void tile_groups(const int kind, const int R, const int T, tile_acc *a, c
         for (int r = 0; r < R; r++) {
             const uint8_t *p = w0 + (size_t)r * row_bytes + (size_t)g * (size_t)group_bytes(kind);
             prefetch_ahead(p, pf_end, kind == KIND_Q80);
-            w[r] = kind == KIND_Q41 ? q41_unpack(p, nbytes) : q80_unpack(p, nbytes);
+            w[r] = kind == KIND_Q41 ? q41_unpack(p, nbytes) : kind == KIND_Q50 ? q50_unpack(p, nbytes)
+                                    : q80_unpack(p, nbytes);
         }
         if (kind == KIND_Q41) {
             const __m256 mrows = q41_mrows(w, R);
@@ -327,136 +395,116 @@ INLINE void tile_groups(const int kind, const int R, const int T, tile_acc *a, c
             _Pragma("GCC unroll 4")
             for (int t = 0; t < T; t++) {
                 const uint8_t *xp = xg + (size_t)t * tok_stride;
-                if (kind == KIND_Q41) q41_step(&a->acc[r][t], &w[r], xp);
-                else q80_step(&a->acc[r][t], &w[r], xp);
+                if (kind == KIND_Q80) q80_step(&a->acc[r][t], &w[r], xp);
+                else q41_step(&a->acc[r][t], &w[r], xp, kind == KIND_Q50);
             }
         }
     }
 }
 
-/* Token t's outputs for rows 0..R-1 (lanes 0..R-1). */
-INLINE __m128 tile_out(const int kind, const tile_acc *a, const int R, int t)
+/* ============================ K-quants x Q8_K ==================================== */
+
+/* One super-block of one weight row, unpacked (all in element order):
+ *   q[j]   elements 32j .. 32j+31 as u8 codes (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63: before
+ *          Q6_K's -32)
+ *   sc[j]  the int16 scale of each VPMADDUBSW lane of q[j] (lane i: elements 32j + 2i, 2i+1)
+ *   m      Q4_K/Q5_K: [m0 m0 m1 m1 .. m7 m7] int16, beside Q8_K's 16 bsums; Q6_K: -32 *
+ *          scales[0..15] int16
+ *   d, dmin the super-block's scales (dmin: Q4_K/Q5_K)
+ * 19 registers: more than the 16 YMM, so the compiler keeps some in L1 (measured: dev/kernels). */
+typedef struct kgroup { __m256i q[8], sc[8]; __m256i m; __m256 d, dmin; } kgroup;
+
+/* v has only bit j of each byte (maybe) set -> that bit moved to bit 4 */
+INLINE __m256i bit_to_4(__m256i v, const int j)
 {
-    __m256 tot[TILE_RMAX];
+    return j < 4 ? _mm256_slli_epi16(v, 4 - j) : j > 4 ? _mm256_srli_epi16(v, j - 4) : v;
+}
+
+/* Q4_K [d dmin scales[12] qs[128]] or Q5_K [d dmin scales[12] qh[32] qs[128]] at p: the low
+ * nibbles of qs[32c .. 32c+31] are sub-block 2c, the high ones 2c+1; Q5_K's bit 4 of
+ * element 32j + l is bit j of qh[l]. */
+INLINE kgroup k4_unpack(const int kind, const uint8_t *p)
+{
+    const int q5 = kind == KIND_Q5K;
+    const uint8_t *qs = p + (q5 ? 48 : 16);
+    const __m128i sm = k4_scales(p + 4);
+    const __m256i smy = _mm256_broadcastsi128_si256(sm), m4 = _mm256_set1_epi8(0x0F);
+    const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
+    const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(ld32(p)));     /* [d dmin 0 0] */
+    kgroup w;
+    w.m = k4_mins(sm);
+    w.d = _mm256_broadcastss_ps(dd);
+    w.dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(dd));
     _Pragma("GCC unroll 4")
-    for (int r = 0; r < R; r++)
-        tot[r] = kind == KIND_Q41 ? q41_total(a->acc[r][t], a->macc[t], r) : a->acc[r][t];
-    return reduce4(tot[0], tot[R > 1 ? 1 : 0], tot[R > 2 ? 2 : 0], tot[R > 3 ? 3 : 0]);
+    for (int c = 0; c < 4; c++) {                              /* c: 64 elements */
+        const __m256i y = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        w.q[2 * c] = _mm256_and_si256(y, m4);
+        w.q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(y, 4), m4);
+    }
+    _Pragma("GCC unroll 8")
+    for (int j = 0; j < 8; j++) {                              /* j: sub-block of 32 */
+        if (q5) w.q[j] = _mm256_or_si256(w.q[j], bit_to_4(_mm256_and_si256(qh, _mm256_set1_epi8((char)(1 << j))), j));
+        w.sc[j] = _mm256_shuffle_epi8(smy, _mm256_set1_epi16((short)(0x8000 | j)));   /* [sc_j, 0] pairs */
+    }
+    return w;
 }
 
-/* Shared by every tile of one call. */
-typedef struct mm_call {
-    const uint8_t *w8;          /* W: [n_out][row_bytes] */
-    size_t row_bytes;
-    const uint8_t *prep;        /* [tn][tok_stride] prepared activations of the chunk */
-    size_t tok_stride;
-    int64_t ng, last_bytes;     /* groups per row; bytes of the last (maybe partial) one */
-    const uint8_t *pf_end;      /* end of this call's rows (prefetch limit) */
-} mm_call;
-
-/* An R x T tile from row r and token t of the chunk: y[t' * ldy + r'] for r' < R, t' < T. */
-INLINE void tile(const int kind, const int R, const int T, const mm_call *c, int64_t r, int64_t t,
-                 float *y, int64_t ldy)
+/* Q6_K [ql[128] qh[64] scales[16] d] at p: element 128h + 32k + l has low bits
+ * (ql[64h + 32(k & 1) + l] >> 4 (k >> 1)) & 15 and high bits (qh[32h + l] >> 2k) & 3. */
+INLINE kgroup k6_unpack(const uint8_t *p)
 {
-    tile_acc a;
-    tile_zero(&a, R, T);
-    tile_groups(kind, R, T, &a, c->w8 + (size_t)r * c->row_bytes, c->row_bytes,
-                c->prep + (size_t)t * c->tok_stride, c->tok_stride, 0, c->ng, c->ng, c->last_bytes, c->pf_end);
-    _Pragma("GCC unroll 4")
-    for (int tt = 0; tt < T; tt++) store_n(y + tt * ldy, tile_out(kind, &a, R, tt), R);
-}
-
-/* One (row, token) for any n: the 1 x 1 tile, with x prepared in chunks of groups and
- * the accumulators carried across them. These are the table's vec_dots. */
-INLINE float dot_one(const int kind, const void *w, const void *x, int64_t n)
-{
-    alignas(32) uint8_t prep[PREP_BYTES];
-    const int64_t nb = n / 32, ng = (nb + BLK_PER_GROUP - 1) / BLK_PER_GROUP;
-    const int64_t chunk = (int64_t)(PREP_BYTES / group_prep(kind));
-    const uint8_t *w8 = w, *end = w8 + nb * (group_bytes(kind) / BLK_PER_GROUP);
-    tile_acc a;
-    tile_zero(&a, 1, 1);
-    for (int64_t g0 = 0; g0 < ng; g0 += chunk) {               /* groups [g0, g0 + gn) */
-        const int64_t gn = ng - g0 < chunk ? ng - g0 : chunk;
-        prep_x(kind, x, 0, 1, nb, g0, gn, prep);
-        tile_groups(kind, 1, 1, &a, w8, 0, prep, 0, g0, g0 + gn, ng, last_group_bytes(kind, nb, ng), end);
-    }
-    return _mm_cvtss_f32(tile_out(kind, &a, 1, 0));
-}
-
-static float q41_dot_one(const void *w, const void *x, int64_t n) { return dot_one(KIND_Q41, w, x, n); }
-static float q80_dot_one(const void *w, const void *x, int64_t n) { return dot_one(KIND_Q80, w, x, n); }
-
-/* ================================ drivers ======================================== */
-
-/* When a batch needs several token chunks, rows are taken in blocks of about
- * ROW_BLOCK_BYTES that stay in L2 while every chunk passes over them (matmul_avx512.c). */
-enum { ROW_BLOCK_BYTES = 256 * 1024 };
-
-/* Tokens [0, tn) of the chunk x rows [ra, rb) in MM_R x MM_T tiles; y: [tn][ldy]. The
- * edges take R x 1 and 1 x T tiles (four shapes per format, as in matmul_avx512.c). */
-INLINE void rows_batch(const int kind, const mm_call *c, int64_t ra, int64_t rb, int64_t tn,
-                       float *y, int64_t ldy)
-{
-    int64_t r = ra;
-    for (; r + MM_R <= rb; r += MM_R) {                        /* r: first row of the tile */
-        int64_t t = 0;
-        for (; t + MM_T <= tn; t += MM_T) tile(kind, MM_R, MM_T, c, r, t, y + t * ldy + r, ldy);
-        for (; t < tn; t++) tile(kind, MM_R, 1, c, r, t, y + t * ldy + r, ldy);
-    }
-    for (; r < rb; r++) {                                      /* the last (rb - ra) % MM_R rows */
-        int64_t t = 0;
-        for (; t + MM_T <= tn; t += MM_T) tile(kind, 1, MM_T, c, r, t, y + t * ldy + r, ldy);
-        for (; t < tn; t++) tile(kind, 1, 1, c, r, t, y + t * ldy + r, ldy);
-    }
-}
-
-INLINE void matmul_kind(const int kind, const void *W, size_t row_bytes, int64_t r0, int64_t r1,
-                        const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in,
-                        float *y, int64_t ldy)
-{
-    const uint8_t *w8 = W, *x8 = xq;
-    const int64_t nb = n_in / 32, ng = (nb + BLK_PER_GROUP - 1) / BLK_PER_GROUP;
-    const size_t tok_stride = (size_t)ng * group_prep(kind);
-    if (ng == 0 || tok_stride > PREP_BYTES) {       /* n_in 0 or very long rows: per output */
-        for (int64_t t = 0; t < n_tok; t++)         /* t: token */
-            for (int64_t r = r0; r < r1; r++)       /* r: output row */
-                y[t * ldy + r] = dot_one(kind, w8 + (size_t)r * row_bytes, x8 + (size_t)t * xq_bytes, n_in);
-        return;
-    }
-    alignas(32) uint8_t prep[PREP_BYTES];
-    const mm_call c = { w8, row_bytes, prep, tok_stride, ng, last_group_bytes(kind, nb, ng),
-                        w8 + (size_t)r1 * row_bytes };
-    const int64_t tc = (int64_t)(PREP_BYTES / tok_stride);     /* tokens per chunk */
-    int64_t rows_per_block = r1 - r0;
-    if (n_tok > tc) {
-        rows_per_block = (int64_t)(ROW_BLOCK_BYTES / row_bytes) / MM_R * MM_R;
-        if (rows_per_block < MM_R) rows_per_block = MM_R;
-    }
-    prefetch_start(w8 + (size_t)r0 * row_bytes, c.pf_end);
-    for (int64_t ra = r0; ra < r1; ra += rows_per_block) {    /* rows [ra, rb): one block */
-        const int64_t rb = r1 - ra < rows_per_block ? r1 : ra + rows_per_block;
-        for (int64_t t0 = 0; t0 < n_tok; t0 += tc) {           /* tokens [t0, t0 + tn): a chunk */
-            const int64_t tn = n_tok - t0 < tc ? n_tok - t0 : tc;
-            prep_x(kind, x8 + (size_t)t0 * xq_bytes, xq_bytes, tn, nb, 0, ng, prep);
-            rows_batch(kind, &c, ra, rb, tn, y + t0 * ldy, ldy);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    kgroup w;
+    _Pragma("GCC unroll 2")
+    for (int h = 0; h < 2; h++) {
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
+        _Pragma("GCC unroll 4")
+        for (int k = 0; k < 4; k++) {
+            const __m256i ql = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (k & 1)));
+            const __m256i lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(ql, 4) : ql, m4);
+            const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m2), 4);
+            w.q[4 * h + k] = _mm256_or_si256(lo, hi);
         }
     }
+    const __m128i s8 = _mm_loadu_si128((const __m128i *)(p + 192));
+    _Pragma("GCC unroll 8")
+    for (int j = 0; j < 8; j++)   /* int16 lanes 0-7: scale 2j, 8-15: 2j+1 */
+        w.sc[j] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, _mm_set_epi64x((2 * j + 1) * 0x0101010101010101ll,
+                                                                           2 * j * 0x0101010101010101ll)));
+    w.m = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm256_cvtepi8_epi16(s8), 5));
+    w.d = _mm256_set1_ps(h2f((uint16_t)ld16(p + 208)));
+    w.dmin = _mm256_setzero_ps();
+    return w;
 }
 
-static void matmul_q4_1_avx2(const void *W, size_t row_bytes, int64_t r0, int64_t r1,
-                             const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in,
-                             float *y, int64_t ldy)
+/* One super-block of one (row, token); x: the token's block. The integer parts are exact:
+ *   isum_l = sum_j [VPMADDWD lane l of (VPMADDUBSW(q[j], x[32j..]), sc[j])]  (+ Q6_K: the
+ *            -32 * scale * bsum terms, VPMADDWD of m and bsums, first)
+ *   msum_l = m_l * (bsums[2l] + bsums[2l+1])   (Q4_K/Q5_K)
+ * then Q4_K/Q5_K: acc_l = fma(dx, fmsub(d, isum_l, dmin * msum_l), acc_l);
+ *      Q6_K:      acc_l = fma(d * dx, isum_l, acc_l). */
+INLINE void kq_step(const int kind, __m256 *acc, const kgroup *w, const blk_q8_K *x)
 {
-    matmul_kind(KIND_Q41, W, row_bytes, r0, r1, xq, xq_bytes, n_tok, n_in, y, ldy);
+    const __m256i bs = _mm256_loadu_si256((const __m256i *)x->bsums);
+    __m256i isum = kind == KIND_Q6K ? _mm256_madd_epi16(w->m, bs) : _mm256_setzero_si256();
+    _Pragma("GCC unroll 8")
+    for (int j = 0; j < 8; j++) {
+        const __m256i p16 = _mm256_maddubs_epi16(w->q[j], _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j)));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p16, w->sc[j]));
+    }
+    if (kind == KIND_Q6K) {
+        *acc = _mm256_fmadd_ps(_mm256_mul_ps(w->d, _mm256_set1_ps(x->d)), _mm256_cvtepi32_ps(isum), *acc);
+        return;
+    }
+    const __m256 mterm = _mm256_mul_ps(w->dmin, _mm256_cvtepi32_ps(_mm256_madd_epi16(w->m, bs)));
+    const __m256 inner = _mm256_fmsub_ps(w->d, _mm256_cvtepi32_ps(isum), mterm);
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(x->d), inner, *acc);
 }
 
-static void matmul_q8_0_avx2(const void *W, size_t row_bytes, int64_t r0, int64_t r1,
-                             const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in,
-                             float *y, int64_t ldy)
-{
-    matmul_kind(KIND_Q80, W, row_bytes, r0, r1, xq, xq_bytes, n_tok, n_in, y, ldy);
-}
+#define MATMUL_IMPL_TILES
+#include "kern/matmul_impl.h"
+
+MATMUL_IMPL_ALL_KINDS
 
 /* ======================= F32 / F16 weights x F32 activations ====================== */
 
@@ -651,10 +699,7 @@ static void matmul_f16_avx2(const void *W, size_t row_bytes, int64_t r0, int64_t
 
 static const matmul_isa_kernels avx2_kernels = {
     .name = "avx2",
-    .vec_dot_q4_1_q8_1 = q41_dot_one,
-    .matmul_q4_1_q8_1 = matmul_q4_1_avx2,
-    .vec_dot_q8_0_q8_0 = q80_dot_one,
-    .matmul_q8_0_q8_0 = matmul_q8_0_avx2,
+    MATMUL_IMPL_QUANT_SET,
     .vec_dot_f16_f32 = f16_dot_one,
     .matmul_f16_f32 = matmul_f16_avx2,
     .vec_dot_f32_f32 = f32_dot_one,

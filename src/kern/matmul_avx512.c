@@ -1,9 +1,10 @@
-/* matmul_avx512.c - tiled Q4_1 x Q8_1 and Q8_0 x Q8_0 matmuls with AVX-512 VNNI, and F16 /
- * F32 weights x F32 activations with AVX-512F FMA (f32 accumulation; no AVX512-FP16 math).
+/* matmul_avx512.c - tiled Q4_1 x Q8_1, Q8_0 / Q5_0 x Q8_0 and Q4_K / Q5_K / Q6_K x Q8_K
+ * matmuls with AVX-512 VNNI, and F16 / F32 weights x F32 activations with AVX-512F FMA
+ * (f32 accumulation; no AVX512-FP16 math).
  * Room: kern. Built with the Makefile's AVX512_FLAGS and used only when cpu_get()
  * reports the whole set (quant_get_fast installs the vec_dots below, and matmul_rows
  * takes the tiled path only for a table holding them). May touch: kern/quant.h,
- * kern/matmul.h.
+ * kern/matmul.h, kern/matmul_impl.h (the tile loops and drivers both ISA files share).
  *
  * The contract (see matmul.h): for every (row r, token t) the float result is one
  * fixed function of W[r] and xq[t]: the same sequence of IEEE operations whatever the
@@ -19,8 +20,16 @@
  *           macc_k = fma(mw_k, sx_k, macc_k)                         (4 lanes, k = block)
  *         at the end tot = acc + [macc_0..3, 0 x 12]. A tile keeps the macc of its 4 rows
  *         in one register (lane 4r + k): lanes do not mix, so the value is the same.
- *   Q8_0: groups of 2 blocks; int32 lane l (block k = l / 8) holds the exact sum of 4
- *         products; per group acc_l = fma(dw_k * dx_k, (float)isum_l, acc_l); tot = acc.
+ *   Q8_0, Q5_0: groups of 2 blocks; int32 lane l (block k = l / 8) holds the exact sum of
+ *         4 products (Q5_0: of (q - 16) x); per group acc_l = fma(dw_k * dx_k, (float)isum_l,
+ *         acc_l); tot = acc.
+ *   Q4_K, Q5_K, Q6_K: a group is a super-block of 256; int32 lane l holds, exactly, the
+ *         VPDPWSSD sum over the 4 chunks of 64 elements of (VPMADDUBSW pairs of code x
+ *         activation) x that pair's sub-block scale (Q6_K: codes 0..63, and its -32 offset
+ *         as -32 * scale * bsum of each 16 in lanes 0..7), and per super-block
+ *           Q4_K/Q5_K: acc_l = fma(dx, fmsub(d, isum_l, dmin * msum_l), acc_l),
+ *                      msum_l = m_l * (bsums[2l] + bsums[2l+1]) for l < 8, else 0
+ *           Q6_K:      acc_l = fma(d * dx, isum_l, acc_l);        tot = acc.
  *   F16/F32: the weight is widened exactly to f32 (VCVTPH2PS for F16); lane l of 16
  *         accumulates, for steps s = 0, 1, ..: acc_l = fma(w[16s + l], x[16s + l], acc_l);
  *         the last step of a row whose n is not a multiple of 16 uses masked loads (lanes
@@ -41,19 +50,38 @@
  *        the lane's 4 codes), dx[16] f32. The weights enter VPDPBUSD as u8 w + 128
  *        (w ^ 0x80): sum (w + 128) x - 128 sum x is the exact dot for every weight byte,
  *        -128 included; activation codes are |x| <= 127 (quant.h).
+ *   Q5_0 group: Q8_0's with ncx = -16 * (sum of the 4 codes); the weights enter as their
+ *        u8 codes 0..31 (q - 16 is the value), so sum q x - 16 sum x is the exact dot.
+ *   K-quants: nothing is prepared; the Q8_K rows are read in place (codes in element
+ *        order, bsums, d), as the weights are unpacked in element order too.
  *
  * Weights: a Q4_1 group is 80 B (4 x [d m qs[16]]), each block 5 dwords, so two
  * overlapping 64-byte loads and one VPERMT2D gather the 64 code bytes, one VPERMD the
  * 4 (d, m) pairs. A Q8_0 group is 68 B (2 x [d qs[32]]): two 32-byte loads of the codes
- * and one VPERMW of the two d. Full groups read only their own bytes; the last partial
- * group uses masked loads (nothing past the row is read).
+ * and one VPERMW of the two d. A Q5_0 group is 44 B (2 x [d qh[4] qs[16]]): each qs
+ * broadcast to two 128-bit lanes and shifted by 0 / 4 gives the codes in element order,
+ * and the two qh words are a 64-bit byte mask that adds the 16s. Full groups read only
+ * their own bytes; the last partial group uses masked loads (nothing past the row is read).
+ * A Q4_K/Q5_K super-block: 32 bytes of qs broadcast to both 256-bit halves, shifted by
+ * 0 / 4 per half, are sub-blocks 2c and 2c+1; scales and mins unpacked once (ggml's
+ * 32-bit shuffles) and spread to int16 lanes by VPSHUFB; Q5_K's qh tested against bit
+ * 2c / 2c+1 per half. Q6_K: 64 bytes of ql give two chunks (low / high nibbles), qh
+ * shifted per half their top 2 bits, VPERMW the int8 scales widened to int16. Integer
+ * bounds: VPMADDUBSW pairs <= 2 * 63 * 127 (no saturation), each lane's super-block sum
+ * < 2^26; the K-quant lanes convert to float exactly below 2^24 (real rows: far below).
  *
  * Measured with dev/kernels/bench_matmul.c, 1 thread, on this 2-core AMD EPYC (Zen 4,
  * 512-bit ops double-pumped; dev/kernels/bw.c reads ~21-23 GB/s from DRAM per core):
  * decode streams the 96 MB of weights at 21-25 GB/s, what bw.c reads (the per-output
  * quant_avx512.c dots: 15-17); prefill (n_tok = 512) runs at ~125 GFLOP/s for n_in = 576
  * and ~150 for 1536 (per output: 35-55). 4 x 4 tiles measured best (4 x 2: -13%;
- * 4 x 3 and 2 x 4: -5 to -7%; 3 x 4: equal on Q4_1, -25% on Q8_0). */
+ * 4 x 3 and 2 x 4: -5 to -7%; 3 x 4: equal on Q4_1, -25% on Q8_0).
+ * Gemma 3 270M's shapes (bench_matmul kquant, 1 thread, best of 15, on the 2-core Intel
+ * Xeon with AVX-512 while other jobs kept its load average at 4.9-5.6, so +-20%): n_tok =
+ * 512, 640 x 1024 / 640 x 2048: Q4_K 132 / 114, Q5_K 123 / 79, Q6_K 129 / 111 GFLOP/s;
+ * 2048 x 640 / 640 x 1024 / 640 x 2048: Q5_0 76 / 97 / 71 against Q8_0 66 / 97 / 76 and
+ * Q4_1 139 / 160 / 157. The K-quant tile shapes were kept at 4 x 4: under that load the
+ * runs of 4 x 2, 2 x 4, 3 x 4 and 4 x 6 differed by less than their noise (+-40%). */
 #include "kern/matmul.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
@@ -87,6 +115,8 @@ enum { PREP_BYTES = 32768, Q41_GROUP = 256, Q80_GROUP = 192 };
 #ifndef MATMUL_PF_HINT
 #define MATMUL_PF_HINT _MM_HINT_T1
 #endif
+
+#include "kern/matmul_impl.h"
 
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -233,8 +263,10 @@ INLINE __m512 q41_total(__m512 acc, __m512 macc, int r)
 
 /* ================================ Q8_0 x Q8_0 ==================================== */
 
+/* bias: what the weight codes are offset by as they enter VPDPBUSD (128 for Q8_0, 16 for
+ * Q5_0): ncx = -bias * (sum of the lane's 4 codes). */
 static void q80_prep(const uint8_t *xq, size_t xq_bytes, int64_t n, int64_t nb, int64_t g0,
-                     int64_t ng, uint8_t *prep)
+                     int64_t ng, uint8_t *prep, const int bias)
 {
     for (int64_t t = 0; t < n; t++) {
         const blk_q8_0 *x = (const blk_q8_0 *)(xq + (size_t)t * xq_bytes);
@@ -244,8 +276,8 @@ static void q80_prep(const uint8_t *xq, size_t xq_bytes, int64_t n, int64_t nb, 
                 const int64_t b = 2 * g + k;
                 __m256i q = b < nb ? _mm256_loadu_si256((const __m256i *)x[b].qs) : _mm256_setzero_si256();
                 const float d = b < nb ? h2f(x[b].d) : 0.0f;
-                /* -128 * (sum of each 4 codes) = dpbusd of 0x80 bytes with the codes, negated */
-                __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), q);
+                /* -bias * (sum of each 4 codes) = dpbusd of bias bytes with the codes, negated */
+                __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)bias), q);
                 _mm256_store_si256((__m256i *)(p + 32 * k), q);
                 _mm256_store_si256((__m256i *)(p + 64 + 32 * k), _mm256_sub_epi32(_mm256_setzero_si256(), c));
                 _mm256_store_ps((float *)(p + 128 + 32 * k), _mm256_set1_ps(d));
@@ -284,16 +316,54 @@ INLINE void q80_step(__m512 *acc, const wgroup *w, const uint8_t *xp)
     *acc = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(isum), *acc);
 }
 
+/* ================================ Q5_0 x Q8_0 ==================================== */
+
+/* 16-bit lanes: a in the low 256 bits, b in the high ones (srlv counts) */
+INLINE __m512i halves16(int a, int b)
+{
+    return _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16((short)a), _mm512_set1_epi16((short)b));
+}
+
+/* One group of one weight row at p (2 x [d qh[4] qs[16]]); nbytes = 44, or 22 for a partial
+ * last group. The codes as u8 0..31 in element order ([block 0 | block 1]), which the
+ * Q8_0 step meets with a prepared ncx of bias 16; dw as for Q8_0. */
+INLINE wgroup q50_unpack(const uint8_t *p, int64_t nbytes)
+{
+    const int full = nbytes == 44;
+    /* [qs0 qs0 qs1 qs1] (128-bit lanes), shifted by 0 / 4: lo and hi nibbles in order */
+    const __m512i cnt = _mm512_setr_epi64(0, 0, 0x0004000400040004ll, 0x0004000400040004ll,
+                                          0, 0, 0x0004000400040004ll, 0x0004000400040004ll);
+    __m512i q = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(p + 6)));
+    q = full ? _mm512_mask_broadcast_i32x4(q, 0xFF00, _mm_loadu_si128((const __m128i *)(p + 28)))
+             : _mm512_maskz_mov_epi32(0x00FF, q);
+    q = _mm512_and_si512(_mm512_srlv_epi16(q, cnt), _mm512_set1_epi8(0x0F));
+    /* bit j of the two qh words is bit 4 of byte j: one byte mask */
+    const __mmask64 hb = (__mmask64)mm_ld32(p + 2) | (full ? (__mmask64)mm_ld32(p + 24) << 32 : 0);
+    wgroup w;
+    w.lo = _mm512_mask_add_epi8(q, hb, q, _mm512_set1_epi8(16));
+    w.hi = _mm512_setzero_si512();
+    w.f = _mm256_setzero_ps();
+    const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(mm_ld16(p) | (full ? mm_ld16(p + 22) : 0u) << 16)));
+    w.dw = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                 _mm512_castps128_ps512(f));
+    return w;
+}
+
 /* ============================ tiles, either format ================================ */
 
-/* kind selects the format; it is a constant after inlining, as are R and T. */
-enum { KIND_Q41, KIND_Q80, KIND_F32, KIND_F16 };
 #define TILE_RMAX 4
 _Static_assert(MM_R >= 1 && MM_R <= TILE_RMAX && MM_T >= 1, "tile shapes");
 
-INLINE int64_t blk_per_group(const int kind) { return kind == KIND_Q41 ? 4 : 2; }
-INLINE int64_t group_bytes(const int kind) { return kind == KIND_Q41 ? 80 : 68; }
-INLINE size_t group_prep(const int kind) { return kind == KIND_Q41 ? Q41_GROUP : Q80_GROUP; }
+INLINE int64_t blk_per_group(const int kind) { return kind == KIND_Q41 ? 4 : is_kq(kind) ? 1 : 2; }
+INLINE int64_t group_bytes(const int kind)
+{
+    return kind == KIND_Q41 ? 80 : kind == KIND_Q80 ? 68 : kind == KIND_Q50 ? 44
+         : kind == KIND_Q4K ? 144 : kind == KIND_Q5K ? 176 : 210;
+}
+INLINE size_t group_prep(const int kind)
+{
+    return kind == KIND_Q41 ? Q41_GROUP : is_kq(kind) ? sizeof(blk_q8_K) : Q80_GROUP;
+}
 /* Bytes of the last group of a row of nb blocks (ng groups) */
 INLINE int64_t last_group_bytes(const int kind, int64_t nb, int64_t ng)
 {
@@ -301,7 +371,8 @@ INLINE int64_t last_group_bytes(const int kind, int64_t nb, int64_t ng)
 }
 
 /* Accumulators of an R x T tile (see the file comment): acc: [R][T], macc: [T] (Q4_1). */
-typedef struct tile_acc { __m512 acc[TILE_RMAX][MM_T], macc[MM_T]; } tile_acc;
+typedef __m512 acc_vec;
+typedef struct tile_acc { acc_vec acc[TILE_RMAX][MM_T], macc[MM_T]; } tile_acc;
 
 INLINE void tile_zero(tile_acc *a, const int R, const int T)
 {
@@ -326,7 +397,8 @@ INLINE void tile_groups(const int kind, const int R, const int T, tile_acc *a, c
         for (int r = 0; r < R; r++) {
             const uint8_t *p = w0 + (size_t)r * row_bytes + (size_t)g * (size_t)group_bytes(kind);
             prefetch_ahead(p, pf_end);
-            w[r] = kind == KIND_Q41 ? q41_unpack(p, nbytes) : q80_unpack(p, nbytes);
+            w[r] = kind == KIND_Q41 ? q41_unpack(p, nbytes) : kind == KIND_Q50 ? q50_unpack(p, nbytes)
+                                    : q80_unpack(p, nbytes);
         }
         const __m512 mrows = kind == KIND_Q41 ? q41_mrows(w, R) : _mm512_setzero_ps();
         _Pragma("GCC unroll 4")
@@ -342,135 +414,122 @@ INLINE void tile_groups(const int kind, const int R, const int T, tile_acc *a, c
     }
 }
 
-/* Token t's outputs for rows 0..R-1 (lanes 0..R-1). */
-INLINE __m128 tile_out(const int kind, const tile_acc *a, const int R, int t)
+/* ============================ K-quants x Q8_K ==================================== */
+
+/* One super-block of one weight row, unpacked (all in element order):
+ *   q[c]   elements 64c .. 64c+63 as u8 codes (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63: before
+ *          Q6_K's -32)
+ *   sc[c]  the int16 scale of each VPMADDUBSW lane of q[c] (lane i: elements 64c + 2i, 2i+1)
+ *   m      Q4_K/Q5_K: [m0 m0 m1 m1 .. m7 m7] int16, beside Q8_K's 16 bsums; Q6_K: -32 *
+ *          scales[0..15] int16
+ *   d, dmin the super-block's scales (dmin: Q4_K/Q5_K) */
+typedef struct kgroup { __m512i q[4], sc[4]; __m256i m; __m512 d; __m256 dmin; } kgroup;
+
+/* pshufb indices into [sc0..sc7 m0..m7] (each 128-bit lane): int16 lanes 0-15 = sc[2c],
+ * lanes 16-31 = sc[2c+1] */
+#define KSC8(a) a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80
+static const uint8_t K4_SCIDX[4][64] __attribute__((aligned(64))) = {
+    { KSC8(0), KSC8(0), KSC8(1), KSC8(1) }, { KSC8(2), KSC8(2), KSC8(3), KSC8(3) },
+    { KSC8(4), KSC8(4), KSC8(5), KSC8(5) }, { KSC8(6), KSC8(6), KSC8(7), KSC8(7) } };
+/* Q6_K: int16 lane i of chunk c takes scale 4c + i / 8 */
+#define K6S8(a) a, a, a, a, a, a, a, a
+static const uint16_t K6_SIDX[4][32] __attribute__((aligned(64))) = {
+    { K6S8(0), K6S8(1), K6S8(2), K6S8(3) }, { K6S8(4), K6S8(5), K6S8(6), K6S8(7) },
+    { K6S8(8), K6S8(9), K6S8(10), K6S8(11) }, { K6S8(12), K6S8(13), K6S8(14), K6S8(15) } };
+
+/* Bytes: a in the low 256 bits, b in the high ones */
+INLINE __m512i halves8(int a, int b)
 {
-    __m512 tot[TILE_RMAX];
+    return _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, _mm512_set1_epi8((char)a), _mm512_set1_epi8((char)b));
+}
+
+/* Q4_K [d dmin scales[12] qs[128]] or Q5_K [d dmin scales[12] qh[32] qs[128]] at p. Chunk c
+ * is qs[32c .. 32c+31] twice, shifted by 0 / 4 (sub-blocks 2c and 2c+1); Q5_K adds 16
+ * where bit 2c / 2c+1 of qh[l] is set. */
+INLINE kgroup k4_unpack(const int kind, const uint8_t *p)
+{
+    const int q5 = kind == KIND_Q5K;
+    const uint8_t *qs = p + (q5 ? 48 : 16);
+    const __m128i sm = k4_scales(p + 4);
+    const __m512i smz = _mm512_broadcast_i32x4(sm), m4 = _mm512_set1_epi8(0x0F), cnt = halves16(0, 4);
+    const __m512i qh = q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 16)))
+                          : _mm512_setzero_si512();
+    kgroup w;
     _Pragma("GCC unroll 4")
-    for (int r = 0; r < R; r++)
-        tot[r] = kind == KIND_Q41 ? q41_total(a->acc[r][t], a->macc[t], r) : a->acc[r][t];
-    return reduce4(tot[0], tot[R > 1 ? 1 : 0], tot[R > 2 ? 2 : 0], tot[R > 3 ? 3 : 0]);
+    for (int c = 0; c < 4; c++) {                              /* c: 64 elements */
+        const __m512i y = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
+        w.q[c] = _mm512_and_si512(_mm512_srlv_epi16(y, cnt), m4);
+        if (q5) w.q[c] = _mm512_mask_add_epi8(w.q[c], _mm512_test_epi8_mask(qh, halves8(1 << (2 * c), 2 << (2 * c))),
+                                              w.q[c], _mm512_set1_epi8(16));
+        w.sc[c] = _mm512_shuffle_epi8(smz, _mm512_load_si512(K4_SCIDX[c]));
+    }
+    w.m = k4_mins(sm);
+    const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)mm_ld32(p)));    /* [d dmin 0 0] */
+    w.d = _mm512_broadcastss_ps(dd);
+    w.dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(dd));
+    return w;
 }
 
-/* Shared by every tile of one call. */
-typedef struct mm_call {
-    const uint8_t *w8;          /* W: [n_out][row_bytes] */
-    size_t row_bytes;
-    const uint8_t *prep;        /* [tn][tok_stride] prepared activations of the chunk */
-    size_t tok_stride;
-    int64_t ng, last_bytes;     /* groups per row; bytes of the last (maybe partial) one */
-    const uint8_t *pf_end;      /* end of this call's rows (prefetch limit) */
-} mm_call;
-
-/* An R x T tile from row r and token t of the chunk: y[t' * ldy + r'] for r' < R, t' < T. */
-INLINE void tile(const int kind, const int R, const int T, const mm_call *c, int64_t r, int64_t t,
-                 float *y, int64_t ldy)
+/* Q6_K [ql[128] qh[64] scales[16] d] at p. For h = 0, 1: ql[64h .. 64h+63] low nibbles are
+ * elements 128h + 0..63, high nibbles 128h + 64..127; their top 2 bits are qh[32h + l]
+ * shifted by 0 / 2 (low) and 4 / 6 (high) in the two halves. */
+INLINE kgroup k6_unpack(const uint8_t *p)
 {
-    tile_acc a;
-    tile_zero(&a, R, T);
-    tile_groups(kind, R, T, &a, c->w8 + (size_t)r * c->row_bytes, c->row_bytes,
-                c->prep + (size_t)t * c->tok_stride, c->tok_stride, 0, c->ng, c->ng, c->last_bytes, c->pf_end);
+    kgroup w;
+    const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p + 192)));
     _Pragma("GCC unroll 4")
-    for (int tt = 0; tt < T; tt++) store_n(y + tt * ldy, tile_out(kind, &a, R, tt), R);
+    for (int c = 0; c < 4; c++)
+        w.sc[c] = _mm512_permutexvar_epi16(_mm512_load_si512(K6_SIDX[c]), _mm512_castsi256_si512(s16));
+    w.m = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s16, 5));
+    w.d = _mm512_set1_ps(h2f((uint16_t)mm_ld16(p + 208)));
+    w.dmin = _mm256_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03);
+    _Pragma("GCC unroll 2")
+    for (int h = 0; h < 2; h++) {
+        const __m512i z = _mm512_loadu_si512(p + 64 * h);
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h)));
+        const __m512i hi0 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, halves16(0, 2)), m2), 4);
+        const __m512i hi1 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, halves16(4, 6)), m2), 4);
+        w.q[2 * h] = _mm512_or_si512(_mm512_and_si512(z, m4), hi0);
+        w.q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(z, 4), m4), hi1);
+    }
+    return w;
 }
 
-/* One (row, token) for any n: the 1 x 1 tile, with x prepared in chunks of groups and
- * the accumulators carried across them. These are the table's vec_dots. */
-INLINE float dot_one(const int kind, const void *w, const void *x, int64_t n)
+/* One super-block of one (row, token); x: the token's block. The integer parts are exact:
+ *   isum_l = sum_c [VPDPWSSD lane l of (VPMADDUBSW(q[c], x[64c..]), sc[c])]  (+ Q6_K: the
+ *            -32 * scale * bsum terms in lanes 0..7)
+ *   msum_l = m_l * (bsums[2l] + bsums[2l+1])   (Q4_K/Q5_K, l < 8)
+ * then Q4_K/Q5_K: acc_l = fma(dx, fmsub(d, isum_l, dmin * msum_l), acc_l);
+ *      Q6_K:      acc_l = fma(d * dx, isum_l, acc_l). */
+INLINE void kq_step(const int kind, __m512 *acc, const kgroup *w, const blk_q8_K *x)
 {
-    alignas(64) uint8_t prep[PREP_BYTES];
-    const int64_t nb = n / 32, ng = (nb + blk_per_group(kind) - 1) / blk_per_group(kind);
-    const int64_t chunk = (int64_t)(PREP_BYTES / group_prep(kind));
-    const uint8_t *w8 = w, *end = w8 + nb * (group_bytes(kind) / blk_per_group(kind));
-    tile_acc a;
-    tile_zero(&a, 1, 1);
-    for (int64_t g0 = 0; g0 < ng; g0 += chunk) {               /* groups [g0, g0 + gn) */
-        const int64_t gn = ng - g0 < chunk ? ng - g0 : chunk;
-        if (kind == KIND_Q41) q41_prep(x, 0, 1, nb, g0, gn, prep);
-        else q80_prep(x, 0, 1, nb, g0, gn, prep);
-        tile_groups(kind, 1, 1, &a, w8, 0, prep, 0, g0, g0 + gn, ng, last_group_bytes(kind, nb, ng), end);
-    }
-    return _mm_cvtss_f32(tile_out(kind, &a, 1, 0));
-}
-
-static float q41_dot_one(const void *w, const void *x, int64_t n) { return dot_one(KIND_Q41, w, x, n); }
-static float q80_dot_one(const void *w, const void *x, int64_t n) { return dot_one(KIND_Q80, w, x, n); }
-
-/* ================================ drivers ======================================== */
-
-/* When a batch needs several token chunks, rows are taken in blocks of about
- * ROW_BLOCK_BYTES that stay in L2 while every chunk passes over them, so a matrix larger
- * than L2 (the 30 MB Q8_0 output) is read from DRAM once, not once per chunk (29 times
- * at n_tok = 512). The activations are prepared again per block: ~2% of the work. */
-enum { ROW_BLOCK_BYTES = 256 * 1024 };
-
-/* Tokens [0, tn) of the chunk x rows [ra, rb) in MM_R x MM_T tiles; y: [tn][ldy]. The
- * edges take R x 1 and 1 x T tiles: four shapes per format keep the file quick to
- * compile (each shape is a fully unrolled copy; 16 shapes took 80 s under clang -O1
- * with sanitizers), at a small cost for batches that are not multiples of 4. */
-INLINE void rows_batch(const int kind, const mm_call *c, int64_t ra, int64_t rb, int64_t tn,
-                       float *y, int64_t ldy)
-{
-    int64_t r = ra;
-    for (; r + MM_R <= rb; r += MM_R) {                        /* r: first row of the tile */
-        int64_t t = 0;
-        for (; t + MM_T <= tn; t += MM_T) tile(kind, MM_R, MM_T, c, r, t, y + t * ldy + r, ldy);
-        for (; t < tn; t++) tile(kind, MM_R, 1, c, r, t, y + t * ldy + r, ldy);
-    }
-    for (; r < rb; r++) {                                      /* the last (rb - ra) % MM_R rows */
-        int64_t t = 0;
-        for (; t + MM_T <= tn; t += MM_T) tile(kind, 1, MM_T, c, r, t, y + t * ldy + r, ldy);
-        for (; t < tn; t++) tile(kind, 1, 1, c, r, t, y + t * ldy + r, ldy);
-    }
-}
-
-INLINE void matmul_kind(const int kind, const void *W, size_t row_bytes, int64_t r0, int64_t r1,
-                        const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in,
-                        float *y, int64_t ldy)
-{
-    const uint8_t *w8 = W, *x8 = xq;
-    const int64_t nb = n_in / 32, ng = (nb + blk_per_group(kind) - 1) / blk_per_group(kind);
-    const size_t tok_stride = (size_t)ng * group_prep(kind);
-    if (ng == 0 || tok_stride > PREP_BYTES) {       /* n_in 0 or very long rows: per output */
-        for (int64_t t = 0; t < n_tok; t++)         /* t: token */
-            for (int64_t r = r0; r < r1; r++)       /* r: output row */
-                y[t * ldy + r] = dot_one(kind, w8 + (size_t)r * row_bytes, x8 + (size_t)t * xq_bytes, n_in);
+    const __m256i bs = _mm256_loadu_si256((const __m256i *)x->bsums);
+    __m512i isum = kind == KIND_Q6K ? _mm512_zextsi256_si512(_mm256_madd_epi16(w->m, bs)) : _mm512_setzero_si512();
+    _Pragma("GCC unroll 4")
+    for (int c = 0; c < 4; c++)
+        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(w->q[c], _mm512_loadu_si512(x->qs + 64 * c)), w->sc[c]);
+    if (kind == KIND_Q6K) {
+        *acc = _mm512_fmadd_ps(_mm512_mul_ps(w->d, _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(isum), *acc);
         return;
     }
-    alignas(64) uint8_t prep[PREP_BYTES];
-    const mm_call c = { w8, row_bytes, prep, tok_stride, ng, last_group_bytes(kind, nb, ng),
-                        w8 + (size_t)r1 * row_bytes };
-    const int64_t tc = (int64_t)(PREP_BYTES / tok_stride);     /* tokens per chunk */
-    int64_t rows_per_block = r1 - r0;
-    if (n_tok > tc) {
-        rows_per_block = (int64_t)(ROW_BLOCK_BYTES / row_bytes) / MM_R * MM_R;
-        if (rows_per_block < MM_R) rows_per_block = MM_R;
-    }
-    prefetch_start(w8 + (size_t)r0 * row_bytes, c.pf_end);
-    for (int64_t ra = r0; ra < r1; ra += rows_per_block) {    /* rows [ra, rb): one block */
-        const int64_t rb = r1 - ra < rows_per_block ? r1 : ra + rows_per_block;
-        for (int64_t t0 = 0; t0 < n_tok; t0 += tc) {           /* tokens [t0, t0 + tn): a chunk */
-            const int64_t tn = n_tok - t0 < tc ? n_tok - t0 : tc;
-            if (kind == KIND_Q41) q41_prep(x8 + (size_t)t0 * xq_bytes, xq_bytes, tn, nb, 0, ng, prep);
-            else q80_prep(x8 + (size_t)t0 * xq_bytes, xq_bytes, tn, nb, 0, ng, prep);
-            rows_batch(kind, &c, ra, rb, tn, y + t0 * ldy, ldy);
-        }
-    }
+    const __m256 mterm = _mm256_mul_ps(w->dmin, _mm256_cvtepi32_ps(_mm256_madd_epi16(w->m, bs)));
+    const __m512 inner = _mm512_fmsub_ps(w->d, _mm512_cvtepi32_ps(isum), _mm512_zextps256_ps512(mterm));
+    *acc = _mm512_fmadd_ps(_mm512_set1_ps(x->d), inner, *acc);
 }
 
-static void matmul_q4_1_avx512(const void *W, size_t row_bytes, int64_t r0, int64_t r1,
-                               const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in,
-                               float *y, int64_t ldy)
+/* Tokens [0, n) of xq for groups [g0, g0 + ng) into prep, as the kind's step reads them. */
+INLINE void x_prep(const int kind, const uint8_t *xq, size_t xq_bytes, int64_t n, int64_t nb, int64_t g0,
+                   int64_t ng, uint8_t *prep)
 {
-    matmul_kind(KIND_Q41, W, row_bytes, r0, r1, xq, xq_bytes, n_tok, n_in, y, ldy);
+    if (kind == KIND_Q41) q41_prep(xq, xq_bytes, n, nb, g0, ng, prep);
+    else q80_prep(xq, xq_bytes, n, nb, g0, ng, prep, kind == KIND_Q50 ? 16 : 0x80);
 }
 
-static void matmul_q8_0_avx512(const void *W, size_t row_bytes, int64_t r0, int64_t r1,
-                               const void *xq, size_t xq_bytes, int64_t n_tok, int64_t n_in,
-                               float *y, int64_t ldy)
-{
-    matmul_kind(KIND_Q80, W, row_bytes, r0, r1, xq, xq_bytes, n_tok, n_in, y, ldy);
-}
+#define MATMUL_IMPL_TILES
+#include "kern/matmul_impl.h"
+
+MATMUL_IMPL_ALL_KINDS
 
 /* ======================= F32 / F16 weights x F32 activations ====================== */
 
@@ -669,10 +728,7 @@ static void matmul_f16_avx512(const void *W, size_t row_bytes, int64_t r0, int64
 
 static const matmul_isa_kernels avx512_kernels = {
     .name = "avx512",
-    .vec_dot_q4_1_q8_1 = q41_dot_one,
-    .matmul_q4_1_q8_1 = matmul_q4_1_avx512,
-    .vec_dot_q8_0_q8_0 = q80_dot_one,
-    .matmul_q8_0_q8_0 = matmul_q8_0_avx512,
+    MATMUL_IMPL_QUANT_SET,
     .vec_dot_f16_f32 = f16_dot_one,
     .matmul_f16_f32 = matmul_f16_avx512,
     .vec_dot_f32_f32 = f32_dot_one,

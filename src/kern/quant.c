@@ -875,6 +875,7 @@ static void fast_apply(const quant_isa_kernels *k)
     if (!k) return;
     if (k->quantize_q8_0) quant_fast_table[QT_Q8_0].from_float = k->quantize_q8_0;
     if (k->quantize_q8_1) quant_fast_table[QT_Q8_1].from_float = k->quantize_q8_1;
+    if (k->quantize_q8_K) quant_fast_table[QT_Q8_K].from_float = k->quantize_q8_K;
     if (k->vec_dot_q4_0_q8_0) quant_fast_table[QT_Q4_0].vec_dot = k->vec_dot_q4_0_q8_0;
     if (k->vec_dot_q4_1_q8_1) quant_fast_table[QT_Q4_1].vec_dot = k->vec_dot_q4_1_q8_1;
     if (k->vec_dot_q8_0_q8_0) quant_fast_table[QT_Q8_0].vec_dot = k->vec_dot_q8_0_q8_0;
@@ -887,6 +888,10 @@ static void fast_apply_matmul(const matmul_isa_kernels *k)
     if (!k) return;
     if (k->vec_dot_q4_1_q8_1) quant_fast_table[QT_Q4_1].vec_dot = k->vec_dot_q4_1_q8_1;
     if (k->vec_dot_q8_0_q8_0) quant_fast_table[QT_Q8_0].vec_dot = k->vec_dot_q8_0_q8_0;
+    if (k->vec_dot_q5_0_q8_0) quant_fast_table[QT_Q5_0].vec_dot = k->vec_dot_q5_0_q8_0;
+    if (k->vec_dot_q4_K_q8_K) quant_fast_table[QT_Q4_K].vec_dot = k->vec_dot_q4_K_q8_K;
+    if (k->vec_dot_q5_K_q8_K) quant_fast_table[QT_Q5_K].vec_dot = k->vec_dot_q5_K_q8_K;
+    if (k->vec_dot_q6_K_q8_K) quant_fast_table[QT_Q6_K].vec_dot = k->vec_dot_q6_K_q8_K;
     if (k->vec_dot_f16_f32) quant_fast_table[QT_F16].vec_dot = k->vec_dot_f16_f32;
     if (k->vec_dot_f32_f32) quant_fast_table[QT_F32].vec_dot = k->vec_dot_f32_f32;
 }

@@ -137,6 +137,7 @@ typedef struct quant_isa_kernels {
     const char       *name;                 /* "avx2", "avx512" */
     quant_quantize_fn quantize_q8_0;        /* bit-identical to the reference */
     quant_quantize_fn quantize_q8_1;
+    quant_quantize_fn quantize_q8_K;        /* bit-identical to the reference (n: multiples of 256) */
     quant_vec_dot_fn  vec_dot_q4_0_q8_0;
     quant_vec_dot_fn  vec_dot_q4_1_q8_1;
     quant_vec_dot_fn  vec_dot_q8_0_q8_0;

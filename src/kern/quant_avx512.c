@@ -5,6 +5,7 @@
  *
  * Same kernels and contracts as quant_avx2.c (scalar specs in quant.c):
  *   quantize_q8_0/q8_1  bit-identical to the reference (incl. ties away and NaN/Inf)
+ *   quantize_q8_K       bit-identical to the reference (ggml's RNE rule, NaN/Inf blocks)
  *   vec_dot_q4_0_q8_0, vec_dot_q4_1_q8_1, vec_dot_q8_0_q8_0
  * Dots take two 32-element blocks per 512-bit step: int32 lanes 0-7 belong to block i,
  * lanes 8-15 to block i+1, and VPDPBUSD (u8 x s8, 4-way, no saturation) forms the
@@ -68,6 +69,25 @@ static void quantize_q8_1_avx512(const float *x, void *dst, int64_t n)
         y[i].s = f32_to_fp16((float)sum * d);
     }
 }
+
+/* Q8_K (quant_impl.h): 16 lanes */
+static inline int q8k_q16(const float *x, float iscale, int8_t *qs)
+{
+    const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_set1_ps(iscale), _mm512_loadu_ps(x)),
+                                                 _mm512_set1_ps(-128.0f)), _mm512_set1_ps(128.0f));
+    const __m512i q = _mm512_min_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(127));
+    _mm_storeu_si128((__m128i *)qs, _mm512_cvtsepi32_epi8(q));
+    return _mm512_reduce_add_epi32(q);
+}
+#define QV __m512
+#define QVN 16
+#define QV_LOAD(p) _mm512_loadu_ps(p)
+#define QV_ZERO _mm512_setzero_ps()
+#define QV_HMAX(v) _mm512_reduce_max_ps(v)
+#define QV_ABSMAX(acc, v) _mm512_max_ps(_mm512_andnot_ps(_mm512_set1_ps(-0.0f), (v)), (acc))
+#define QV_EQ_MASK(v, s) \
+    (unsigned)_mm512_cmp_ps_mask(_mm512_andnot_ps(_mm512_set1_ps(-0.0f), (v)), _mm512_set1_ps(s), _CMP_EQ_OQ)
+#include "kern/quant_impl.h"
 
 static inline __m256i unpack_nibbles(const uint8_t *qs)
 {
@@ -191,6 +211,7 @@ static const quant_isa_kernels avx512_kernels = {
     .name = "avx512",
     .quantize_q8_0 = quantize_q8_0_avx512,
     .quantize_q8_1 = quantize_q8_1_avx512,
+    .quantize_q8_K = quant_impl_q8_K,
     .vec_dot_q4_0_q8_0 = vec_dot_q4_0_q8_0_avx512,
     .vec_dot_q4_1_q8_1 = vec_dot_q4_1_q8_1_avx512,
     .vec_dot_q8_0_q8_0 = vec_dot_q8_0_q8_0_avx512,

@@ -1,6 +1,7 @@
 /* test_matmul.c - matmul_rows and the tiled kernels (kern/matmul.h).
  *
- * What is proven, for Q4_1, Q8_0, F16 and F32 weights on every tiled kernel set this CPU runs
+ * What is proven, for Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, F16 and F32 weights on every tiled
+ * kernel set this CPU runs
  * (a set the CPU lacks is skipped), and through quant_get_fast as forward.c calls it:
  *   - exactness: matmul_rows over n_tok = 1..40, 64 and 512 tokens, whole or cut into
  *     random row ranges [r0, r1) and token sub-batches, and split across real threads
@@ -8,14 +9,18 @@
  *     (row, token) of the same set, and to matmul_rows on one row and one token. Shapes
  *     cross every tile and chunk boundary (4-row and 4-token register tiles, token
  *     chunks of the 32 KB activation buffer, L2 row blocks, partial last block groups
- *     of 4 (avx512 Q4_1) or 2 blocks, rows too long for the buffer in either set);
- *   - accuracy: each output within TOL_MATMUL_REL (Q4_1, Q8_0) or TOL_MATMUL_F_REL
+ *     of 4 (avx512 Q4_1) or 2 blocks, rows too long for the buffer in either set; K-quant
+ *     rows of 1..113 super-blocks, whose Q8_K rows are read in place);
+ *   - accuracy: each output within TOL_MATMUL_REL (the quantized types) or TOL_MATMUL_F_REL
  *     (F16, F32) of the scalar reference vec_dot (quant_get(type)->vec_dot, the spec in
- *     quant.c, which accumulates F16/F32 products in double);
+ *     quant.c, which accumulates F16/F32 products in double), and for the matrices of
+ *     the fixtures cache's quant/ (gen_quant_golden.py --vectors) within TOL_MATMUL_REL of
+ *     a double dot over gguf's dequantization of them (an implementation apart from ours);
  *   - F16/F32: every n_in from 1 to 40 and Whisper's 64, 240, 384, 1152, 1500, 1536 (tails
  *     of 1..15 lanes), the widened-F16 row blocks (batches of >= 8 tokens), rows longer
  *     than the widening buffer and than a token chunk; rows and activations that end
- *     right before a PROT_NONE page, at odd addresses (nothing past the row is read);
+ *     right before a PROT_NONE page, at odd addresses (nothing past the row is read; the
+ *     quantized types likewise, their weights at odd addresses);
  *   - only columns [r0, r1) of y are written (guard values around them);
  *   - quant_get_fast holds a set's vec_dots only when cpu_get() allows the set, and the
  *     generic path (tables without a tiled kernel) is one vec_dot per output;
@@ -43,12 +48,14 @@
 #include "kern/matmul.h"
 #include "kern/quant.h"
 #include "model/gguf.h"
+#include "util/testqvec.h"
 #include "util/testutil.h"
 
 /* Tiled result vs the scalar spec: same integer sums per block, a different float
  * order (16 lanes, FMA, a tree at the end), as for the SIMD dots of test_quant.c:
- * relative to sum |w_i x_i| (+ sum |m_w s_x| for Q4_1), which bounds every partial
- * sum either side forms; a few roundings of 2^-24 each. */
+ * relative to magnitude() (sum |w_i x_i|, plus the parts a format sums apart: Q4_1's
+ * m_w s_x, the K-quants' mins and Q6_K's offset), which bounds every partial sum either
+ * side forms; a few roundings of 2^-24 each. */
 #define TOL_MATMUL_REL 1e-6
 
 /* F16/F32 weights x F32 activations: products rounded to f32 by the FMA, summed in
@@ -128,12 +135,12 @@ static void fill_weights(problem *p, int how)
             t->from_float(row, wr, p->n_in);
         } else {
             for (size_t i = 0; i < p->row_bytes; i++) wr[i] = (uint8_t)rnd_u64();
-            for (int64_t b = 0; b < p->n_in / 32; b++) {
+            for (int64_t b = 0; b < p->n_in / t->blck_size; b++) {   /* fp16 d (and m / dmin) */
                 uint8_t *blk = wr + (size_t)b * t->type_size;
                 uint16_t d = f32_to_fp16((float)(rnd_unif() * 0.02 - 0.01));
                 uint16_t m = f32_to_fp16((float)(rnd_unif() * 0.02 - 0.01));
-                memcpy(blk, &d, 2);
-                if (p->type == QT_Q4_1) memcpy(blk + 2, &m, 2);
+                memcpy(blk + (p->type == QT_Q6_K ? offsetof(blk_q6_K, d) : 0), &d, 2);
+                if (p->type == QT_Q4_1 || p->type == QT_Q4_K || p->type == QT_Q5_K) memcpy(blk + 2, &m, 2);
             }
         }
     }
@@ -194,6 +201,43 @@ static void expect_same(const problem *p, const float *want, const float *got, i
         }
 }
 
+/* sum |w_i x_i| over one row and token (wf, xf: dequantized), plus what bounds the partial
+ * sums the kernels form beyond those products: Q4_1's m_w s_x apart from the codes' part;
+ * Q4_K/Q5_K's codes and mins apart (|d sc q x| + |dmin m x| <= |w x| + 2 |dmin m x|); Q6_K's
+ * unsigned codes and its -32 offset apart (|d sc q x| + 32 |d sc x| <= |w x| + 64 |d sc x|). */
+static double magnitude(uint32_t type, const uint8_t *wr, const uint8_t *xr, const float *wf, const float *xf,
+                        int64_t n)
+{
+    double mag = 0;
+    if (type == QT_Q4_1) {                /* to_float folds m into each element: the parts apart */
+        for (int64_t b = 0; b < n / 32; b++) {
+            const blk_q4_1 *wb = (const blk_q4_1 *)wr + b;
+            const blk_q8_1 *xb = (const blk_q8_1 *)xr + b;
+            for (int j = 0; j < 16; j++) {
+                mag += fabs((wb->qs[j] & 15) * (double)fp16_to_f32(wb->d) * xf[32 * b + j]);
+                mag += fabs((wb->qs[j] >> 4) * (double)fp16_to_f32(wb->d) * xf[32 * b + 16 + j]);
+            }
+            mag += fabs((double)fp16_to_f32(wb->m) * fp16_to_f32(xb->s));
+        }
+        return mag;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        mag += fabs((double)wf[i] * xf[i]);
+        const uint8_t *blk = wr + (size_t)(i / QK_K) * quant_get(type)->type_size;
+        if (type == QT_Q4_K || type == QT_Q5_K) {
+            uint8_t sc, m;
+            uint16_t dmin;
+            memcpy(&dmin, blk + 2, 2);
+            quant_get_scale_min_k4((int)(i % QK_K) / 32, blk + 4, &sc, &m);
+            mag += 2 * fabs((double)fp16_to_f32(dmin) * m * xf[i]);
+        } else if (type == QT_Q6_K) {
+            const blk_q6_K *b6 = (const blk_q6_K *)blk;
+            mag += 64 * fabs((double)fp16_to_f32(b6->d) * b6->scales[(i % QK_K) / 16] * xf[i]);
+        }
+    }
+    return mag;
+}
+
 /* |y - reference| <= TOL_MATMUL_REL * magnitude, per output */
 static void expect_close_to_ref(const problem *p, const float *y, int64_t ldy, const char *what)
 {
@@ -207,21 +251,7 @@ static void expect_close_to_ref(const problem *p, const float *y, int64_t ldy, c
         for (int64_t r = 0; r < p->n_out; r++) {
             const uint8_t *wr = p->w + (size_t)r * p->row_bytes;
             t->to_float(wr, wf, p->n_in);
-            double mag = 0;
-            if (p->type == QT_Q4_1) {
-                /* |q d_w x| and |m_w s_x| separately: to_float folds m into each element */
-                for (int64_t b = 0; b < p->n_in / 32; b++) {
-                    const blk_q4_1 *wb = (const blk_q4_1 *)wr + b;
-                    const blk_q8_1 *xb = (const blk_q8_1 *)xr + b;
-                    for (int j = 0; j < 16; j++) {
-                        mag += fabs((wb->qs[j] & 15) * (double)fp16_to_f32(wb->d) * xf[32 * b + j]);
-                        mag += fabs((wb->qs[j] >> 4) * (double)fp16_to_f32(wb->d) * xf[32 * b + 16 + j]);
-                    }
-                    mag += fabs((double)fp16_to_f32(wb->m) * fp16_to_f32(xb->s));
-                }
-            } else {
-                for (int64_t i = 0; i < p->n_in; i++) mag += fabs((double)wf[i] * xf[i]);
-            }
+            const double mag = magnitude(p->type, wr, xr, wf, xf, p->n_in);
             double ref = t->vec_dot(wr, xr, p->n_in), got = y[tk * ldy + r];
             double tol = (is_float_type(p->type) ? TOL_MATMUL_F_REL(p->n_in) : TOL_MATMUL_REL) * mag + 1e-30;
             if (!(fabs(got - ref) <= tol))
@@ -310,6 +340,10 @@ static void kernel_of(const matmul_isa_kernels *k, uint32_t type, quant_vec_dot_
     switch (type) {
     case QT_Q4_1: *dot = k->vec_dot_q4_1_q8_1; *tiled = k->matmul_q4_1_q8_1; break;
     case QT_Q8_0: *dot = k->vec_dot_q8_0_q8_0; *tiled = k->matmul_q8_0_q8_0; break;
+    case QT_Q5_0: *dot = k->vec_dot_q5_0_q8_0; *tiled = k->matmul_q5_0_q8_0; break;
+    case QT_Q4_K: *dot = k->vec_dot_q4_K_q8_K; *tiled = k->matmul_q4_K_q8_K; break;
+    case QT_Q5_K: *dot = k->vec_dot_q5_K_q8_K; *tiled = k->matmul_q5_K_q8_K; break;
+    case QT_Q6_K: *dot = k->vec_dot_q6_K_q8_K; *tiled = k->matmul_q6_K_q8_K; break;
     case QT_F16: *dot = k->vec_dot_f16_f32; *tiled = k->matmul_f16_f32; break;
     case QT_F32: *dot = k->vec_dot_f32_f32; *tiled = k->matmul_f32_f32; break;
     default: fail_msg("no kernel for type %u", (unsigned)type);
@@ -318,8 +352,17 @@ static void kernel_of(const matmul_isa_kernels *k, uint32_t type, quant_vec_dot_
 
 /* ---- tests ------------------------------------------------------------------------------- */
 
+/* The quantized types with a tiled kernel, and the row lengths tried for each: 1..5 blocks
+ * (partial groups), the models' 576 / 640 / 1536, odd block counts; K-quants 1..8 and 11
+ * super-blocks (Gemma 3's 1024 and 2048). */
+static const uint32_t quant_types[] = { QT_Q4_1, QT_Q8_0, QT_Q5_0, QT_Q4_K, QT_Q5_K, QT_Q6_K };
+enum { N_QUANT_TYPES = sizeof quant_types / sizeof quant_types[0] };
+static bool is_kquant(uint32_t type) { return quant_get(type)->blck_size == QK_K; }
+
 /* Random weights, every n_tok 1..MAX_TOK on a few shapes; partial groups; rows long
- * enough to leave the tiled path (n_in > 16384; avx2 Q8_0: > 21824). */
+ * enough to leave the tiled path (n_in > 16384; avx2 Q8_0: > 21824), and K-quant rows
+ * whose Q8_K rows fill the 32 KB chunk budget with fewer than 4 tokens (113 super-blocks:
+ * the chunk then takes 4 tokens anyway). */
 static void test_random_exact(void **state)
 {
     (void)state;
@@ -327,21 +370,22 @@ static void test_random_exact(void **state)
     const char *names[2];
     int nk = isa_sets(ks, names);
     if (nk == 0) skip();
-    const uint32_t types[2] = { QT_Q4_1, QT_Q8_0 };
-    /* n_in: 1..4 blocks (partial groups), the model's 576 / 1536, odd block counts */
-    const int64_t n_ins[] = { 32, 64, 96, 128, 160, 576, 1536, 32 * 37 };
+    const int64_t n_ins[] = { 32, 64, 96, 128, 160, 576, 640, 1536, 32 * 37 };
+    const int64_t k_ins[] = { 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 256 * 11 };
     int checks = 0;
     for (int ki = 0; ki < nk; ki++)
-        for (int ti = 0; ti < 2; ti++) {
+        for (int ti = 0; ti < N_QUANT_TYPES; ti++) {
             quant_vec_dot_fn dot;
             matmul_tiled_fn tiled;
-            kernel_of(ks[ki], types[ti], &dot, &tiled);
+            kernel_of(ks[ki], quant_types[ti], &dot, &tiled);
             assert_non_null(dot);
             assert_non_null(tiled);
+            const bool kq = is_kquant(quant_types[ti]);
+            const int64_t *ins = kq ? k_ins : n_ins, every_tok = kq ? 1024 : 576;
             for (size_t ni = 0; ni < sizeof n_ins / sizeof n_ins[0]; ni++) {
                 /* every n_tok 1..MAX_TOK on one shape per n_in; rows not a multiple of 4 */
-                for (int64_t n_tok = 1; n_tok <= MAX_TOK; n_tok += (n_ins[ni] == 576 ? 1 : 7)) {
-                    problem p = make_problem(types[ti], n_ins[ni], 13 + (int64_t)(rnd_u64() % 12), n_tok);
+                for (int64_t n_tok = 1; n_tok <= MAX_TOK; n_tok += (ins[ni] == every_tok ? 1 : 7)) {
+                    problem p = make_problem(quant_types[ti], ins[ni], 13 + (int64_t)(rnd_u64() % 12), n_tok);
                     fill_weights(&p, (n_tok + (int64_t)ni) % 3 == 0 ? W_RAW : W_QUANT);
                     fill_acts(&p);
                     check_problem(&p, dot, tiled, names[ki], n_tok <= 8 || n_tok == MAX_TOK);
@@ -350,9 +394,11 @@ static void test_random_exact(void **state)
                 }
             }
             /* long rows: past the 32 KB activation buffer (per-output path, chunked prep),
-             * except avx2 Q8_0 at 530 blocks (96 B per 2 blocks: still one token's fit) */
+             * except avx2 Q8_0 at 530 blocks (96 B per 2 blocks: still one token's fit);
+             * K-quants: 70 and 113 super-blocks, 9 tokens */
             for (int64_t nbl = 530; nbl <= 700; nbl += 170) {
-                problem p = make_problem(types[ti], 32 * nbl, 6, 3);
+                problem p = kq ? make_problem(quant_types[ti], QK_K * (nbl == 530 ? 70 : 113), 6, 9)
+                               : make_problem(quant_types[ti], 32 * nbl, 6, 3);
                 fill_weights(&p, W_QUANT);
                 fill_acts(&p);
                 check_problem(&p, dot, tiled, names[ki], true);
@@ -443,11 +489,11 @@ static void test_model_rows_exact(void **state)
 static void test_matmul_rows_tables(void **state)
 {
     (void)state;
-    const uint32_t types[] = { QT_Q4_1, QT_Q8_0, QT_Q4_0, QT_F32, QT_F16, QT_Q6_K };
+    const uint32_t types[] = { QT_Q4_1, QT_Q8_0, QT_Q4_0, QT_F32, QT_F16, QT_Q6_K, QT_Q3_K, QT_Q5_0, QT_Q4_K };
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         for (int fast = 0; fast < 2; fast++) {
             const quant_traits *qt = fast ? quant_get_fast(types[ti]) : quant_get(types[ti]);
-            const int64_t n_in = types[ti] == QT_Q6_K ? 512 : is_float_type(types[ti]) ? 1500 : 576;
+            const int64_t n_in = quant_get(types[ti])->blck_size == QK_K ? 512 : is_float_type(types[ti]) ? 1500 : 576;
             problem p = make_problem(types[ti], n_in, 11, 9);
             fill_weights(&p, W_QUANT);
             fill_acts(&p);
@@ -473,10 +519,27 @@ static void test_matmul_rows_tables(void **state)
         assert_ptr_equal(quant_get_fast(QT_F32)->vec_dot, ks[0]->vec_dot_f32_f32);
         assert_ptr_equal(matmul_tiled_for(quant_get_fast(QT_F16)), ks[0]->matmul_f16_f32);
         assert_ptr_equal(matmul_tiled_for(quant_get_fast(QT_F32)), ks[0]->matmul_f32_f32);
+        for (int ti = 2; ti < N_QUANT_TYPES; ti++) {           /* Q5_0 and the K-quants */
+            quant_vec_dot_fn dot;
+            matmul_tiled_fn tiled;
+            kernel_of(ks[0], quant_types[ti], &dot, &tiled);
+            assert_ptr_equal(quant_get_fast(quant_types[ti])->vec_dot, dot);
+            assert_ptr_equal(matmul_tiled_for(quant_get_fast(quant_types[ti])), tiled);
+            assert_null(matmul_tiled_for(quant_get(quant_types[ti])));
+        }
     }
     /* a set the CPU lacks is never in the fast table */
     const cpu_features *c = cpu_get();
     const matmul_isa_kernels *k512 = matmul_avx512_kernels(), *k2 = matmul_avx2_kernels();
+    for (int ti = 0; ti < N_QUANT_TYPES; ti++)
+        for (int s = 0; s < 2; s++) {
+            const matmul_isa_kernels *k = s ? k2 : k512;
+            if (!k || (s ? cpu_has_avx2_set(c) : cpu_has_avx512_set(c))) continue;
+            quant_vec_dot_fn dot;
+            matmul_tiled_fn tiled;
+            kernel_of(k, quant_types[ti], &dot, &tiled);
+            assert_ptr_not_equal(quant_get_fast(quant_types[ti])->vec_dot, dot);
+        }
     if (k512 && !cpu_has_avx512_set(c)) {
         assert_ptr_not_equal(quant_get_fast(QT_Q4_1)->vec_dot, k512->vec_dot_q4_1_q8_1);
         assert_ptr_not_equal(quant_get_fast(QT_Q8_0)->vec_dot, k512->vec_dot_q8_0_q8_0);
@@ -492,13 +555,13 @@ static void test_matmul_rows_tables(void **state)
     /* what an AVX2-only CPU gets: quant.c's fast_init installs quant_avx2.c's dots, then
      * the avx2 set's over them; matmul_rows must then take the avx2 tiled kernels */
     if (k2 && cpu_has_avx2_set(c)) {
-        const uint32_t t2[4] = { QT_Q4_1, QT_Q8_0, QT_F16, QT_F32 };
-        for (int ti = 0; ti < 4; ti++) {
+        const uint32_t t2[] = { QT_Q4_1, QT_Q8_0, QT_F16, QT_F32, QT_Q5_0, QT_Q4_K, QT_Q5_K, QT_Q6_K };
+        for (size_t ti = 0; ti < sizeof t2 / sizeof t2[0]; ti++) {
             quant_traits avx2_table = *quant_get_fast(t2[ti]);
             matmul_tiled_fn tiled;
             kernel_of(k2, t2[ti], &avx2_table.vec_dot, &tiled);
             assert_ptr_equal(matmul_tiled_for(&avx2_table), tiled);
-            problem p = make_problem(t2[ti], is_float_type(t2[ti]) ? 1500 : 576, 11, 9);
+            problem p = make_problem(t2[ti], is_float_type(t2[ti]) ? 1500 : is_kquant(t2[ti]) ? 1024 : 576, 11, 9);
             fill_weights(&p, W_QUANT);
             fill_acts(&p);
             const int64_t ldy = p.n_out + 2;
@@ -533,6 +596,9 @@ static void test_batch_sizes_exact(void **state)
     struct { uint32_t type; int64_t n_in, n_out; } shapes[] = {
         { QT_Q4_1, 576, 37 }, { QT_Q4_1, 1536, 13 }, { QT_Q8_0, 576, 37 },
         { QT_Q8_0, 32 * 9, 450 },      /* 450 rows x 9 blocks: more than one L2 row block */
+        { QT_Q5_0, 640, 37 }, { QT_Q5_0, 32 * 9, 600 },         /* 600 x 198 B: 2 row blocks */
+        { QT_Q4_K, 2048, 13 }, { QT_Q5_K, 1024, 37 }, { QT_Q6_K, 2048, 21 },
+        { QT_Q4_K, 512, 1000 },        /* 1000 x 288 B: more than one L2 row block */
     };
     for (int ki = 0; ki < nk; ki++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
@@ -566,12 +632,13 @@ static void test_thread_splits_exact(void **state)
     char err[128];
     pool *pl[3] = { NULL, NULL, NULL };
     for (int i = 0; i < 3; i++) assert_int_equal(pool_init(&pl[i], i + 1, err, sizeof err), KVLM_OK);
-    const uint32_t types[4] = { QT_Q4_1, QT_Q8_0, QT_F16, QT_F32 };
+    const uint32_t types[] = { QT_Q4_1, QT_Q8_0, QT_F16, QT_F32, QT_Q5_0, QT_Q4_K, QT_Q5_K, QT_Q6_K };
     const int64_t n_toks[3] = { 1, 7, 64 };
-    for (int ti = 0; ti < 4; ti++)
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
         for (int ni = 0; ni < 3; ni++) {
             const quant_traits *qt = quant_get_fast(types[ti]);
-            const int64_t n_in = types[ti] == QT_F16 ? 384 : types[ti] == QT_F32 ? 1500 : 576;
+            const int64_t n_in = types[ti] == QT_F16 ? 384 : types[ti] == QT_F32 ? 1500
+                               : is_kquant(types[ti]) ? 1024 : types[ti] == QT_Q5_0 ? 640 : 576;
             problem p = make_problem(types[ti], n_in, 103, n_toks[ni]);
             fill_weights(&p, W_QUANT);
             fill_acts(&p);
@@ -674,11 +741,41 @@ static uint8_t *guarded(size_t bytes, size_t slack, void **base, size_t *len)
     return m + body - bytes - slack;
 }
 
+/* The problem copied so that its rows end w_slack bytes and its activations x_slack bytes
+ * before a PROT_NONE page: the tiled kernel (one call over everything) and one vec_dot
+ * per output give the bits they give on the malloc'd copies. */
+static void check_guarded(const problem *p, quant_vec_dot_fn dot, matmul_tiled_fn tiled, size_t w_slack,
+                          size_t x_slack)
+{
+    const int64_t ldy = p->n_out;
+    float *want = new_y(p, ldy), *got = new_y(p, ldy);
+    per_output(p, dot, want, ldy);
+    void *wb, *xb;
+    size_t wl, xl;
+    problem g = *p;
+    g.w = guarded(p->row_bytes * (size_t)p->n_out, w_slack, &wb, &wl);
+    g.xq = guarded(p->xq_bytes * (size_t)p->n_tok, x_slack, &xb, &xl);
+    memcpy(g.w, p->w, p->row_bytes * (size_t)p->n_out);
+    memcpy(g.xq, p->xq, p->xq_bytes * (size_t)p->n_tok);
+    run_split(&g, NULL, tiled, got, ldy, 0);
+    expect_same(p, want, got, ldy, "guard page tiled");
+    for (int64_t t = 0; t < p->n_tok; t++)
+        for (int64_t r = 0; r < p->n_out; r++)
+            got[t * ldy + r] = dot(g.w + (size_t)r * p->row_bytes, g.xq + (size_t)t * p->xq_bytes, p->n_in);
+    expect_same(p, want, got, ldy, "guard page vec_dot");
+    munmap(wb, wl);
+    munmap(xb, xl);
+    free(want);
+    free(got);
+}
+
 /* Weights and activations that end right before a PROT_NONE page (slack 0), or one byte
  * before it with every row at an odd address (slack 1: model.bin's f16 tensors are not
  * aligned): the tiled kernels and vec_dots read nothing past a row, and give the same
- * bits as on malloc'd copies. */
-static void test_float_guard_pages(void **state)
+ * bits as on malloc'd copies. The quantized types likewise (weights at odd addresses with
+ * slack 1; Q8_K's float d keeps their activations aligned), with odd block counts (Q5_0's
+ * partial last group) and 1..3 super-blocks. */
+static void test_guard_pages(void **state)
 {
     (void)state;
     const matmul_isa_kernels *ks[2];
@@ -687,37 +784,84 @@ static void test_float_guard_pages(void **state)
     if (nk == 0) skip();
     static const int64_t n_ins[] = { 1, 7, 15, 17, 33, 240, 1500 };
     for (int ki = 0; ki < nk; ki++)
-        for (int ti = 0; ti < 2; ti++)
-            for (size_t ni = 0; ni < sizeof n_ins / sizeof n_ins[0]; ni++)
-                for (size_t slack = 0; slack < 2; slack++) {
-                    quant_vec_dot_fn dot;
-                    matmul_tiled_fn tiled;
+        for (size_t slack = 0; slack < 2; slack++) {
+            quant_vec_dot_fn dot;
+            matmul_tiled_fn tiled;
+            for (int ti = 0; ti < 2; ti++)
+                for (size_t ni = 0; ni < sizeof n_ins / sizeof n_ins[0]; ni++) {
                     kernel_of(ks[ki], float_types[ti], &dot, &tiled);
-                    problem p = make_problem(float_types[ti], n_ins[ni], 9, 10);
+                    problem p = make_problem(float_types[ti], n_ins[ni], 9, 10);   /* 10 tokens: widened F16 */
                     fill_weights(&p, W_RAW);
                     fill_acts(&p);
-                    const int64_t ldy = p.n_out;
-                    float *want = new_y(&p, ldy), *got = new_y(&p, ldy);
-                    per_output(&p, dot, want, ldy);
-                    void *wb, *xb;
-                    size_t wl, xl;
-                    problem g = p;
-                    g.w = guarded(p.row_bytes * (size_t)p.n_out, slack, &wb, &wl);
-                    g.xq = guarded(p.xq_bytes * (size_t)p.n_tok, slack * 4, &xb, &xl);   /* f32 stays aligned */
-                    memcpy(g.w, p.w, p.row_bytes * (size_t)p.n_out);
-                    memcpy(g.xq, p.xq, p.xq_bytes * (size_t)p.n_tok);
-                    run_split(&g, NULL, tiled, got, ldy, 0);          /* 10 tokens: widened F16 */
-                    expect_same(&p, want, got, ldy, "guard page tiled");
-                    for (int64_t t = 0; t < p.n_tok; t++)
-                        for (int64_t r = 0; r < p.n_out; r++)
-                            got[t * ldy + r] = dot(g.w + (size_t)r * p.row_bytes, g.xq + (size_t)t * p.xq_bytes, p.n_in);
-                    expect_same(&p, want, got, ldy, "guard page vec_dot");
-                    munmap(wb, wl);
-                    munmap(xb, xl);
-                    free(want);
-                    free(got);
+                    check_guarded(&p, dot, tiled, slack, slack * 4);   /* f32 activations stay aligned */
                     free_problem(&p);
                 }
+            for (int ti = 0; ti < N_QUANT_TYPES; ti++)
+                for (int64_t nb = 1; nb <= 5; nb += 2) {
+                    kernel_of(ks[ki], quant_types[ti], &dot, &tiled);
+                    const int64_t n_in = is_kquant(quant_types[ti]) ? QK_K * (nb + 1) / 2 : 32 * nb;
+                    problem p = make_problem(quant_types[ti], n_in, 9, 6);
+                    fill_weights(&p, W_RAW);
+                    fill_acts(&p);
+                    check_guarded(&p, dot, tiled, slack, 0);
+                    free_problem(&p);
+                }
+        }
+}
+
+/* The matrices of the fixtures cache's quant/ (gguf-made Q5_0 rows, K-quant rows of random
+ * bytes and edge blocks), repeated to 13 rows, for n_tok 1..MAX_TOK: every kernel set and
+ * the fast table give bitwise their vec_dot (check_problem), each output within
+ * TOL_MATMUL_REL of a double dot over gguf's dequantized weights and the activations. */
+static void test_gguf_rows_exact(void **state)
+{
+    (void)state;
+    const matmul_isa_kernels *ks[2];
+    const char *names[2];
+    int nk = isa_sets(ks, names), n_cases;
+    test_qmatrix *m = test_qmatrices(&n_cases);
+    if (!m) fail_msg("no quantization vectors in the fixtures cache");
+    for (int c = 0; c < n_cases; c++) {
+        const uint32_t type = m[c].type;
+        const int64_t n_in = m[c].n_in, rows = m[c].rows;
+        const size_t rb = quant_row_size(type, n_in);
+        assert_int_equal(m[c].q_len, rb * (size_t)rows);
+        assert_int_equal(m[c].deq_len, sizeof(float) * (size_t)(rows * n_in));
+        const quant_traits *vt = quant_get(quant_get(type)->vec_dot_type);
+        float *xf = malloc(sizeof(float) * (size_t)n_in);
+        assert_non_null(xf);
+        for (int64_t n_tok = 1; n_tok <= MAX_TOK; n_tok += 3) {
+            problem p = make_problem(type, n_in, 13, n_tok);
+            for (int64_t r = 0; r < p.n_out; r++) memcpy(p.w + (size_t)r * rb, m[c].q + (size_t)(r % rows) * rb, rb);
+            fill_acts(&p);
+            for (int ki = 0; ki <= nk; ki++) {                 /* the sets, then the fast table */
+                quant_vec_dot_fn dot = quant_get_fast(type)->vec_dot;
+                matmul_tiled_fn tiled = matmul_tiled_for(quant_get_fast(type));
+                if (ki < nk) kernel_of(ks[ki], type, &dot, &tiled);
+                if (!tiled) continue;                          /* no set on this CPU */
+                const char *isa = ki < nk ? names[ki] : "fast";
+                check_problem(&p, dot, tiled, isa, true);
+                for (int64_t t = 0; t < n_tok; t++) {
+                    const uint8_t *xr = p.xq + (size_t)t * p.xq_bytes;
+                    vt->to_float(xr, xf, n_in);
+                    for (int64_t r = 0; r < p.n_out; r++) {
+                        const float *wf = m[c].deq + (size_t)(r % rows) * (size_t)n_in;
+                        double ref = 0;
+                        for (int64_t i = 0; i < n_in; i++) ref += (double)wf[i] * xf[i];
+                        const double tol = TOL_MATMUL_REL * magnitude(type, p.w + (size_t)r * rb, xr, wf, xf, n_in) + 1e-30;
+                        const double got = dot(p.w + (size_t)r * rb, xr, n_in);
+                        if (!(fabs(got - ref) <= tol))
+                            fail_msg("%s %s row %lld token %lld: %.9g vs gguf double dot %.9g (|diff| %.3g > %.3g)",
+                                     m[c].name, isa, (long long)r, (long long)t, got, ref, fabs(got - ref), tol);
+                    }
+                }
+            }
+            free_problem(&p);
+        }
+        free(xf);
+    }
+    test_qmatrices_free(m, n_cases);
+    assert_true(n_cases >= 5);
 }
 
 /* Empty ranges write nothing. */
@@ -745,7 +889,8 @@ int main(void)
         cmocka_unit_test(test_thread_splits_exact),
         cmocka_unit_test(test_float_exact),
         cmocka_unit_test(test_float_batch_sizes),
-        cmocka_unit_test(test_float_guard_pages),
+        cmocka_unit_test(test_guard_pages),
+        cmocka_unit_test(test_gguf_rows_exact),
         cmocka_unit_test(test_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,7 +7,10 @@
  *   - fp16/bf16: exhaustive over all 2^16 encodings, and a nearest-value search over a
  *     sorted table of every half (no bit tricks shared with the code under test).
  *   - vec_dot: a double-precision dot of the dequantized rows.
- *   - SIMD kernels: the scalar reference, on every ISA set this CPU runs.
+ *   - the fixtures cache's quant/ (gen_quant_golden.py --vectors, run by scripts/gen-fixtures.sh):
+ *     gguf's dequantization of Q5_0/Q4_K/Q5_K/Q6_K matrices, matched bit for bit.
+ *   - SIMD kernels: the scalar reference, on every ISA set this CPU runs (the vec_dots of
+ *     Q5_0 and the K-quants live in the matmul sets: tests/kern/test_matmul.c).
  * Tolerances are named below with the reason for each number. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +25,7 @@
 
 #include "kern/cpu.h"
 #include "kern/quant.h"
+#include "util/testqvec.h"
 #include "util/testutil.h"
 
 /* ---- tolerances ----------------------------------------------------------------------------
@@ -344,6 +348,37 @@ static void test_golden(void **state)
     assert_true(n_quant >= 7);
 }
 
+/* gguf's dequantization of the Gemma 3 weight types' matrices (fixtures cache, quant/): our
+ * reference to_float, and the fast table's (the same function), bit for bit. */
+static void test_gguf_vectors(void **state)
+{
+    (void)state;
+    int n_cases, seen[QT_COUNT] = { 0 };
+    test_qmatrix *m = test_qmatrices(&n_cases);
+    if (!m) fail_msg("no quantization vectors in the fixtures cache");
+    for (int c = 0; c < n_cases; c++) {
+        const quant_traits *t = quant_get(m[c].type);
+        if (!t || !t->supported) fail_msg("%s: type %u", m[c].name, (unsigned)m[c].type);
+        const int64_t n = m[c].rows * m[c].n_in;
+        assert_int_equal(m[c].q_len, quant_row_size(m[c].type, n));
+        assert_int_equal(m[c].deq_len, (size_t)n * sizeof(float));
+        float *got = malloc((size_t)n * sizeof(float));
+        assert_non_null(got);
+        for (int fast = 0; fast < 2; fast++) {
+            (fast ? quant_get_fast(m[c].type) : t)->to_float(m[c].q, got, n);
+            for (int64_t i = 0; i < n; i++)
+                if (bits_from_f32(got[i]) != bits_from_f32(m[c].deq[i]))
+                    fail_msg("%s: element %lld: got %a, gguf %a", m[c].name, (long long)i, (double)got[i],
+                             (double)m[c].deq[i]);
+        }
+        free(got);
+        seen[m[c].type]++;
+    }
+    test_qmatrices_free(m, n_cases);
+    assert_true(n_cases >= 5);
+    assert_true(seen[QT_Q5_0] && seen[QT_Q4_K] && seen[QT_Q5_K] && seen[QT_Q6_K]);
+}
+
 /* ---- round trips ----------------------------------------------------------------------------- */
 static double rt_tol(uint32_t type)
 {
@@ -521,10 +556,13 @@ static void test_q8_1_sum(void **state)
 }
 
 /* ---- SIMD kernels against the reference --------------------------------------------------------- */
+/* blk: elements per block (32, or 256 for Q8_K). Inputs: varied scales, integer and exact
+ * .5 ties, NaN, +-Inf and finite values above 3.4e38 in some blocks, and blocks whose
+ * largest magnitude occurs with both signs (the first one sets Q8_K's sign). */
 static void compare_quantizer(const char *isa, const char *nm, quant_quantize_fn fast, quant_quantize_fn ref,
-                              size_t blk_bytes)
+                              size_t blk_bytes, int64_t blk)
 {
-    enum { N = 32 * 70 };
+    enum { N = 32 * 72 };
     float x[N];
     static uint8_t a[N / 32 * 40], b[N / 32 * 40];
     for (int rep = 0; rep < 20; rep++) {
@@ -534,11 +572,15 @@ static void compare_quantizer(const char *isa, const char *nm, quant_quantize_fn
         if (rep == 3)                  /* exact ties: amax 127 gives d = 1, so k + 0.5 stays */
             for (int i = 0; i < N; i++)
                 x[i] = i % 32 == 5 ? 127.0f : (float)((int)(rnd_u64() % 253) - 126) + (i & 1 ? 0.5f : -0.5f);
-        for (int64_t n = 32; n <= N; n += (rep < 4 ? N - 32 : 32 * 7)) {
+        if (rep == 4) for (int i = 0; i < N; i += 37) x[i] = NAN;
+        if (rep == 5) { x[300] = INFINITY; x[1000] = -INFINITY; x[1700] = 3.40282e38f; x[2200] = -3.401e38f; }
+        if (rep == 6)
+            for (int i = 0; i < N; i += 32) { x[i + 3] = -9.0f; x[i + 20] = 9.0f; x[i + 31] = (i / 32) & 1 ? 9.0f : -9.0f; }
+        for (int64_t n = blk; n <= N; n += (rep < 4 ? N / blk * blk - blk : blk * 7)) {
             memset(a, 0, sizeof a); memset(b, 0, sizeof b);
             ref(x, a, n);
             fast(x, b, n);
-            for (size_t i = 0; i < (size_t)(n / 32) * blk_bytes; i++)
+            for (size_t i = 0; i < (size_t)(n / blk) * blk_bytes; i++)
                 if (a[i] != b[i]) fail_msg("%s %s n=%lld: byte %zu differs (ref %02x, simd %02x)",
                                            isa, nm, (long long)n, i, a[i], b[i]);
         }
@@ -592,9 +634,11 @@ static void check_isa(const char *isa, const quant_isa_kernels *k)
 {
     assert_non_null(k);
     if (k->quantize_q8_0)
-        compare_quantizer(isa, "quantize_q8_0", k->quantize_q8_0, quant_get(QT_Q8_0)->from_float, sizeof(blk_q8_0));
+        compare_quantizer(isa, "quantize_q8_0", k->quantize_q8_0, quant_get(QT_Q8_0)->from_float, sizeof(blk_q8_0), 32);
     if (k->quantize_q8_1)
-        compare_quantizer(isa, "quantize_q8_1", k->quantize_q8_1, quant_get(QT_Q8_1)->from_float, sizeof(blk_q8_1));
+        compare_quantizer(isa, "quantize_q8_1", k->quantize_q8_1, quant_get(QT_Q8_1)->from_float, sizeof(blk_q8_1), 32);
+    assert_non_null(k->quantize_q8_K);
+    compare_quantizer(isa, "quantize_q8_K", k->quantize_q8_K, quant_get(QT_Q8_K)->from_float, sizeof(blk_q8_K), QK_K);
     if (k->vec_dot_q4_0_q8_0) compare_dot(isa, QT_Q4_0, k->vec_dot_q4_0_q8_0);
     if (k->vec_dot_q4_1_q8_1) compare_dot(isa, QT_Q4_1, k->vec_dot_q4_1_q8_1);
     if (k->vec_dot_q8_0_q8_0) compare_dot(isa, QT_Q8_0, k->vec_dot_q8_0_q8_0);
@@ -631,9 +675,20 @@ static void test_fast_table(void **state)
     compare_dot("fast", QT_Q4_1, f->vec_dot);
     compare_dot("fast", QT_Q8_0, quant_get_fast(QT_Q8_0)->vec_dot);
     compare_quantizer("fast", "q8_1", quant_get_fast(QT_Q8_1)->from_float,
-                      quant_get(QT_Q8_1)->from_float, sizeof(blk_q8_1));
+                      quant_get(QT_Q8_1)->from_float, sizeof(blk_q8_1), 32);
     compare_quantizer("fast", "q8_0", quant_get_fast(QT_Q8_0)->from_float,
-                      quant_get(QT_Q8_0)->from_float, sizeof(blk_q8_0));
+                      quant_get(QT_Q8_0)->from_float, sizeof(blk_q8_0), 32);
+    compare_quantizer("fast", "q8_K", quant_get_fast(QT_Q8_K)->from_float,
+                      quant_get(QT_Q8_K)->from_float, sizeof(blk_q8_K), QK_K);
+    /* Gemma 3's weight types get SIMD vec_dots (and the tiled kernels) when the CPU runs a set */
+    const uint32_t gemma_types[4] = { QT_Q5_0, QT_Q4_K, QT_Q5_K, QT_Q6_K };
+    for (int i = 0; i < 4; i++) {
+        const quant_traits *ft = quant_get_fast(gemma_types[i]), *rt = quant_get(gemma_types[i]);
+        if (cpu_has_avx2_set(c) && quant_avx2_kernels()) assert_ptr_not_equal(ft->vec_dot, rt->vec_dot);
+        else assert_ptr_equal(ft->vec_dot, rt->vec_dot);
+    }
+    if (cpu_has_avx2_set(c) && quant_avx2_kernels())
+        assert_ptr_not_equal(quant_get_fast(QT_Q8_K)->from_float, quant_get(QT_Q8_K)->from_float);
     /* every supported type has a working fast entry */
     for (size_t k = 0; k < N_SUPPORTED; k++) {
         const quant_traits *ft = quant_get_fast(supported_types[k]);
@@ -673,6 +728,7 @@ int main(void)
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_traits),
         cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_gguf_vectors),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_vec_dot),
         cmocka_unit_test(test_vec_dot_real_rows),

@@ -3,6 +3,9 @@
 
 Run from the repo root with the kvlm venv:
     ~/.cache/kvlm/venv/bin/python tests/ref/gen_quant_golden.py [model.gguf]
+or, for the test vectors of the Gemma 3 weight types (not tracked), as scripts/gen-fixtures.sh
+runs it (make test does) in the fixtures venv:
+    python tests/ref/gen_quant_golden.py --vectors OUT_DIR
 
 Writes tests/data/quant/:
     MANIFEST           one case per line: "name type_id n_elems has_input"
@@ -16,6 +19,18 @@ Cases: real blocks cut from the default model (Q4_1, Q8_0, F32 rows), synthetic 
 quantized by the package for the types it can quantize (F16, BF16, Q4_0, Q4_1, Q5_0,
 Q5_1, Q8_0), and random bytes with sane fp16 scales for the K-quants, which the package
 can only dequantize. Deterministic (fixed seed); the total stays around 150 KB.
+
+--vectors OUT_DIR writes weight matrices of the types Gemma 3 270M's Q4_K_M file uses beside
+Q8_0 (Q5_0, Q4_K, Q6_K) and Q5_K (Q5_K_M llama files), for tests/kern/test_quant.c (dequantization
+bit for bit) and tests/kern/test_matmul.c (every vec_dot and tiled kernel against a double dot
+over these values), into OUT_DIR (the fixtures cache, never the repository):
+    MANIFEST           one matrix per line: "name type_id n_rows n_in"
+    NAME.q             [n_rows][row bytes] blocks
+    NAME.f32           gguf.quants.dequantize(NAME.q), little-endian float32 [n_rows][n_in]
+Q5_0 rows are gguf.quants.quantize output of Gaussian rows (640 wide, Gemma's n_in) and random
+bytes; K-quant rows (2048 wide) are random bytes with sane fp16 scales plus edge blocks: every
+code and 6-bit scale at its maximum, all codes zero, Q6_K scales -128 and 127, zero dmin,
+negative d. About 250 KB; deterministic for the pinned gguf and numpy.
 """
 import os
 import sys
@@ -126,7 +141,77 @@ def kquant_cases():
         save("rand_" + qt.name.lower(), qt, blocks, n)
 
 
+def vector_cases(out):
+    vrng = np.random.default_rng(20250617)
+    rows, lines = 8, []
+
+    def fp16(vals):
+        return np.asarray(vals, dtype=np.float16).view(np.uint8).reshape(-1, 2)
+
+    def put(name, qt, q, n_in):
+        q = np.ascontiguousarray(q, dtype=np.uint8).reshape(-1)
+        bs, ts = quants.GGML_QUANT_SIZES[qt]
+        assert q.size == rows * n_in // bs * ts, name
+        deq = np.asarray(quants.dequantize(q, qt), dtype=np.float32).reshape(-1)
+        assert deq.size == rows * n_in and np.all(np.isfinite(deq)), name
+        q.tofile(os.path.join(out, name + ".q"))
+        deq.astype("<f4").tofile(os.path.join(out, name + ".f32"))
+        lines.append(f"{name} {int(qt)} {rows} {n_in}")
+
+    def scales(nb, lo=-9, hi=-3, signed=True):
+        v = np.exp(vrng.uniform(lo, hi, nb))
+        return fp16(v * vrng.choice([-1, 1], nb) if signed else v)
+
+    # Q5_0, 640 wide: gguf's quantizer on Gaussian rows of varied block scales, then raw bytes
+    n5 = 640
+    x = vrng.standard_normal((rows, n5)).astype(np.float32)
+    x *= np.exp(vrng.uniform(-6, 2, (rows, n5 // 32))).repeat(32, axis=1).astype(np.float32)
+    x[0, :32] = 0.0
+    x[1, :32] = np.arange(32) - 16.0
+    put("q5_0_quant", T.Q5_0, quants.quantize(x, T.Q5_0), n5)
+    nb = rows * n5 // 32
+    raw = vrng.integers(0, 256, size=(nb, 22), dtype=np.uint8)
+    raw[:, 0:2] = scales(nb)
+    raw[0, 2:] = 0xFF                          # every code 31
+    raw[1, 2:] = 0x00                          # every code 0 (-16)
+    put("q5_0_raw", T.Q5_0, raw, n5)
+
+    # K-quants, 2048 wide (8 super-blocks a row): random bytes, then edge blocks
+    nk = 2048
+    nb = rows * nk // QK_K
+
+    def rnd(k):
+        return vrng.integers(0, 256, size=(nb, k), dtype=np.uint8)
+
+    d, dmin = scales(nb, signed=False), scales(nb, signed=False)
+    d[3] = fp16([-0.004])[0]                   # negative d
+    dmin[4] = fp16([0.0])[0]                   # no mins
+    q4 = np.concatenate([d, dmin, rnd(12), rnd(128)], axis=1)
+    q4[0, 4:] = 0xFF                           # scales, mins 63; codes 15
+    q4[1, 16:] = 0x00                          # codes 0
+    put("q4_k_raw", T.Q4_K, q4, nk)
+    q5 = np.concatenate([d, dmin, rnd(12), rnd(32), rnd(128)], axis=1)
+    q5[0, 4:] = 0xFF                           # codes 31
+    q5[1, 16:] = 0x00
+    put("q5_k_raw", T.Q5_K, q5, nk)
+    q6 = np.concatenate([rnd(128), rnd(64), rnd(16), scales(nb)], axis=1)
+    q6[0, :192] = 0xFF                         # codes 63 (+31)
+    q6[0, 192:208] = 0x80                      # scales -128
+    q6[1, :192] = 0x00                         # codes 0 (-32)
+    q6[1, 192:208] = 0x7F                      # scales 127
+    put("q6_k_raw", T.Q6_K, q6, nk)
+
+    with open(os.path.join(out, "MANIFEST"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    total = sum(os.path.getsize(os.path.join(out, p)) for p in os.listdir(out))
+    print(f"{len(lines)} matrices, {total} bytes in {out}")
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--vectors":
+        os.makedirs(sys.argv[2], exist_ok=True)
+        vector_cases(sys.argv[2])
+        return
     os.makedirs(OUT, exist_ok=True)
     model = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser(
         "~/.cache/kvlm/SmolLM2-135M-Instruct.Q4_1.gguf")
