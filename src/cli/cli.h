@@ -49,7 +49,7 @@ kvlm_model *cli_load_model(const cli_opts *o);
  * printing the error). */
 const char *cli_model_default_path(void);
 kvlm_model *cli_model_open(const char *path);
-/* What -m names: m without '/' that is a known model ("smollm2", "whisper") gives its
+/* What -m names: m without '/' that is a known model ("smollm2", "whisper", "gemma3") gives its
  * cached path (the GGUF file; whisper's directory), fetching it first if it is not
  * cached (scripts/fetch-model.sh NAME beside the binary, progress on stderr); m NULL
  * means the known model kind_default (NULL: smollm2); anything else is returned as the

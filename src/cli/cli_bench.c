@@ -89,7 +89,7 @@ static void usage(FILE *o)
         "after a warm-up and reports the median tok/s, min-max and stddev, then peak RSS.\n"
         "\n"
         "options:\n"
-        "  -m, --model PATH          GGUF model (default: the cached SmolLM2-135M-Instruct)\n"
+        "  -m, --model PATH          GGUF model, or smollm2 (the default) / gemma3, fetched on first use\n"
         "  -t, --threads N           threads (default: online cores)\n"
         "  -r, --reps N              repetitions per test (default 3)\n"
         "  -p, --n-prompt N          prompt tokens of the pp test (default 512; 0 = skip)\n"

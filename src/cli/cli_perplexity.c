@@ -42,7 +42,7 @@ static void usage(FILE *f)
         "each window (llama.cpp's protocol); with --kl-base, the KL divergence and top-1\n"
         "agreement of this cache type's token distributions against another type's.\n\n"
         "options:\n"
-        "  -m, --model PATH       GGUF model (default: the cached SmolLM2-135M-Instruct)\n"
+        "  -m, --model PATH       GGUF model, or smollm2 (the default) / gemma3, fetched on first use\n"
         "  -f, --file FILE        the text (for example /usr/share/common-licenses/GPL-3)\n"
         "  -c, --ctx N            tokens per window (default 512, at least 4)\n"
         "      --chunks N         score at most N windows (default: all)\n"

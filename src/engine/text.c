@@ -34,5 +34,5 @@ size_t kvlm_detok_flush(kvlm_detok *d, char *out, size_t cap) { return detok_flu
 kvlm_err kvlm_chat_render(const kvlm_model *m, const kvlm_chat_msg *msgs, size_t n_msgs,
                           bool add_assistant, char **out, char *err, size_t errlen)
 {
-    return chat_render(m->chat_template, msgs, n_msgs, add_assistant, out, err, errlen);
+    return chat_render(m->chat_template, m->arch, msgs, n_msgs, add_assistant, out, err, errlen);
 }

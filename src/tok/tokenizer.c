@@ -192,23 +192,86 @@ static kvlm_err build_special(tokenizer *t, char *err, size_t errlen)
     return KVLM_OK;
 }
 
-/* llama.cpp's end-of-generation set: EOS, EOT, the tokens with these texts, and the
- * FIM pad / repo / file-separator tokens it detects by name. */
-static void mark_eog(tokenizer *t)
+/* Special tokens llama.cpp (0.3.36, llama_vocab::impl::load) finds by their text. Each
+ * one present becomes a control token whatever its token_type says (so it is matched in
+ * text only with parse_special, and its piece is rendered only on request); those of
+ * TEXT_EOG also end generation. llama.cpp takes only the first FIM prefix/suffix/middle/
+ * pad/repo/sep token it meets in its hash order; kvlm takes all (no file seen has two). */
+static const char *const TEXT_FIM[] = {
+    "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>", "<PRE>",
+    "\xe2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>",
+    "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<\xef\xbd\x9c" "fim\xe2\x96\x81" "hole\xef\xbd\x9c>", "<SUF>",
+    "\xe2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>",
+    "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>", "<MID>",
+    "\xe2\x96\x81<MID>", "<|code_middle|>", "<|middle|>",
+};
+static const char *const TEXT_EOG[] = {
+    "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]",                     /* FIM pad */
+    "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>",         /* FIM repo */
+    "<|file_sep|>",                                                                /* FIM sep */
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+    "<end_of_turn>", "<|endoftext|>",
+    "</s>",          /* paddleocr's; Gemma 3's "</s>" (strikethrough end, user-defined) is caught too */
+    "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>",
+    "<eos>", "<turn|>", "<|tool_response>",
+    "<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>", "[e~[",
+};
+/* gpt-oss: always rendered (user-defined) */
+static const char *const TEXT_USER[] = { "<|channel|>", "<|message|>", "<|start|>", "<|constrain|>" };
+
+#define N_OF(a) (sizeof (a) / sizeof (a)[0])
+
+/* sets token text's type to ty (if present); true if it changed */
+static bool set_type(tokenizer *t, const char *text, uint8_t ty)
 {
-    static const char *const names[] = {
-        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-        "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>",
-        "<|fim_pad|>", "<fim-pad>", "<PAD>",                                        /* FIM pad */
-        "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>",       /* FIM repo */
-        "<|file_sep|>", "<fim-sep>", "<SEP>",                                       /* FIM sep */
-    };
+    kvlm_token id = tokenizer_find(t, text);
+    if (id < 0 || t->type[id] == ty) return false;
+    t->type[id] = ty;
+    return true;
+}
+
+/* makes id (if any) a control token; unknown stays unknown (it behaves alike); true if changed */
+static bool make_control(tokenizer *t, kvlm_token id)
+{
+    if (id < 0 || t->type[id] == TT_CONTROL || t->type[id] == TT_UNKNOWN) return false;
+    t->type[id] = TT_CONTROL;
+    return true;
+}
+
+static bool eog_has(const tokenizer *t, const char *text)
+{
+    kvlm_token id = tokenizer_find(t, text);
+    return id >= 0 && t->eog[id];
+}
+
+/* The end-of-generation set and the types llama.cpp gives the tokens above: EOS, EOT, the
+ * TEXT_EOG tokens, minus its two workarounds (o200k_harmony/solar-open: <|end|> is not
+ * EOG but user-defined when <|return|> and a call token, or a call token and <|flush|>,
+ * are there; gemma4/plamo: </s> is a normal token when <|tool_response> or <|plamo:eos|>
+ * is EOG). Returns true if any token's type changed (the pieces must then be rebuilt). */
+static bool mark_eog(tokenizer *t)
+{
+    bool changed = false;
+    for (size_t i = 0; i < N_OF(TEXT_FIM); i++) changed |= make_control(t, tokenizer_find(t, TEXT_FIM[i]));
+    for (size_t i = 0; i < N_OF(TEXT_EOG); i++) {
+        kvlm_token id = tokenizer_find(t, TEXT_EOG[i]);
+        if (id < 0) continue;
+        t->eog[id] = 1;
+        changed |= make_control(t, id);
+    }
+    for (size_t i = 0; i < N_OF(TEXT_USER); i++) changed |= set_type(t, TEXT_USER[i], TT_USER);
+    bool call = eog_has(t, "<|call|>") || eog_has(t, "<|calls|>");
+    if (eog_has(t, "<|end|>") && call && (eog_has(t, "<|return|>") || eog_has(t, "<|flush|>"))) {
+        t->eog[tokenizer_find(t, "<|end|>")] = 0;
+        changed |= set_type(t, "<|end|>", TT_USER);
+    }
+    if (eog_has(t, "</s>") && (eog_has(t, "<|tool_response>") || eog_has(t, "<|plamo:eos|>"))) {
+        t->eog[tokenizer_find(t, "</s>")] = 0;
+        changed |= set_type(t, "</s>", TT_NORMAL);
+    }
     if (t->eos >= 0) t->eog[t->eos] = 1;
     if (t->eot >= 0) t->eog[t->eot] = 1;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        kvlm_token id = tokenizer_find(t, names[i]);
-        if (id >= 0) t->eog[id] = 1;
-    }
+    return changed;
 }
 
 static void pick_eot(tokenizer *t)
@@ -236,10 +299,11 @@ static size_t piece_of(const tokenizer *t, int64_t id, char *out)
         out[0] = (char)v;
         return 1;
     }
-    if (ty == TT_UNKNOWN) { memcpy(out, "\xe2\x96\x85", 3); return 3; }   /* U+2585, as llama.cpp */
     if (ty == TT_UNUSED) return 0;
-    if (ty == TT_CONTROL) { memcpy(out, s, n); return n; }
-    size_t o = 0;   /* NORMAL, USER: U+2581 -> ' ' */
+    /* CONTROL, UNKNOWN, USER: the text as it is (llama.cpp's token_to_piece; for Gemma's
+     * user-defined "\n\n", "  ", "<table>" ... that is their raw bytes) */
+    if (ty == TT_CONTROL || ty == TT_UNKNOWN || ty == TT_USER) { memcpy(out, s, n); return n; }
+    size_t o = 0;   /* NORMAL: U+2581 -> ' ' */
     for (size_t i = 0; i < n;) {
         if (i + 3 <= n && memcmp(s + i, "\xe2\x96\x81", 3) == 0) { out[o++] = ' '; i += 3; }
         else out[o++] = s[i++];
@@ -312,7 +376,13 @@ static kvlm_err init_ids(tokenizer *t, const gguf_file *f, char *err, size_t err
     if ((e = get_opt_bool(f, "tokenizer.ggml.add_bos_token", &t->add_bos, err, errlen))) return e;
     if ((e = get_opt_bool(f, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix, err, errlen))) return e;
     pick_eot(t);
-    mark_eog(t);
+    if (mark_eog(t) && t->kind == TOK_BPE) {   /* BPE pieces were built from the old types */
+        free(t->piece_buf);
+        free(t->piece_off);
+        t->piece_buf = NULL;
+        t->piece_off = NULL;
+        return tok_build_pieces(t, err, errlen);
+    }
     return KVLM_OK;
 }
 

@@ -6,7 +6,9 @@
  *                                   regex chosen by tokenizer.ggml.pre, then merges
  *                                   by rank (tokenizer_bpe.c)
  *   tokenizer.ggml.model = "llama"  SentencePiece BPE: ' ' -> U+2581, merges by
- *                                   highest score, <0xXX> byte fallback (tokenizer_spm.c)
+ *                                   highest score, <0xXX> byte fallback (tokenizer_spm.c);
+ *                                   a leading space only if tokenizer.ggml.add_space_prefix
+ *                                   (default true; false for Gemma 3)
  *
  * Ownership: tokenizer_init_gguf COPIES everything it needs (token texts, types,
  * scores, merges); the gguf_file may be closed right after it returns.
@@ -17,6 +19,12 @@
  * (token_type 3) and unknown (2) token texts are matched in the input only with
  * parse_special; user-defined tokens (4) are always matched, as added tokens are.
  * Matching goes longest text first. BPE/SPM never produce those ids otherwise.
+ * Tokens llama.cpp recognises by their text (EOT/EOG/FIM names such as <|im_end|>,
+ * <end_of_turn>, </s>) are control tokens whatever their token_type, as llama.cpp 0.3.36
+ * makes them: so Gemma 3's user-defined "</s>" (an HTML strikethrough end) is matched
+ * only with parse_special and ends generation, exactly as in llama.cpp. Pieces: normal
+ * tokens decoded (SPM: U+2581 -> ' '), byte tokens one byte, control, unknown and
+ * user-defined tokens their text as it is (Gemma's "\n\n", "  ", "<table>" ...).
  * Invalid UTF-8 never fails: in the byte-level model each byte maps through the
  * byte table, so decode(encode(x)) == x for every x when parse_special is off
  * (llama.cpp instead replaces invalid bytes by U+FFFD before tokenizing). */
@@ -53,8 +61,8 @@ kvlm_err tokenizer_encode(const tokenizer *t, const char *text, size_t len, bool
 int64_t tokenizer_token_bytes(const tokenizer *t, kvlm_token tok, bool render_special,
                               char *buf, size_t cap);
 
-/* End of generation: EOS, EOT and the tokens llama.cpp treats so (<|im_end|>,
- * <|endoftext|>, <|eot_id|>, <end_of_turn>, FIM repo/sep/pad ...). */
+/* End of generation: EOS, EOT and the tokens llama.cpp 0.3.36 treats so (<|im_end|>,
+ * <|endoftext|>, <|eot_id|>, <end_of_turn>, </s>, FIM repo/sep/pad ...; Gemma 3: 1, 106, 212). */
 bool tokenizer_is_eog(const tokenizer *t, kvlm_token tok);
 
 kvlm_token tokenizer_bos(const tokenizer *t);   /* -1 if none */

@@ -19,13 +19,13 @@ kvlm_err tok_spm_init(tokenizer *t, const gguf_file *f, char *err, size_t errlen
     return KVLM_OK;
 }
 
-/* length of the UTF-8 char led by c (1 for a stray continuation or invalid byte) */
+/* length of the UTF-8 char led by c, by its high nibble as llama.cpp's unicode_len_utf8
+ * reads it: 1 for ASCII and a stray continuation byte, 4 for 0xf0..0xff (so an invalid
+ * lead 0xf8..0xff takes the next 3 bytes into its symbol, which then falls back to bytes) */
 static size_t utf8_len(unsigned char c)
 {
-    if (c < 0xc0) return 1;
-    if (c < 0xe0) return 2;
-    if (c < 0xf0) return 3;
-    return c < 0xf8 ? 4 : 1;
+    static const uint8_t by_nibble[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4 };
+    return by_nibble[c >> 4];
 }
 
 /*   buf: the escaped text, [m] bytes

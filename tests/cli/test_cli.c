@@ -34,6 +34,17 @@ static int run(const char *args, char *out, size_t cap)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+/* Runs the shell command cmd (stdout and stderr into out, cap bytes), returns its exit code. */
+static int run_sh(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
 static void test_usage_errors(void **state)
 {
     (void)state;
@@ -92,13 +103,8 @@ static void test_model_names(void **state)
     (void)state;
     char cmd[8192], out[65536];
     snprintf(cmd, sizeof cmd, "%s run -m nosuchmodel -p hi 2>&1 </dev/null", g_kvlm);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
-    assert_non_null(strstr(out, "'nosuchmodel' is neither a known model (smollm2, whisper) nor a file"));
+    assert_int_equal(run_sh(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "'nosuchmodel' is neither a known model (smollm2, whisper, gemma3) nor a file"));
     /* -m smollm2 is the cached default (only when the tests run on it: no fetch here) */
     const char *model = test_model_path();
     const char *env = getenv("KVLM_MODEL");
@@ -109,6 +115,45 @@ static void test_model_names(void **state)
     assert_int_equal(run(args, b, sizeof b), 0);
     assert_string_equal(a, b);
     assert_non_null(strstr(a, "Paris"));
+}
+
+/* -m gemma3 names the cached Gemma 3 file in every command. KVLM_CACHE points at a temp
+ * dir holding a link to it, so nothing is fetched; each command must open that path: it
+ * runs (exit 0), or fails naming the file (a build without the gemma3 forward pass says
+ * "architecture 'gemma3' is not supported"), never "not a known model" or a fetch. serve
+ * runs under a timeout (SIGTERM: exit 0) in case it starts. */
+static void test_model_name_gemma3(void **state)
+{
+    (void)state;
+    const char *g = test_gemma3_path();
+    if (!g) skip();
+    char *dir = test_make_tmpdir("kvlm_gemma3");
+    assert_non_null(dir);
+    char link[4200], txt[4200];
+    snprintf(link, sizeof link, "%s/gemma-3-270m-q4_k_m.gguf", dir);
+    assert_int_equal(symlink(g, link), 0);
+    snprintf(txt, sizeof txt, "%s/t.txt", dir);
+    FILE *f = fopen(txt, "w");
+    assert_non_null(f);
+    fputs("The capital of France is Paris. The capital of Italy is Rome.\n", f);
+    fclose(f);
+    char cmds[7][4400];
+    snprintf(cmds[0], sizeof cmds[0], "run -m gemma3 -p hi -n 1 --raw -t 2");
+    snprintf(cmds[1], sizeof cmds[1], "chat -m gemma3 -n 1 -t 2");
+    snprintf(cmds[2], sizeof cmds[2], "batch -m gemma3 -f %s -n 1 -t 2", txt);
+    snprintf(cmds[3], sizeof cmds[3], "inspect -m gemma3");
+    snprintf(cmds[4], sizeof cmds[4], "bench -m gemma3 -p 8 -n 1 -r 1 -d 0 -t 2");
+    snprintf(cmds[5], sizeof cmds[5], "perplexity -m gemma3 -f %s -c 8 --chunks 1 -t 2", txt);
+    snprintf(cmds[6], sizeof cmds[6], "serve -m gemma3 --port 0 -t 2");
+    for (int i = 0; i < 7; i++) {
+        static char cmd[40000], out[65536];
+        snprintf(cmd, sizeof cmd, "KVLM_CACHE='%s' timeout 10 %s %s 2>&1 </dev/null", dir, g_kvlm, cmds[i]);
+        int rc = run_sh(cmd, out, sizeof out);
+        if (strstr(out, "known model") || strstr(out, "fetch") || (rc != 0 && !strstr(out, link)))
+            fail_msg("kvlm %s: exit %d: %s", cmds[i], rc, out);
+    }
+    test_rm_tree(dir);
+    free(dir);
 }
 
 static void test_chat_reuses_the_cache(void **state)
@@ -276,6 +321,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_runtime_errors),
         cmocka_unit_test(test_answers_and_cache_equivalence),
         cmocka_unit_test(test_model_names),
+        cmocka_unit_test(test_model_name_gemma3),
         cmocka_unit_test(test_chat_reuses_the_cache),
         cmocka_unit_test(test_batch_shares_the_prefix),
         cmocka_unit_test(test_parallel_forks),

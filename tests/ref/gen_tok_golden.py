@@ -126,8 +126,30 @@ def hf_backend():
     return backend, grouped["tokenizer_config"].get("chat_template")
 
 
-def main():
+def llama_piece(vocab, tok, special):
+    """llama.cpp's piece of one token (llama_token_to_piece), special tokens rendered or not.
+    Shared with gen_gemma3_tok.py."""
     import ctypes
+    import llama_cpp
+    buf = ctypes.create_string_buffer(512)
+    n = llama_cpp.llama_token_to_piece(vocab, tok, buf, len(buf), 0, special)
+    assert 0 <= n <= len(buf), (tok, n)
+    return buf.raw[:n]
+
+
+def llama_detok(vocab, ids):
+    """llama_detokenize with a large buffer (Llama.detokenize truncates pieces longer than
+    32 bytes, e.g. the 64-space token), special tokens rendered."""
+    import ctypes
+    import llama_cpp
+    arr = (llama_cpp.llama_token * max(1, len(ids)))(*ids)
+    buf = ctypes.create_string_buffer(1 << 16)
+    n = llama_cpp.llama_detokenize(vocab, arr, len(ids), buf, len(buf), False, True)
+    assert 0 <= n <= len(buf)
+    return buf.raw[:n]
+
+
+def main():
     import llama_cpp
     import tokenizers
     import transformers
@@ -145,19 +167,10 @@ def main():
         return backend.encode(text, add_special_tokens=False).ids
 
     def piece(tok, special):
-        buf = ctypes.create_string_buffer(256)
-        n = llama_cpp.llama_token_to_piece(vocab, tok, buf, len(buf), 0, special)
-        assert 0 <= n <= len(buf), (tok, n)
-        return buf.raw[:n]
+        return llama_piece(vocab, tok, special)
 
     def detok(ids):
-        # llama_detokenize with a large buffer (Llama.detokenize truncates pieces
-        # longer than 32 bytes, e.g. the 64-space token)
-        arr = (llama_cpp.llama_token * max(1, len(ids)))(*ids)
-        buf = ctypes.create_string_buffer(1 << 16)
-        n = llama_cpp.llama_detokenize(vocab, arr, len(ids), buf, len(buf), False, True)
-        assert 0 <= n <= len(buf)
-        return buf.raw[:n]
+        return llama_detok(vocab, ids)
 
     cases = []
     n_disagree = 0

@@ -14,6 +14,7 @@
 
 #include "kvlm.h"
 #include "model/gguf.h"
+#include "testtok.h"
 #include "testutil.h"
 #include "tok/chat.h"
 #include "tok/tokenizer.h"
@@ -24,17 +25,6 @@ typedef struct fixture {
     gguf_file *f;
     char *tmpl;
 } fixture;
-
-static size_t hex_decode(const char *hex, char *out)
-{
-    size_t n = strlen(hex) / 2;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (char)v;
-    }
-    return n;
-}
 
 static int setup_golden(void **state, const char *golden_rel, const char *gguf_path)
 {
@@ -88,7 +78,7 @@ static int check_ids(const tokenizer *t, const cJSON *c, const char *key, bool s
     if (!want) return 0;
     const char *hex = cJSON_GetObjectItem(c, "hex")->valuestring;
     char *text = malloc(strlen(hex) / 2 + 1);
-    size_t n = hex_decode(hex, text), n_out;
+    size_t n = test_hex_decode(hex, text), n_out;
     kvlm_token ids[4096];
     char err[256];
     assert_int_equal(tokenizer_encode(t, text, n, false, special, ids, 4096, &n_out, err, sizeof err), KVLM_OK);
@@ -126,7 +116,7 @@ static void test_smollm_decode(void **state)
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(fx->golden, "cases")) {
         const char *hex = cJSON_GetObjectItem(c, "decoded_special_hex")->valuestring;
         char *want = malloc(strlen(hex) / 2 + 1), *got = malloc(strlen(hex) * 4 + 64);
-        size_t nw = hex_decode(hex, want), ng = 0;
+        size_t nw = test_hex_decode(hex, want), ng = 0;
         const cJSON *id;
         cJSON_ArrayForEach(id, cJSON_GetObjectItem(c, "ids_special")) {
             int64_t k = tokenizer_token_bytes(fx->tok, id->valueint, true, got + ng, 256);
@@ -139,13 +129,6 @@ static void test_smollm_decode(void **state)
     }
 }
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 0x100000001b3ULL; }
-    return h;
-}
-
 /* every token's piece, with and without special rendering, hashed as the script does */
 static void test_smollm_pieces_and_ids(void **state)
 {
@@ -155,26 +138,12 @@ static void test_smollm_pieces_and_ids(void **state)
     assert_int_equal(tokenizer_bos(fx->tok), cJSON_GetObjectItem(g, "bos")->valueint);
     assert_int_equal(tokenizer_eos(fx->tok), cJSON_GetObjectItem(g, "eos")->valueint);
     for (int special = 0; special < 2; special++) {
-        uint64_t h = 0xcbf29ce484222325ULL;
-        char buf[512];
-        for (int64_t id = 0; id < tokenizer_n_vocab(fx->tok); id++) {
-            int64_t n = tokenizer_token_bytes(fx->tok, (kvlm_token)id, special, buf, sizeof buf);
-            assert_true(n >= 0 && n <= (int64_t)sizeof buf);
-            uint32_t n32 = (uint32_t)n;
-            unsigned char le[4] = { n32 & 255, (n32 >> 8) & 255, (n32 >> 16) & 255, n32 >> 24 };
-            h = fnv1a(h, le, 4);
-            h = fnv1a(h, buf, (size_t)n);
-        }
         char hex[17];
-        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+        assert_true(test_tok_pieces_hash(fx->tok, special, hex));
         assert_string_equal(hex, cJSON_GetObjectItem(g, special ? "pieces_fnv1a64_special" : "pieces_fnv1a64_plain")->valuestring);
     }
     /* the end-of-generation set equals llama.cpp's */
-    const cJSON *eog = cJSON_GetObjectItem(g, "eog"), *e;
-    int n_eog = 0;
-    for (int64_t id = 0; id < tokenizer_n_vocab(fx->tok); id++) n_eog += tokenizer_is_eog(fx->tok, (kvlm_token)id);
-    assert_int_equal(n_eog, cJSON_GetArraySize(eog));
-    cJSON_ArrayForEach(e, eog) assert_true(tokenizer_is_eog(fx->tok, e->valueint));
+    assert_true(test_tok_eog_equals(fx->tok, cJSON_GetObjectItem(g, "eog")));
     assert_false(tokenizer_is_eog(fx->tok, -1));
     assert_false(tokenizer_is_eog(fx->tok, 1 << 30));
     assert_int_equal(tokenizer_token_bytes(fx->tok, -1, true, NULL, 0), -1);
@@ -195,7 +164,7 @@ static void test_smollm_chat(void **state)
                                                                cJSON_GetObjectItem(m, "content")->valuestring };
         for (int gen = 0; gen < 2; gen++) {
             char *out, err[256];
-            assert_int_equal(chat_render(fx->tmpl, v, nm, gen, &out, err, sizeof err), KVLM_OK);
+            assert_int_equal(chat_render(fx->tmpl, NULL, v, nm, gen, &out, err, sizeof err), KVLM_OK);
             assert_string_equal(out, cJSON_GetObjectItem(c, gen ? "render_gen" : "render_nogen")->valuestring);
             if (gen) {
                 kvlm_token ids[1024];

@@ -10,21 +10,32 @@
 #include <time.h>
 #include <unistd.h>
 
+/* path of name in the model cache ($KVLM_CACHE, else $XDG_CACHE_HOME/kvlm, else ~/.cache/kvlm) */
+static void cache_file(const char *name, char *buf, size_t cap)
+{
+    const char *cache = getenv("KVLM_CACHE");
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    if (cache && *cache) snprintf(buf, cap, "%s/%s", cache, name);
+    else if (xdg && *xdg) snprintf(buf, cap, "%s/kvlm/%s", xdg, name);
+    else snprintf(buf, cap, "%s/.cache/kvlm/%s", home ? home : ".", name);
+}
+
 const char *test_model_path(void)
 {
     static char buf[4096];
     const char *env = getenv("KVLM_MODEL");
     if (env && *env) return access(env, R_OK) == 0 ? env : NULL;
-    const char *cache = getenv("KVLM_CACHE");
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    const char *home = getenv("HOME");
-    if (cache && *cache)
-        snprintf(buf, sizeof buf, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
-    else if (xdg && *xdg)
-        snprintf(buf, sizeof buf, "%s/kvlm/SmolLM2-135M-Instruct.Q4_1.gguf", xdg);
-    else
-        snprintf(buf, sizeof buf, "%s/.cache/kvlm/SmolLM2-135M-Instruct.Q4_1.gguf",
-                 home ? home : ".");
+    cache_file("SmolLM2-135M-Instruct.Q4_1.gguf", buf, sizeof buf);
+    return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+const char *test_gemma3_path(void)
+{
+    static char buf[4096];
+    const char *env = getenv("KVLM_GEMMA3");
+    if (env && *env) return access(env, R_OK) == 0 ? env : NULL;
+    cache_file("gemma-3-270m-q4_k_m.gguf", buf, sizeof buf);
     return access(buf, R_OK) == 0 ? buf : NULL;
 }
 

@@ -11,6 +11,10 @@
  * Returns NULL if no such file exists. Static storage. */
 const char *test_model_path(void);
 
+/* Path of Gemma 3 270M (KVLM_GEMMA3, else gemma-3-270m-q4_k_m.gguf in the cache, where
+ * scripts/fetch-model.sh gemma3 puts it). NULL if there is no such file. Static storage. */
+const char *test_gemma3_path(void);
+
 /* Path of a file under tests/data/ (works from the repo root, where make runs
  * the tests, or with KVLM_TEST_DATA set). Static storage, overwritten by the
  * next call. */
