@@ -437,6 +437,7 @@ def ttft_run(a, redis, kv_type, compress, cal, nonces, logdir):
     """Test 1 for one K/V type and compression setting; see the module comment."""
     tag = kv_type + ("+zstd" if compress else "")
     sys.stderr.write(f"  TTFT by tier, {tag}\n")
+    meter = CpuMeter()
     redis.cmd("FLUSHALL")
     disk = tempfile.mkdtemp(prefix=f"disk-{tag}.", dir=a.workdir)
     common = ["-t", str(a.threads), "--cache-type", kv_type, "--cache-redis", redis.url] + \
@@ -495,6 +496,7 @@ def ttft_run(a, redis, kv_type, compress, cal, nonces, logdir):
     for k in rows:
         rows[k]["speedup"] = rows["cold"]["ttft_ms"] / rows[k]["ttft_ms"]
     return {"kv_type": kv_type, "compress": compress, "tag": tag, "reps": reps, "rows": rows,
+            "foreign_cores": meter.foreign_cores(),
             "exit_codes_after_sigterm": exits,
             "disk": {"files": n_files, "bytes": disk_b,
                      "stored_bytes_metric": mA.get('kvlm_tier_stored_bytes{tier="disk"}')},
@@ -567,6 +569,7 @@ def load_run(a, redis, shared, primed, systems, plan, logdir):
     mode = "shared Redis" if shared else "RAM only"
     start = "primed" if primed else "cold"
     sys.stderr.write(f"  two instances, {mode}, {start} start\n")
+    meter = CpuMeter()
     args = ["-t", "1", "-c", str(a.load_ctx), "--parallel", str(a.load_parallel)]
     if shared:
         redis.cmd("FLUSHALL")
@@ -618,6 +621,7 @@ def load_run(a, redis, shared, primed, systems, plan, logdir):
             {"sent_s": r["t0"] - t0, "ttft_ms": 1e3 * (r["first"] - r["t0"]) if r["first"] else None,
              "end_s": r["end"] - t0}
     return {"shared": shared, "mode": mode, "primed": primed, "start": start, "stagger_s": a.load_stagger,
+            "foreign_cores": meter.foreign_cores(),
             "rounds": a.load_rounds, "clients": a.load_clients, "wall_s": t1 - t0, "completion_tokens": toks,
             "aggregate_tps": toks / (t1 - t0),
             "mean_ttft_ms": 1e3 * statistics.mean(r["first"] - r["t0"] for r in recs if r["first"]),
@@ -646,8 +650,12 @@ def print_tables(sm):
     print(f"cpu          {sm['cpu']} ({sm['cpus']} CPUs)")
     print(f"redis        {sm['redis_version']}; model {sm['model_id']}; threads {sm['threads']} (test 1), 1 per instance (test 2)")
     print(f"load avg     {la['start'][0]:.2f} at the start, {la['end'][0]:.2f} at the end, max {la['max_1min']:.2f} "
-          f"(1-min, sampled every 5 s; the run's own 2-3 busy threads count)"
-          + ("  -- busy before the run started: numbers are noisy" if la["start"][0] > 0.5 * sm["cpus"] else ""))
+          f"(1-min, sampled every 5 s; the run's own 2-3 busy threads count)")
+    fc = [f"{r['tag']} {r['foreign_cores']:.2f}" for r in sm.get("ttft", [])] + \
+        [f"{r['start']}/{r['mode']} {r['foreign_cores']:.2f}" for r in sm.get("load", [])]
+    print(f"others' CPU  {sm['foreign_cores']:.2f} of {sm['cpus']} cores on average over the run (busy time in "
+          f"/proc/stat not ours); per run: {', '.join(fc)}"
+          + ("  -- other work ran: numbers are noisy" if sm["foreign_cores"] > 0.1 * sm["cpus"] else ""))
     runs = sm.get("ttft", [])
     if runs:
         print(f"\nTTFT of a {sm['prefix_tokens']}-token prefix (system message) + a question, streamed, "
@@ -744,6 +752,38 @@ def cpu_name():
     except OSError:
         pass
     return "unknown"
+
+
+class CpuMeter:
+    """CPU time of other processes (all busy time in /proc/stat minus ours and our
+    reaped children's) over a span, in cores on average: what disturbed the run."""
+
+    def __init__(self):
+        self.t0, self.busy0, self.ours0 = time.time(), self.busy(), self.ours()
+
+    @staticmethod
+    def busy():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]   # user nice system idle iowait irq softirq steal
+        return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def ours():
+        """Our CPU seconds: this process, its reaped children, and the live ones (LIVE)."""
+        t = os.times()
+        s = t.user + t.system + t.children_user + t.children_system
+        for p in LIVE:
+            try:
+                with open(f"/proc/{p.proc.pid}/stat") as f:
+                    v = f.read().rsplit(")", 1)[1].split()   # fields after "(comm)": state is v[0]
+                s += (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")   # utime, stime
+            except (OSError, IndexError, ValueError):
+                pass
+        return s
+
+    def foreign_cores(self):
+        wall = time.time() - self.t0
+        return max(0.0, (self.busy() - self.busy0) - (self.ours() - self.ours0)) / wall if wall > 0 else 0.0
 
 
 class LoadSampler(threading.Thread):
@@ -843,7 +883,7 @@ def main():
     a.workdir = tempfile.mkdtemp(prefix="kvlm-tiers.")
     logdir = a.logs or a.workdir
     os.makedirs(logdir, exist_ok=True)
-    load0, t_start = os.getloadavg(), time.time()
+    load0, t_start, meter = os.getloadavg(), time.time(), CpuMeter()
     sampler = LoadSampler()
     sampler.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))   # through the finally below
@@ -884,6 +924,7 @@ def main():
     summary = {"commit": commit, "dirty": dirty, "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(),
                "cpus": os.cpu_count(), "model_id": cal["model_id"], "redis_version": redis.version,
                "loadavg": {"start": load0, "end": os.getloadavg(), "max_1min": sampler.max},
+               "foreign_cores": meter.foreign_cores(),
                "seconds": time.time() - t_start, "command": shlex.join(["bench/tiers"] + sys.argv[1:]),
                "openai": openai.__version__, "threads": a.threads, "reps": a.reps,
                "prefix_tokens": cal["prefix_tokens"], "max_tokens": a.max_tokens,
