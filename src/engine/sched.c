@@ -312,3 +312,5 @@ kvlm_err sched_after(sched *S, int64_t ticket, void (*fn)(void *user), void *use
 }
 
 void sched_cache_stats(const sched *S, kvlm_cache_stats *out) { kvlm_cache_get_stats(S->cache, out); }
+
+void sched_tier_stats(const sched *S, kvlm_cache_stats *out) { cache_tier_stats(S->cache, out); }

@@ -85,5 +85,8 @@ int64_t sched_step(sched *S);
 int64_t sched_n_seqs(const sched *S);
 /* Blocks held by sequences now (all of them, shared blocks once). */
 void sched_cache_stats(const sched *S, kvlm_cache_stats *out);
+/* Only the tier fields of *out (tier_loads, n_tiers, tier[]); unlike sched_cache_stats,
+ * safe from any thread. */
+void sched_tier_stats(const sched *S, kvlm_cache_stats *out);
 
 #endif

@@ -360,11 +360,13 @@ static void write_item(kv_tiers *t, wr_item *it, ZSTD_CCtx **cctx)
 /* Unlinks the callbacks whose ticket is <= done (the list is sorted). Under mu. */
 static after_cb *pop_ready(kv_tiers *t)
 {
-    after_cb *ready = t->cbs, **end = &t->cbs;
+    after_cb **end = &t->cbs;
     while (*end && (*end)->ticket <= t->done) end = &(*end)->next;
+    if (end == &t->cbs) return NULL;                  /* none ready: the list stays */
+    after_cb *ready = t->cbs;
     t->cbs = *end;
-    *end = NULL;
-    return t->cbs == ready ? NULL : ready;
+    *end = NULL;                                      /* the last ready one ends the returned list */
+    return ready;
 }
 
 static void run_cbs(after_cb *c)

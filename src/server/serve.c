@@ -620,8 +620,11 @@ static void handle(void *user, const http_request *req, http_reply *reply)
     }
     if (!strcmp(path, "/metrics")) {
         if (!get) goto not_allowed;
+        kvlm_cache_stats tiers = { 0 };
+        if (s->S) sched_tier_stats(s->S, &tiers);   /* live: the writer thread moves them while idle */
         pthread_mutex_lock(&s->mu);
         metrics_count_status(&s->metrics, 200);
+        if (s->S) metrics_set_tiers(&s->metrics, &tiers);
         char *txt = metrics_render(&s->metrics);
         pthread_mutex_unlock(&s->mu);
         if (txt) http_reply_send(reply, 200, "text/plain; version=0.0.4", txt, strlen(txt));

@@ -68,6 +68,11 @@ void metrics_set_cache(serve_metrics *m, const kvlm_cache_stats *st, int64_t que
     m->blocks_total = st->n_blocks;
     m->queue_len = queue_len;
     m->running_seqs = running_seqs;
+    metrics_set_tiers(m, st);
+}
+
+void metrics_set_tiers(serve_metrics *m, const kvlm_cache_stats *st)
+{
     m->tier_loads = st->tier_loads;
     m->n_tiers = st->n_tiers;
     memcpy(m->tier, st->tier, sizeof m->tier);

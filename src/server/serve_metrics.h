@@ -39,6 +39,8 @@ void metrics_observe_ttft(serve_metrics *m, double seconds);
 void metrics_observe_tpot(serve_metrics *m, double seconds);
 void metrics_observe_transcription(serve_metrics *m, double latency_s, double audio_s);
 void metrics_set_cache(serve_metrics *m, const kvlm_cache_stats *st, int64_t queue_len, int64_t running_seqs);
+/* Only the tier fields of st (tier_loads, n_tiers, tier[]). */
+void metrics_set_tiers(serve_metrics *m, const kvlm_cache_stats *st);
 /* The exposition text, malloc'd (NULL when out of memory). */
 char *metrics_render(const serve_metrics *m);
 
