@@ -142,6 +142,8 @@ void attn_chunk_run(const attn_kernels *ak, float *part, const float *q, int64_t
     attn_scores_fn scores = ak->scores[c->type_k] ? ak->scores[c->type_k] : sc->scores[c->type_k];
     attn_pv_fn pv = ak->pv[c->type_v] ? ak->pv[c->type_v] : sc->pv[c->type_v];
     scores(scratch, q, G, hd, scale, c, tmp);
+    for (int64_t h = 0; h < H; h++)                   /* s: [H][ATTN_CHUNK] */
+        for (int64_t j = 0; j < c->skip; j++) scratch[h * ATTN_CHUNK + j] = -INFINITY;
     ak->softmax(part, scratch, H, c->n, hd, c->type_v == ATTN_F16);
     pv(part, scratch, G, hd, c, tmp);
 }

@@ -86,6 +86,8 @@ typedef struct attn_chunk {
     int64_t n;                  /* rows, 1..ATTN_CHUNK */
     int64_t n_head_kv;          /* K/V heads in a row, each hd elements */
     int type_k, type_v;         /* ATTN_* */
+    int64_t skip;               /* rows [0, skip) are masked out (a sliding window starting
+                                   inside the first block or KIVI span), 0 <= skip < n */
 } attn_chunk;
 
 /* The three phases of a chunk (attn_chunk_run runs them in order):
@@ -114,7 +116,8 @@ static inline size_t attn_scratch_floats(int64_t n_head, int64_t hd)
     return (size_t)n_head * ATTN_CHUNK + 3 * (size_t)n_head * (size_t)hd * ATTN_BLOCK + 64;
 }
 
-/* One chunk with set ak (the scalar set's phase where ak has none):
+/* One chunk with set ak (the scalar set's phase where ak has none); masked rows
+ * get score -inf between the scores and the softmax, so every set gives them p = 0:
  *   part: [n_head_kv * G][ATTN_PART(hd)], q: [n_head_kv * G][hd]
  *   (q rounded to f16 by the caller when K is f16). */
 void attn_chunk_run(const attn_kernels *ak, float *part, const float *q, int64_t G, int64_t hd, float scale,

@@ -1,10 +1,12 @@
 /* model.c - kvlm_model_load: GGUF -> hyper-parameters, checked weight views,
- * tokenizer. See model.h. Only the llama architecture (and its GQA variants)
- * is supported; anything else is KVLM_ERR_UNSUPPORTED with its name. */
+ * tokenizer. See model.h. The llama architecture (and its GQA variants) is
+ * here; gemma3's hyper-parameters and layers are in model_gemma3.c; anything
+ * else is KVLM_ERR_UNSUPPORTED with its name. */
 #include "model/model.h"
 #include "core/err.h"
 #include "kern/quant.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +20,7 @@ static void str_copy(char *dst, size_t cap, gguf_str s)
     dst[n] = '\0';
 }
 
-/* Reads "<arch>.<suffix>" as an integer into *out; absent -> def (def < 0: required). */
-static kvlm_err get_arch_int(const gguf_file *f, const char *arch, const char *suffix,
+kvlm_err model_get_int(const gguf_file *f, const char *arch, const char *suffix,
                              int64_t def, int64_t *out, char *err, size_t errlen)
 {
     char key[128];
@@ -33,7 +34,7 @@ static kvlm_err get_arch_int(const gguf_file *f, const char *arch, const char *s
     return KVLM_OK;
 }
 
-static kvlm_err get_arch_float(const gguf_file *f, const char *arch, const char *suffix,
+kvlm_err model_get_float(const gguf_file *f, const char *arch, const char *suffix,
                                double def, float *out, char *err, size_t errlen)
 {
     char key[128];
@@ -46,8 +47,7 @@ static kvlm_err get_arch_float(const gguf_file *f, const char *arch, const char 
     return KVLM_OK;
 }
 
-/* Looks up a 2-D weight and checks it is [n_in, n_out] of a supported type. */
-static kvlm_err load_matrix(const gguf_file *f, const char *name, int64_t n_in, int64_t n_out,
+kvlm_err model_load_matrix(const gguf_file *f, const char *name, int64_t n_in, int64_t n_out,
                             model_weight *w, char *err, size_t errlen)
 {
     const gguf_tensor *t = gguf_find_tensor(f, name);
@@ -70,8 +70,7 @@ static kvlm_err load_matrix(const gguf_file *f, const char *name, int64_t n_in, 
     return KVLM_OK;
 }
 
-/* Looks up a 1-D F32 vector of n elements. */
-static kvlm_err load_vector(const gguf_file *f, const char *name, int64_t n, const float **out,
+kvlm_err model_load_vector(const gguf_file *f, const char *name, int64_t n, const float **out,
                             char *err, size_t errlen)
 {
     const gguf_tensor *t = gguf_find_tensor(f, name);
@@ -87,32 +86,41 @@ static kvlm_err load_vector(const gguf_file *f, const char *name, int64_t n, con
     return KVLM_OK;
 }
 
-static kvlm_err load_hparams(const gguf_file *f, const char *arch, model_hparams *hp,
-                             char *err, size_t errlen)
+kvlm_err model_check_hparams(const gguf_file *f, const model_hparams *hp, char *err, size_t errlen)
 {
-    kvlm_err e;
-    if ((e = get_arch_int(f, arch, "embedding_length", -1, &hp->n_embd, err, errlen))) return e;
-    if ((e = get_arch_int(f, arch, "block_count", -1, &hp->n_layer, err, errlen))) return e;
-    if ((e = get_arch_int(f, arch, "attention.head_count", -1, &hp->n_head, err, errlen))) return e;
-    if ((e = get_arch_int(f, arch, "attention.head_count_kv", hp->n_head, &hp->n_head_kv, err, errlen))) return e;
-    if ((e = get_arch_int(f, arch, "feed_forward_length", -1, &hp->n_ff, err, errlen))) return e;
-    if ((e = get_arch_int(f, arch, "context_length", 2048, &hp->n_ctx_train, err, errlen))) return e;
-    if ((e = get_arch_float(f, arch, "rope.freq_base", 10000.0, &hp->rope_theta, err, errlen))) return e;
-    if ((e = get_arch_float(f, arch, "attention.layer_norm_rms_epsilon", 1e-5, &hp->norm_eps, err, errlen)))
-        return e;
-
     const int64_t lim = 1 << 20;
     if (hp->n_embd <= 0 || hp->n_embd > lim || hp->n_layer <= 0 || hp->n_layer > 4096 ||
         hp->n_head <= 0 || hp->n_head > 4096 || hp->n_head_kv <= 0 || hp->n_ff <= 0 || hp->n_ff > lim ||
         hp->n_ctx_train <= 0 || hp->n_ctx_train > (1 << 24))
         return err_set(err, errlen, KVLM_ERR_FORMAT, "%s: hyper-parameters out of range", f->path);
-    if (hp->n_embd % hp->n_head != 0 || hp->n_head % hp->n_head_kv != 0)
+    if (hp->n_head % hp->n_head_kv != 0)
         return err_set(err, errlen, KVLM_ERR_FORMAT,
-                       "%s: n_embd %lld, n_head %lld, n_head_kv %lld do not divide evenly", f->path,
-                       (long long)hp->n_embd, (long long)hp->n_head, (long long)hp->n_head_kv);
+                       "%s: n_head %lld is not a multiple of n_head_kv %lld", f->path,
+                       (long long)hp->n_head, (long long)hp->n_head_kv);
+    return KVLM_OK;
+}
+
+static kvlm_err load_hparams(const gguf_file *f, const char *arch, model_hparams *hp,
+                             char *err, size_t errlen)
+{
+    kvlm_err e;
+    if ((e = model_get_int(f, arch, "embedding_length", -1, &hp->n_embd, err, errlen))) return e;
+    if ((e = model_get_int(f, arch, "block_count", -1, &hp->n_layer, err, errlen))) return e;
+    if ((e = model_get_int(f, arch, "attention.head_count", -1, &hp->n_head, err, errlen))) return e;
+    if ((e = model_get_int(f, arch, "attention.head_count_kv", hp->n_head, &hp->n_head_kv, err, errlen))) return e;
+    if ((e = model_get_int(f, arch, "feed_forward_length", -1, &hp->n_ff, err, errlen))) return e;
+    if ((e = model_get_int(f, arch, "context_length", 2048, &hp->n_ctx_train, err, errlen))) return e;
+    if ((e = model_get_float(f, arch, "rope.freq_base", 10000.0, &hp->rope_theta, err, errlen))) return e;
+    if ((e = model_get_float(f, arch, "attention.layer_norm_rms_epsilon", 1e-5, &hp->norm_eps, err, errlen)))
+        return e;
+
+    if ((e = model_check_hparams(f, hp, err, errlen))) return e;
+    if (hp->n_embd % hp->n_head != 0)
+        return err_set(err, errlen, KVLM_ERR_FORMAT, "%s: n_embd %lld is not a multiple of n_head %lld", f->path,
+                       (long long)hp->n_embd, (long long)hp->n_head);
     hp->head_dim = hp->n_embd / hp->n_head;
     int64_t rope_dim;
-    if ((e = get_arch_int(f, arch, "rope.dimension_count", hp->head_dim, &rope_dim, err, errlen))) return e;
+    if ((e = model_get_int(f, arch, "rope.dimension_count", hp->head_dim, &rope_dim, err, errlen))) return e;
     if (hp->head_dim > 512)
         return err_set(err, errlen, KVLM_ERR_UNSUPPORTED, "%s: head dimension %lld > 512 is not supported",
                        f->path, (long long)hp->head_dim);
@@ -121,6 +129,34 @@ static kvlm_err load_hparams(const gguf_file *f, const char *arch, model_hparams
                        f->path, (long long)rope_dim, (long long)hp->head_dim);
     if (!(hp->rope_theta > 0) || !(hp->norm_eps > 0))
         return err_set(err, errlen, KVLM_ERR_FORMAT, "%s: rope theta and norm epsilon must be positive", f->path);
+    hp->rope_theta_swa = hp->rope_theta;
+    hp->embd_scale = 1.0f;
+    hp->q_scale = 1.0f / sqrtf((float)hp->head_dim);
+    return KVLM_OK;
+}
+
+static kvlm_err load_layers_llama(kvlm_model *m, char *err, size_t errlen)
+{
+    const gguf_file *f = m->gguf;
+    const model_hparams *hp = &m->hp;
+    const int64_t n_q = hp->n_head * hp->head_dim, n_kv = hp->n_head_kv * hp->head_dim;
+    kvlm_err e;
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        model_layer *L = &m->layers[il];
+        char name[96];
+        L->rope_theta = hp->rope_theta;
+#define T(suffix) (snprintf(name, sizeof name, "blk.%lld." suffix, (long long)il), name)
+        if ((e = model_load_vector(f, T("attn_norm.weight"), hp->n_embd, &L->attn_norm, err, errlen))) return e;
+        if ((e = model_load_matrix(f, T("attn_q.weight"), hp->n_embd, n_q, &L->wq, err, errlen))) return e;
+        if ((e = model_load_matrix(f, T("attn_k.weight"), hp->n_embd, n_kv, &L->wk, err, errlen))) return e;
+        if ((e = model_load_matrix(f, T("attn_v.weight"), hp->n_embd, n_kv, &L->wv, err, errlen))) return e;
+        if ((e = model_load_matrix(f, T("attn_output.weight"), n_q, hp->n_embd, &L->wo, err, errlen))) return e;
+        if ((e = model_load_vector(f, T("ffn_norm.weight"), hp->n_embd, &L->ffn_norm, err, errlen))) return e;
+        if ((e = model_load_matrix(f, T("ffn_gate.weight"), hp->n_embd, hp->n_ff, &L->w_gate, err, errlen))) return e;
+        if ((e = model_load_matrix(f, T("ffn_up.weight"), hp->n_embd, hp->n_ff, &L->w_up, err, errlen))) return e;
+        if ((e = model_load_matrix(f, T("ffn_down.weight"), hp->n_ff, hp->n_embd, &L->w_down, err, errlen))) return e;
+#undef T
+    }
     return KVLM_OK;
 }
 
@@ -139,9 +175,11 @@ kvlm_err kvlm_model_load(const char *path, kvlm_model **out, char *err, size_t e
         goto fail;
     }
     str_copy(m->arch, sizeof m->arch, s);
-    if (strcmp(m->arch, "llama") != 0) {
-        e = err_set(err, errlen, KVLM_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (only llama)",
-                    path, m->arch);
+    if (strcmp(m->arch, "llama") == 0) m->arch_id = MODEL_ARCH_LLAMA;
+    else if (strcmp(m->arch, "gemma3") == 0) m->arch_id = MODEL_ARCH_GEMMA3;
+    else {
+        e = err_set(err, errlen, KVLM_ERR_UNSUPPORTED,
+                    "%s: architecture '%s' is not supported (llama and gemma3 are)", path, m->arch);
         goto fail;
     }
     if (gguf_get_str(f, "general.name", &s, NULL, 0) == KVLM_OK) str_copy(m->name, sizeof m->name, s);
@@ -153,15 +191,16 @@ kvlm_err kvlm_model_load(const char *path, kvlm_model **out, char *err, size_t e
     }
 
     model_hparams *hp = &m->hp;
-    if ((e = load_hparams(f, m->arch, hp, err, errlen))) goto fail;
+    if ((e = m->arch_id == MODEL_ARCH_GEMMA3 ? model_gemma3_hparams(f, hp, err, errlen)
+                                             : load_hparams(f, m->arch, hp, err, errlen)))
+        goto fail;
     if ((e = tokenizer_init_gguf(f, &m->tok, err, errlen))) goto fail;
     hp->n_vocab = tokenizer_n_vocab(m->tok);
 
-    const int64_t n_q = hp->n_head * hp->head_dim, n_kv = hp->n_head_kv * hp->head_dim;
-    if ((e = load_matrix(f, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->tok_embd, err, errlen))) goto fail;
-    if ((e = load_vector(f, "output_norm.weight", hp->n_embd, &m->output_norm, err, errlen))) goto fail;
+    if ((e = model_load_matrix(f, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->tok_embd, err, errlen))) goto fail;
+    if ((e = model_load_vector(f, "output_norm.weight", hp->n_embd, &m->output_norm, err, errlen))) goto fail;
     if (gguf_find_tensor(f, "output.weight")) {
-        if ((e = load_matrix(f, "output.weight", hp->n_embd, hp->n_vocab, &m->output, err, errlen))) goto fail;
+        if ((e = model_load_matrix(f, "output.weight", hp->n_embd, hp->n_vocab, &m->output, err, errlen))) goto fail;
     } else {
         m->output = m->tok_embd;   /* tied embeddings */
     }
@@ -172,21 +211,9 @@ kvlm_err kvlm_model_load(const char *path, kvlm_model **out, char *err, size_t e
 
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) { e = err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory"); goto fail; }
-    for (int64_t il = 0; il < hp->n_layer; il++) {
-        model_layer *L = &m->layers[il];
-        char name[96];
-#define T(suffix) (snprintf(name, sizeof name, "blk.%lld." suffix, (long long)il), name)
-        if ((e = load_vector(f, T("attn_norm.weight"), hp->n_embd, &L->attn_norm, err, errlen))) goto fail;
-        if ((e = load_matrix(f, T("attn_q.weight"), hp->n_embd, n_q, &L->wq, err, errlen))) goto fail;
-        if ((e = load_matrix(f, T("attn_k.weight"), hp->n_embd, n_kv, &L->wk, err, errlen))) goto fail;
-        if ((e = load_matrix(f, T("attn_v.weight"), hp->n_embd, n_kv, &L->wv, err, errlen))) goto fail;
-        if ((e = load_matrix(f, T("attn_output.weight"), n_q, hp->n_embd, &L->wo, err, errlen))) goto fail;
-        if ((e = load_vector(f, T("ffn_norm.weight"), hp->n_embd, &L->ffn_norm, err, errlen))) goto fail;
-        if ((e = load_matrix(f, T("ffn_gate.weight"), hp->n_embd, hp->n_ff, &L->w_gate, err, errlen))) goto fail;
-        if ((e = load_matrix(f, T("ffn_up.weight"), hp->n_embd, hp->n_ff, &L->w_up, err, errlen))) goto fail;
-        if ((e = load_matrix(f, T("ffn_down.weight"), hp->n_ff, hp->n_embd, &L->w_down, err, errlen))) goto fail;
-#undef T
-    }
+    if ((e = m->arch_id == MODEL_ARCH_GEMMA3 ? model_gemma3_layers(m, err, errlen)
+                                             : load_layers_llama(m, err, errlen)))
+        goto fail;
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         const gguf_tensor *t = &f->tensors[i];
         int64_t n = 1;

@@ -7,6 +7,8 @@
 #include <string.h>
 
 static int64_t n_chunks(int64_t n_kv) { return (n_kv + ATTN_CHUNK - 1) / ATTN_CHUNK; }
+/* the first chunk token t reads */
+static int64_t first_chunk(const attend_batch *b, int64_t t) { return b->kv_lo ? b->kv_lo[t] / ATTN_CHUNK : 0; }
 
 kvlm_err attend_init(attend_scratch *as, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t max_kv,
                      int64_t split_tok, int n_threads, char *err, size_t errlen)
@@ -50,7 +52,7 @@ static void attend_chunk(const attn_job *j, int64_t t, int64_t c, float *part, f
 {
     const attend_batch *b = j->b;
     const int64_t n_q = j->H * j->as->head_dim;
-    ops_attend_chunk(part, b->q + t * n_q, b->seq[t], b->il, c, b->n_kv[t], j->H, b->scale, b->ak, scratch,
+    ops_attend_chunk(part, b->q + t * n_q, b->seq[t], b->il, c, b->kv_lo ? b->kv_lo[t] : 0, b->n_kv[t], j->H, b->scale, b->ak, scratch,
                      b->stage ? b->stage[t] : NULL, b->stage_pos0 ? b->stage_pos0[t] : 0, tmp);
 }
 
@@ -64,7 +66,7 @@ static void attn_tokens_task(void *arg, int ith, int nth)
     float *tmp = part + H * ATTN_PART(hd);
     for (int64_t t = ith; t < j->b->n_tok; t += nth) {  /* acc, part, tmp: [H][ATTN_PART(hd)] */
         attn_part_init(acc, H, hd);
-        for (int64_t c = 0; c < n_chunks(j->b->n_kv[t]); c++) {
+        for (int64_t c = first_chunk(j->b, t); c < n_chunks(j->b->n_kv[t]); c++) {
             attend_chunk(j, t, c, part, scratch, tmp);
             attn_merge(acc, part, H, hd);
         }
@@ -84,13 +86,13 @@ static void attn_split_task(void *arg, int ith, int nth)
     const attn_job *j = arg;
     const attend_scratch *as = j->as;
     int64_t total = 0;
-    for (int64_t t = 0; t < j->b->n_tok; t++) total += n_chunks(j->b->n_kv[t]);
+    for (int64_t t = 0; t < j->b->n_tok; t++) total += n_chunks(j->b->n_kv[t]) - first_chunk(j->b, t);
     int64_t u0, u1, u = 0;
     pool_split(total, ith, nth, &u0, &u1);
     float *scratch = tmp_at(as, ith), *tmp = scratch + attn_scratch_floats(j->H, as->head_dim);
     for (int64_t t = 0; t < j->b->n_tok; t++) {         /* unit u = (t, c), t-major */
         const int64_t nc = n_chunks(j->b->n_kv[t]);
-        for (int64_t c = 0; c < nc; c++, u++)
+        for (int64_t c = first_chunk(j->b, t); c < nc; c++, u++)
             if (u >= u0 && u < u1) attend_chunk(j, t, c, part_at(j, t, c), scratch, tmp);
     }
 }
@@ -106,7 +108,7 @@ static void attn_fold_task(void *arg, int ith, int nth)
     for (int64_t w = w0; w < w1; w++) {               /* w = t * n_head_kv + g */
         const int64_t t = w / as->n_head_kv, g = w % as->n_head_kv;
         attn_part_init(acc, G, hd);
-        for (int64_t c = 0; c < n_chunks(j->b->n_kv[t]); c++)
+        for (int64_t c = first_chunk(j->b, t); c < n_chunks(j->b->n_kv[t]); c++)
             attn_merge(acc, part_at(j, t, c) + g * G * ATTN_PART(hd), G, hd);
         attn_finish(j->b->out + t * n_q + g * G * hd, acc, G, hd);
     }
@@ -116,7 +118,7 @@ void attend_run(attend_scratch *as, pool *p, const attend_batch *b)
 {
     attn_job aj = { as, b, b->n_head ? b->n_head : as->n_head };
     bool multi_chunk = false;
-    for (int64_t t = 0; t < b->n_tok; t++) multi_chunk |= n_chunks(b->n_kv[t]) > 1;
+    for (int64_t t = 0; t < b->n_tok; t++) multi_chunk |= n_chunks(b->n_kv[t]) - first_chunk(b, t) > 1;
     if (b->n_tok <= as->split_tok && pool_size(p) > 1 && multi_chunk) {
         pool_run(p, attn_split_task, &aj);
         pool_run(p, attn_fold_task, &aj);

@@ -1,5 +1,5 @@
 /* attend.h - threaded attention of a batch of query tokens over the KV cache:
- * each token reads rows [0, n_kv[t]) of its own sequence's layer il, in chunks of
+ * each token reads rows [kv_lo[t], n_kv[t]) of its own sequence's layer il, in chunks of
  * ATTN_CHUNK rows folded in chunk order (kern/attn.h). Shared by every model's
  * forward pass: llama's self-attention and Whisper's self- and cross-attention.
  * Room: nn. May touch: core (pool), kern (attn), kv (sequences), nn/ops.
@@ -49,6 +49,10 @@ typedef struct attend_batch {
     const attn_kernels *ak;
     const kv_seq *const *seq;      /* [n_tok] */
     const int64_t *n_kv;           /* [n_tok], 1 <= n_kv[t] <= max_kv */
+    const int64_t *kv_lo;          /* [n_tok] first row token t reads, < n_kv[t] (a sliding
+                                      window's start), or NULL: row 0 for every token. The
+                                      chunk grid stays the absolute one: chunks before
+                                      kv_lo / ATTN_CHUNK are not run */
     /* KIVI pools only (else NULL): token t's f32 stage (kv_seq_stage) and the
        position of its first block */
     const float *const *stage;     /* [n_tok] */

@@ -22,20 +22,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void project(forward_state *fs, pool *p, const float *x, int64_t n_tok, const model_weight *const *w,
+void forward_project(forward_state *fs, pool *p, const float *x, int64_t n_tok, const model_weight *const *w,
                     float *const *y, int n_w)
 {
     linear_project(p, fs->xq, x, n_tok, w, y, n_w);
 }
 
-/* Attention of the batch's tokens over their own sequences, rows [0, pos + 1). */
+/* Attention of the batch's tokens over their own sequences, rows [0, pos + 1), or
+ * for a sliding-window layer [pos + 1 - n_swa, pos + 1). */
 static void attend(forward_state *fs, pool *p, const forward_seg *segs, int64_t il, int64_t n_tok)
 {
     const model_hparams *hp = &fs->m->hp;
+    const bool window = fs->m->layers[il].swa;
     for (int64_t t = 0; t < n_tok; t++) {
         const kv_seq *s = segs[fs->tok_seg[t]].s;
         fs->tok_seq[t] = s;
         fs->tok_nkv[t] = fs->tok_pos[t] + 1;
+        fs->tok_kvlo[t] = window && fs->tok_pos[t] + 1 > hp->n_swa ? fs->tok_pos[t] + 1 - hp->n_swa : 0;
         if (fs->stage) {   /* KIVI: the stage starts at the group of the sequence's first new
                               position (n_pos is advanced only after the last layer) */
             fs->tok_stage[t] = fs->stage + fs->seg_stage[fs->tok_seg[t]];
@@ -43,8 +46,8 @@ static void attend(forward_state *fs, pool *p, const forward_seg *segs, int64_t 
         }
     }
     const attend_batch b = { .q = fs->q, .out = fs->att, .n_tok = n_tok, .il = il,
-                             .scale = 1.0f / sqrtf((float)hp->head_dim), .ak = fs->ak,
-                             .seq = fs->tok_seq, .n_kv = fs->tok_nkv,
+                             .scale = hp->q_scale, .ak = fs->ak,
+                             .seq = fs->tok_seq, .n_kv = fs->tok_nkv, .kv_lo = window ? fs->tok_kvlo : NULL,
                              .stage = fs->stage ? fs->tok_stage : NULL,
                              .stage_pos0 = fs->stage ? fs->tok_stage_pos0 : NULL };
     attend_run(&fs->as, p, &b);
@@ -85,6 +88,7 @@ kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, i
     fs->hg = malloc(nb * (size_t)hp->n_ff * sizeof(float));
     fs->hu = malloc(nb * (size_t)hp->n_ff * sizeof(float));
     fs->rope = malloc(nb * (size_t)hp->head_dim * sizeof(float));
+    fs->rope_swa = malloc(nb * (size_t)hp->head_dim * sizeof(float));
     fs->ak = attn_for(hp->head_dim);
     kvlm_err e = attend_init(&fs->as, hp->n_head, hp->n_head_kv, hp->head_dim, n_ctx, FORWARD_SPLIT_TOK, n_threads,
                              err, errlen);
@@ -104,14 +108,15 @@ kvlm_err forward_init(forward_state *fs, const kvlm_model *m, int64_t n_batch, i
     fs->rows = malloc(nb * sizeof *fs->rows);
     fs->tok_seq = malloc(nb * sizeof *fs->tok_seq);
     fs->tok_nkv = malloc(nb * sizeof *fs->tok_nkv);
+    fs->tok_kvlo = malloc(nb * sizeof *fs->tok_kvlo);
     fs->tok_stage = malloc(nb * sizeof *fs->tok_stage);
     fs->tok_stage_pos0 = malloc(nb * sizeof *fs->tok_stage_pos0);
-    if (!fs->tok_seg || !fs->tok_pos || !fs->seg_stage || !fs->rows || !fs->tok_seq || !fs->tok_nkv ||
+    if (!fs->tok_seg || !fs->tok_pos || !fs->seg_stage || !fs->rows || !fs->tok_seq || !fs->tok_nkv || !fs->tok_kvlo ||
         !fs->tok_stage || !fs->tok_stage_pos0)
         fs->xq = (free(fs->xq), NULL);
     else for (size_t i = 0; i < nb; i++) fs->rows[i] = (int64_t)i;
     if (!fs->x || !fs->xb || !fs->q || !fs->k || !fs->v || !fs->att || !fs->hg || !fs->hu ||
-        !fs->rope || !fs->xq) {
+        !fs->rope || !fs->rope_swa || !fs->xq) {
         forward_free(fs);
         return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for forward scratch (batch %lld)",
                        (long long)n_batch);
@@ -131,6 +136,7 @@ void forward_free(forward_state *fs)
     free(fs->hg);
     free(fs->hu);
     free(fs->rope);
+    free(fs->rope_swa);
     attend_free(&fs->as);
     free(fs->xq);
     free(fs->stage);
@@ -140,6 +146,7 @@ void forward_free(forward_state *fs)
     free(fs->rows);
     free(fs->tok_seq);
     free(fs->tok_nkv);
+    free(fs->tok_kvlo);
     free(fs->tok_stage);
     free(fs->tok_stage_pos0);
     memset(fs, 0, sizeof *fs);
@@ -147,7 +154,7 @@ void forward_free(forward_state *fs)
 
 /* Whether the q.k (K type) or p.v (V type) of attention runs in the Hadamard basis
  * (ops_hadamard): quantized types, when head_dim is a power of two. */
-static bool forward_rotates(kvlm_kv_type type, int64_t head_dim)
+bool forward_rotates(kvlm_kv_type type, int64_t head_dim)
 {
     return (type == KVLM_KV_Q8 || type == KVLM_KV_Q4) && head_dim > 0 && (head_dim & (head_dim - 1)) == 0;
 }
@@ -162,19 +169,10 @@ void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens
     else forward_run_batch(fs, p, &seg, 1, tokens, fs->rows + n_tok - 1, 1, logits);
 }
 
-void forward_run_batch(forward_state *fs, pool *p, const forward_seg *segs, int64_t n_seg,
-                       const kvlm_token *tokens, const int64_t *out_rows, int64_t n_out, float *logits)
+/* ---- the pieces every architecture's layer loop shares ------------------------ */
+int64_t forward_batch_begin(forward_state *fs, const forward_seg *segs, int64_t n_seg)
 {
-    const kvlm_model *m = fs->m;
-    const model_hparams *hp = &m->hp;
-    const int64_t D = hp->n_embd, hd = hp->head_dim;
-    const int64_t n_q = hp->n_head * hd, n_kv = hp->n_head_kv * hd;
     const kv_pool *kp = segs[0].s->pool;
-    const quant_traits *et = quant_get(m->tok_embd.type);
-    /* q with K, V with the output: each pair rotated when its cache part is quantized */
-    const bool rot_k = forward_rotates(kp->type_k, hd), rot_v = forward_rotates(kp->type_v, hd);
-
-    /* the batch's tokens: segment, position, and each segment's KIVI stage */
     int64_t n_tok = 0, stage_off = 0;
     for (int64_t g = 0; g < n_seg; g++) {
         const kv_seq *s = segs[g].s;
@@ -185,13 +183,77 @@ void forward_run_batch(forward_state *fs, pool *p, const forward_seg *segs, int6
         fs->seg_stage[g] = stage_off;
         if (kp->res_tokens) stage_off += (int64_t)kv_seq_stage_floats(kp, segs[g].n);
     }
+    return n_tok;
+}
 
-    /* x[t] = embedding row of tokens[t]                          x: [n_tok][D] */
-    for (int64_t t = 0; t < n_tok; t++) {
+void forward_embed(forward_state *fs, const kvlm_token *tokens, int64_t n_tok)
+{
+    const kvlm_model *m = fs->m;
+    const int64_t D = m->hp.n_embd;
+    const quant_traits *et = quant_get(m->tok_embd.type);
+    for (int64_t t = 0; t < n_tok; t++) {              /* x: [n_tok][D] */
         const uint8_t *row = (const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes;
         et->to_float(row, fs->x + t * D, D);
-        ops_rope_table(fs->rope + t * hd, fs->tok_pos[t], hd, hp->rope_theta);
+        if (m->hp.embd_scale != 1.0f)
+            for (int64_t i = 0; i < D; i++) fs->x[t * D + i] *= m->hp.embd_scale;
     }
+}
+
+void forward_attention(forward_state *fs, pool *p, const forward_seg *segs, int64_t n_seg, int64_t il, int64_t n_tok)
+{
+    const model_hparams *hp = &fs->m->hp;
+    const int64_t hd = hp->head_dim, n_q = hp->n_head * hd, n_kv = hp->n_head_kv * hd;
+    const kv_pool *kp = segs[0].s->pool;
+    /* q with K, V with the output: each pair rotated when its cache part is quantized */
+    const bool rot_k = forward_rotates(kp->type_k, hd), rot_v = forward_rotates(kp->type_v, hd);
+    for (int64_t t = 0; t < n_tok; t++) {               /* q: [n_tok][n_head][hd], k, v: [n_tok][n_head_kv][hd] */
+        if (rot_k) {                                  /* quantized K: q.k in the Hadamard basis */
+            ops_hadamard(fs->q + t * n_q, hp->n_head, hd);
+            ops_hadamard(fs->k + t * n_kv, hp->n_head_kv, hd);
+        }
+        if (rot_v) ops_hadamard(fs->v + t * n_kv, hp->n_head_kv, hd);   /* quantized V: p.v too */
+        if (!kp->res_tokens) kv_seq_store(segs[fs->tok_seg[t]].s, il, fs->tok_pos[t], fs->k + t * n_kv, fs->v + t * n_kv);
+    }
+    if (kp->res_tokens)                               /* KIVI: per segment, its stage */
+        for (int64_t g = 0, t0 = 0; g < n_seg; t0 += segs[g].n, g++)
+            kv_seq_stage(segs[g].s, il, segs[g].s->n_pos, segs[g].n, fs->k + t0 * n_kv, fs->v + t0 * n_kv,
+                         fs->stage + fs->seg_stage[g]);
+    if (kp->type_k == KVLM_KV_F16)
+        fs->ak->round_f16(fs->q, n_tok * n_q);       /* q.k on f16 operands, as llama.cpp does */
+    attend(fs, p, segs, il, n_tok);
+    if (rot_v) ops_hadamard(fs->att, n_tok * hp->n_head, hd);   /* back: H is its own inverse */
+}
+
+void forward_batch_end(forward_state *fs, pool *p, const forward_seg *segs, int64_t n_seg, const int64_t *out_rows,
+                       int64_t n_out, float *logits)
+{
+    const kvlm_model *m = fs->m;
+    const int64_t D = m->hp.n_embd;
+    for (int64_t g = 0; g < n_seg; g++) kv_seq_advance(segs[g].s, segs[g].n);
+    /* logits = rmsnorm(x) Wout^T for the rows asked for */
+    for (int64_t r = 0; r < n_out; r++)
+        ops_rmsnorm(fs->xb + r * D, fs->x + out_rows[r] * D, m->output_norm, D, m->hp.norm_eps);
+    const model_weight *w[1] = { &m->output };
+    float *y[1] = { logits };                         /* logits: [n_out][n_vocab] */
+    forward_project(fs, p, fs->xb, n_out, w, y, 1);
+}
+
+/* ---- llama's layer loop ---------------------------------------------------------- */
+void forward_run_batch(forward_state *fs, pool *p, const forward_seg *segs, int64_t n_seg,
+                       const kvlm_token *tokens, const int64_t *out_rows, int64_t n_out, float *logits)
+{
+    const kvlm_model *m = fs->m;
+    if (m->arch_id == MODEL_ARCH_GEMMA3) {
+        forward_gemma3_batch(fs, p, segs, n_seg, tokens, out_rows, n_out, logits);
+        return;
+    }
+    const model_hparams *hp = &m->hp;
+    const int64_t D = hp->n_embd, hd = hp->head_dim;
+    const int64_t n_q = hp->n_head * hd, n_kv = hp->n_head_kv * hd;
+
+    const int64_t n_tok = forward_batch_begin(fs, segs, n_seg);
+    forward_embed(fs, tokens, n_tok);
+    for (int64_t t = 0; t < n_tok; t++) ops_rope_table(fs->rope + t * hd, fs->tok_pos[t], hd, hp->rope_theta);
 
     for (int64_t il = 0; il < hp->n_layer; il++) {
         const model_layer *L = &m->layers[il];
@@ -201,30 +263,17 @@ void forward_run_batch(forward_state *fs, pool *p, const forward_seg *segs, int6
         {
             const model_weight *w[3] = { &L->wq, &L->wk, &L->wv };
             float *y[3] = { fs->q, fs->k, fs->v };
-            project(fs, p, fs->xb, n_tok, w, y, 3);
+            forward_project(fs, p, fs->xb, n_tok, w, y, 3);
         }
         for (int64_t t = 0; t < n_tok; t++) {       /* q: [n_tok][n_head][hd], k, v: [n_tok][n_head_kv][hd] */
             ops_rope(fs->q + t * n_q, fs->rope + t * hd, hp->n_head, hd);
             ops_rope(fs->k + t * n_kv, fs->rope + t * hd, hp->n_head_kv, hd);
-            if (rot_k) {                              /* quantized K: q.k in the Hadamard basis */
-                ops_hadamard(fs->q + t * n_q, hp->n_head, hd);
-                ops_hadamard(fs->k + t * n_kv, hp->n_head_kv, hd);
-            }
-            if (rot_v) ops_hadamard(fs->v + t * n_kv, hp->n_head_kv, hd);   /* quantized V: p.v too */
-            if (!kp->res_tokens) kv_seq_store(segs[fs->tok_seg[t]].s, il, fs->tok_pos[t], fs->k + t * n_kv, fs->v + t * n_kv);
         }
-        if (kp->res_tokens)                           /* KIVI: per segment, its stage */
-            for (int64_t g = 0, t0 = 0; g < n_seg; t0 += segs[g].n, g++)
-                kv_seq_stage(segs[g].s, il, segs[g].s->n_pos, segs[g].n, fs->k + t0 * n_kv, fs->v + t0 * n_kv,
-                             fs->stage + fs->seg_stage[g]);
-        if (kp->type_k == KVLM_KV_F16)
-            fs->ak->round_f16(fs->q, n_tok * n_q);   /* q.k on f16 operands, as llama.cpp does */
-        attend(fs, p, segs, il, n_tok);
-        if (rot_v) ops_hadamard(fs->att, n_tok * hp->n_head, hd);   /* back: H is its own inverse */
+        forward_attention(fs, p, segs, n_seg, il, n_tok);
         {
             const model_weight *w[1] = { &L->wo };
             float *y[1] = { fs->xb };                 /* reuse xb: [n_tok][D] */
-            project(fs, p, fs->att, n_tok, w, y, 1);
+            forward_project(fs, p, fs->att, n_tok, w, y, 1);
         }
         for (int64_t i = 0; i < n_tok * D; i++) fs->x[i] += fs->xb[i];
 
@@ -233,22 +282,15 @@ void forward_run_batch(forward_state *fs, pool *p, const forward_seg *segs, int6
         {
             const model_weight *w[2] = { &L->w_gate, &L->w_up };
             float *y[2] = { fs->hg, fs->hu };
-            project(fs, p, fs->xb, n_tok, w, y, 2);
+            forward_project(fs, p, fs->xb, n_tok, w, y, 2);
         }
         for (int64_t t = 0; t < n_tok; t++) ops_swiglu(fs->hg + t * hp->n_ff, fs->hu + t * hp->n_ff, hp->n_ff);
         {
             const model_weight *w[1] = { &L->w_down };
             float *y[1] = { fs->xb };
-            project(fs, p, fs->hg, n_tok, w, y, 1);
+            forward_project(fs, p, fs->hg, n_tok, w, y, 1);
         }
         for (int64_t i = 0; i < n_tok * D; i++) fs->x[i] += fs->xb[i];
     }
-    for (int64_t g = 0; g < n_seg; g++) kv_seq_advance(segs[g].s, segs[g].n);
-
-    /* logits = rmsnorm(x) Wout^T for the rows asked for */
-    for (int64_t r = 0; r < n_out; r++)
-        ops_rmsnorm(fs->xb + r * D, fs->x + out_rows[r] * D, m->output_norm, D, hp->norm_eps);
-    const model_weight *w[1] = { &m->output };
-    float *y[1] = { logits };                         /* logits: [n_out][n_vocab] */
-    project(fs, p, fs->xb, n_out, w, y, 1);
+    forward_batch_end(fs, p, segs, n_seg, out_rows, n_out, logits);
 }

@@ -42,6 +42,7 @@ typedef struct forward_state {
     float *att;           /* [n_batch][n_head*head_dim]  attention output */
     float *hg, *hu;       /* [n_batch][n_ff]  gate and up projections */
     float *rope;          /* [n_batch][head_dim]  (cos, sin) pairs per position */
+    float *rope_swa;      /* [n_batch][head_dim]  the same at the sliding-window layers' base */
     const attn_kernels *ak;   /* attention kernel set for this CPU and head_dim */
     attend_scratch as;    /* attention's per-thread scratch and split parts */
     float *stage;         /* KIVI: one layer's f32 blocks of the current groups (kv_seq_stage), else NULL */
@@ -54,6 +55,7 @@ typedef struct forward_state {
     int64_t *rows;        /* [n_batch] rows[i] = i: forward_run's row lists */
     const kv_seq **tok_seq;       /* [n_batch] attend_batch's per-token views */
     int64_t *tok_nkv, *tok_stage_pos0;
+    int64_t *tok_kvlo;    /* [n_batch] a window layer's first row for each token */
     const float **tok_stage;
 } forward_state;
 
@@ -81,5 +83,26 @@ void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens
  * written to logits: [n_out][n_vocab]. Checked by the caller: cannot fail. */
 void forward_run_batch(forward_state *fs, pool *p, const forward_seg *segs, int64_t n_seg,
                        const kvlm_token *tokens, const int64_t *out_rows, int64_t n_out, float *logits);
+
+/* ---- shared by the architectures' layer loops (forward.c: llama, forward_gemma3.c) ---- */
+/* Fills tok_seg, tok_pos and seg_stage for the batch; returns its token count. */
+int64_t forward_batch_begin(forward_state *fs, const forward_seg *segs, int64_t n_seg);
+/* x[t] = embedding row of tokens[t] * embd_scale        x: [n_tok][n_embd] */
+void forward_embed(forward_state *fs, const kvlm_token *tokens, int64_t n_tok);
+/* y[i] = x W_i^T for n_w weights sharing the input x: [n_tok][n_in] (threaded over rows). */
+void forward_project(forward_state *fs, pool *p, const float *x, int64_t n_tok, const model_weight *const *w,
+                     float *const *y, int n_w);
+/* Layer il's attention from q, k, v (RoPE applied): the Hadamard basis for quantized
+ * K/V, the store (or KIVI stage), att = softmax(q_scale q K^T) V over each token's
+ * rows (a window layer's last n_swa), back out of the basis. att: [n_tok][n_head*head_dim] */
+void forward_attention(forward_state *fs, pool *p, const forward_seg *segs, int64_t n_seg, int64_t il, int64_t n_tok);
+/* Commits the segments' positions and writes the logits of out_rows. */
+void forward_batch_end(forward_state *fs, pool *p, const forward_seg *segs, int64_t n_seg, const int64_t *out_rows,
+                       int64_t n_out, float *logits);
+/* Whether q.k (K type) or p.v (V type) runs in the Hadamard basis (ops_hadamard). */
+bool forward_rotates(kvlm_kv_type type, int64_t head_dim);
+/* gemma3's forward_run_batch (forward_gemma3.c); forward_run_batch calls it. */
+void forward_gemma3_batch(forward_state *fs, pool *p, const forward_seg *segs, int64_t n_seg,
+                          const kvlm_token *tokens, const int64_t *out_rows, int64_t n_out, float *logits);
 
 #endif

@@ -39,6 +39,20 @@ void ops_rope(float *x, const float *cs, int64_t n_heads, int64_t head_dim)
     }
 }
 
+void ops_rope_neox(float *x, const float *cs, int64_t n_heads, int64_t head_dim)
+{
+    const int64_t half = head_dim / 2;
+    for (int64_t h = 0; h < n_heads; h++) {          /* x: [n_heads][head_dim] */
+        float *xh = x + h * head_dim;
+        for (int64_t i = 0; i < half; i++) {
+            const float c = cs[2 * i], s = cs[2 * i + 1];
+            const float a = xh[i], b = xh[i + half];
+            xh[i] = a * c - b * s;
+            xh[i + half] = a * s + b * c;
+        }
+    }
+}
+
 void ops_hadamard(float *x, int64_t n_heads, int64_t head_dim)
 {
     const float norm = 1.0f / sqrtf((float)head_dim);
@@ -60,6 +74,16 @@ void ops_swiglu(float *g, const float *u, int64_t n)
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+void ops_geglu_tanh(float *g, const float *u, int64_t n)
+{
+    const float c = 0.79788456080286535588f, a = 0.044715f;   /* sqrt(2/pi) */
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i];
+        const float y = x >= 10.0f ? x : x <= -10.0f ? 0.0f : 0.5f * x * (1.0f + tanhf(c * x * (1.0f + a * x * x)));
+        g[i] = y * u[i];
+    }
+}
+
 _Static_assert(ATTN_BLOCK == KV_BLOCK_TOKENS, "attention blocks are cache blocks");
 _Static_assert((int)ATTN_F32 == (int)KVLM_KV_F32 && (int)ATTN_F16 == (int)KVLM_KV_F16 &&
                (int)ATTN_BF16 == (int)KVLM_KV_BF16 && (int)ATTN_Q8 == (int)KVLM_KV_Q8 && (int)ATTN_Q4 == (int)KVLM_KV_Q4 &&
@@ -67,12 +91,16 @@ _Static_assert((int)ATTN_F32 == (int)KVLM_KV_F32 && (int)ATTN_F16 == (int)KVLM_K
                "kern's type ids are the API's");
 
 void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, int64_t c,
-                      int64_t n_kv, int64_t n_head, float scale, const attn_kernels *ak, float *scratch,
+                      int64_t kv_lo, int64_t n_kv, int64_t n_head, float scale, const attn_kernels *ak, float *scratch,
                       const float *stage, int64_t stage_pos0, float *tmp)
 {
     const kv_pool *kp = s->pool;
     const int64_t BT = KV_BLOCK_TOKENS, n_ch = kp->n_head_kv * kp->head_dim, G = n_head / kp->n_head_kv;
-    const int64_t j0 = c * ATTN_CHUNK, j1 = n_kv - j0 < ATTN_CHUNK ? n_kv : j0 + ATTN_CHUNK;
+    const int64_t c0 = c * ATTN_CHUNK, j1 = n_kv - c0 < ATTN_CHUNK ? n_kv : c0 + ATTN_CHUNK;
+    /* a window's first block (KIVI K: its span's, whose blocks hold the span's
+       scales): read from there, its rows before kv_lo masked */
+    const int64_t align = BT * kv_pool_span(kp);
+    const int64_t j0 = kv_lo > c0 ? kv_lo / align * align : c0, skip = kv_lo > c0 ? kv_lo - j0 : 0;
     /* rows [j0, jr) from the pool, [jr, j1) in f32 from the stage (KIVI only) */
     const int64_t jr = kp->res_tokens > 0 && kv_seq_group_start(kp, n_kv - 1) < j1 ?
                        (kv_seq_group_start(kp, n_kv - 1) > j0 ? kv_seq_group_start(kp, n_kv - 1) : j0) : j1;
@@ -84,7 +112,7 @@ void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, 
             vb[b] = kv_pool_v(kp, s->blocks[b0 + b], il, 0);
         }
         const attn_chunk ch = { kb, vb, (size_t)n_ch, jr - j0, kp->n_head_kv, (int)kp->type_k,
-                                (int)kp->type_v };   /* stride: V elements per row */
+                                (int)kp->type_v, skip };   /* stride: V elements per row */
         attn_chunk_run(ak, part, q, G, kp->head_dim, scale, &ch, scratch);
     }
     if (jr < j1) {                                    /* jr is a group start: a multiple of 16 */
@@ -95,7 +123,7 @@ void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, 
             kb[b] = blk;
             vb[b] = blk + n_ch * BT;
         }
-        const attn_chunk ch = { kb, vb, (size_t)n_ch, j1 - jr, kp->n_head_kv, ATTN_F32, ATTN_F32 };
+        const attn_chunk ch = { kb, vb, (size_t)n_ch, j1 - jr, kp->n_head_kv, ATTN_F32, ATTN_F32, 0 };
         float *out = jr > j0 ? tmp : part;
         attn_chunk_run(ak, out, q, G, kp->head_dim, scale, &ch, scratch);
         if (out == tmp) attn_merge(part, tmp, n_head, kp->head_dim);

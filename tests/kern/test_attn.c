@@ -250,7 +250,7 @@ static void run_set(const attn_kernels *ak, const cache *c, const float *q, int6
     attn_part_init(acc, H, c->hd);
     for (int64_t j0 = 0, ci = 0; j0 < c->n; j0 += ATTN_CHUNK, ci++) {
         const attn_chunk ch = { c->k + j0 / ATTN_BLOCK, c->v + j0 / ATTN_BLOCK, (size_t)(c->hk * c->hd),
-                                c->n - j0 < ATTN_CHUNK ? c->n - j0 : ATTN_CHUNK, c->hk, c->tk, c->tv };
+                                c->n - j0 < ATTN_CHUNK ? c->n - j0 : ATTN_CHUNK, c->hk, c->tk, c->tv, 0 };
         attn_chunk_run(ak, part, q, G, c->hd, scale, &ch, scratch);
         if (parts_keep) memcpy(parts_keep + ci * P, part, (size_t)P * sizeof *part);
         attn_merge(acc, part, H, c->hd);
