@@ -62,6 +62,8 @@ typedef struct kvlm_model_info {
     int64_t n_params;        /* parameters counted from tensor shapes */
     int64_t file_bytes;
     kvlm_token bos, eos, eot; /* -1 when absent */
+    int64_t n_swa;           /* sliding window of the window layers in positions, 0: none */
+    int64_t n_layer_swa;     /* layers that attend only the last n_swa positions (gemma3: 15 of 18) */
 } kvlm_model_info;
 void kvlm_model_get_info(const kvlm_model *model, kvlm_model_info *out);
 
@@ -229,6 +231,11 @@ typedef struct kvlm_cache_stats {
 void kvlm_cache_get_stats(const kvlm_cache *cache, kvlm_cache_stats *out);
 
 /* K and V bytes of one position (all layers) for a type of both: what the pool spends. */
+/* Bytes of the blocks one sequence of n_pos positions holds in use (whole blocks
+ * of 16): every layer's ceil(n_pos / 16) blocks; with window (a model with
+ * sliding-window layers) its window layers' only those covering the last n_swa
+ * positions, as the pool lets the rest go. -1 for a type the model cannot use. */
+int64_t kvlm_kv_bytes_sequence(const kvlm_model *model, kvlm_kv_type type, int64_t n_pos, bool window);
 int64_t kvlm_kv_bytes_per_token(const kvlm_model *model, kvlm_kv_type type);
 
 /* ---- inference context ------------------------------------------------------ */
@@ -315,7 +322,15 @@ typedef struct kvlm_stats {
     int64_t kv_bytes_per_token_layer;    /* one layer, K and V */
     int64_t kv_bytes_used;               /* bytes of the blocks this sequence holds */
     int64_t kv_bytes_reserved;           /* the whole pool (shared caches: all of it) */
-    int64_t kv_blocks;                   /* blocks this sequence's table holds */
+    int64_t kv_blocks;                   /* blocks this sequence's tables hold */
+    /* per layer group: [0] the full-attention layers, [1] the sliding-window ones
+       (kv_n_groups 2 only for a model with window layers) */
+    int32_t kv_n_groups;
+    struct {
+        int64_t n_layer;                 /* layers in the group */
+        int64_t window;                  /* positions each keeps, 0: all */
+        int64_t blocks, bytes;           /* what the sequence holds in the group's tables */
+    } kv_group[2];
     kvlm_cache_stats cache;              /* the pool this context uses */
 } kvlm_stats;
 void kvlm_ctx_get_stats(const kvlm_ctx *ctx, kvlm_stats *out);

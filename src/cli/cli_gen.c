@@ -169,6 +169,12 @@ static void print_stats(const kvlm_ctx *ctx, bool no_cache)
                     "of %lld = %lld bytes\n",
             kvlm_ctx_n_past(ctx), (long long)s.kv_bytes_per_token, (long long)s.kv_bytes_per_token_layer,
             (long long)s.kv_blocks, (long long)s.cache.block_tokens, (long long)s.kv_bytes_used);
+    if (s.kv_n_groups > 1)
+        fprintf(stderr, "kv groups          full attention: %lld layers, %lld blocks = %lld bytes; "
+                        "sliding window %lld: %lld layers, %lld blocks = %lld bytes\n",
+                (long long)s.kv_group[0].n_layer, (long long)s.kv_group[0].blocks, (long long)s.kv_group[0].bytes,
+                (long long)s.kv_group[1].window, (long long)s.kv_group[1].n_layer, (long long)s.kv_group[1].blocks,
+                (long long)s.kv_group[1].bytes);
     fprintf(stderr, "kv pool            %lld blocks (%lld bytes): %lld in use, %lld cached, %lld free; "
                     "prefix hits %lld of %lld lookups, %lld evictions, %lld copy-on-write\n",
             (long long)s.cache.n_blocks, (long long)s.kv_bytes_reserved, (long long)s.cache.n_in_use,
@@ -422,6 +428,20 @@ int cli_inspect(const cli_opts *o)
     printf("  (grouped-query attention: %lld query heads share %lld K/V heads, %lldx less than one K/V per head;"
            " the weights are %.1f MiB)\n", (long long)in.n_head, (long long)in.n_head_kv,
            (long long)(in.n_head / in.n_head_kv), (double)in.file_bytes / (1024.0 * 1024.0));
+    if (in.n_swa > 0) {
+        /* the pool's own accounting (kvlm_kv_bytes_sequence): whole blocks of 16 */
+        printf("sliding window %lld on %lld of %lld layers: one sequence's K/V in use, f16 (the window layers keep "
+               "only their last %lld positions)\n", (long long)in.n_swa, (long long)in.n_layer_swa,
+               (long long)in.n_layer, (long long)in.n_swa);
+        const long long at[] = { 4096, 8192, 32768 };
+        printf("  %-22s %12s %12s %12s\n", "", "4K", "8K", "32768");
+        for (int w = 1; w >= 0; w--) {
+            printf("  %-22s", w ? "with the window" : "without (every layer)");
+            for (size_t c = 0; c < 3; c++)
+                printf(" %8.1f MiB", (double)kvlm_kv_bytes_sequence(m, KVLM_KV_F16, at[c], w) / (1024.0 * 1024.0));
+            printf("\n");
+        }
+    }
     kvlm_model_free(m);
     return 0;
 }

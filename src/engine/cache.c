@@ -21,6 +21,18 @@ int64_t kvlm_kv_bytes_per_token(const kvlm_model *m, kvlm_kv_type type)
            KV_BLOCK_TOKENS;
 }
 
+int64_t kvlm_kv_bytes_sequence(const kvlm_model *m, kvlm_kv_type type, int64_t n_pos, bool window)
+{
+    const model_hparams *hp = &m->hp;
+    const int64_t per_layer = (int64_t)kv_pool_block_bytes(1, hp->n_head_kv, hp->head_dim, type, type);
+    if (per_layer <= 0 || n_pos < 0) return -1;
+    const int64_t nb = (n_pos + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS;
+    if (!window || hp->n_swa <= 0) return hp->n_layer * nb * per_layer;
+    const int64_t span = kv_type_is_kivi(type) ? KV_KIVI_SPAN : 1;   /* as kv_seq_slide lets go */
+    const int64_t first = n_pos + 1 > hp->n_swa ? (n_pos + 1 - hp->n_swa) / KV_BLOCK_TOKENS / span * span : 0;
+    return ((hp->n_layer - hp->n_layer_swa) * nb + hp->n_layer_swa * (nb - first)) * per_layer;
+}
+
 const char *kvlm_kv_type_name(kvlm_kv_type type)
 {
     switch (type) {
@@ -70,17 +82,33 @@ kvlm_err cache_create(const kvlm_model *m, const kvlm_cache_params *params, kvlm
     if (!kv_res_tokens_valid(p.kv_residual))
         return err_set(err, errlen, KVLM_ERR_INVALID, "KIVI residual of %lld positions: it must be 16, 32, 64, 128 or 256",
                        (long long)p.kv_residual);
-    size_t block = kv_pool_block_bytes(hp->n_layer, hp->n_head_kv, hp->head_dim, tk, tv);
-    if (p.mem_bytes == 0) {
-        /* one sequence of n_ctx positions, plus the blocks of a copy-on-write (KIVI K: a span) */
+    /* sliding-window layers: their own block tables (kv_pool.h, layer groups) */
+    bool *win = hp->n_swa > 0 ? calloc((size_t)hp->n_layer, sizeof *win) : NULL;
+    if (hp->n_swa > 0 && !win) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
+    int64_t n_win = 0;
+    for (int64_t il = 0; win && il < hp->n_layer; il++) n_win += win[il] = m->layers[il].swa;
+    const int64_t L = kv_pool_layers_per_block(hp->n_layer, win);
+    size_t block = L ? kv_pool_block_bytes(L, hp->n_head_kv, hp->head_dim, tk, tv) : 0;
+    if (p.mem_bytes == 0 && L) {
+        /* one sequence of n_ctx positions, plus the blocks of a copy-on-write (KIVI K: a
+           span); a window table holds at most its window and one batch of 512 positions
+           (the engine's largest step), as llama.cpp sizes its SWA cache */
         int64_t n_ctx = p.n_ctx > 0 ? p.n_ctx : hp->n_ctx_train;
-        int64_t n_blocks = (n_ctx + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS + (kv_type_is_kivi(tk) ? KV_KIVI_SPAN : 1);
+        const int64_t per_tab = (n_ctx + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS + (kv_type_is_kivi(tk) ? KV_KIVI_SPAN : 1);
+        const int64_t per_win = (hp->n_swa + 512) / KV_BLOCK_TOKENS + 2 + (kv_type_is_kivi(tk) ? KV_KIVI_SPAN : 0);
+        const int64_t n_tab_win = n_win / L, n_tab_full = hp->n_layer / L - n_tab_win;
+        const int64_t n_blocks = n_tab_full * per_tab + n_tab_win * (per_win < per_tab ? per_win : per_tab);
         p.mem_bytes = (size_t)n_blocks * block;
     }
     kvlm_cache *c = calloc(1, sizeof *c);
-    if (!c) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
-    kv_pool_params pp = { hp->n_layer, hp->n_head_kv, hp->head_dim, tk, tv, p.mem_bytes, p.poison, p.kv_residual };
+    if (!c) {
+        free(win);
+        return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
+    }
+    kv_pool_params pp = { hp->n_layer, hp->n_head_kv, hp->head_dim, tk, tv, p.mem_bytes, p.poison, p.kv_residual,
+                          win, hp->n_swa };
     kvlm_err e = kv_pool_init(&c->pool, &pp, err, errlen);
+    free(win);
     if (e) {
         free(c);
         return e;

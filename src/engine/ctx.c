@@ -161,7 +161,10 @@ static void run_batches(kvlm_ctx *c, const kvlm_token *tokens, size_t n, float *
  * means fewer future hits, never a wrong result, so it is not reported. */
 static void publish(kvlm_ctx *c)
 {
-    if (!prefix_on(c)) return;
+    if (!prefix_on(c)) {
+        kv_seq_slide(&c->seq);                        /* window tables: let the window's past go */
+        return;
+    }
     kv_seq_publish(&c->seq, c->tokens, (int64_t)c->n_past, fingerprint(c), c->params.cache_ns, NULL, 0);
     cache_spill(c->cache, &c->seq, &c->spilled);
 }
@@ -192,6 +195,22 @@ static kvlm_err decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, float *a
         if ((e = kv_seq_reserve(&c->seq, (int64_t)(c->n_past + n), err, errlen))) return e;
         memcpy(c->tokens + c->n_past, tokens, n * sizeof *tokens);
         run_batches(c, c->tokens, c->n_past + n, NULL);
+    } else if (c->seq.pool->n_tab > 1) {
+        /* layer groups: a batch at a time, publishing (and so sliding the windows)
+           after each, so a window table never holds more than its window and one
+           batch; a budget exhausted midway leaves the batches done committed */
+        memcpy(c->tokens + c->n_past, tokens, n * sizeof *tokens);
+        const size_t V = (size_t)c->m->hp.n_vocab, nb = (size_t)c->fs.n_batch;
+        for (size_t i = 0; i < n; i += nb) {
+            const size_t m = n - i < nb ? n - i : nb;
+            if ((e = kv_seq_reserve(&c->seq, (int64_t)m, err, errlen))) return e;
+            forward_run(&c->fs, c->pool, &c->seq, tokens + i, (int64_t)m, all ? all + i * V : c->logits, all != NULL);
+            c->n_past += m;
+            c->stats.n_computed += (int64_t)m;
+            if (i + m < n) publish(c);
+        }
+        if (all) memcpy(c->logits, all + (n - 1) * V, V * sizeof *all);
+        c->n_past -= n;                               /* added back below */
     } else {
         /* all blocks first: an exhausted budget fails here, before any work */
         if ((e = kv_seq_reserve(&c->seq, (int64_t)n, err, errlen))) return e;
@@ -345,8 +364,17 @@ void kvlm_ctx_get_stats(const kvlm_ctx *c, kvlm_stats *out)
     kvlm_cache_get_stats(c->cache, &out->cache);
     out->kv_bytes_per_token = out->cache.bytes_per_token;
     out->kv_bytes_per_token_layer = out->cache.bytes_per_token_layer;
-    out->kv_blocks = c->seq.n_blocks;
-    out->kv_bytes_used = c->seq.n_blocks * (out->cache.n_blocks ? out->cache.bytes_total / out->cache.n_blocks : 0);
+    const int64_t block = out->cache.n_blocks ? out->cache.bytes_total / out->cache.n_blocks : 0;
+    const model_hparams *hp = &c->m->hp;
+    out->kv_n_groups = hp->n_layer_swa > 0 ? 2 : 1;
+    for (int g = 0; g < out->kv_n_groups; g++) {      /* [0] full layers, [1] window layers */
+        out->kv_group[g].n_layer = g ? hp->n_layer_swa : hp->n_layer - hp->n_layer_swa;
+        out->kv_group[g].window = g ? hp->n_swa : 0;
+        out->kv_group[g].blocks = kv_seq_held(&c->seq, g == 1);
+        out->kv_group[g].bytes = out->kv_group[g].blocks * block;
+    }
+    out->kv_blocks = out->kv_group[0].blocks + (out->kv_n_groups > 1 ? out->kv_group[1].blocks : 0);
+    out->kv_bytes_used = out->kv_blocks * block;
     out->kv_bytes_reserved = out->cache.bytes_total;
 }
 

@@ -102,9 +102,57 @@ static void poison_block(kv_pool *p, kv_block b)
     }
 }
 
+static int64_t gcd64(int64_t a, int64_t b)
+{
+    while (b) {
+        const int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+int64_t kv_pool_layers_per_block(int64_t n_layer, const bool *layer_window)
+{
+    if (n_layer <= 0) return 0;
+    int64_t n_win = 0;
+    if (layer_window)
+        for (int64_t il = 0; il < n_layer; il++) n_win += layer_window[il];
+    const int64_t L = n_win == 0 || n_win == n_layer ? n_layer : gcd64(n_win, n_layer - n_win);
+    return n_layer / L > KV_MAX_TABLES ? 0 : L;
+}
+
+/* Layer il -> (table, slot): tables of the full layers first (table 0 is full
+ * whenever the model has full layers), then the window layers', each in layer
+ * order. */
+static kvlm_err set_layout(kv_pool *p, const kv_pool_params *pp, char *err, size_t errlen)
+{
+    const int64_t L = kv_pool_layers_per_block(pp->n_layer, pp->window > 0 ? pp->layer_window : NULL);
+    if (L == 0)
+        return err_set(err, errlen, KVLM_ERR_UNSUPPORTED, "KV pool: %lld layers need more than %d block tables",
+                       (long long)pp->n_layer, KV_MAX_TABLES);
+    p->n_layer_model = pp->n_layer;
+    p->n_tab = (int32_t)(pp->n_layer / L);
+    p->layer_tab = malloc((size_t)pp->n_layer * sizeof *p->layer_tab);
+    p->layer_slot = malloc((size_t)pp->n_layer * sizeof *p->layer_slot);
+    if (!p->layer_tab || !p->layer_slot) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for a layer map");
+    int64_t k = 0;   /* layers placed so far: full ones, then window ones */
+    for (int pass = 0; pass < 2; pass++)
+        for (int64_t il = 0; il < pp->n_layer; il++) {
+            const bool win = pp->window > 0 && pp->layer_window && pp->layer_window[il];
+            if (win != (pass == 1)) continue;
+            p->layer_tab[il] = (int32_t)(k / L);
+            p->layer_slot[il] = (int32_t)(k % L);
+            p->tab_window[k / L] = win ? pp->window : 0;
+            k++;
+        }
+    return KVLM_OK;
+}
+
 static void set_dims(kv_pool *p, const kv_pool_params *pp)
 {
-    p->n_layer = pp->n_layer;
+    const int64_t L = kv_pool_layers_per_block(pp->n_layer, pp->window > 0 ? pp->layer_window : NULL);
+    p->n_layer = L;
     p->n_head_kv = pp->n_head_kv;
     p->head_dim = pp->head_dim;
     p->type_k = pp->type_k;
@@ -118,7 +166,7 @@ static void set_dims(kv_pool *p, const kv_pool_params *pp)
     p->res_tokens = kv_type_is_kivi(pp->type_k) || kv_type_is_kivi(pp->type_v) ? pp->res_tokens : 0;
     p->part_k = part_bytes(pp->n_head_kv, pp->head_dim, pp->type_k, false);
     p->part_v = part_bytes(pp->n_head_kv, pp->head_dim, pp->type_v, true);
-    p->block_bytes = kv_pool_block_bytes(pp->n_layer, pp->n_head_kv, pp->head_dim, pp->type_k, pp->type_v);
+    p->block_bytes = kv_pool_block_bytes(L, pp->n_head_kv, pp->head_dim, pp->type_k, pp->type_v);
 }
 
 /* All blocks start FREE; the free list hands out low ids first. */
@@ -148,7 +196,7 @@ static void init_stats(kv_pool *p)
     const int64_t per_layer = (int64_t)(kv_type_part_bytes(p->type_k, n_ch, false) + kv_type_part_bytes(p->type_v, n_ch, true)) /
                               KV_BLOCK_TOKENS;
     p->stats.bytes_per_token_per_layer = per_layer;
-    p->stats.bytes_per_token = per_layer * p->n_layer;
+    p->stats.bytes_per_token = per_layer * p->n_layer_model;
 }
 
 /* The slab, on 2 MiB pages where the kernel allows (THP in madvise mode): attention
@@ -172,7 +220,9 @@ kvlm_err kv_pool_init(kv_pool *pool, const kv_pool_params *pp, char *err, size_t
     if (kv_type_bytes(pp->type_k) == 0 || kv_type_bytes(pp->type_v) == 0)
         return err_set(err, errlen, KVLM_ERR_INVALID, "unknown KV cache type %d / %d", (int)pp->type_k,
                        (int)pp->type_v);
-    const size_t bb = kv_pool_block_bytes(pp->n_layer, pp->n_head_kv, pp->head_dim, pp->type_k, pp->type_v);
+    const bool *lw = pp->window > 0 ? pp->layer_window : NULL;
+    const int64_t L = kv_pool_layers_per_block(pp->n_layer, lw);
+    const size_t bb = L ? kv_pool_block_bytes(L, pp->n_head_kv, pp->head_dim, pp->type_k, pp->type_v) : 0;
     if (bb == 0)
         return err_set(err, errlen, KVLM_ERR_INVALID, "KV pool dimensions must be positive and small enough");
     if ((kv_type_is_kivi(pp->type_k) || kv_type_is_kivi(pp->type_v)) && !kv_res_tokens_valid(pp->res_tokens))
@@ -185,10 +235,15 @@ kvlm_err kv_pool_init(kv_pool *pool, const kv_pool_params *pp, char *err, size_t
     if (pp->budget_bytes < bb)
         return err_set(err, errlen, KVLM_ERR_BUDGET,
                        "KV budget of %zu bytes is below one block of %zu bytes (%d tokens x %lld layers x K,V)",
-                       pp->budget_bytes, bb, KV_BLOCK_TOKENS, (long long)pp->n_layer);
+                       pp->budget_bytes, bb, KV_BLOCK_TOKENS, (long long)L);
     size_t n = pp->budget_bytes / bb;
     if (n > INT32_MAX / 2) n = INT32_MAX / 2;   /* block ids are int32; a bigger slab is not useful */
     set_dims(pool, pp);
+    kvlm_err le = set_layout(pool, pp, err, errlen);
+    if (le != KVLM_OK) {
+        kv_pool_free(pool);
+        return le;
+    }
     pool->n_blocks = (int32_t)n;
     size_t n_buckets = 1;
     while (n_buckets < n) n_buckets *= 2;
@@ -211,6 +266,8 @@ void kv_pool_free(kv_pool *pool)
     free(pool->slab);
     free(pool->meta);
     free(pool->buckets);
+    free(pool->layer_tab);
+    free(pool->layer_slot);
     memset(pool, 0, sizeof *pool);
 }
 
@@ -402,6 +459,18 @@ void kv_pool_link(kv_link *link, kv_block parent, uint64_t parent_key,
     link->ns = ns;
     memcpy(link->tokens, tokens, sizeof link->tokens);
     link->key = kv_pool_chain_key(link->parent_key, tokens, fingerprint, ns);
+}
+
+void kv_pool_link_loose(kv_link *link, uint64_t parent_key, const kvlm_token *tokens, uint64_t fingerprint,
+                        uint64_t ns)
+{
+    memset(link, 0, sizeof *link);
+    link->parent = KV_BLOCK_NONE;
+    link->parent_key = parent_key;
+    link->fingerprint = fingerprint;
+    link->ns = ns;
+    memcpy(link->tokens, tokens, sizeof link->tokens);
+    link->key = kv_pool_chain_key(parent_key, tokens, fingerprint, ns);
 }
 
 /* Takes a reference on a published block, pulling it off the LRU if cached. */

@@ -47,6 +47,28 @@
  * confused even through their descendants. One key has at most one entry: a
  * second block with the same content is refused (the caller adopts the entry).
  *
+ * Layer groups (sliding-window models; vLLM's hybrid allocator): a model whose
+ * layers attend either everything (full layers) or only the last W positions
+ * (window layers: Gemma 3 270M, W = 512 on 15 of 18 layers) keeps each group in
+ * block tables of its own, so that a window table can let go of blocks the window
+ * has left while the full table keeps them all. Every block still has one size:
+ * the pool divides the layers into n_tab tables of L layers each, L the largest
+ * count dividing both groups (Gemma 3 270M: L = 3, one full table and five
+ * window tables; a model without windows: one table of all its layers, as
+ * before). A block of table t holds K/V of table t's L layers for 16 positions,
+ * so one budget, one free list and one LRU serve every table, and a position
+ * costs the same bytes as before while it is in every table. kv_seq.h keeps one
+ * table per group and releases a window table's blocks once they are wholly
+ * out of the window; published, they stay cached on the LRU like any block.
+ *
+ * A block of a window table is published with a loose link: parent KV_BLOCK_NONE
+ * but its real parent_key (kv_pool_link_loose). It pins no parent, since the
+ * blocks before it leave the sequence as the window moves and must stay
+ * evictable; a lookup matches it on key, parent key, tokens, fingerprint and
+ * namespace (the parent's identity is only as sure as the 64-bit chain key, the
+ * same standard the tiers below RAM are held to). Each table chains its keys in
+ * its own namespace (kv_seq.h), so the tables' blocks for one prefix never meet.
+ *
  * Eviction (SQLite's pcache1 model): blocks that drop to refcount 0 while
  * published are kept on an LRU list under the same budget and evicted oldest
  * first, skipping blocks still pinned by a cached child, only when an allocation
@@ -89,11 +111,15 @@ typedef struct kv_link {
 } kv_link;
 
 typedef struct kv_pool_params {
-    int64_t n_layer, n_head_kv, head_dim;
+    int64_t n_layer, n_head_kv, head_dim;   /* n_layer: the model's layers */
     kvlm_kv_type type_k, type_v;
     size_t budget_bytes;   /* n_blocks = budget_bytes / block_bytes, at least 1 */
     bool poison;           /* fill a block with NaN when it is freed or evicted */
     int64_t res_tokens;    /* KIVI types: the residual group R (kv_seq.h); ignored otherwise */
+    /* sliding-window layers (NULL: none): layer_window[il] says layer il attends only
+       the last `window` positions (the layout below, "Layer groups") */
+    const bool *layer_window;   /* [n_layer] */
+    int64_t window;
 } kv_pool_params;
 
 typedef struct kv_pool_stats {
@@ -122,8 +148,19 @@ struct kv_pool;
 typedef void (*kv_pool_evict_fn)(void *user, const struct kv_pool *pool, kv_block b, const kv_link *link);
 
 /* Fields are read-only outside kv_pool.c; the inline accessors below need them. */
+enum { KV_MAX_TABLES = 64 };   /* block tables per sequence (kv_pool_layout) */
+
 typedef struct kv_pool {
-    int64_t n_layer, n_head_kv, head_dim;
+    int64_t n_layer;       /* layers in one block (all of the model's, unless it has layer groups) */
+    int64_t n_head_kv, head_dim;
+    /* layer groups: the model's n_layer_model layers are spread over n_tab block
+       tables of n_layer layers each; layer il lives in table layer_tab[il], at
+       layer layer_slot[il] of that table's blocks; table t keeps the last
+       tab_window[t] positions (0: all of them) */
+    int64_t n_layer_model;
+    int32_t n_tab;
+    int32_t *layer_tab, *layer_slot;   /* [n_layer_model] */
+    int64_t tab_window[KV_MAX_TABLES];
     kvlm_kv_type type_k, type_v;
     size_t elt_k;          /* bytes per K element (q8/q4: see kv_type_bytes) */
     size_t row_bytes;      /* one V row (q8: its int8 part, q4: n_ch / 2) */
@@ -167,6 +204,12 @@ size_t kv_type_part_bytes(kvlm_kv_type type, int64_t n_ch, bool is_v);
 kvlm_err kv_pool_init(kv_pool *pool, const kv_pool_params *params, char *err, size_t errlen);
 void     kv_pool_free(kv_pool *pool);   /* leaves *pool zeroed; NULL or zeroed is fine */
 
+/* Layers per block for a model of n_layer layers, of which those with
+ * layer_window[il] (NULL: none) are sliding-window layers: the largest count that
+ * divides both groups (all n_layer without windows); 0 when it would need more
+ * than KV_MAX_TABLES tables. */
+int64_t kv_pool_layers_per_block(int64_t n_layer, const bool *layer_window);
+
 /* Bytes of one block for these dimensions (padded as the pool pads it); 0 if invalid. */
 size_t kv_pool_block_bytes(int64_t n_layer, int64_t n_head_kv, int64_t head_dim, kvlm_kv_type type_k,
                            kvlm_kv_type type_v);
@@ -201,6 +244,10 @@ uint64_t kv_pool_chain_key(uint64_t parent_key, const kvlm_token *tokens,
  * parent_key ignored and set to KV_ROOT_KEY), computing its key. */
 void kv_pool_link(kv_link *link, kv_block parent, uint64_t parent_key,
                   const kvlm_token *tokens, uint64_t fingerprint, uint64_t ns);
+/* The same with no parent block but parent_key kept (KV_ROOT_KEY for the first):
+ * a window table's block, which pins nothing ("Layer groups" above). */
+void kv_pool_link_loose(kv_link *link, uint64_t parent_key, const kvlm_token *tokens, uint64_t fingerprint,
+                        uint64_t ns);
 
 /* Publishes full block b (IN_USE, unpublished, its 16 positions written) under
  * link, whose parent must be published. Returns:

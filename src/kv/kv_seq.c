@@ -21,23 +21,68 @@ void kv_seq_init(kv_seq *s, kv_pool *pool)
 {
     memset(s, 0, sizeof *s);
     s->pool = pool;
+    s->window = pool ? pool->tab_window[0] : 0;
+}
+
+/* ---- tables ------------------------------------------------------------------------ */
+/* Table t of primary sequence s. */
+static kv_seq *tab_at(kv_seq *s, int32_t t) { return t == 0 ? s : &s->sub[t - 1]; }
+static int32_t n_tabs(const kv_seq *s) { return s->pool ? s->pool->n_tab : 1; }
+/* Tables that exist: all once the others are allocated (subs_alloc), else table 0. */
+static int32_t n_live(const kv_seq *s) { return s->sub ? n_tabs(s) : 1; }
+
+/* The namespace table t chains its keys in: the caller's for table 0 (a model
+ * without layer groups keys its blocks as before), else XXH3_64 of 12 bytes
+ * (u64 ns, u32 t, little-endian). */
+static uint64_t tab_ns(uint64_t ns, int32_t t)
+{
+    if (t == 0) return ns;
+    uint8_t buf[12];
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(ns >> (8 * i));
+    for (int i = 0; i < 4; i++) buf[8 + i] = (uint8_t)((uint32_t)t >> (8 * i));
+    return XXH3_64bits(buf, sizeof buf);
+}
+
+/* The other tables of a primary sequence exist (empty). */
+static kvlm_err subs_alloc(kv_seq *s, char *err, size_t errlen)
+{
+    if (n_tabs(s) <= 1 || s->sub) return KVLM_OK;
+    if (!(s->sub = calloc((size_t)(n_tabs(s) - 1), sizeof *s->sub)))
+        return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory for block tables");
+    for (int32_t t = 1; t < n_tabs(s); t++) {
+        kv_seq *u = &s->sub[t - 1];
+        kv_seq_init(u, s->pool);
+        u->tab = t;
+        u->window = s->pool->tab_window[t];
+    }
+    return KVLM_OK;
 }
 
 /* Releases blocks[nb, n_blocks), the last first: the tail of a published chain
  * then reaches the LRU before its head and is evicted first. */
 static void release_from(kv_seq *s, int64_t nb)
 {
-    for (int64_t i = s->n_blocks - 1; i >= nb; i--) kv_pool_unref(s->pool, s->blocks[i]);
+    for (int64_t i = s->n_blocks - 1; i >= nb; i--)
+        if (s->blocks[i] != KV_BLOCK_NONE) kv_pool_unref(s->pool, s->blocks[i]);
     if (nb < s->n_blocks) s->n_blocks = nb;
+    if (s->n_dropped > s->n_blocks) s->n_dropped = s->n_blocks;
+}
+
+static void free_table(kv_seq *s)
+{
+    if (s->pool) release_from(s, 0);
+    free(s->blocks);
+    free(s->keys);
+    free(s->res);
 }
 
 void kv_seq_free(kv_seq *s)
 {
     if (!s) return;
-    if (s->pool) release_from(s, 0);
-    free(s->blocks);
-    free(s->keys);
-    free(s->res);
+    if (s->sub)
+        for (int32_t t = 1; t < n_tabs(s); t++) free_table(&s->sub[t - 1]);
+    free(s->sub);
+    free_table(s);
     memset(s, 0, sizeof *s);
 }
 
@@ -96,29 +141,28 @@ static kvlm_err res_alloc(kv_seq *s, char *err, size_t errlen)
     return KVLM_OK;
 }
 
-kvlm_err kv_seq_reserve(kv_seq *s, int64_t n_new, char *err, size_t errlen)
+/* The blocks one table needs to make [n_pos, n_pos + n_new) writable: new ones,
+ * and copies (copy-on-write) of those a write may touch that are shared or
+ * published, the one of position n_pos and, for KIVI K, the earlier ones of its
+ * span. cow: [KV_KIVI_SPAN] their indices. */
+static int64_t reserve_plan(const kv_seq *s, int64_t n_new, int64_t *cow, int64_t *n_cow, int64_t *n_add)
 {
-    if (n_new < 0) return err_set(err, errlen, KVLM_ERR_INVALID, "cannot reserve %lld positions", (long long)n_new);
-    if (n_new == 0) return KVLM_OK;
-    kvlm_err rc0 = res_alloc(s, err, errlen);
-    if (rc0 != KVLM_OK) return rc0;
     const int64_t b0 = s->n_pos / KV_BLOCK_TOKENS;   /* block of the first new position */
     const int64_t b1 = ceil_blocks(s->n_pos + n_new);  /* blocks needed: [0, b1) */
-    /* copy-on-write: the blocks a write may touch that are shared or published,
-       the one of position n_pos and, for KIVI K, the earlier ones of its span */
     const int64_t w0 = span_blocks(s->pool, b0);
-    int64_t cow[KV_KIVI_SPAN], n_cow = 0;
+    *n_cow = 0;
     for (int64_t i = w0; i <= b0 && i < s->n_blocks; i++)
-        if (!writable(s->pool, s->blocks[i])) cow[n_cow++] = i;
-    const int64_t n_add = b1 > s->n_blocks ? b1 - s->n_blocks : 0;
-    if (n_cow == 0 && n_add == 0) return KVLM_OK;
-    kvlm_err rc = grow(s, b1, err, errlen);
-    if (rc != KVLM_OK) return rc;
-    const int64_t need = n_add + n_cow;
-    if (kv_pool_available(s->pool) < need)   /* checked first so nothing is evicted in vain */
-        return err_set(err, errlen, KVLM_ERR_BUDGET,
-                       "KV budget exhausted: %lld more blocks needed, %lld free or cached of %d",
-                       (long long)need, (long long)kv_pool_available(s->pool), s->pool->n_blocks);
+        if (s->blocks[i] != KV_BLOCK_NONE && !writable(s->pool, s->blocks[i])) cow[(*n_cow)++] = i;
+    *n_add = b1 > s->n_blocks ? b1 - s->n_blocks : 0;
+    return *n_add + *n_cow;
+}
+
+/* One table's reserve, the pool's room already checked. */
+static kvlm_err reserve_table(kv_seq *s, int64_t n_new, char *err, size_t errlen)
+{
+    int64_t cow[KV_KIVI_SPAN], n_cow, n_add;
+    if (reserve_plan(s, n_new, cow, &n_cow, &n_add) == 0) return KVLM_OK;
+    kvlm_err rc;
     kv_block fresh[KV_KIVI_SPAN];   /* the copy targets of copy-on-write */
     if ((rc = alloc_n(s->pool, s->blocks + s->n_blocks, n_add, err, errlen)) != KVLM_OK) return rc;
     if (n_cow > 0 && (rc = alloc_n(s->pool, fresh, n_cow, err, errlen)) != KVLM_OK) {
@@ -132,6 +176,27 @@ kvlm_err kv_seq_reserve(kv_seq *s, int64_t n_new, char *err, size_t errlen)
     }
     s->n_blocks += n_add;
     return KVLM_OK;
+}
+
+kvlm_err kv_seq_reserve(kv_seq *s, int64_t n_new, char *err, size_t errlen)
+{
+    if (n_new < 0) return err_set(err, errlen, KVLM_ERR_INVALID, "cannot reserve %lld positions", (long long)n_new);
+    if (n_new == 0) return KVLM_OK;
+    kvlm_err rc = subs_alloc(s, err, errlen);
+    int64_t need = 0;
+    for (int32_t t = 0; t < n_tabs(s) && rc == KVLM_OK; t++) {   /* tables and residuals first: nothing to undo */
+        kv_seq *u = tab_at(s, t);
+        int64_t cow[KV_KIVI_SPAN], n_cow, n_add;
+        if ((rc = res_alloc(u, err, errlen)) == KVLM_OK) need += reserve_plan(u, n_new, cow, &n_cow, &n_add);
+        if (rc == KVLM_OK) rc = grow(u, ceil_blocks(u->n_pos + n_new), err, errlen);
+    }
+    if (rc != KVLM_OK || need == 0) return rc;
+    if (kv_pool_available(s->pool) < need)   /* checked first so nothing is evicted in vain */
+        return err_set(err, errlen, KVLM_ERR_BUDGET,
+                       "KV budget exhausted: %lld more blocks needed, %lld free or cached of %d",
+                       (long long)need, (long long)kv_pool_available(s->pool), s->pool->n_blocks);
+    for (int32_t t = 0; t < n_tabs(s) && rc == KVLM_OK; t++) rc = reserve_table(tab_at(s, t), n_new, err, errlen);
+    return rc;
 }
 
 /* one value in a 2-byte type */
@@ -261,9 +326,12 @@ static void store_v(const kv_pool *p, void *vd, int64_t slot, const float *v)
     }
 }
 
-void kv_seq_store(kv_seq *s, int64_t il, int64_t pos, const float *k, const float *v)
+void kv_seq_store(kv_seq *s0, int64_t il0, int64_t pos, const float *k, const float *v)
 {
-    assert(il >= 0 && il < s->pool->n_layer && pos >= 0 && pos < s->n_blocks * KV_BLOCK_TOKENS);
+    assert(il0 >= 0 && il0 < s0->pool->n_layer_model);
+    kv_seq *s = (kv_seq *)kv_seq_table(s0, il0);
+    const int64_t il = kv_seq_slot(s0, il0);
+    assert(pos >= 0 && pos < s->n_blocks * KV_BLOCK_TOKENS);
     assert(s->pool->res_tokens == 0);   /* KIVI stores through kv_seq_stage */
     const kv_block b = s->blocks[pos / KV_BLOCK_TOKENS];
     assert(writable(s->pool, b));   /* else a shared or published block would change under its readers */
@@ -336,8 +404,10 @@ static void kivi_store_k_span(const kv_pool *p, int64_t il, const kv_block *b, c
     }
 }
 
-void kv_seq_stage(kv_seq *s, int64_t il, int64_t pos0, int64_t n, const float *k, const float *v, float *stage)
+void kv_seq_stage(kv_seq *s0, int64_t il0, int64_t pos0, int64_t n, const float *k, const float *v, float *stage)
 {
+    kv_seq *s = (kv_seq *)kv_seq_table(s0, il0);
+    const int64_t il = kv_seq_slot(s0, il0);
     const kv_pool *p = s->pool;
     assert(p->res_tokens > 0 && s->res && pos0 == s->n_pos && pos0 + n <= s->n_blocks * KV_BLOCK_TOKENS);
     const int64_t n_ch = p->n_head_kv * p->head_dim, BT = KV_BLOCK_TOKENS, span = kv_pool_span(p);
@@ -368,15 +438,66 @@ void kv_seq_stage(kv_seq *s, int64_t il, int64_t pos0, int64_t n, const float *k
     memcpy(res, stage + (size_t)((g1 - g0) / BT) * bf, (size_t)((end - g1 + BT - 1) / BT) * bf * sizeof *stage);
 }
 
-void kv_seq_advance(kv_seq *s, int64_t n)
+void kv_seq_advance(kv_seq *s0, int64_t n)
 {
-    assert(n >= 0 && s->n_pos + n <= s->n_blocks * KV_BLOCK_TOKENS);
-    s->n_pos += n;
+    for (int32_t t = 0; t < n_tabs(s0); t++) {
+        kv_seq *s = tab_at(s0, t);
+        assert(n >= 0 && s->n_pos + n <= s->n_blocks * KV_BLOCK_TOKENS);
+        s->n_pos += n;
+    }
 }
+
+/* The first block a window table must hold for a query at position pos: the
+ * block of pos + 1 - window, down to its KIVI K span's start; 0 without a window. */
+static int64_t window_first_block(const kv_seq *s, int64_t pos)
+{
+    if (s->window <= 0 || pos + 1 <= s->window) return 0;
+    return span_blocks(s->pool, (pos + 1 - s->window) / KV_BLOCK_TOKENS);
+}
+
+void kv_seq_slide(kv_seq *s0)
+{
+    for (int32_t t = 0; t < n_live(s0); t++) {
+        kv_seq *s = tab_at(s0, t);
+        if (s->window <= 0) continue;
+        const int64_t d = window_first_block(s, s->n_pos);   /* the next query's window starts there */
+        for (int64_t i = s->n_dropped; i < d && i < s->n_blocks; i++) {   /* oldest first: evicted first */
+            if (s->blocks[i] != KV_BLOCK_NONE) kv_pool_unref(s->pool, s->blocks[i]);
+            s->blocks[i] = KV_BLOCK_NONE;
+        }
+        if (d > s->n_dropped) s->n_dropped = d < s->n_blocks ? d : s->n_blocks;
+    }
+}
+
+int64_t kv_seq_held(const kv_seq *s0, bool window)
+{
+    int64_t n = 0;
+    for (int32_t t = 0; t < n_live(s0); t++) {
+        const kv_seq *s = tab_at((kv_seq *)s0, t);
+        if ((s->window > 0) != window) continue;
+        for (int64_t i = s->n_dropped; i < s->n_blocks; i++) n += s->blocks[i] != KV_BLOCK_NONE;
+    }
+    return n;
+}
+
+static void truncate_table(kv_seq *s, int64_t n_keep);
 
 void kv_seq_truncate(kv_seq *s, int64_t n_keep)
 {
     if (n_keep < 0) n_keep = 0;
+    /* a window table that has let go of blocks n_keep's window needs cannot go on
+       from n_keep: nothing can be kept then (the caller recomputes, or finds the
+       blocks in the prefix cache) */
+    for (int32_t t = 0; t < n_live(s); t++) {
+        const kv_seq *u = tab_at(s, t);
+        if (n_keep < u->n_pos && window_first_block(u, n_keep) < u->n_dropped) n_keep = 0;
+    }
+    truncate_table(s, n_keep);
+    for (int32_t t = 1; t < n_live(s); t++) truncate_table(&s->sub[t - 1], s->n_pos);
+}
+
+static void truncate_table(kv_seq *s, int64_t n_keep)
+{
     if (s->pool && s->pool->res_tokens > 0 && n_keep < s->n_pos &&
         kv_seq_group_start(s->pool, n_keep) < kv_seq_group_start(s->pool, s->n_pos))
         n_keep = kv_seq_group_start(s->pool, n_keep);   /* the f32 residual of that group is gone */
@@ -388,19 +509,36 @@ void kv_seq_truncate(kv_seq *s, int64_t n_keep)
     if (s->n_published > n_full) s->n_published = n_full;
 }
 
+static kvlm_err fork_table(kv_seq *dst, const kv_seq *src, char *err, size_t errlen);
+
 kvlm_err kv_seq_fork(kv_seq *dst, const kv_seq *src, char *err, size_t errlen)
 {
     if (dst->n_blocks > 0 || dst->pool != src->pool)
         return err_set(err, errlen, KVLM_ERR_INVALID, "fork needs an empty sequence over the same pool");
+    kvlm_err rc = src->sub ? subs_alloc(dst, err, errlen) : KVLM_OK;
+    for (int32_t t = 0; t < n_live(src) && rc == KVLM_OK; t++)
+        rc = fork_table(tab_at(dst, t), tab_at((kv_seq *)src, t), err, errlen);
+    if (rc != KVLM_OK)   /* dst back to empty */
+        for (int32_t t = 0; t < n_live(dst); t++) {
+            kv_seq *u = tab_at(dst, t);
+            release_from(u, 0);
+            u->n_pos = u->n_keyed = u->n_published = 0;
+        }
+    return rc;
+}
+
+static kvlm_err fork_table(kv_seq *dst, const kv_seq *src, char *err, size_t errlen)
+{
     const int64_t nb = ceil_blocks(src->n_pos);
     kvlm_err rc = grow(dst, nb, err, errlen);
     if (rc == KVLM_OK && src->res) rc = res_alloc(dst, err, errlen);
     if (rc != KVLM_OK) return rc;
     if (src->res) memcpy(dst->res, src->res, res_bytes(src->pool));
-    for (int64_t i = 0; i < nb; i++) {   /* blocks: [nb], shared */
+    for (int64_t i = 0; i < nb; i++) {   /* blocks: [nb], shared (a window's dropped ones stay NONE) */
         dst->blocks[i] = src->blocks[i];
-        kv_pool_ref(src->pool, src->blocks[i]);
+        if (src->blocks[i] != KV_BLOCK_NONE) kv_pool_ref(src->pool, src->blocks[i]);
     }
+    dst->n_dropped = src->n_dropped;
     if (src->n_keyed > 0) memcpy(dst->keys, src->keys, (size_t)src->n_keyed * sizeof *dst->keys);
     dst->n_blocks = nb;
     dst->n_pos = src->n_pos;
@@ -426,12 +564,17 @@ static uint64_t link_ns(const kv_pool *p, int64_t i, const kvlm_token *tokens, u
     return XXH3_64bits(buf, sizeof ns + nt);
 }
 
-/* The link of full block i: tokens[16i, 16i+16) after blocks[i-1] and keys[i-1]. */
+/* The link of full block i: tokens[16i, 16i+16) after blocks[i-1] and keys[i-1]
+ * (a window table's: loose, no parent block; kv_pool.h "Layer groups"). */
 static void block_link(const kv_seq *s, kv_link *link, int64_t i, const kvlm_token *tokens,
                        uint64_t fingerprint, uint64_t ns)
 {
-    const kv_block parent = i > 0 ? s->blocks[i - 1] : KV_BLOCK_NONE;
     const uint64_t parent_key = i > 0 ? s->keys[i - 1] : KV_ROOT_KEY;
+    if (s->window > 0) {
+        kv_pool_link_loose(link, parent_key, tokens + i * KV_BLOCK_TOKENS, fingerprint, link_ns(s->pool, i, tokens, ns));
+        return;
+    }
+    const kv_block parent = i > 0 ? s->blocks[i - 1] : KV_BLOCK_NONE;
     kv_pool_link(link, parent, parent_key, tokens + i * KV_BLOCK_TOKENS, fingerprint,
                  link_ns(s->pool, i, tokens, ns));
 }
@@ -469,8 +612,21 @@ static bool publish_block(kv_seq *s, int64_t i, const kv_link *link)
     return alone;
 }
 
+static kvlm_err publish_table(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, uint64_t fingerprint,
+                              uint64_t ns, char *err, size_t errlen);
+
 kvlm_err kv_seq_publish(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
                         uint64_t fingerprint, uint64_t ns, char *err, size_t errlen)
+{
+    kvlm_err rc = KVLM_OK;
+    for (int32_t t = 0; t < n_live(s) && rc == KVLM_OK; t++)
+        rc = publish_table(tab_at(s, t), tokens, n_tokens, fingerprint, tab_ns(ns, t), err, errlen);
+    if (rc == KVLM_OK) kv_seq_slide(s);
+    return rc;
+}
+
+static kvlm_err publish_table(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, uint64_t fingerprint,
+                              uint64_t ns, char *err, size_t errlen)
 {
     if (n_tokens < 0 || n_tokens > s->n_pos)
         return err_set(err, errlen, KVLM_ERR_INVALID, "publish: %lld tokens but %lld positions committed",
@@ -485,6 +641,10 @@ kvlm_err kv_seq_publish(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
         block_link(s, &link, i, tokens, fingerprint, ns);
         kvlm_err rc = record_key(s, i, link.key, err, errlen);
         if (rc != KVLM_OK) return rc;
+        if (s->blocks[i] == KV_BLOCK_NONE) {          /* left the window unpublished: only its key */
+            s->n_published = i + 1;
+            continue;
+        }
         if (kv_pool_is_published(s->pool, s->blocks[i])) {   /* by a fork sharing it */
             kv_block_info info;
             kv_pool_block_info(s->pool, s->blocks[i], &info);
@@ -507,11 +667,94 @@ static int64_t attach_max_blocks(const kv_seq *s, int64_t n_tokens)
     return n_tokens > 0 ? span_blocks(s->pool, (n_tokens - 1) / KV_BLOCK_TOKENS) : 0;
 }
 
+enum { UNPROBED = -2 };   /* attach_groups: a window table's block not looked up yet */
+
+/* attach_ram for layer groups: the full tables' chains from the root, then the
+ * largest k <= their hits (a multiple of a KIVI residual group) for which every
+ * window table has the blocks of the window before position 16k, looked up from
+ * k down; the rest of what was found goes back. */
+static kvlm_err attach_groups(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, uint64_t fingerprint,
+                              uint64_t ns, char *err, size_t errlen)
+{
+    kvlm_err rc = subs_alloc(s, err, errlen);
+    const int64_t max_blocks = attach_max_blocks(s, n_tokens);
+    const int64_t rb = s->pool->res_tokens > 0 ? s->pool->res_tokens / KV_BLOCK_TOKENS : 1;
+    for (int32_t t = 0; t < n_tabs(s) && rc == KVLM_OK; t++) rc = grow(tab_at(s, t), max_blocks, err, errlen);
+    if (rc != KVLM_OK) return rc;
+    int64_t k = max_blocks;
+    for (int32_t t = 0; t < n_tabs(s); t++) {        /* full tables: hits from the root */
+        kv_seq *u = tab_at(s, t);
+        u->fingerprint = fingerprint;
+        u->ns = tab_ns(ns, t);
+        if (u->window > 0) continue;
+        int64_t i = 0;
+        for (; i < k; i++) {
+            kv_link link;
+            block_link(u, &link, i, tokens, fingerprint, u->ns);
+            const kv_block b = kv_pool_lookup(s->pool, &link);
+            if (b == KV_BLOCK_NONE) break;
+            u->blocks[i] = b;
+            u->keys[i] = link.key;
+            u->n_blocks = i + 1;
+        }
+        k = i;
+    }
+    const int64_t k0 = k;
+    for (int32_t t = 0; t < n_tabs(s); t++) {        /* window tables: keys of [0, k0), nothing looked up */
+        kv_seq *u = tab_at(s, t);
+        if (u->window <= 0) continue;
+        for (int64_t i = 0; i < k0; i++) {
+            kv_link link;
+            block_link(u, &link, i, tokens, fingerprint, u->ns);
+            u->keys[i] = link.key;
+            u->blocks[i] = UNPROBED;
+        }
+    }
+    for (bool changed = true; changed;) {           /* k only falls: each block looked up once */
+        changed = false;
+        k = k / rb * rb;
+        for (int32_t t = 0; t < n_tabs(s) && !changed; t++) {
+            kv_seq *u = tab_at(s, t);
+            if (u->window <= 0) continue;
+            for (int64_t i = k - 1; i >= window_first_block(u, k * KV_BLOCK_TOKENS); i--) {
+                if (u->blocks[i] == UNPROBED) {
+                    kv_link link;
+                    block_link(u, &link, i, tokens, fingerprint, u->ns);
+                    u->blocks[i] = kv_pool_lookup(s->pool, &link);
+                }
+                if (u->blocks[i] == KV_BLOCK_NONE) {
+                    k = i;
+                    changed = true;
+                    break;
+                }
+            }
+        }
+    }
+    for (int32_t t = 0; t < n_tabs(s); t++) {        /* keep [lo, k) of each window, [0, k) of full tables */
+        kv_seq *u = tab_at(s, t);
+        if (u->window > 0) {
+            const int64_t lo = window_first_block(u, k * KV_BLOCK_TOKENS);
+            for (int64_t i = k0 - 1; i >= 0; i--) {
+                if ((i < lo || i >= k) && u->blocks[i] >= 0) kv_pool_unref(s->pool, u->blocks[i]);
+                if (i < lo || i >= k || u->blocks[i] < 0) u->blocks[i] = KV_BLOCK_NONE;
+            }
+            u->n_blocks = k;
+            u->n_dropped = lo;
+        } else {
+            release_from(u, k);
+        }
+        u->n_pos = k * KV_BLOCK_TOKENS;
+        u->n_keyed = u->n_published = k;
+    }
+    return KVLM_OK;
+}
+
 kvlm_err kv_seq_attach_ram(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, uint64_t fingerprint,
                            uint64_t ns, char *err, size_t errlen)
 {
     if (s->n_blocks > 0 || s->n_pos > 0)
         return err_set(err, errlen, KVLM_ERR_INVALID, "attach_prefix needs an empty sequence");
+    if (n_tabs(s) > 1) return attach_groups(s, tokens, n_tokens, fingerprint, ns, err, errlen);
     const int64_t max_blocks = attach_max_blocks(s, n_tokens);
     kvlm_err rc = grow(s, max_blocks, err, errlen);
     if (rc != KVLM_OK) return rc;
@@ -534,6 +777,7 @@ kvlm_err kv_seq_attach_ram(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens
 
 int64_t kv_seq_next_keys(const kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, uint64_t *keys, int64_t cap)
 {
+    if (n_tabs(s) > 1) return 0;                      /* layer groups: RAM only (the tiers hold one table) */
     const int64_t first = s->n_blocks, max_blocks = attach_max_blocks(s, n_tokens);
     uint64_t parent_key = first > 0 ? s->keys[first - 1] : KV_ROOT_KEY;
     int64_t n = 0;
@@ -549,7 +793,7 @@ kvlm_err kv_seq_attach_image(kv_seq *s, const kvlm_token *tokens, int64_t n_toke
                              size_t len, char *err, size_t errlen)
 {
     const int64_t i = s->n_blocks;
-    if (s->n_pos != i * KV_BLOCK_TOKENS || s->n_published != i || i >= attach_max_blocks(s, n_tokens))
+    if (n_tabs(s) > 1 || s->n_pos != i * KV_BLOCK_TOKENS || s->n_published != i || i >= attach_max_blocks(s, n_tokens))
         return err_set(err, errlen, KVLM_ERR_INVALID, "attach_image: block %lld cannot be attached here",
                        (long long)i);
     kvlm_err rc = grow(s, i + 1, err, errlen);
@@ -581,7 +825,7 @@ kvlm_err kv_seq_attach_image(kv_seq *s, const kvlm_token *tokens, int64_t n_toke
 
 int64_t kv_seq_attach_end(kv_seq *s)
 {
-    if (s->pool->res_tokens > 0) {                    /* KIVI: whole residual groups only */
+    if (s->pool->res_tokens > 0 && n_tabs(s) == 1) {  /* KIVI: whole residual groups only (groups: already) */
         const int64_t keep = kv_seq_group_start(s->pool, s->n_blocks * KV_BLOCK_TOKENS) / KV_BLOCK_TOKENS;
         release_from(s, keep);
         s->n_pos = keep * KV_BLOCK_TOKENS;

@@ -44,6 +44,16 @@
  *   truncate into an earlier group keeps only up to that group's start (the
  *   caller recomputes the rest), and a prefix hit stops at a group boundary.
  *
+ * Layer groups (a pool with sliding-window layers, kv_pool.h): the sequence keeps
+ * one block table per table of the pool's layout, all over the same positions;
+ * the functions here take the model's layer il and act on every table. A window
+ * table's blocks wholly before the window leave it (kv_seq_slide), so its live
+ * memory stays at about window + one block per table whatever n_pos. Its blocks
+ * are published under loose links in the table's own namespace, so a prefix hit
+ * needs, besides the full tables' chains from the root, only the window tables'
+ * blocks of the window before the hit's end (kv_seq_attach_ram). A truncate
+ * into a window already let go keeps nothing (read n_pos).
+ *
  * Ownership: kv_seq_init borrows the pool, which must outlive the sequence;
  * kv_seq_free returns every block to the pool. Not thread-safe. */
 #ifndef KVLM_KV_KV_SEQ_H
@@ -65,7 +75,21 @@ typedef struct kv_seq {
     uint64_t fingerprint, ns;   /* what keys[] were computed with (when n_keyed > 0) */
     float *res;             /* KIVI: [n_layer][R / 16] f32 blocks (kv_seq_stage_block_floats each)
                                holding positions [gs(n_pos), n_pos); NULL until the first reserve */
+    /* layer groups (kv_pool.h): this struct is table 0; the pool's other tables are
+       sub[0, n_tab - 1), allocated on first use (NULL before, and always without groups) */
+    int32_t tab;            /* which table of the pool's layout this is */
+    int64_t window;         /* positions the table keeps for attention (0: all) */
+    int64_t n_dropped;      /* a window table's leading blocks let go: blocks[0, n_dropped) are KV_BLOCK_NONE */
+    struct kv_seq *sub;
 } kv_seq;
+
+/* The table holding model layer il, and il's layer within its blocks. */
+static inline const kv_seq *kv_seq_table(const kv_seq *s, int64_t il)
+{
+    const int32_t t = s->pool->layer_tab[il];
+    return t == 0 ? s : &s->sub[t - 1];
+}
+static inline int64_t kv_seq_slot(const kv_seq *s, int64_t il) { return s->pool->layer_slot[il]; }
 
 /* Floats of one f32 block of one layer as kv_seq_stage lays it out:
  * K [n_ch][16] channel-major, then V [16][n_ch] rows (n_ch = n_head_kv * head_dim). */
@@ -114,6 +138,16 @@ void kv_seq_store(kv_seq *s, int64_t il, int64_t pos, const float *k, const floa
 
 /* Commits n reserved positions: n_pos += n. */
 void kv_seq_advance(kv_seq *s, int64_t n);
+
+/* Blocks the sequence holds in its window tables (window true) or its full ones. */
+int64_t kv_seq_held(const kv_seq *s, bool window);
+
+/* Window tables: lets go of the blocks wholly before the next query's window
+ * (position n_pos sees [n_pos + 1 - window, n_pos]; KIVI K: whole spans), oldest
+ * first; published ones go to the LRU as cached blocks, others are freed.
+ * kv_seq_publish ends with it, so a caller that publishes after each step keeps
+ * the window blocks findable; one that does not publish calls it itself. */
+void kv_seq_slide(kv_seq *s);
 
 /* Rollback: drops positions >= n_keep (n_keep >= n_pos keeps them all) and
  * releases every block past the new end, reserved ones included. A kept partial
@@ -179,12 +213,14 @@ int64_t  kv_seq_attach_end(kv_seq *s);
  * Elements of pool->type_k / type_v, valid until the next reserve/truncate/free. */
 static inline const void *kv_seq_k_elem(const kv_seq *s, int64_t il, int64_t pos, int64_t c)
 {
-    return (const uint8_t *)kv_pool_k(s->pool, s->blocks[pos / KV_BLOCK_TOKENS], il) +
+    const kv_seq *u = kv_seq_table(s, il);
+    return (const uint8_t *)kv_pool_k(s->pool, u->blocks[pos / KV_BLOCK_TOKENS], kv_seq_slot(s, il)) +
            ((size_t)c * KV_BLOCK_TOKENS + (size_t)(pos % KV_BLOCK_TOKENS)) * s->pool->elt_k;
 }
 static inline const void *kv_seq_v_row(const kv_seq *s, int64_t il, int64_t pos)
 {
-    return kv_pool_v(s->pool, s->blocks[pos / KV_BLOCK_TOKENS], il, pos % KV_BLOCK_TOKENS);
+    return kv_pool_v(s->pool, kv_seq_table(s, il)->blocks[pos / KV_BLOCK_TOKENS], kv_seq_slot(s, il),
+                     pos % KV_BLOCK_TOKENS);
 }
 
 #endif

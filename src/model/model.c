@@ -261,4 +261,6 @@ void kvlm_model_get_info(const kvlm_model *m, kvlm_model_info *out)
     out->bos = tokenizer_bos(m->tok);
     out->eos = tokenizer_eos(m->tok);
     out->eot = tokenizer_eot(m->tok);
+    out->n_swa = hp->n_swa;
+    out->n_layer_swa = hp->n_layer_swa;
 }

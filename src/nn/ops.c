@@ -3,6 +3,7 @@
 #include "kern/quant.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 void ops_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
@@ -74,13 +75,25 @@ void ops_swiglu(float *g, const float *u, int64_t n)
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-void ops_geglu_tanh(float *g, const float *u, int64_t n)
+/* gelu_tanh of every f16 value, rounded to f16: built once (pthread_once), 128 KiB */
+static uint16_t g_gelu_f16[1 << 16];
+static pthread_once_t g_gelu_once = PTHREAD_ONCE_INIT;
+
+static void gelu_table_init(void)
 {
     const float c = 0.79788456080286535588f, a = 0.044715f;   /* sqrt(2/pi) */
-    for (int64_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < (1u << 16); i++) {
+        const float x = fp16_to_f32((uint16_t)i);
+        g_gelu_f16[i] = f32_to_fp16(0.5f * x * (1.0f + tanhf(c * x * (1.0f + a * x * x))));
+    }
+}
+
+void ops_geglu_tanh(float *g, const float *u, int64_t n)
+{
+    pthread_once(&g_gelu_once, gelu_table_init);
+    for (int64_t i = 0; i < n; i++) {                 /* g, u: [n] */
         const float x = g[i];
-        const float y = x >= 10.0f ? x : x <= -10.0f ? 0.0f : 0.5f * x * (1.0f + tanhf(c * x * (1.0f + a * x * x)));
-        g[i] = y * u[i];
+        g[i] = x <= -10.0f ? 0.0f : x >= 10.0f ? x * u[i] : fp16_to_f32(g_gelu_f16[f32_to_fp16(x)]) * u[i];
     }
 }
 
@@ -95,6 +108,8 @@ void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, 
                       const float *stage, int64_t stage_pos0, float *tmp)
 {
     const kv_pool *kp = s->pool;
+    const kv_seq *ts = kv_seq_table(s, il);           /* the table of layer il (layer groups) */
+    const int64_t slot = kv_seq_slot(s, il);
     const int64_t BT = KV_BLOCK_TOKENS, n_ch = kp->n_head_kv * kp->head_dim, G = n_head / kp->n_head_kv;
     const int64_t c0 = c * ATTN_CHUNK, j1 = n_kv - c0 < ATTN_CHUNK ? n_kv : c0 + ATTN_CHUNK;
     /* a window's first block (KIVI K: its span's, whose blocks hold the span's
@@ -108,8 +123,8 @@ void ops_attend_chunk(float *part, const float *q, const kv_seq *s, int64_t il, 
     if (jr > j0) {
         const int64_t b0 = j0 / BT, nb = (jr - j0 + BT - 1) / BT;
         for (int64_t b = 0; b < nb; b++) {            /* K [channels][16], V rows [16][channels] of each block */
-            kb[b] = kv_pool_k(kp, s->blocks[b0 + b], il);
-            vb[b] = kv_pool_v(kp, s->blocks[b0 + b], il, 0);
+            kb[b] = kv_pool_k(kp, ts->blocks[b0 + b], slot);
+            vb[b] = kv_pool_v(kp, ts->blocks[b0 + b], slot, 0);
         }
         const attn_chunk ch = { kb, vb, (size_t)n_ch, jr - j0, kp->n_head_kv, (int)kp->type_k,
                                 (int)kp->type_v, skip };   /* stride: V elements per row */

@@ -32,8 +32,10 @@ void ops_hadamard(float *x, int64_t n_heads, int64_t head_dim);
 
 /* g[i] = silu(g[i]) * u[i]      g, u: [n] */
 void ops_swiglu(float *g, const float *u, int64_t n);
-/* g[i] = gelu_tanh(g[i]) * u[i], gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
- * (GeGLU as ggml computes it; x >= 10 gives x, x <= -10 gives 0)      g, u: [n] */
+/* g[i] = gelu_tanh(g[i]) * u[i], gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
+ * as ggml's CPU GeGLU computes it: x rounded to f16 indexes a table of gelu_tanh of
+ * every f16 value, rounded to f16 (x >= 10 gives x, x <= -10 gives 0). Within an f16
+ * rounding of the exact value, and llama.cpp's bits for the same x.      g, u: [n] */
 void ops_geglu_tanh(float *g, const float *u, int64_t n);
 
 /* One chunk of attention for every query head of one token (kern/attn.h):

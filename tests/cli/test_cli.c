@@ -118,10 +118,9 @@ static void test_model_names(void **state)
 }
 
 /* -m gemma3 names the cached Gemma 3 file in every command. KVLM_CACHE points at a temp
- * dir holding a link to it, so nothing is fetched; each command must open that path: it
- * runs (exit 0), or fails naming the file (a build without the gemma3 forward pass says
- * "architecture 'gemma3' is not supported"), never "not a known model" or a fetch. serve
- * runs under a timeout (SIGTERM: exit 0) in case it starts. */
+ * dir holding a link to it, so nothing is fetched; each command must open that path and
+ * run (exit 0), never say "not a known model" or fetch. serve runs under a timeout
+ * (SIGTERM: exit 0). */
 static void test_model_name_gemma3(void **state)
 {
     (void)state;
@@ -137,19 +136,25 @@ static void test_model_name_gemma3(void **state)
     assert_non_null(f);
     fputs("The capital of France is Paris. The capital of Italy is Rome.\n", f);
     fclose(f);
+    char jsonl[4200];
+    snprintf(jsonl, sizeof jsonl, "%s/p.jsonl", dir);
+    f = fopen(jsonl, "w");
+    assert_non_null(f);
+    fputs("{\"prompt\": \"The capital of France is\"}\n", f);
+    fclose(f);
     char cmds[7][4400];
     snprintf(cmds[0], sizeof cmds[0], "run -m gemma3 -p hi -n 1 --raw -t 2");
     snprintf(cmds[1], sizeof cmds[1], "chat -m gemma3 -n 1 -t 2");
-    snprintf(cmds[2], sizeof cmds[2], "batch -m gemma3 -f %s -n 1 -t 2", txt);
+    snprintf(cmds[2], sizeof cmds[2], "batch -m gemma3 -f %s -n 1 -t 2", jsonl);
     snprintf(cmds[3], sizeof cmds[3], "inspect -m gemma3");
     snprintf(cmds[4], sizeof cmds[4], "bench -m gemma3 -p 8 -n 1 -r 1 -d 0 -t 2");
     snprintf(cmds[5], sizeof cmds[5], "perplexity -m gemma3 -f %s -c 8 --chunks 1 -t 2", txt);
     snprintf(cmds[6], sizeof cmds[6], "serve -m gemma3 --port 0 -t 2");
     for (int i = 0; i < 7; i++) {
         static char cmd[40000], out[65536];
-        snprintf(cmd, sizeof cmd, "KVLM_CACHE='%s' timeout 10 %s %s 2>&1 </dev/null", dir, g_kvlm, cmds[i]);
+        snprintf(cmd, sizeof cmd, "KVLM_CACHE='%s' timeout --preserve-status 10 %s %s 2>&1 </dev/null", dir, g_kvlm, cmds[i]);
         int rc = run_sh(cmd, out, sizeof out);
-        if (strstr(out, "known model") || strstr(out, "fetch") || (rc != 0 && !strstr(out, link)))
+        if (strstr(out, "known model") || strstr(out, "fetch") || rc != 0)
             fail_msg("kvlm %s: exit %d: %s", cmds[i], rc, out);
     }
     test_rm_tree(dir);

@@ -51,17 +51,8 @@ static int teardown(void **state)
 
 static kvlm_cache *new_cache(size_t blocks)
 {
-    kvlm_cache_params cp = kvlm_cache_default_params();
-    cp.poison = true;
-    cp.kv_type = g_kv_type;
-    cp.kv_residual = KIVI_RES;
-    cp.mem_bytes = blocks * (size_t)kvlm_kv_bytes_per_token(g_model, cp.kv_type) * 16 + 4096;
-    kvlm_cache *c;
-    char err[256];
-    kvlm_err e = kvlm_cache_init(g_model, &cp, &c, err, sizeof err);
-    if (e) print_error("cache: %s\n", err);
-    assert_int_equal(e, KVLM_OK);
-    return c;
+    return test_cache_new(g_model, g_kv_type, KIVI_RES,
+                          blocks * (size_t)kvlm_kv_bytes_per_token(g_model, g_kv_type) * 16 + 4096, 0);
 }
 
 /* cache NULL: a private cache (the cold reference) */

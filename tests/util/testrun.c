@@ -24,6 +24,20 @@ kvlm_ctx *test_ctx_new(const kvlm_model *m, kvlm_cache *cache, kvlm_kv_type kv_t
     return c;
 }
 
+kvlm_cache *test_cache_new(const kvlm_model *m, kvlm_kv_type kv_type, int64_t res, size_t mem_bytes, int64_t n_ctx)
+{
+    kvlm_cache_params cp = kvlm_cache_default_params();
+    cp.poison = true;
+    cp.kv_type = kv_type;
+    cp.kv_residual = res;
+    cp.mem_bytes = mem_bytes;
+    cp.n_ctx = n_ctx;
+    kvlm_cache *c;
+    char err[256];
+    if (kvlm_cache_init(m, &cp, &c, err, sizeof err) != KVLM_OK) fail_msg("cache: %s", err);
+    return c;
+}
+
 kvlm_token test_argmax(const float *l, int64_t n_vocab)
 {
     kvlm_token best = 0;

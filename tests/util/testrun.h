@@ -21,6 +21,11 @@ typedef struct test_run {
  * kv_type with KIVI residual res); a cmocka failure if it cannot be made. */
 kvlm_ctx *test_ctx_new(const kvlm_model *m, kvlm_cache *cache, kvlm_kv_type kv_type, int64_t res, int64_t n_ctx);
 
+/* A shared cache in poison mode (a freed block reads as NaN) of mem_bytes, kv_type
+ * with KIVI residual res, sized for n_ctx when mem_bytes is 0; a cmocka failure if
+ * it cannot be made. */
+kvlm_cache *test_cache_new(const kvlm_model *m, kvlm_kv_type kv_type, int64_t res, size_t mem_bytes, int64_t n_ctx);
+
 /* Lowest id of the largest logit: l [n_vocab]. */
 kvlm_token test_argmax(const float *l, int64_t n_vocab);
 /* n (<= TEST_RUN_MAX) greedy steps from c's current logits (a cmocka failure if
