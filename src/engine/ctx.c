@@ -167,6 +167,7 @@ static void publish(kvlm_ctx *c)
     }
     kv_seq_publish(&c->seq, c->tokens, (int64_t)c->n_past, fingerprint(c), c->params.cache_ns, NULL, 0);
     cache_spill(c->cache, &c->seq, &c->spilled);
+    kv_seq_slide(&c->seq);                            /* after the spill: what leaves was written below */
 }
 
 static kvlm_err check_tokens(const kvlm_ctx *c, const kvlm_token *tokens, size_t n, char *err, size_t errlen)

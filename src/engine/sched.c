@@ -183,6 +183,7 @@ static void publish(sched *S, sched_seq *q)
     kv_seq_publish(&q->kv, q->tokens, q->kv.n_pos, cache_fingerprint(S->cache), q->ns, NULL, 0);
     const int64_t t = cache_spill(S->cache, &q->kv, &q->spilled);
     if (q->ticket && t > *q->ticket) *q->ticket = t;
+    kv_seq_slide(&q->kv);                             /* window tables: after the spill */
 }
 
 /* Attaches what q's tier load has fetched; when it is over, q can step. */

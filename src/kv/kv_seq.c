@@ -621,7 +621,6 @@ kvlm_err kv_seq_publish(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens,
     kvlm_err rc = KVLM_OK;
     for (int32_t t = 0; t < n_live(s) && rc == KVLM_OK; t++)
         rc = publish_table(tab_at(s, t), tokens, n_tokens, fingerprint, tab_ns(ns, t), err, errlen);
-    if (rc == KVLM_OK) kv_seq_slide(s);
     return rc;
 }
 

@@ -144,9 +144,9 @@ int64_t kv_seq_held(const kv_seq *s, bool window);
 
 /* Window tables: lets go of the blocks wholly before the next query's window
  * (position n_pos sees [n_pos + 1 - window, n_pos]; KIVI K: whole spans), oldest
- * first; published ones go to the LRU as cached blocks, others are freed.
- * kv_seq_publish ends with it, so a caller that publishes after each step keeps
- * the window blocks findable; one that does not publish calls it itself. */
+ * first; published ones go to the LRU as cached blocks, others are freed. The
+ * owner calls it after each step, after kv_seq_publish (and after writing the
+ * published blocks to the tiers below), so the window's blocks stay findable. */
 void kv_seq_slide(kv_seq *s);
 
 /* Rollback: drops positions >= n_keep (n_keep >= n_pos keeps them all) and

@@ -137,6 +137,7 @@ static void test_window_memory(void **state)
     for (int64_t done = 0; done < 3000; done += step) {
         write_step(&s, step);
         assert_int_equal(kv_seq_publish(&s, tok, s.n_pos, 7, 0, err, sizeof err), KVLM_OK);
+        kv_seq_slide(&s);
         /* each window table: blocks of [n_pos + 1 - 512, n_pos) and the partial one */
         for (int t = 1; t < 6; t++) {
             const kv_seq *u = &s.sub[t - 1];
