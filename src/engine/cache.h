@@ -38,23 +38,27 @@ kvlm_err cache_tiers_open(kvlm_cache *c, const kvlm_tier_params *tp, char *err, 
 void cache_tiers_close(kvlm_cache *c);
 /* fn(user) is called (on the tiers' loader thread) whenever a load progresses. */
 void cache_set_wake(kvlm_cache *c, void (*fn)(void *user), void *user);
-/* Write-through: queues s's published blocks [*from, n_published) not yet below,
- * and sets *from = n_published. Returns the ticket of the last one queued (0: none). */
-int64_t cache_spill(kvlm_cache *c, const kv_seq *s, int64_t *from);
+/* Write-through: queues the published blocks of every table of s not yet below
+ * ([n_below, n_published) of each, those not marked) and moves n_below to
+ * n_published (every mode). Returns the ticket of the last one queued (0: none).
+ * Called after kv_seq_publish and before kv_seq_slide. */
+int64_t cache_spill(kvlm_cache *c, kv_seq *s);
 /* fn(user) once every write up to ticket is done: now, or later on the writer thread. */
 kvlm_err cache_after(kvlm_cache *c, int64_t ticket, void (*fn)(void *user), void *user);
-/* After kv_seq_attach_ram: attaches the following blocks of tokens[0, n) that the
- * tiers hold, asking synchronously. Returns the blocks attached. */
+/* After kv_seq_attach_ram, before kv_seq_attach_end: attaches what the tiers hold of
+ * what s still wants for tokens[0, n) (kv_seq_next_wants), asking synchronously,
+ * round after round. Returns the lowest block index attached from a tier
+ * (INT64_MAX: none), so that the caller can tell what RAM alone gave. */
 int64_t cache_load_sync(kvlm_cache *c, kv_seq *s, const kvlm_token *tokens, int64_t n);
-/* The same, asynchronously: starts a load of the chain keys after s's blocks
- * (*keys: malloc'd [*n_keys], the caller frees them with the load). NULL: nothing
- * to ask (no tiers, no blocks left, no memory). */
-kv_load *cache_load_start(kvlm_cache *c, const kv_seq *s, const kvlm_token *tokens, int64_t n, uint64_t **keys,
-                          int64_t *n_keys);
-/* Attaches what the load has fetched beyond *taken. Returns true when loading is
- * over for s (all fetched, a miss, a rejected image, a full pool): free the load. */
-bool cache_load_poll(kvlm_cache *c, kv_load *l, const uint64_t *keys, int64_t *taken, kv_seq *s,
-                     const kvlm_token *tokens, int64_t n);
+/* The same, asynchronously, on the tiers' loader thread. cache_load_start starts the
+ * first round (NULL: nothing to ask: no tiers, nothing wanted, no memory);
+ * cache_load_poll attaches what has come and starts the next round when one is over.
+ * It returns true when loading is over for s: free the load, then kv_seq_attach_end.
+ * cache_load_free cancels a load still running; NULL is fine. */
+typedef struct cache_load cache_load;
+cache_load *cache_load_start(kvlm_cache *c, kv_seq *s, const kvlm_token *tokens, int64_t n);
+bool cache_load_poll(kvlm_cache *c, cache_load *l, kv_seq *s, const kvlm_token *tokens, int64_t n);
+void cache_load_free(cache_load *l);
 /* Fills the tier fields of *out. */
 void cache_tier_stats(const kvlm_cache *c, kvlm_cache_stats *out);
 

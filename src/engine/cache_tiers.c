@@ -2,16 +2,21 @@
  * kvlm_tier_params, writing published blocks below, loading a prefix's blocks
  * back on a RAM miss. Room: engine. May touch: kv, core.
  *
- *   write-through  after each publish, the sequence's newly published blocks are
- *                  encoded (kv_block_io) and queued; the ticket of the last one is
- *                  what a response waits for (cache_after)
- *   write-evict    the pool's evict hook encodes a block just before its bytes go;
- *                  at the last reference every cached block still unwritten goes
- *   loading        after the RAM hits (kv_seq_attach_ram), the chain keys of the
- *                  blocks after them are asked of the tiers in order; each image is
- *                  verified and attached (kv_seq_attach_image) until the first miss,
- *                  an image that does not verify (rejected: dropped from its tier,
- *                  counted, recomputed), or a full pool
+ *   write-through  after each publish, the sequence's newly published blocks of every
+ *                  table (kv_seq n_below .. n_published) are encoded (kv_block_io)
+ *                  and queued, before kv_seq_slide lets a window's old blocks go; the
+ *                  ticket of the last one is what a response waits for (cache_after)
+ *   write-evict    the pool's evict hook encodes a block just before its bytes go
+ *                  (its link names its table); at the last reference every cached
+ *                  block still unwritten goes
+ *   loading        after the RAM hits (kv_seq_attach_ram), what the sequence wants
+ *                  (kv_seq_next_wants: the chains after the hits, then with layer
+ *                  groups the windows before their end) is asked of the tiers in
+ *                  order, a round at a time; each image is verified and attached
+ *                  (kv_seq_attach_image) until the round's first miss or an image
+ *                  that does not verify (rejected: dropped from its tier, counted,
+ *                  recomputed), which ends the prefix before that block
+ *                  (kv_seq_attach_miss); a full pool ends the loading
  * A block written below or loaded from below is marked in the pool
  * (kv_pool_mark), so it is not written again while it stays published. */
 #include "engine/cache.h"
@@ -107,24 +112,27 @@ void cache_set_wake(kvlm_cache *c, void (*fn)(void *user), void *user)
     atomic_store(&c->wake_fn, fn);
 }
 
-int64_t cache_spill(kvlm_cache *c, const kv_seq *s, int64_t *from)
+int64_t cache_spill(kvlm_cache *c, kv_seq *s)
 {
     int64_t last = 0;
-    if (*from > s->n_published) *from = s->n_published;   /* truncated meanwhile */
-    if (!c->tiers || c->write != KVLM_CACHE_WRITE_THROUGH) {
-        *from = s->n_published;
-        return 0;
+    for (int32_t t = 0; t < kv_seq_n_tables(s); t++) {
+        kv_seq *u = kv_seq_tab(s, t);
+        if (u->n_below > u->n_published) u->n_below = u->n_published;
+        if (!c->tiers || c->write != KVLM_CACHE_WRITE_THROUGH) {
+            u->n_below = u->n_published;
+            continue;
+        }
+        for (int64_t i = u->n_below; i < u->n_published; i++) {   /* blocks[i]: published, or let go */
+            const kv_block b = u->blocks[i];
+            if (b == KV_BLOCK_NONE || kv_pool_marked(&c->pool, b)) continue;
+            kv_block_info info;
+            kv_pool_block_info(&c->pool, b, &info);
+            const int64_t tk = put_block(c, &c->pool, b, &info.link);
+            kv_pool_mark(&c->pool, b);   /* queued, or dropped for good: not retried every step */
+            if (tk > last) last = tk;
+        }
+        u->n_below = u->n_published;
     }
-    for (int64_t i = *from; i < s->n_published; i++) {   /* blocks[i]: published */
-        const kv_block b = s->blocks[i];
-        if (kv_pool_marked(&c->pool, b)) continue;
-        kv_block_info info;
-        kv_pool_block_info(&c->pool, b, &info);
-        const int64_t t = put_block(c, &c->pool, b, &info.link);
-        kv_pool_mark(&c->pool, b);   /* queued, or dropped for good: not retried every step */
-        if (t > last) last = t;
-    }
-    *from = s->n_published;
     return last;
 }
 
@@ -142,73 +150,131 @@ void kvlm_cache_flush(kvlm_cache *c)
     if (c && c->tiers) kv_tiers_flush(c->tiers);
 }
 
-/* Attaches one fetched image as the sequence's next block. Returns false when
- * loading must stop here (the image is rejected, or the pool is full). */
-static bool attach_one(kvlm_cache *c, kv_seq *s, const kvlm_token *tokens, int64_t n, uint64_t key,
-                       void *img, size_t len, int tier)
+/* One sequence's load from the tiers, a round of wants at a time. */
+struct cache_load {
+    kv_load *load;       /* this round's, NULL between rounds */
+    kv_want *wants;      /* [cap] this round's, in the order asked */
+    uint64_t *keys;      /* [cap] their keys */
+    int64_t cap, n_wants, taken;
+    int64_t lo;          /* the lowest block index attached from a tier (INT64_MAX: none) */
+};
+
+/* What attaching one fetched image did. */
+typedef enum { LOAD_OK, LOAD_MISS, LOAD_STOP } load_step;
+
+/* Attaches the image fetched for w (NULL: no tier had it). A miss, or an image that
+ * does not verify (rejected: dropped from its tier), ends the prefix before w's
+ * block; a full pool (or no memory) ends the loading. */
+static load_step attach_one(kvlm_cache *c, cache_load *L, kv_seq *s, const kvlm_token *tokens, int64_t n,
+                            const kv_want *w, void *img, size_t len, int tier)
 {
-    const kvlm_err e = kv_seq_attach_image(s, tokens, n, img, len, NULL, 0);
+    if (!img) {
+        kv_seq_attach_miss(s, w);
+        return LOAD_MISS;
+    }
+    const kvlm_err e = kv_seq_attach_image(s, tokens, n, w, img, len, NULL, 0);
     free(img);
-    if (e == KVLM_ERR_FORMAT) kv_tiers_reject(c->tiers, tier, key);   /* recomputed, and gone from there */
-    if (e != KVLM_OK) return false;
-    kv_pool_mark(&c->pool, s->blocks[s->n_blocks - 1]);
+    if (e == KVLM_ERR_FORMAT) kv_tiers_reject(c->tiers, tier, w->key);   /* recomputed, and gone from there */
+    if (e != KVLM_OK) {
+        kv_seq_attach_miss(s, w);
+        return e == KVLM_ERR_BUDGET || e == KVLM_ERR_NOMEM ? LOAD_STOP : LOAD_MISS;
+    }
+    kv_pool_mark(&c->pool, kv_seq_tab(s, w->tab)->blocks[w->block]);
     atomic_fetch_add(&c->tier_loads, 1);
-    return true;
+    if (w->block < L->lo) L->lo = w->block;
+    return LOAD_OK;
+}
+
+void cache_load_free(cache_load *L)
+{
+    if (!L) return;
+    kv_load_free(L->load);
+    free(L->wants);
+    free(L->keys);
+    free(L);
+}
+
+/* A load with room for the largest round of s over n tokens (every table's blocks). */
+static cache_load *load_new(const kv_seq *s, int64_t n)
+{
+    cache_load *L = calloc(1, sizeof *L);
+    if (!L) return NULL;
+    L->cap = (n + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS * s->pool->n_tab;
+    L->wants = malloc((size_t)(L->cap > 0 ? L->cap : 1) * sizeof *L->wants);
+    L->keys = malloc((size_t)(L->cap > 0 ? L->cap : 1) * sizeof *L->keys);
+    L->lo = INT64_MAX;
+    if (!L->wants || !L->keys) {
+        cache_load_free(L);
+        return NULL;
+    }
+    return L;
 }
 
 int64_t cache_load_sync(kvlm_cache *c, kv_seq *s, const kvlm_token *tokens, int64_t n)
 {
-    if (!c->tiers) return 0;
-    int64_t loaded = 0;
-    for (;;) {
-        uint64_t key;
-        if (kv_seq_next_keys(s, tokens, n, &key, 1) != 1) break;
-        void *img = NULL;
-        size_t len = 0;
-        int tier = -1;
-        if (kv_tiers_get(c->tiers, key, &img, &len, &tier, NULL, 0) != KVLM_OK || !img) {
-            free(img);
-            break;
+    if (!c->tiers) return INT64_MAX;
+    cache_load *L = load_new(s, n);
+    if (!L) return INT64_MAX;
+    for (load_step st = LOAD_OK; st != LOAD_STOP;) {   /* rounds */
+        const int64_t nw = kv_seq_next_wants(s, tokens, n, L->wants, L->cap);
+        if (nw == 0) break;
+        st = LOAD_OK;
+        for (int64_t i = 0; i < nw && st == LOAD_OK; i++) {
+            void *img = NULL;
+            size_t len = 0;
+            int tier = -1;
+            if (kv_tiers_get(c->tiers, L->wants[i].key, &img, &len, &tier, NULL, 0) != KVLM_OK) {
+                free(img);
+                img = NULL;
+            }
+            st = attach_one(c, L, s, tokens, n, &L->wants[i], img, len, tier);
         }
-        if (!attach_one(c, s, tokens, n, key, img, len, tier)) break;
-        loaded++;
     }
-    return loaded;
+    const int64_t lo = L->lo;
+    cache_load_free(L);
+    return lo;
 }
 
-kv_load *cache_load_start(kvlm_cache *c, const kv_seq *s, const kvlm_token *tokens, int64_t n, uint64_t **keys,
-                          int64_t *n_keys)
+/* Starts L's next round; false when there is nothing more to ask (or no memory). */
+static bool round_start(kvlm_cache *c, cache_load *L, kv_seq *s, const kvlm_token *tokens, int64_t n)
 {
-    *keys = NULL;
-    *n_keys = 0;
-    if (!c->tiers) return NULL;
-    const int64_t cap = (n + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS;
-    uint64_t *k = cap > 0 ? malloc((size_t)cap * sizeof *k) : NULL;
-    if (!k) return NULL;
-    const int64_t nk = kv_seq_next_keys(s, tokens, n, k, cap);
-    kv_load *l = nk > 0 ? kv_tiers_load(c->tiers, k, nk) : NULL;
-    if (!l) {
-        free(k);
-        return NULL;
-    }
-    *keys = k;
-    *n_keys = nk;
-    return l;
+    kv_load_free(L->load);
+    L->load = NULL;
+    L->taken = 0;
+    L->n_wants = kv_seq_next_wants(s, tokens, n, L->wants, L->cap);
+    for (int64_t i = 0; i < L->n_wants; i++) L->keys[i] = L->wants[i].key;
+    if (L->n_wants > 0) L->load = kv_tiers_load(c->tiers, L->keys, L->n_wants);
+    return L->load != NULL;
 }
 
-bool cache_load_poll(kvlm_cache *c, kv_load *l, const uint64_t *keys, int64_t *taken, kv_seq *s,
-                     const kvlm_token *tokens, int64_t n)
+cache_load *cache_load_start(kvlm_cache *c, kv_seq *s, const kvlm_token *tokens, int64_t n)
+{
+    if (!c->tiers) return NULL;
+    cache_load *L = load_new(s, n);
+    if (L && !round_start(c, L, s, tokens, n)) {
+        cache_load_free(L);
+        L = NULL;
+    }
+    return L;
+}
+
+bool cache_load_poll(kvlm_cache *c, cache_load *L, kv_seq *s, const kvlm_token *tokens, int64_t n)
 {
     bool done = false;
-    const int64_t avail = kv_load_poll(l, &done);
-    while (*taken < avail) {
+    const int64_t avail = kv_load_poll(L->load, &done);
+    load_step st = LOAD_OK;
+    while (L->taken < avail && st == LOAD_OK) {
         size_t len = 0;
         int tier = -1;
-        void *img = kv_load_take(l, *taken, &len, &tier);
-        if (!img || !attach_one(c, s, tokens, n, keys[*taken], img, len, tier)) return true;
-        (*taken)++;
+        void *img = kv_load_take(L->load, L->taken, &len, &tier);
+        st = attach_one(c, L, s, tokens, n, &L->wants[L->taken], img, len, tier);
+        L->taken++;
     }
-    return done;
+    if (st == LOAD_STOP) return true;
+    if (st == LOAD_OK && !done) return false;        /* more of this round to come */
+    if (st == LOAD_OK && L->taken < L->n_wants)       /* the load stopped at a key no tier has */
+        attach_one(c, L, s, tokens, n, &L->wants[L->taken], NULL, 0, -1);
+    return !round_start(c, L, s, tokens, n);
 }
 
 void cache_tier_stats(const kvlm_cache *c, kvlm_cache_stats *out)

@@ -37,7 +37,6 @@ struct kvlm_ctx {
     size_t n_past;
     float *logits;        /* [n_vocab] */
     bool has_logits;
-    int64_t spilled;      /* seq blocks [0, spilled) handed to the tiers (cache_spill) */
     kvlm_stats stats;
 };
 
@@ -166,7 +165,7 @@ static void publish(kvlm_ctx *c)
         return;
     }
     kv_seq_publish(&c->seq, c->tokens, (int64_t)c->n_past, fingerprint(c), c->params.cache_ns, NULL, 0);
-    cache_spill(c->cache, &c->seq, &c->spilled);
+    cache_spill(c->cache, &c->seq);
     kv_seq_slide(&c->seq);                            /* after the spill: what leaves was written below */
 }
 
@@ -300,17 +299,20 @@ static size_t attach_from_index(kvlm_ctx *c, const kvlm_token *tokens, size_t n,
         kv_seq_free(&hit);
         return keep;
     }
-    const int64_t ram = hit.n_pos;
-    cache_load_sync(c->cache, &hit, tokens, (int64_t)n);   /* the tiers, after the RAM hits */
-    got = kv_seq_attach_end(&hit);
+    /* what RAM alone gave ends at most where the full tables' RAM hits end, and
+       before the first block a tier supplied (with layer groups: at least, since a
+       window block from below can also bound it) */
+    int64_t ram = hit.n_pos;
+    const int64_t lo = cache_load_sync(c->cache, &hit, tokens, (int64_t)n);   /* the tiers, after the RAM hits */
+    if (lo < ram / KV_BLOCK_TOKENS) ram = lo * KV_BLOCK_TOKENS;
+    got = kv_seq_attach_end(&hit, tokens);
     if ((size_t)got <= keep) {
         kv_seq_free(&hit);
         return keep;
     }
     if (got > ram) c->stats.n_reused_tier += got - (ram > (int64_t)keep ? ram : (int64_t)keep);
     kv_seq_free(&c->seq);   /* our full blocks are published: they stay cached */
-    c->seq = hit;
-    c->spilled = hit.n_published;   /* found in RAM or loaded: already below */
+    c->seq = hit;           /* found in RAM or loaded: below already (n_below) */
     memcpy(c->tokens, tokens, (size_t)got * sizeof *tokens);
     c->n_past = (size_t)got;
     c->has_logits = false;

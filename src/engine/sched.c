@@ -28,10 +28,7 @@ struct sched_seq {
     bool ended;
     size_t *n_cached;       /* the owner's: prompt positions from the cache (RAM + tiers), or NULL */
     int64_t *ticket;        /* the owner's: last tier write of our blocks, or NULL */
-    int64_t spilled;        /* kv blocks [0, spilled) handed to the tiers */
-    kv_load *load;          /* the tiers' load of the prompt's next blocks, or NULL */
-    uint64_t *load_keys;    /* [n_load_keys] its chain keys */
-    int64_t n_load_keys, load_taken;
+    cache_load *load;       /* the tiers' load of the prompt's missing blocks, or NULL */
 };
 
 struct sched {
@@ -93,8 +90,7 @@ fail:
 
 static void seq_free(sched_seq *q)
 {
-    kv_load_free(q->load);
-    free(q->load_keys);
+    cache_load_free(q->load);
     kv_seq_free(&q->kv);
     kvlm_sampler_free(q->sampler);
     free(q->tokens);
@@ -155,11 +151,10 @@ kvlm_err sched_add(sched *S, const kvlm_token *prompt, size_t n, int64_t max_new
     /* at most (n - 1) rounded down: the last prompt token is always computed */
     if ((e = kv_seq_attach_ram(&q->kv, prompt, (int64_t)n, cache_fingerprint(S->cache), ns, err, errlen)))
         goto fail;
-    q->spilled = q->kv.n_published;
     /* the tiers are asked for the rest on their loader thread; until it is done the
      * sequence waits, the others step */
-    q->load = cache_load_start(S->cache, &q->kv, prompt, (int64_t)n, &q->load_keys, &q->n_load_keys);
-    if (!q->load) kv_seq_attach_end(&q->kv);
+    q->load = cache_load_start(S->cache, &q->kv, prompt, (int64_t)n);
+    if (!q->load) kv_seq_attach_end(&q->kv, prompt);
     for (size_t i = 0; i < n; i++) kvlm_sampler_accept(q->sampler, prompt[i]);   /* the penalty's history */
     if (n_cached) *n_cached = (size_t)q->kv.n_pos;
     S->seqs[S->n_seqs++] = q;
@@ -181,7 +176,7 @@ static void publish(sched *S, sched_seq *q)
 {
     if (q->load) return;                              /* attached blocks are published already */
     kv_seq_publish(&q->kv, q->tokens, q->kv.n_pos, cache_fingerprint(S->cache), q->ns, NULL, 0);
-    const int64_t t = cache_spill(S->cache, &q->kv, &q->spilled);
+    const int64_t t = cache_spill(S->cache, &q->kv);
     if (q->ticket && t > *q->ticket) *q->ticket = t;
     kv_seq_slide(&q->kv);                             /* window tables: after the spill */
 }
@@ -189,14 +184,10 @@ static void publish(sched *S, sched_seq *q)
 /* Attaches what q's tier load has fetched; when it is over, q can step. */
 static void poll_load(sched *S, sched_seq *q)
 {
-    if (!cache_load_poll(S->cache, q->load, q->load_keys, &q->load_taken, &q->kv, q->tokens, q->n_prompt))
-        return;
-    kv_load_free(q->load);
-    free(q->load_keys);
+    if (!cache_load_poll(S->cache, q->load, &q->kv, q->tokens, q->n_prompt)) return;
+    cache_load_free(q->load);
     q->load = NULL;
-    q->load_keys = NULL;
-    kv_seq_attach_end(&q->kv);
-    q->spilled = q->kv.n_published;                  /* found in RAM or loaded: below already */
+    kv_seq_attach_end(&q->kv, q->tokens);            /* found in RAM or loaded: below already */
     if (q->n_cached) *q->n_cached = (size_t)q->kv.n_pos;
 }
 

@@ -8,8 +8,10 @@
  * Reading goes in three steps, each refusing with its own one-line reason:
  *   1. framing: length, magic, version, header size, payload size vs length
  *   2. checksum over everything before it (XXH3_128bits)
- *   3. meaning: types, geometry, payload size for them, key vs chain key
- * and decode adds 4. identity: the pool's geometry and the caller's link.
+ *   3. meaning: types, geometry, payload size for them, the table in its layout,
+ *      key vs chain key
+ * and decode adds 4. identity: the pool's geometry and layout, the caller's link
+ * (its table included).
  * Only when all pass is anything written to the destination. */
 #include "kv/kv_block_io.h"
 #include "core/err.h"
@@ -22,7 +24,8 @@ enum {
     OFF_MAGIC = 0, OFF_VERSION = 8, OFF_HDR_BYTES = 12, OFF_FP = 16, OFF_NS = 24, OFF_TYPE_K = 32,
     OFF_TYPE_V = 33, OFF_N_LAYER = 34, OFF_N_HEAD_KV = 38, OFF_HEAD_DIM = 42, OFF_RES = 46,
     OFF_BLOCK_TOKENS = 50, OFF_PAYLOAD = 54, OFF_KEY = 62, OFF_PARENT = 70, OFF_TOKENS = 78,
-    OFF_END = OFF_TOKENS + 4 * KV_BLOCK_TOKENS
+    OFF_TAB = OFF_TOKENS + 4 * KV_BLOCK_TOKENS, OFF_N_TAB = OFF_TAB + 4, OFF_N_LAYER_MODEL = OFF_N_TAB + 4,
+    OFF_WINDOW = OFF_N_LAYER_MODEL + 4, OFF_END = OFF_WINDOW + 4
 };
 _Static_assert((int)OFF_END == (int)KV_BLOCK_IO_HDR_BYTES, "the header table and its size agree");
 _Static_assert(sizeof KV_BLOCK_IO_MAGIC - 1 == 8, "the magic is 8 bytes");
@@ -54,6 +57,9 @@ kvlm_err kv_block_encode(const kv_pool *p, kv_block b, const kv_link *link, void
     kv_pool_block_info(p, b, &info);
     if (info.state == KV_BLOCK_FREE)
         return err_set(err, errlen, KVLM_ERR_INVALID, "kv block %d is free: nothing to encode", (int)b);
+    if (link->tab < 0 || link->tab >= p->n_tab)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "kv block %d: table %d of a layout of %d", (int)b,
+                       (int)link->tab, (int)p->n_tab);
     if (link->key != kv_pool_chain_key(link->parent_key, link->tokens, link->fingerprint, link->ns))
         return err_set(err, errlen, KVLM_ERR_INVALID, "kv block %d: its link's key is not the chain key of its fields",
                        (int)b);
@@ -76,6 +82,10 @@ kvlm_err kv_block_encode(const kv_pool *p, kv_block b, const kv_link *link, void
     put_le(o + OFF_KEY, link->key, 8);
     put_le(o + OFF_PARENT, link->parent_key, 8);
     for (int t = 0; t < KV_BLOCK_TOKENS; t++) put_le(o + OFF_TOKENS + 4 * t, (uint32_t)link->tokens[t], 4);
+    put_le(o + OFF_TAB, (uint64_t)link->tab, 4);
+    put_le(o + OFF_N_TAB, (uint64_t)p->n_tab, 4);
+    put_le(o + OFF_N_LAYER_MODEL, (uint64_t)p->n_layer_model, 4);
+    put_le(o + OFF_WINDOW, (uint64_t)p->tab_window[link->tab], 4);
     /* payload: [n_layer][K part_k | V part_v], the block's bytes exactly */
     memcpy(o + KV_BLOCK_IO_HDR_BYTES, kv_pool_k(p, b, 0), p->block_bytes);
     const XXH128_hash_t h = XXH3_128bits(o, KV_BLOCK_IO_HDR_BYTES + p->block_bytes);
@@ -139,6 +149,14 @@ kvlm_err kv_block_io_peek(const void *data, size_t len, kv_block_hdr *out, char 
                        "kv block: payload of %llu bytes, geometry %lld x %lld x %lld of types %u / %u needs %zu",
                        (unsigned long long)h.payload_bytes, (long long)h.n_layer, (long long)h.n_head_kv,
                        (long long)h.head_dim, tk, tv, bb);
+    h.tab = (int64_t)get_le(d + OFF_TAB, 4);
+    h.n_tab = (int64_t)get_le(d + OFF_N_TAB, 4);
+    h.n_layer_model = (int64_t)get_le(d + OFF_N_LAYER_MODEL, 4);
+    h.window = (int64_t)get_le(d + OFF_WINDOW, 4);
+    if (h.n_tab < 1 || h.n_tab > KV_MAX_TABLES || h.tab >= h.n_tab || h.n_layer_model != h.n_layer * h.n_tab)
+        return err_set(err, errlen, KVLM_ERR_FORMAT,
+                       "kv block: table %lld of %lld tables of %lld layers in a model of %lld layers",
+                       (long long)h.tab, (long long)h.n_tab, (long long)h.n_layer, (long long)h.n_layer_model);
     h.fingerprint = get_le(d + OFF_FP, 8);
     h.ns = get_le(d + OFF_NS, 8);
     h.key = get_le(d + OFF_KEY, 8);
@@ -174,6 +192,14 @@ kvlm_err kv_block_decode(const kv_pool *p, const void *data, size_t len, const k
                        (long long)h.n_layer, (long long)h.n_head_kv, (long long)h.head_dim, (long long)h.res_tokens,
                        (long long)p->n_layer, (long long)p->n_head_kv, (long long)p->head_dim,
                        (long long)p->res_tokens);
+    if (h.n_tab != p->n_tab || h.n_layer_model != p->n_layer_model)
+        return err_set(err, errlen, KVLM_ERR_FORMAT, "kv block: a layout of %lld tables of %lld layers, pool has %d of %lld",
+                       (long long)h.n_tab, (long long)h.n_layer_model, (int)p->n_tab, (long long)p->n_layer_model);
+    if (h.tab != expect->tab || h.window != p->tab_window[h.tab])
+        return err_set(err, errlen, KVLM_ERR_FORMAT,
+                       "kv block: of table %lld (window %lld), expected table %d (window %lld)", (long long)h.tab,
+                       (long long)h.window, (int)expect->tab,
+                       (long long)(expect->tab >= 0 && expect->tab < p->n_tab ? p->tab_window[expect->tab] : -1));
     if (h.fingerprint != expect->fingerprint)
         return err_set(err, errlen, KVLM_ERR_FORMAT, "kv block: model fingerprint differs");
     if (h.ns != expect->ns) return err_set(err, errlen, KVLM_ERR_FORMAT, "kv block: namespace differs");

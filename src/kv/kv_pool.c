@@ -338,7 +338,7 @@ static void hash_remove(kv_pool *p, kv_block b)
 static bool link_equal(const kv_link *a, const kv_link *b)
 {
     return a->key == b->key && a->parent_key == b->parent_key && a->parent == b->parent &&
-           a->fingerprint == b->fingerprint && a->ns == b->ns &&
+           a->fingerprint == b->fingerprint && a->ns == b->ns && a->tab == b->tab &&
            memcmp(a->tokens, b->tokens, sizeof a->tokens) == 0;
 }
 

@@ -68,6 +68,8 @@
  * namespace (the parent's identity is only as sure as the 64-bit chain key, the
  * same standard the tiers below RAM are held to). Each table chains its keys in
  * its own namespace (kv_seq.h), so the tables' blocks for one prefix never meet.
+ * A link also names its table (link.tab), so what sees only a link (the evict
+ * hook, a tier image's header) knows which layers a block holds.
  *
  * Eviction (SQLite's pcache1 model): blocks that drop to refcount 0 while
  * published are kept on an LRU list under the same budget and evicted oldest
@@ -108,6 +110,9 @@ typedef struct kv_link {
     uint64_t fingerprint;  /* identity of the model (weights, K/V types) */
     uint64_t ns;           /* namespace: tenant or cache salt; different ns never share */
     kvlm_token tokens[KV_BLOCK_TOKENS];
+    int32_t tab;           /* the block table of the layout it belongs to ("Layer groups"; 0 without
+                              groups): compared by lookups, written in tier images, not hashed (each
+                              table's keys are chained in a namespace of its own already) */
 } kv_link;
 
 typedef struct kv_pool_params {
@@ -241,7 +246,8 @@ void kv_pool_copy(kv_pool *pool, kv_block dst, kv_block src);
 uint64_t kv_pool_chain_key(uint64_t parent_key, const kvlm_token *tokens,
                            uint64_t fingerprint, uint64_t ns);
 /* Fills *link for the block after `parent` (KV_BLOCK_NONE: the first block,
- * parent_key ignored and set to KV_ROOT_KEY), computing its key. */
+ * parent_key ignored and set to KV_ROOT_KEY), computing its key; tab 0 (a caller
+ * keying another table sets link->tab after). */
 void kv_pool_link(kv_link *link, kv_block parent, uint64_t parent_key,
                   const kvlm_token *tokens, uint64_t fingerprint, uint64_t ns);
 /* The same with no parent block but parent_key kept (KV_ROOT_KEY for the first):

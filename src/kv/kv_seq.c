@@ -26,10 +26,10 @@ void kv_seq_init(kv_seq *s, kv_pool *pool)
 
 /* ---- tables ------------------------------------------------------------------------ */
 /* Table t of primary sequence s. */
-static kv_seq *tab_at(kv_seq *s, int32_t t) { return t == 0 ? s : &s->sub[t - 1]; }
+static kv_seq *tab_at(kv_seq *s, int32_t t) { return kv_seq_tab(s, t); }
 static int32_t n_tabs(const kv_seq *s) { return s->pool ? s->pool->n_tab : 1; }
 /* Tables that exist: all once the others are allocated (subs_alloc), else table 0. */
-static int32_t n_live(const kv_seq *s) { return s->sub ? n_tabs(s) : 1; }
+static int32_t n_live(const kv_seq *s) { return kv_seq_n_tables(s); }
 
 /* The namespace table t chains its keys in: the caller's for table 0 (a model
  * without layer groups keys its blocks as before), else XXH3_64 of 12 bytes
@@ -62,8 +62,8 @@ static kvlm_err subs_alloc(kv_seq *s, char *err, size_t errlen)
  * then reaches the LRU before its head and is evicted first. */
 static void release_from(kv_seq *s, int64_t nb)
 {
-    for (int64_t i = s->n_blocks - 1; i >= nb; i--)
-        if (s->blocks[i] != KV_BLOCK_NONE) kv_pool_unref(s->pool, s->blocks[i]);
+    for (int64_t i = s->n_blocks - 1; i >= nb; i--)   /* < 0: none held (NONE, or mid-attach) */
+        if (s->blocks[i] >= 0) kv_pool_unref(s->pool, s->blocks[i]);
     if (nb < s->n_blocks) s->n_blocks = nb;
     if (s->n_dropped > s->n_blocks) s->n_dropped = s->n_blocks;
 }
@@ -507,6 +507,7 @@ static void truncate_table(kv_seq *s, int64_t n_keep)
     const int64_t n_full = span_blocks(s->pool, s->n_pos / KV_BLOCK_TOKENS);
     if (s->n_keyed > n_full) s->n_keyed = n_full;
     if (s->n_published > n_full) s->n_published = n_full;
+    if (s->n_below > s->n_published) s->n_below = s->n_published;
 }
 
 static kvlm_err fork_table(kv_seq *dst, const kv_seq *src, char *err, size_t errlen);
@@ -544,6 +545,7 @@ static kvlm_err fork_table(kv_seq *dst, const kv_seq *src, char *err, size_t err
     dst->n_pos = src->n_pos;
     dst->n_keyed = src->n_keyed;
     dst->n_published = src->n_published;
+    dst->n_below = src->n_below;
     dst->fingerprint = src->fingerprint;
     dst->ns = src->ns;
     return KVLM_OK;
@@ -572,11 +574,12 @@ static void block_link(const kv_seq *s, kv_link *link, int64_t i, const kvlm_tok
     const uint64_t parent_key = i > 0 ? s->keys[i - 1] : KV_ROOT_KEY;
     if (s->window > 0) {
         kv_pool_link_loose(link, parent_key, tokens + i * KV_BLOCK_TOKENS, fingerprint, link_ns(s->pool, i, tokens, ns));
-        return;
+    } else {
+        const kv_block parent = i > 0 ? s->blocks[i - 1] : KV_BLOCK_NONE;
+        kv_pool_link(link, parent, parent_key, tokens + i * KV_BLOCK_TOKENS, fingerprint,
+                     link_ns(s->pool, i, tokens, ns));
     }
-    const kv_block parent = i > 0 ? s->blocks[i - 1] : KV_BLOCK_NONE;
-    kv_pool_link(link, parent, parent_key, tokens + i * KV_BLOCK_TOKENS, fingerprint,
-                 link_ns(s->pool, i, tokens, ns));
+    link->tab = s->tab;
 }
 
 /* Records link.key as keys[i], or checks it against the key recorded earlier. */
@@ -666,18 +669,77 @@ static int64_t attach_max_blocks(const kv_seq *s, int64_t n_tokens)
     return n_tokens > 0 ? span_blocks(s->pool, (n_tokens - 1) / KV_BLOCK_TOKENS) : 0;
 }
 
-enum { UNPROBED = -2 };   /* attach_groups: a window table's block not looked up yet */
+/* A window table's block during an attach (kv_seq_attach_ram .. attach_end), besides
+ * a held block and KV_BLOCK_NONE: */
+enum {
+    UNPROBED = -2,   /* not looked up yet */
+    WANTED = -3      /* not in RAM: for the tiers to supply (kv_seq_next_wants) */
+};
 
-/* attach_ram for layer groups: the full tables' chains from the root, then the
- * largest k <= their hits (a multiple of a KIVI residual group) for which every
- * window table has the blocks of the window before position 16k, looked up from
- * k down; the rest of what was found goes back. */
+/* Blocks every full table holds (from the root). */
+static int64_t full_blocks(kv_seq *s)
+{
+    int64_t k = INT64_MAX;
+    for (int32_t t = 0; t < n_tabs(s); t++) {
+        const kv_seq *u = tab_at(s, t);
+        if (u->window <= 0 && u->n_blocks < k) k = u->n_blocks;
+    }
+    return k;
+}
+
+/* The end an attach of groups can still reach: where the full tables end together,
+ * before any miss, in whole KIVI residual groups. */
+static int64_t attach_goal(kv_seq *s)
+{
+    const int64_t rb = s->pool->res_tokens > 0 ? s->pool->res_tokens / KV_BLOCK_TOKENS : 1;
+    int64_t k = full_blocks(s);
+    if (k > s->attach_lim) k = s->attach_lim;
+    return k / rb * rb;
+}
+
+/* Full table u holds blocks [0, nb) of the chain (those past it go back). */
+static void full_hold(kv_seq *u, int64_t nb)
+{
+    release_from(u, nb);
+    u->n_pos = u->n_blocks * KV_BLOCK_TOKENS;
+    u->n_keyed = u->n_published = u->n_blocks;
+}
+
+/* Window tables: the keys of blocks [n_blocks, k), each table chaining its own,
+ * their blocks not looked up yet. */
+static void key_windows(kv_seq *s, const kvlm_token *tokens, int64_t k)
+{
+    for (int32_t t = 0; t < n_tabs(s); t++) {
+        kv_seq *u = tab_at(s, t);
+        if (u->window <= 0) continue;
+        for (int64_t i = u->n_blocks; i < k; i++) {
+            kv_link link;
+            block_link(u, &link, i, tokens, u->fingerprint, u->ns);
+            u->keys[i] = link.key;
+            u->blocks[i] = UNPROBED;
+            u->n_blocks = u->n_keyed = i + 1;
+        }
+    }
+}
+
+/* Window table u's block i in RAM, if it was not looked up yet. */
+static void probe(kv_seq *u, int64_t i, const kvlm_token *tokens)
+{
+    if (u->blocks[i] != UNPROBED) return;
+    kv_link link;
+    block_link(u, &link, i, tokens, u->fingerprint, u->ns);
+    const kv_block b = kv_pool_lookup(u->pool, &link);
+    u->blocks[i] = b != KV_BLOCK_NONE ? b : WANTED;
+}
+
+/* attach_ram for layer groups: the full tables' chains from the root, as far as
+ * they all reach; the window tables keyed over that, looked up later (next_wants,
+ * attach_end). */
 static kvlm_err attach_groups(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, uint64_t fingerprint,
                               uint64_t ns, char *err, size_t errlen)
 {
     kvlm_err rc = subs_alloc(s, err, errlen);
     const int64_t max_blocks = attach_max_blocks(s, n_tokens);
-    const int64_t rb = s->pool->res_tokens > 0 ? s->pool->res_tokens / KV_BLOCK_TOKENS : 1;
     for (int32_t t = 0; t < n_tabs(s) && rc == KVLM_OK; t++) rc = grow(tab_at(s, t), max_blocks, err, errlen);
     if (rc != KVLM_OK) return rc;
     int64_t k = max_blocks;
@@ -698,53 +760,10 @@ static kvlm_err attach_groups(kv_seq *s, const kvlm_token *tokens, int64_t n_tok
         }
         k = i;
     }
-    const int64_t k0 = k;
-    for (int32_t t = 0; t < n_tabs(s); t++) {        /* window tables: keys of [0, k0), nothing looked up */
-        kv_seq *u = tab_at(s, t);
-        if (u->window <= 0) continue;
-        for (int64_t i = 0; i < k0; i++) {
-            kv_link link;
-            block_link(u, &link, i, tokens, fingerprint, u->ns);
-            u->keys[i] = link.key;
-            u->blocks[i] = UNPROBED;
-        }
-    }
-    for (bool changed = true; changed;) {           /* k only falls: each block looked up once */
-        changed = false;
-        k = k / rb * rb;
-        for (int32_t t = 0; t < n_tabs(s) && !changed; t++) {
-            kv_seq *u = tab_at(s, t);
-            if (u->window <= 0) continue;
-            for (int64_t i = k - 1; i >= window_first_block(u, k * KV_BLOCK_TOKENS); i--) {
-                if (u->blocks[i] == UNPROBED) {
-                    kv_link link;
-                    block_link(u, &link, i, tokens, fingerprint, u->ns);
-                    u->blocks[i] = kv_pool_lookup(s->pool, &link);
-                }
-                if (u->blocks[i] == KV_BLOCK_NONE) {
-                    k = i;
-                    changed = true;
-                    break;
-                }
-            }
-        }
-    }
-    for (int32_t t = 0; t < n_tabs(s); t++) {        /* keep [lo, k) of each window, [0, k) of full tables */
-        kv_seq *u = tab_at(s, t);
-        if (u->window > 0) {
-            const int64_t lo = window_first_block(u, k * KV_BLOCK_TOKENS);
-            for (int64_t i = k0 - 1; i >= 0; i--) {
-                if ((i < lo || i >= k) && u->blocks[i] >= 0) kv_pool_unref(s->pool, u->blocks[i]);
-                if (i < lo || i >= k || u->blocks[i] < 0) u->blocks[i] = KV_BLOCK_NONE;
-            }
-            u->n_blocks = k;
-            u->n_dropped = lo;
-        } else {
-            release_from(u, k);
-        }
-        u->n_pos = k * KV_BLOCK_TOKENS;
-        u->n_keyed = u->n_published = k;
-    }
+    for (int32_t t = 0; t < n_tabs(s); t++)
+        if (tab_at(s, t)->window <= 0) full_hold(tab_at(s, t), k);
+    s->attach_lim = max_blocks;
+    key_windows(s, tokens, k);
     return KVLM_OK;
 }
 
@@ -759,6 +778,7 @@ kvlm_err kv_seq_attach_ram(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens
     if (rc != KVLM_OK) return rc;
     s->fingerprint = fingerprint;
     s->ns = ns;
+    s->attach_lim = max_blocks;
     int64_t i = 0;
     for (; i < max_blocks; i++) {   /* blocks[i] <- lookup(chain of tokens[0, 16(i+1))) */
         kv_link link;
@@ -774,33 +794,67 @@ kvlm_err kv_seq_attach_ram(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens
     return KVLM_OK;
 }
 
-int64_t kv_seq_next_keys(const kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, uint64_t *keys, int64_t cap)
+int64_t kv_seq_next_wants(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, kv_want *out, int64_t cap)
 {
-    if (n_tabs(s) > 1) return 0;                      /* layer groups: RAM only (the tiers hold one table) */
-    const int64_t first = s->n_blocks, max_blocks = attach_max_blocks(s, n_tokens);
-    uint64_t parent_key = first > 0 ? s->keys[first - 1] : KV_ROOT_KEY;
+    const int64_t max_blocks = attach_max_blocks(s, n_tokens);
+    const int64_t lim = s->attach_lim < max_blocks ? s->attach_lim : max_blocks;
     int64_t n = 0;
-    for (int64_t i = first; i < max_blocks && n < cap; i++, n++) {   /* keys: [cap] for blocks first.. */
-        keys[n] = kv_pool_chain_key(parent_key, tokens + i * KV_BLOCK_TOKENS, s->fingerprint,
-                                    link_ns(s->pool, i, tokens, s->ns));
-        parent_key = keys[n];
+    if (n_tabs(s) == 1 || full_blocks(s) < lim) {   /* the full tables' chains, a block of each at a time */
+        const int64_t k = n_tabs(s) == 1 ? s->n_blocks : full_blocks(s);
+        uint64_t parent[KV_MAX_TABLES];
+        for (int32_t t = 0; t < n_tabs(s); t++) {
+            kv_seq *u = tab_at(s, t);
+            if (u->window > 0 && n_tabs(s) > 1) continue;
+            full_hold(u, k);
+            parent[t] = k > 0 ? u->keys[k - 1] : KV_ROOT_KEY;
+        }
+        for (int64_t i = k; i < lim && n < cap; i++)
+            for (int32_t t = 0; t < n_tabs(s) && n < cap; t++) {
+                const kv_seq *u = tab_at(s, t);
+                if (u->window > 0 && n_tabs(s) > 1) continue;
+                out[n] = (kv_want){ .key = kv_pool_chain_key(parent[t], tokens + i * KV_BLOCK_TOKENS, u->fingerprint,
+                                                             link_ns(s->pool, i, tokens, u->ns)),
+                                    .tab = t, .block = i };
+                parent[t] = out[n++].key;
+            }
+        return n;
     }
+    const int64_t k = attach_goal(s);                 /* the windows before k: what RAM lacks */
+    key_windows(s, tokens, k);
+    int64_t lo = k;
+    for (int32_t t = 0; t < n_tabs(s); t++)
+        if (tab_at(s, t)->window > 0 && window_first_block(tab_at(s, t), k * KV_BLOCK_TOKENS) < lo)
+            lo = window_first_block(tab_at(s, t), k * KV_BLOCK_TOKENS);
+    for (int64_t i = lo; i < k; i++)                  /* oldest first: a miss at i still leaves [.., i) useful */
+        for (int32_t t = 0; t < n_tabs(s) && n < cap; t++) {
+            kv_seq *u = tab_at(s, t);
+            if (u->window <= 0 || i < window_first_block(u, k * KV_BLOCK_TOKENS)) continue;
+            probe(u, i, tokens);
+            if (u->blocks[i] == WANTED) out[n++] = (kv_want){ .key = u->keys[i], .tab = t, .block = i };
+        }
     return n;
 }
 
-kvlm_err kv_seq_attach_image(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, const void *image,
-                             size_t len, char *err, size_t errlen)
+kvlm_err kv_seq_attach_image(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, const kv_want *w,
+                             const void *image, size_t len, char *err, size_t errlen)
 {
-    const int64_t i = s->n_blocks;
-    if (n_tabs(s) > 1 || s->n_pos != i * KV_BLOCK_TOKENS || s->n_published != i || i >= attach_max_blocks(s, n_tokens))
-        return err_set(err, errlen, KVLM_ERR_INVALID, "attach_image: block %lld cannot be attached here",
-                       (long long)i);
-    kvlm_err rc = grow(s, i + 1, err, errlen);
-    if (rc != KVLM_OK) return rc;
+    const int64_t i = w->block;
+    kv_seq *u = w->tab >= 0 && w->tab < n_live(s) ? tab_at(s, w->tab) : NULL;
+    const bool window = u && u->window > 0 && n_tabs(s) > 1;
+    bool ok = u && i >= 0 && i < attach_max_blocks(s, n_tokens) && i < s->attach_lim;
+    if (ok && window) ok = i < u->n_blocks && u->blocks[i] == WANTED;
+    else if (ok) ok = i == u->n_blocks && u->n_pos == i * KV_BLOCK_TOKENS && u->n_published == i;
+    if (!ok)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "attach_image: block %lld of table %d is not wanted",
+                       (long long)i, (int)w->tab);
     kv_link link;
-    block_link(s, &link, i, tokens, s->fingerprint, s->ns);
+    block_link(u, &link, i, tokens, u->fingerprint, u->ns);
+    if (link.key != w->key)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "attach_image: block %lld of table %d has another key",
+                       (long long)i, (int)w->tab);
     kv_block b = kv_pool_lookup(s->pool, &link);      /* computed meanwhile by another sequence */
     if (b == KV_BLOCK_NONE) {
+        kvlm_err rc;
         if ((rc = kv_pool_alloc(s->pool, &b, err, errlen)) != KVLM_OK) return rc;
         if ((rc = kv_block_decode(s->pool, image, len, &link, b, err, errlen)) != KVLM_OK) {
             kv_pool_unref(s->pool, b);
@@ -814,22 +868,77 @@ kvlm_err kv_seq_attach_image(kv_seq *s, const kvlm_token *tokens, int64_t n_toke
                            (long long)i);
         }
     }
-    s->blocks[i] = b;
-    s->keys[i] = link.key;
-    s->n_blocks = i + 1;
-    s->n_pos = (i + 1) * KV_BLOCK_TOKENS;
-    s->n_keyed = s->n_published = i + 1;
+    u->blocks[i] = b;
+    if (window) return KVLM_OK;
+    u->keys[i] = link.key;
+    u->n_blocks = i + 1;
+    u->n_pos = (i + 1) * KV_BLOCK_TOKENS;
+    u->n_keyed = u->n_published = i + 1;
     return KVLM_OK;
 }
 
-int64_t kv_seq_attach_end(kv_seq *s)
+void kv_seq_attach_miss(kv_seq *s, const kv_want *w)
 {
-    if (s->pool->res_tokens > 0 && n_tabs(s) == 1) {  /* KIVI: whole residual groups only (groups: already) */
+    if (w->block < s->attach_lim) s->attach_lim = w->block < 0 ? 0 : w->block;
+}
+
+/* attach_end for layer groups: the largest k <= attach_goal (a multiple of a KIVI
+ * residual group) for which every window table has the blocks of the window before
+ * position 16k, looked up from k down (k only falls: each block looked up once);
+ * the rest of what was found goes back. */
+static void settle_groups(kv_seq *s, const kvlm_token *tokens)
+{
+    const int64_t rb = s->pool->res_tokens > 0 ? s->pool->res_tokens / KV_BLOCK_TOKENS : 1;
+    int64_t k = attach_goal(s);
+    key_windows(s, tokens, k);
+    for (bool changed = true; changed;) {
+        changed = false;
+        k = k / rb * rb;
+        for (int32_t t = 0; t < n_tabs(s) && !changed; t++) {
+            kv_seq *u = tab_at(s, t);
+            if (u->window <= 0) continue;
+            for (int64_t i = k - 1; i >= window_first_block(u, k * KV_BLOCK_TOKENS); i--) {
+                probe(u, i, tokens);
+                if (u->blocks[i] < 0) {               /* in neither RAM nor a tier */
+                    k = i;
+                    changed = true;
+                    break;
+                }
+            }
+        }
+    }
+    for (int32_t t = 0; t < n_tabs(s); t++) {        /* keep [lo, k) of each window, [0, k) of full tables */
+        kv_seq *u = tab_at(s, t);
+        if (u->window > 0) {
+            const int64_t lo = window_first_block(u, k * KV_BLOCK_TOKENS);
+            for (int64_t i = u->n_blocks - 1; i >= 0; i--) {
+                if ((i < lo || i >= k) && u->blocks[i] >= 0) kv_pool_unref(s->pool, u->blocks[i]);
+                if (i < lo || i >= k || u->blocks[i] < 0) u->blocks[i] = KV_BLOCK_NONE;
+            }
+            u->n_blocks = k;
+            u->n_dropped = lo;
+            u->n_pos = k * KV_BLOCK_TOKENS;
+            u->n_keyed = u->n_published = k;
+        } else {
+            full_hold(u, k);
+        }
+        u->n_below = u->n_published;
+    }
+}
+
+int64_t kv_seq_attach_end(kv_seq *s, const kvlm_token *tokens)
+{
+    if (n_tabs(s) > 1) {
+        settle_groups(s, tokens);
+        return s->n_pos;
+    }
+    if (s->pool->res_tokens > 0) {                    /* KIVI: whole residual groups only */
         const int64_t keep = kv_seq_group_start(s->pool, s->n_blocks * KV_BLOCK_TOKENS) / KV_BLOCK_TOKENS;
         release_from(s, keep);
         s->n_pos = keep * KV_BLOCK_TOKENS;
         s->n_keyed = s->n_published = keep;
     }
+    s->n_below = s->n_published;
     return s->n_pos;
 }
 
@@ -840,6 +949,6 @@ kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tok
     *n_reused = 0;
     kvlm_err rc = kv_seq_attach_ram(s, tokens, n_tokens, fingerprint, ns, err, errlen);
     if (rc != KVLM_OK) return rc;
-    *n_reused = kv_seq_attach_end(s);
+    *n_reused = kv_seq_attach_end(s, tokens);
     return KVLM_OK;
 }

@@ -51,7 +51,8 @@
  * memory stays at about window + one block per table whatever n_pos. Its blocks
  * are published under loose links in the table's own namespace, so a prefix hit
  * needs, besides the full tables' chains from the root, only the window tables'
- * blocks of the window before the hit's end (kv_seq_attach_ram). A truncate
+ * blocks of the window before the hit's end (kv_seq_attach_ram .. attach_end, whose
+ * steps also take blocks from the tiers below RAM). A truncate
  * into a window already let go keeps nothing (read n_pos).
  *
  * Ownership: kv_seq_init borrows the pool, which must outlive the sequence;
@@ -81,7 +82,16 @@ typedef struct kv_seq {
     int64_t window;         /* positions the table keeps for attention (0: all) */
     int64_t n_dropped;      /* a window table's leading blocks let go: blocks[0, n_dropped) are KV_BLOCK_NONE */
     struct kv_seq *sub;
+    /* the tiers below RAM (kv_tier.h) */
+    int64_t n_below;        /* leading published blocks handed below: the owner's write cursor (cache_spill
+                               moves it; truncate keeps it <= n_published, an attach sets it to n_published) */
+    int64_t attach_lim;     /* table 0, during an attach (attach_ram .. attach_end): no block at or past it is
+                               to be had (a miss there), so the prefix ends before it */
 } kv_seq;
+
+/* Table t (< kv_seq_n_tables) of sequence s: s itself for t = 0. */
+static inline int32_t kv_seq_n_tables(const kv_seq *s) { return s->sub ? s->pool->n_tab : 1; }
+static inline kv_seq *kv_seq_tab(kv_seq *s, int32_t t) { return t == 0 ? s : &s->sub[t - 1]; }
 
 /* The table holding model layer il, and il's layer within its blocks. */
 static inline const kv_seq *kv_seq_table(const kv_seq *s, int64_t il)
@@ -186,27 +196,48 @@ kvlm_err kv_seq_attach_prefix(kv_seq *s, const kvlm_token *tokens, int64_t n_tok
 
 /* kv_seq_attach_prefix in steps, for a prefix found partly in RAM and partly in
  * the tiers below (kv_tier.h):
- *   kv_seq_attach_ram    the RAM hits, as attach_prefix, but not yet trimmed to a
- *                        KIVI residual group (n_pos = n_blocks * 16)
- *   kv_seq_next_keys     the chain keys of the blocks after those (up to cap, within
- *                        attach_prefix's limit): what to ask the tiers for, in order
- *   kv_seq_attach_image  appends block n_blocks from a block image (kv_block_io.h):
- *                        verified against the link that position expects (checksum,
- *                        geometry, types, key, parent key, tokens, fingerprint, ns),
- *                        copied into a fresh block and published; a block already
- *                        in RAM under that link is taken instead. KVLM_ERR_FORMAT:
- *                        the image does not verify; KVLM_ERR_BUDGET: no block free;
- *                        KVLM_ERR_INVALID: past the limit or a collision. On any
- *                        error the sequence is unchanged.
- *   kv_seq_attach_end    trims a KIVI sequence to its residual group's start;
- *                        returns n_pos, the positions reused. */
+ *   kv_seq_attach_ram    the RAM hits: the full tables' chains from the root, nothing
+ *                        settled yet (with layer groups the windows are looked up by
+ *                        attach_end; KIVI: not yet trimmed to a residual group)
+ *   kv_seq_next_wants    what to ask the tiers for next, in the order to ask (a
+ *                        chain load stops at its first miss), up to cap: the full
+ *                        tables' chain blocks after those attached (block by block,
+ *                        every full table), and once no more of those can come, each
+ *                        window table's blocks of the window before the end the full
+ *                        tables reached that RAM does not have (looked up in RAM here,
+ *                        a hit is kept); 0: nothing more to ask
+ *   kv_seq_attach_image  attaches want w from a block image (kv_block_io.h): verified
+ *                        against the link that table and position expect (checksum,
+ *                        geometry, layout, table, types, key, parent key, tokens,
+ *                        fingerprint, ns), copied into a fresh block and published; a
+ *                        block already in RAM under that link is taken instead.
+ *                        KVLM_ERR_FORMAT: the image does not verify; KVLM_ERR_BUDGET:
+ *                        no block free; KVLM_ERR_INVALID: w is not wanted (any more)
+ *                        or a collision. On any error the sequence is unchanged.
+ *   kv_seq_attach_miss   w is not to be had (no tier has it, or its image failed):
+ *                        the prefix ends before w's block
+ *   kv_seq_attach_end    settles on the largest end k (a multiple of 16; KIVI: of its
+ *                        residual group) for which the full tables hold [0, k) and
+ *                        every window table the window before position k (the blocks
+ *                        still unprobed are looked up in RAM, from k down; k only
+ *                        falls), releases the rest and returns n_pos = k, the
+ *                        positions reused
+ * Rounds: next_wants, then attach what the tiers had in order and report the first
+ * want they lacked, then next_wants again until it gives 0 (two rounds at most for a
+ * model with layer groups when nothing fails: the chains, then the windows; one
+ * without). Without tiers: attach_ram then attach_end. */
+typedef struct kv_want {
+    uint64_t key;           /* the chain key to ask for */
+    int32_t tab;            /* the block's table */
+    int64_t block;          /* its index in that table */
+} kv_want;
 kvlm_err kv_seq_attach_ram(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, uint64_t fingerprint,
                            uint64_t ns, char *err, size_t errlen);
-int64_t  kv_seq_next_keys(const kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, uint64_t *keys,
-                          int64_t cap);
-kvlm_err kv_seq_attach_image(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, const void *image,
-                             size_t len, char *err, size_t errlen);
-int64_t  kv_seq_attach_end(kv_seq *s);
+int64_t  kv_seq_next_wants(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, kv_want *out, int64_t cap);
+kvlm_err kv_seq_attach_image(kv_seq *s, const kvlm_token *tokens, int64_t n_tokens, const kv_want *w,
+                             const void *image, size_t len, char *err, size_t errlen);
+void     kv_seq_attach_miss(kv_seq *s, const kv_want *w);
+int64_t  kv_seq_attach_end(kv_seq *s, const kvlm_token *tokens);   /* attach_ram's tokens */
 
 /* One position of one layer, pos < n_blocks * 16. K: channel c (of n_head_kv *
  * head_dim) alone, since K is stored channel-major; V: the row [n_head_kv][head_dim].

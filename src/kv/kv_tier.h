@@ -15,8 +15,10 @@
  *          +------------- load on a prefix-index miss -------+---------------+
  *
  * What travels. A block image (kv_block_io.h): a fixed little-endian header (format
- * version, model fingerprint, namespace, K/V types and geometry, the block's chain key,
- * its parent's key and its 16 token ids), the block's bytes exactly as the pool holds
+ * version, model fingerprint, namespace, K/V types and geometry, the block's table of
+ * the layer layout (a sliding-window model keeps its full and its window layers in
+ * tables of their own: kv_pool.h "Layer groups"), the block's chain key, its parent's
+ * key and its 16 token ids), the block's bytes exactly as the pool holds
  * them, and a 128-bit checksum over both. The chain key is computed over a fixed
  * little-endian encoding (kv_pool_chain_key), so two processes, or one before and
  * after a restart, agree on it; it covers the namespace (tenant, cache_salt), so tenants
@@ -24,7 +26,7 @@
  *
  * Exactness. A tier is never trusted: an image is used only if it decodes and verifies
  * against what the sequence expects at that position (checksum, fingerprint, types,
- * geometry, key, parent key, tokens, namespace) — the same fields a RAM hit compares
+ * geometry, table, key, parent key, tokens, namespace) — the same fields a RAM hit compares
  * (kv_link). A block that does not verify is a miss (and is removed from that tier):
  * it is recomputed, never used. A verified image's bytes are the bytes the pool held
  * when it was published, so a hit from any tier gives the same bits as computing it.
@@ -39,6 +41,9 @@
  * Reading. On a prefix-index miss at block i, the sequence asks the tiers, in order,
  * for the chain key of block i (then i + 1, ...); each image found is verified,
  * copied into a fresh pool block and published, exactly as if it had been computed.
+ * A model with layer groups asks in two rounds: the full tables' chains first, then
+ * each window table's blocks of the window before the end those reached (only what
+ * RAM lacks), and keeps the longest prefix for which it has both (kv_seq.h).
  * A lookup that would block (a slow tier) makes only its own request wait: the
  * scheduler keeps stepping the others.
  *

@@ -10,6 +10,9 @@
  *    payload bytes, is refused; so is every truncation and a padded buffer
  *  - a wrong fingerprint / namespace / tokens / parent / key / geometry / type
  *    is refused, each with its own message
+ *  - format version 2's table fields (table, tables, layers of the model, window) on a
+ *    pool with layer groups: golden bytes, and a block decoded for another table,
+ *    window or layout refused; a version 1 image (built here byte by byte) refused
  *  - nothing is written to dst on any failure (dst is poisoned first and compared)
  * Block bytes are random (the format carries them opaquely), so no model is needed. */
 #include <stdarg.h>
@@ -189,8 +192,8 @@ static void test_golden_encoding(void **st)
     /* the header, fixed bytes literally */
     const uint8_t fixed[78] = {
         'K', 'V', 'L', 'M', 'B', 'L', 'K', '1',               /* magic */
-        1, 0, 0, 0,                                           /* version 1 */
-        142, 0, 0, 0,                                         /* header bytes */
+        2, 0, 0, 0,                                           /* version 2 */
+        158, 0, 0, 0,                                         /* header bytes */
         0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,       /* fingerprint */
         0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,       /* namespace */
         KVLM_KV_Q8, KVLM_KV_F16,                              /* type_k 2, type_v 1 */
@@ -200,14 +203,19 @@ static void test_golden_encoding(void **st)
         0, 0, 0, 0, 0, 0, 0, 0,                               /* key: below */
         0xa8, 0xa7, 0xa6, 0xa5, 0xa4, 0xa3, 0xa2, 0xa1,       /* parent key */
     };
-    const size_t n = 142 + p.block_bytes + 16;
+    const uint8_t table[16] = {
+        0, 0, 0, 0,   1, 0, 0, 0,                             /* table 0 of 1 */
+        2, 0, 0, 0,   0, 0, 0, 0,                             /* 2 layers in the model, no window */
+    };
+    const size_t n = 158 + p.block_bytes + 16;
     uint8_t *want = calloc(1, n);
     assert_non_null(want);
     memcpy(want, fixed, sizeof fixed);
     le(want + 54, p.block_bytes, 8);
     le(want + 62, key, 8);
     for (int i = 0; i < KV_BLOCK_TOKENS; i++) le(want + 78 + 4 * i, (uint32_t)t[i], 4);
-    memcpy(want + 142, block_bytes(&p, b), p.block_bytes);
+    memcpy(want + 142, table, sizeof table);
+    memcpy(want + 158, block_bytes(&p, b), p.block_bytes);
     const XXH128_hash_t h = XXH3_128bits(want, n - 16);
     le(want + n - 16, h.low64, 8);
     le(want + n - 8, h.high64, 8);
@@ -218,7 +226,7 @@ static void test_golden_encoding(void **st)
     uint8_t *got = encode(&p, b, &l, &got_n);
     assert_int_equal(got_n, n);
     assert_int_equal(kv_block_io_size(&p), n);
-    assert_memory_equal(got, want, 142);                  /* header */
+    assert_memory_equal(got, want, 158);                  /* header */
     assert_memory_equal(got, want, n);                    /* + payload + checksum */
     free(got);
     free(want);
@@ -241,7 +249,8 @@ static void test_every_corruption_rejected(void **st)
     uint8_t *buf = encode(&p, b, &l, &n);
     int64_t n_tried = 0;
     for (size_t i = 0; i < n; i++) {
-        const bool sampled = i < 142 || i >= n - 16 || i % 61 == 0 || i == 142 + p.block_bytes - 1;
+        const bool sampled = i < KV_BLOCK_IO_HDR_BYTES || i >= n - 16 || i % 61 == 0 ||
+                             i == KV_BLOCK_IO_HDR_BYTES + p.block_bytes - 1;
         if (!sampled) continue;
         static const uint8_t flips[] = {0x01, 0x80, 0xff};
         for (size_t f = 0; f < sizeof flips; f++) {
@@ -360,6 +369,139 @@ static void test_identity_mismatches(void **st)
     kv_pool_free(&p_res);
 }
 
+/* ---- layer groups (format version 2) ------------------------------------------------ */
+
+/* A pool of 6 layers, 2 full and 4 window layers of `window` positions: 2 layers per
+ * block, table 0 full, tables 1 and 2 window tables (kv_pool.h "Layer groups"). */
+static void pool_groups(kv_pool *p, int64_t window)
+{
+    static const bool win[6] = {1, 1, 0, 1, 1, 0};
+    char err[256];
+    kv_pool_params pp = {.n_layer = 6, .n_head_kv = N_HEAD_KV, .head_dim = HEAD_DIM, .type_k = KVLM_KV_F16,
+                         .type_v = KVLM_KV_F16, .layer_window = win, .window = window};
+    pp.budget_bytes = 8 * kv_pool_block_bytes(2, N_HEAD_KV, HEAD_DIM, KVLM_KV_F16, KVLM_KV_F16);
+    assert_int_equal(kv_pool_init(p, &pp, err, sizeof err), KVLM_OK);
+    assert_int_equal(p->n_tab, 3);
+    assert_int_equal(p->n_layer, 2);
+}
+
+static void test_table_fields(void **st)
+{
+    (void)st;
+    kv_pool p, p_win, p_flat;
+    char err[256];
+    pool_groups(&p, 512);
+    pool_groups(&p_win, 1024);                                  /* the same layout, another window */
+    pool_make(&p_flat, KVLM_KV_F16, KVLM_KV_F16, 2, N_HEAD_KV, 0); /* 2 layers, no groups: same block size */
+    assert_int_equal(p_flat.block_bytes, p.block_bytes);
+    const kv_block b = alloc_block(&p), dst = alloc_block(&p);
+    fill_random(&p, b);
+    kv_link l;
+    random_link(&l, KV_BLOCK_NONE, 0);
+    l.tab = 2;
+    size_t n;
+    uint8_t *buf = encode(&p, b, &l, &n);
+    const uint8_t table[16] = {2, 0, 0, 0, 3, 0, 0, 0, 6, 0, 0, 0, 0x00, 0x02, 0, 0};   /* 2 of 3, 6 layers, 512 */
+    assert_memory_equal(buf + 142, table, sizeof table);
+    assert_int_equal(buf[34], 2);                               /* n_layer: layers per block */
+    kv_block_hdr h;
+    assert_int_equal(kv_block_io_peek(buf, n, &h, err, sizeof err), KVLM_OK);
+    assert_true(h.version == 2 && h.tab == 2 && h.n_tab == 3 && h.n_layer_model == 6 && h.window == 512 &&
+                h.n_layer == 2);
+    memset(block_bytes(&p, dst), POISON, p.block_bytes);
+    if (kv_block_decode(&p, buf, n, &l, dst, err, sizeof err) != KVLM_OK) fail_msg("decode: %s", err);
+    assert_memory_equal(block_bytes(&p, dst), block_bytes(&p, b), p.block_bytes);
+
+    enum { N_CASE = 4 };
+    char msg[N_CASE][256];
+    kv_link w = l;
+    w.tab = 1;                                                  /* another window table */
+    expect_reject(&p, buf, n, &w, dst, "table", msg[0], sizeof msg[0]);
+    w.tab = 0;                                                  /* the full table */
+    expect_reject(&p, buf, n, &w, dst, "table", msg[1], sizeof msg[1]);
+    expect_reject(&p_win, buf, n, &l, alloc_block(&p_win), "window 512", msg[2], sizeof msg[2]);
+    kv_link l0 = l;
+    l0.tab = 0;
+    expect_reject(&p_flat, buf, n, &l0, alloc_block(&p_flat), "layout", msg[3], sizeof msg[3]);
+    for (int i = 0; i < N_CASE; i++)
+        for (int j = i + 1; j < N_CASE; j++)
+            if (!strcmp(msg[i], msg[j])) fail_msg("cases %d and %d say the same: %s", i, j, msg[i]);
+    for (int i = 0; i < N_CASE; i++) print_message("    %s\n", msg[i]);
+
+    /* a header naming a table outside its layout, checksum valid */
+    const uint32_t bad[3][3] = {{3, 3, 6}, {0, 0, 6}, {1, 3, 7}};   /* table, tables, model layers */
+    for (int i = 0; i < 3; i++) {
+        uint8_t *forged = malloc(n);
+        assert_non_null(forged);
+        memcpy(forged, buf, n);
+        le(forged + 142, bad[i][0], 4);
+        le(forged + 146, bad[i][1], 4);
+        le(forged + 150, bad[i][2], 4);
+        const XXH128_hash_t hh = XXH3_128bits(forged, n - 16);
+        le(forged + n - 16, hh.low64, 8);
+        le(forged + n - 8, hh.high64, 8);
+        assert_int_equal(kv_block_io_peek(forged, n, &h, err, sizeof err), KVLM_ERR_FORMAT);
+        assert_non_null(strstr(err, "table"));
+        expect_reject(&p, forged, n, &l, dst, "table", NULL, 0);
+        free(forged);
+    }
+    /* the encoder refuses a link naming a table the pool does not have */
+    kv_link out = l;
+    out.tab = 3;
+    size_t n_out = 0;
+    assert_int_equal(kv_block_encode(&p, b, &out, buf, n, &n_out, err, sizeof err), KVLM_ERR_INVALID);
+    out.tab = -1;
+    assert_int_equal(kv_block_encode(&p, b, &out, buf, n, &n_out, err, sizeof err), KVLM_ERR_INVALID);
+    free(buf);
+    kv_pool_free(&p);
+    kv_pool_free(&p_win);
+    kv_pool_free(&p_flat);
+}
+
+/* An image of format version 1 (the 142-byte header before layer groups, built
+ * here field by field with a valid checksum) is refused as a version mismatch. */
+static void test_v1_rejected(void **st)
+{
+    (void)st;
+    kv_pool p;
+    char err[256];
+    pool_make(&p, KVLM_KV_F16, KVLM_KV_F16, N_LAYER, N_HEAD_KV, 0);
+    const kv_block b = alloc_block(&p), dst = alloc_block(&p);
+    fill_random(&p, b);
+    kv_link l;
+    random_link(&l, KV_BLOCK_NONE, 0);
+    const size_t n = 142 + p.block_bytes + 16;
+    uint8_t *v1 = calloc(1, n);
+    assert_non_null(v1);
+    memcpy(v1, "KVLMBLK1", 8);
+    le(v1 + 8, 1, 4);
+    le(v1 + 12, 142, 4);
+    le(v1 + 16, l.fingerprint, 8);
+    le(v1 + 24, l.ns, 8);
+    v1[32] = KVLM_KV_F16;
+    v1[33] = KVLM_KV_F16;
+    le(v1 + 34, N_LAYER, 4);
+    le(v1 + 38, N_HEAD_KV, 4);
+    le(v1 + 42, HEAD_DIM, 4);
+    le(v1 + 50, 16, 4);
+    le(v1 + 54, p.block_bytes, 8);
+    le(v1 + 62, l.key, 8);
+    le(v1 + 70, l.parent_key, 8);
+    for (int i = 0; i < KV_BLOCK_TOKENS; i++) le(v1 + 78 + 4 * i, (uint32_t)l.tokens[i], 4);
+    memcpy(v1 + 142, block_bytes(&p, b), p.block_bytes);
+    const XXH128_hash_t h = XXH3_128bits(v1, n - 16);
+    le(v1 + n - 16, h.low64, 8);
+    le(v1 + n - 8, h.high64, 8);
+    kv_block_hdr hdr;
+    assert_int_equal(kv_block_io_peek(v1, n, &hdr, err, sizeof err), KVLM_ERR_FORMAT);
+    if (!strstr(err, "version 1")) fail_msg("peek of a v1 image: %s", err);
+    char msg[256];
+    expect_reject(&p, v1, n, &l, dst, "version 1", msg, sizeof msg);
+    print_message("    %s\n", msg);
+    free(v1);
+    kv_pool_free(&p);
+}
+
 /* Bad arguments (not hostile data): KVLM_ERR_INVALID, nothing written. */
 static void test_bad_arguments(void **st)
 {
@@ -403,7 +545,8 @@ int main(void)
         cmocka_unit_test(test_round_trip_q4),   cmocka_unit_test(test_round_trip_kivi4),
         cmocka_unit_test(test_round_trip_mixed), cmocka_unit_test(test_golden_encoding),
         cmocka_unit_test(test_every_corruption_rejected), cmocka_unit_test(test_every_truncation_rejected),
-        cmocka_unit_test(test_identity_mismatches), cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_identity_mismatches), cmocka_unit_test(test_table_fields),
+        cmocka_unit_test(test_v1_rejected),         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
