@@ -6,6 +6,15 @@
  *   write-evict: evicted blocks, and at exit the cached ones, are found after a restart
  *   a disk that refuses writes (RLIMIT_FSIZE): spilling stops, generation goes on
  *   the scheduler: its sequences load from the tiers and give the same greedy tokens
+ *   block files of format version 1 (before layer groups): refused, counted, removed
+ * Gemma 3 270M (layer groups: one full table, five window tables of 512 positions),
+ * bitwise equal to cold:
+ *   prompt A written through to disk, the RAM pool dropped: A hits from disk (the
+ *   chain, then each window's blocks before the end), and B, diverging more than a
+ *   window before A's end, hits its windows from disk (only those RAM lacks)
+ *   the same between two instances on one Redis
+ *   write-evict: window blocks the LRU evicts go below with their table, and are found
+ *   the scheduler's asynchronous rounds (chain, then windows)
  * The cold reference is a private cache without tiers. Room: tests/engine. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +37,7 @@
 #include "testutil.h"
 #include "engine/sched.h"
 #include "kv/kv_block_io.h"
+#include <xxhash.h>
 
 static kvlm_model *g_model;
 static int64_t g_vocab;
@@ -417,12 +427,14 @@ static bool on_token(void *user, sched_seq *q, kvlm_token tok, kvlm_err e)
     return o->n < GEN;
 }
 
-/* Greedy tokens of the scheduler on cache for t; *cached gets its cached positions. */
-static void sched_run(kvlm_cache *cache, const kvlm_token *t, size_t n, out *o, size_t *cached)
+/* Greedy tokens of the scheduler of model m on cache for t; *cached gets its cached
+ * positions. Returns the ticket of the last tier write of its blocks. */
+static int64_t sched_run_m(const kvlm_model *m, int64_t n_ctx, kvlm_cache *cache, const kvlm_token *t, size_t n,
+                        out *o, size_t *cached)
 {
-    sched_params p = { .n_threads = 2, .n_ctx = MAX_TOK, .step_tokens = 64, .max_seqs = 4 };
+    sched_params p = { .n_threads = 2, .n_ctx = n_ctx, .step_tokens = 64, .max_seqs = 4 };
     sched *S;
-    assert_int_equal(sched_init(g_model, cache, &p, on_token, &S, NULL, 0), KVLM_OK);
+    assert_int_equal(sched_init(m, cache, &p, on_token, &S, NULL, 0), KVLM_OK);
     kvlm_sampler_params sp = kvlm_sampler_default_params();
     sp.temp = 0;
     sched_seq *q;
@@ -434,6 +446,12 @@ static void sched_run(kvlm_cache *cache, const kvlm_token *t, size_t n, out *o, 
     assert_true(o->done);
     while (sched_n_seqs(S) > 0) sched_step(S);
     sched_free(S);
+    return ticket;
+}
+
+static void sched_run(kvlm_cache *cache, const kvlm_token *t, size_t n, out *o, size_t *cached)
+{
+    const int64_t ticket = sched_run_m(g_model, MAX_TOK, cache, t, n, o, cached);
     assert_true(ticket > 0 || cache == NULL);
 }
 
@@ -465,6 +483,354 @@ static void test_sched_loads(void **state)
     free(dir);
 }
 
+/* Block files of format version 1 (what kvlm wrote before layer groups: the same
+ * chain keys for a model without groups) are refused when read: counted invalid,
+ * removed, computed again and written in version 2. The loading stops at the first
+ * one, so each run replaces the next. */
+static void test_v1_files_rejected(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    fx f;
+    fx_begin(&f);
+    fx_compute(&f, KVLM_CACHE_WRITE_THROUGH, 256);
+    chain ch;
+    chain_files(f.dir, &ch);
+    assert_true(ch.n >= 3);
+    for (int i = 0; i < ch.n; i++) {                  /* each file -> its v1 form, byte by byte */
+        size_t len;
+        uint8_t *img = (uint8_t *)test_read_file(ch.path[i], &len);
+        assert_non_null(img);
+        const size_t pay = len - 158 - 16, m = 142 + pay + 16;
+        uint8_t *v1 = malloc(m);
+        assert_non_null(v1);
+        memcpy(v1, img, 142);
+        v1[8] = 1;                                    /* version 1, LE */
+        v1[12] = 142;                                 /* its header bytes */
+        memcpy(v1 + 142, img + 158, pay);
+        const XXH128_hash_t h = XXH3_128bits(v1, m - 16);
+        for (int k = 0; k < 8; k++) {
+            v1[m - 16 + k] = (uint8_t)(h.low64 >> (8 * k));
+            v1[m - 8 + k] = (uint8_t)(h.high64 >> (8 * k));
+        }
+        FILE *fp = fopen(ch.path[i], "wb");
+        assert_non_null(fp);
+        assert_int_equal(fwrite(v1, 1, m, fp), m);
+        fclose(fp);
+        free(v1);
+        free(img);
+    }
+    test_run r1, r2;
+    kvlm_cache *b = tier_cache(f.dir, NULL, KVLM_CACHE_WRITE_THROUGH, 256);
+    run_on(b, f.t, f.n, 0, 0, &r1);                   /* block 0 refused: nothing reused */
+    assert_int_equal(tier_stats(b, 0).invalid, 1);
+    kvlm_cache_free(b);                               /* block 0 written again, in version 2 */
+    kvlm_cache *c = tier_cache(f.dir, NULL, KVLM_CACHE_WRITE_THROUGH, 256);
+    run_on(c, f.t, f.n, 16, 16, &r2);                 /* block 0 from disk, block 1 refused */
+    assert_int_equal(tier_stats(c, 0).invalid, 1);
+    kvlm_cache_free(c);
+    size_t len;
+    char *img = test_read_file(ch.path[0], &len);
+    assert_non_null(img);
+    kv_block_hdr hdr;
+    assert_int_equal(kv_block_io_peek(img, len, &hdr, NULL, 0), KVLM_OK);
+    assert_int_equal(hdr.version, 2);
+    free(img);
+    test_assert_runs_equal(&f.cold, &r1, "cold vs version 1 files refused");
+    test_assert_runs_equal(&f.cold, &r2, "cold vs block 0 rewritten");
+    test_free_run(&r1);
+    test_free_run(&r2);
+    fx_end(&f);
+}
+
+/* ---- Gemma 3: layer groups below RAM ------------------------------------------------ */
+static kvlm_model *g_gemma;
+static int64_t g_gvocab;
+enum { G_WINDOW = 512, G_TABLES = 6, G_CTX = 2048 };
+static kvlm_token *g_a, *g_b;       /* prompt A: the GPL-3 text; B: A's first g_shared, then other text */
+static size_t g_na, g_nb, g_shared;
+static test_run g_cold_a, g_cold_b;
+
+#define NEED_GEMMA() do { if (!g_gemma) skip(); } while (0)
+
+static kvlm_ctx *gem_ctx(kvlm_cache *cache) { return test_ctx_new(g_gemma, cache, KVLM_KV_F16, 0, G_CTX); }
+
+/* Prefills t on cache (NULL: a private one), then GEN greedy steps into r;
+ * *reused and *tier get what the prefill reused (from the tiers). */
+static void gem_run(kvlm_cache *cache, const kvlm_token *t, size_t n, size_t *reused, int64_t *tier, test_run *r)
+{
+    kvlm_ctx *c = gem_ctx(cache);
+    char err[256];
+    if (kvlm_ctx_prefill(c, t, n, reused, err, sizeof err) != KVLM_OK) fail_msg("prefill: %s", err);
+    kvlm_stats st;
+    kvlm_ctx_get_stats(c, &st);
+    if (tier) *tier = st.n_reused_tier;
+    test_greedy(c, g_gvocab, r, GEN);
+    kvlm_ctx_free(c);
+}
+
+static kvlm_cache *gem_cache(const char *dir, const char *redis, kvlm_cache_write w, size_t mem)
+{
+    kvlm_cache_params cp = kvlm_cache_default_params();
+    cp.poison = true;
+    cp.mem_bytes = mem;
+    cp.tiers.dir = dir;
+    cp.tiers.redis = redis;
+    cp.tiers.write = w;
+    kvlm_cache *c;
+    char err[256];
+    if (kvlm_cache_init(g_gemma, &cp, &c, err, sizeof err)) fail_msg("cache: %s", err);
+    return c;
+}
+
+/* The first block a window table holds for a prefix of k blocks (kv_seq.h): that of
+ * position 16k + 1 - window. */
+static int64_t win_lo(int64_t k) { return 16 * k + 1 <= G_WINDOW ? 0 : (16 * k + 1 - G_WINDOW) / 16; }
+/* Blocks a hit of a prompt of n tokens ends at, when all of it is there: the last token is computed. */
+static int64_t hit_blocks(size_t n) { return (int64_t)(n - 1) / 16; }
+
+static int gem_setup(void **state)
+{
+    (void)state;
+    const char *path = test_gemma3_path();
+    if (!path) return 0;
+    char err[256];
+    if (kvlm_model_load(path, &g_gemma, err, sizeof err) != KVLM_OK) {
+        fprintf(stderr, "load: %s\n", err);
+        return -1;
+    }
+    kvlm_model_info in;
+    kvlm_model_get_info(g_gemma, &in);
+    g_gvocab = in.n_vocab;
+    size_t len;
+    char *text = test_read_file("/usr/share/common-licenses/GPL-3", &len);
+    g_a = malloc(4096 * sizeof *g_a);
+    g_b = malloc(G_CTX * sizeof *g_b);
+    if (!text || !g_a || !g_b) return -1;
+    size_t n_text = 0;
+    const kvlm_err e = kvlm_tokenize(g_gemma, text, len, true, false, g_a, 4096, &n_text, NULL, 0);
+    free(text);
+    if ((e != KVLM_OK && e != KVLM_ERR_INVALID) || n_text < 3100) return -1;   /* INVALID: more than 4096 */
+    /* A: > 1,000 tokens (700 under the sanitizers); B diverges 600 > 512 before A's end */
+    g_na = test_quick() ? 700 : 1300;
+    g_shared = g_na - 600;
+    memcpy(g_b, g_a, g_shared * sizeof *g_b);
+    memcpy(g_b + g_shared, g_a + 2600, 400 * sizeof *g_b);
+    g_nb = g_shared + 400;
+    size_t reused = 99;
+    gem_run(NULL, g_a, g_na, &reused, NULL, &g_cold_a);
+    gem_run(NULL, g_b, g_nb, &reused, NULL, &g_cold_b);
+    return 0;
+}
+
+static int gem_teardown(void **state)
+{
+    (void)state;
+    if (g_gemma) {
+        test_free_run(&g_cold_a);
+        test_free_run(&g_cold_b);
+    }
+    kvlm_model_free(g_gemma);
+    free(g_a);
+    free(g_b);
+    return 0;
+}
+
+/* Counts dir's block files by their headers' table; checks each window field. */
+static void files_by_table(const char *dir, int64_t count[G_TABLES])
+{
+    memset(count, 0, G_TABLES * sizeof *count);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        size_t len;
+        char *img = test_read_file(path, &len);
+        assert_non_null(img);
+        kv_block_hdr h;
+        if (kv_block_io_peek(img, len, &h, NULL, 0) != KVLM_OK) fail_msg("%s does not peek", path);
+        assert_true(h.n_tab == G_TABLES && h.tab >= 0 && h.tab < G_TABLES && h.n_layer == 3 && h.n_layer_model == 18);
+        assert_int_equal(h.window, h.tab == 0 ? 0 : G_WINDOW);
+        count[h.tab]++;
+        free(img);
+    }
+    closedir(d);
+}
+
+static void check_reuse(const char *what, size_t reused, size_t want, int64_t tier, int64_t want_tier)
+{
+    if (reused != want || (want_tier >= 0 && tier != want_tier) || (want_tier < 0 && tier <= 0))
+        fail_msg("%s: reused %zu (tiers %lld), expected %zu (tiers %lld)", what, reused, (long long)tier, want,
+                 (long long)want_tier);
+}
+
+/* Disk, write-through: A computed and written (every table's blocks), the pool
+ * dropped, A again from disk; B, whose prefix needs windows A's second run did not
+ * load, takes them from disk; B on a fresh pool takes everything from disk. */
+static void test_gemma_disk(void **state)
+{
+    (void)state;
+    NEED_GEMMA();
+    char *dir = test_make_tmpdir("kvtier");
+    assert_non_null(dir);
+    const int64_t ka = hit_blocks(g_na), kb = (int64_t)g_shared / 16;
+    const size_t full_a = (size_t)ka * 16, full_b = (size_t)kb * 16;
+    size_t reused;
+    int64_t tier;
+    test_run first, a2, b2, b3;
+    double t0 = test_now_s();
+    kvlm_cache *c1 = gem_cache(dir, NULL, KVLM_CACHE_WRITE_THROUGH, 64 << 20);
+    gem_run(c1, g_a, g_na, &reused, &tier, &first);
+    check_reuse("A, computed", reused, 0, tier, 0);
+    kvlm_cache_flush(c1);
+    const int64_t n_full = (int64_t)(g_na + GEN - 1) / 16;   /* every table's full blocks, written once */
+    assert_int_equal(tier_stats(c1, 0).puts, G_TABLES * n_full);
+    kvlm_cache_free(c1);
+    int64_t count[G_TABLES];
+    files_by_table(dir, count);
+    for (int t = 0; t < G_TABLES; t++) assert_int_equal(count[t], n_full);
+    const double t_cold = test_now_s() - t0;
+
+    t0 = test_now_s();
+    kvlm_cache *c2 = gem_cache(dir, NULL, KVLM_CACHE_WRITE_THROUGH, 64 << 20);   /* the RAM pool dropped */
+    gem_run(c2, g_a, g_na, &reused, &tier, &a2);
+    check_reuse("A from disk", reused, full_a, tier, (int64_t)full_a);
+    kvlm_tier_stats ts = tier_stats(c2, 0);
+    assert_int_equal(ts.invalid, 0);
+    assert_int_equal(ts.hits, ka + (G_TABLES - 1) * (ka - win_lo(ka)));   /* the chain, then the windows */
+    const double t_hit = test_now_s() - t0;
+    gem_run(c2, g_b, g_nb, &reused, &tier, &b2);
+    check_reuse("B, its windows from disk", reused, full_b, tier, -1);
+    const kvlm_tier_stats ts2 = tier_stats(c2, 0);
+    /* the chain was in RAM; the windows before B's end were not (A's run loaded those before A's end) */
+    assert_int_equal(ts2.hits - ts.hits, (G_TABLES - 1) * (kb - win_lo(kb)));
+    kvlm_cache_free(c2);
+    kvlm_cache *c3 = gem_cache(dir, NULL, KVLM_CACHE_WRITE_THROUGH, 64 << 20);
+    gem_run(c3, g_b, g_nb, &reused, &tier, &b3);   /* B's own blocks were written by its run in c2 */
+    check_reuse("B from disk", reused, (size_t)hit_blocks(g_nb) * 16, tier, hit_blocks(g_nb) * 16);
+    kvlm_cache_free(c3);
+    print_message("    A: computed %.2f s, from disk %.2f s (%lld blocks)\n", t_cold, t_hit, (long long)ts.hits);
+    test_assert_runs_equal(&g_cold_a, &first, "cold vs written through");
+    test_assert_runs_equal(&g_cold_a, &a2, "cold vs A from disk");
+    test_assert_runs_equal(&g_cold_b, &b2, "cold vs B with its windows from disk");
+    test_assert_runs_equal(&g_cold_b, &b3, "cold vs B from disk");
+    test_free_run(&first);
+    test_free_run(&a2);
+    test_free_run(&b2);
+    test_free_run(&b3);
+    test_rm_tree(dir);
+    free(dir);
+}
+
+/* Two instances on one Redis: the second hits A and B from what the first computed. */
+static void test_gemma_redis(void **state)
+{
+    (void)state;
+    NEED_GEMMA();
+    test_redis r;
+    if (!test_redis_start(&r, NULL)) skip();
+    size_t reused;
+    int64_t tier;
+    test_run one, two, b2;
+    kvlm_cache *a = gem_cache(NULL, r.url, KVLM_CACHE_WRITE_THROUGH, 64 << 20);
+    kvlm_cache *b = gem_cache(NULL, r.url, KVLM_CACHE_WRITE_THROUGH, 64 << 20);
+    gem_run(a, g_a, g_na, &reused, &tier, &one);
+    kvlm_cache_flush(a);
+    gem_run(b, g_a, g_na, &reused, &tier, &two);
+    check_reuse("A from Redis", reused, (size_t)hit_blocks(g_na) * 16, tier, hit_blocks(g_na) * 16);
+    gem_run(b, g_b, g_nb, &reused, &tier, &b2);
+    check_reuse("B, its windows from Redis", reused, g_shared / 16 * 16, tier, -1);
+    assert_string_equal(tier_stats(b, 0).name, "redis");
+    assert_int_equal(tier_stats(b, 0).invalid, 0);
+    kvlm_cache_free(a);
+    kvlm_cache_free(b);
+    test_redis_stop(&r);
+    test_assert_runs_equal(&g_cold_a, &one, "cold vs first instance");
+    test_assert_runs_equal(&g_cold_a, &two, "cold vs A from Redis in a second instance");
+    test_assert_runs_equal(&g_cold_b, &b2, "cold vs B with its windows from Redis");
+    test_free_run(&one);
+    test_free_run(&two);
+    test_free_run(&b2);
+}
+
+/* Write-evict on a pool too small for A's blocks: the window blocks A lets go are
+ * evicted from the LRU while A runs and go below (their images name their window
+ * table), so B, right after, finds its windows on disk; after a restart A and B
+ * hit from disk. */
+static void test_gemma_write_evict(void **state)
+{
+    (void)state;
+    NEED_GEMMA();
+    char *dir = test_make_tmpdir("kvtier");
+    assert_non_null(dir);
+    const size_t block = 3 * 2 * 16 * 256 * 2;       /* 3 layers, K and V, 16 positions, 256 f16 channels */
+    const size_t mem = (size_t)(hit_blocks(g_na) + 1 + (G_TABLES - 1) * (2 * G_WINDOW / 16 + 2) + 16) * block;
+    size_t reused;
+    int64_t tier;
+    test_run a1, b1, a2, b2;
+    kvlm_cache *c1 = gem_cache(dir, NULL, KVLM_CACHE_WRITE_EVICT, mem);
+    gem_run(c1, g_a, g_na, &reused, &tier, &a1);
+    kvlm_cache_flush(c1);
+    int64_t count[G_TABLES];
+    files_by_table(dir, count);
+    int64_t n_win = 0;
+    for (int t = 1; t < G_TABLES; t++) n_win += count[t];
+    assert_int_equal(count[0], 0);                    /* the full table's blocks stayed in RAM, */
+    assert_true(n_win > 0);                           /* the windows' oldest were evicted */
+    assert_int_equal(tier_stats(c1, 0).puts, n_win);
+    gem_run(c1, g_b, g_nb, &reused, &tier, &b1);
+    check_reuse("B, evicted windows from disk", reused, g_shared / 16 * 16, tier, -1);
+    kvlm_cache_free(c1);                              /* what is still cached goes below */
+    kvlm_cache *c2 = gem_cache(dir, NULL, KVLM_CACHE_WRITE_EVICT, 64 << 20);
+    gem_run(c2, g_a, g_na, &reused, &tier, &a2);
+    check_reuse("A after a restart", reused, (size_t)hit_blocks(g_na) * 16, tier, hit_blocks(g_na) * 16);
+    gem_run(c2, g_b, g_nb, &reused, &tier, &b2);
+    check_reuse("B after a restart", reused, (size_t)hit_blocks(g_nb) * 16, tier, -1);   /* B's own blocks too */
+    assert_int_equal(tier_stats(c2, 0).invalid, 0);
+    kvlm_cache_free(c2);
+    test_assert_runs_equal(&g_cold_a, &a1, "cold vs A on a small write-evict pool");
+    test_assert_runs_equal(&g_cold_b, &b1, "cold vs B with evicted windows from disk");
+    test_assert_runs_equal(&g_cold_a, &a2, "cold vs A evicted to disk");
+    test_assert_runs_equal(&g_cold_b, &b2, "cold vs B evicted to disk");
+    test_free_run(&a1);
+    test_free_run(&b1);
+    test_free_run(&a2);
+    test_free_run(&b2);
+    test_rm_tree(dir);
+    free(dir);
+}
+
+/* The scheduler's asynchronous loads, after a restart: B first (both rounds from
+ * disk: the chain to where B leaves A, then the windows before that), then A (the
+ * chain partly in RAM, the rest and A's windows from disk). */
+static void test_gemma_sched(void **state)
+{
+    (void)state;
+    NEED_GEMMA();
+    char *dir = test_make_tmpdir("kvtier");
+    assert_non_null(dir);
+    out o;
+    size_t cached = 99;
+    kvlm_cache *c1 = gem_cache(dir, NULL, KVLM_CACHE_WRITE_THROUGH, 64 << 20);
+    assert_true(sched_run_m(g_gemma, G_CTX, c1, g_a, g_na, &o, &cached) > 0);
+    assert_int_equal(cached, 0);
+    assert_memory_equal(o.tok, g_cold_a.tok, GEN * sizeof *o.tok);
+    kvlm_cache_free(c1);
+    kvlm_cache *c2 = gem_cache(dir, NULL, KVLM_CACHE_WRITE_THROUGH, 64 << 20);
+    sched_run_m(g_gemma, G_CTX, c2, g_b, g_nb, &o, &cached);
+    assert_int_equal(cached, g_shared / 16 * 16);
+    assert_memory_equal(o.tok, g_cold_b.tok, GEN * sizeof *o.tok);
+    sched_run_m(g_gemma, G_CTX, c2, g_a, g_na, &o, &cached);
+    assert_int_equal(cached, (size_t)hit_blocks(g_na) * 16);
+    assert_memory_equal(o.tok, g_cold_a.tok, GEN * sizeof *o.tok);
+    assert_int_equal(tier_stats(c2, 0).invalid, 0);
+    kvlm_cache_free(c2);
+    test_rm_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest t[] = {
@@ -477,6 +843,14 @@ int main(void)
         cmocka_unit_test(test_write_evict),
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_sched_loads),
+        cmocka_unit_test(test_v1_files_rejected),
     };
-    return cmocka_run_group_tests_name("kv_tiers", t, setup, teardown);
+    const struct CMUnitTest g[] = {
+        cmocka_unit_test(test_gemma_disk),
+        cmocka_unit_test(test_gemma_redis),
+        cmocka_unit_test(test_gemma_write_evict),
+        cmocka_unit_test(test_gemma_sched),
+    };
+    const int rc = cmocka_run_group_tests_name("kv_tiers", t, setup, teardown);
+    return rc | cmocka_run_group_tests_name("kv_tiers_gemma3", g, gem_setup, gem_teardown);
 }
