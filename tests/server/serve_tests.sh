@@ -95,7 +95,8 @@ fi
 # redis-server (a unix socket in $work/tiers, --save "" --appendonly no), because it
 # kills, restarts and freezes them mid-request; every child it starts dies with it
 # (PR_SET_PDEATHSIG, and killed at its exit, SIGTERM included), so this script's trap
-# and timeout cover them. About 55 s; --quick: shorter prompts, no load or timing part.
+# and timeout cover them. About 60 s (Gemma 3's restart on its --cache-dir: 7 s when
+# the machine is idle); --quick: shorter prompts, no load or timing part.
 # Without redis-server its Redis parts print a "skip" line each.
 tq=; [ "$quick" = --quick ] && tq=--quick
 out=$(timeout 900 "$py" tests/server/test_tiers.py --kvlm "$build/kvlm" --work "$work/tiers" \

@@ -37,6 +37,13 @@ tokens a cold computation gives. Scenarios:
   7 frozen Redis   SIGSTOP of redis-server: a running stream keeps its pace
                    (inter-token gaps well below 1 s) and a new request whose
                    lookup goes to the frozen Redis completes, computed
+  8 Gemma 3        layer groups (a full and five sliding-window block tables):
+                   serve -m gemma3 --cache-dir D answers a ~1,500-token completion,
+                   SIGTERM, restart on D: cached_tokens >= 1,400 and the same greedy
+                   text; the block files name all six tables (format version 2); a
+                   prompt leaving it more than a window before its end hits its
+                   windows from disk and answers as a server without tiers does
+                   (skipped without the model in the cache)
 
 --quick (the ASan build, ~10x slower): shorter prompts; 3 (the load) and 7 (timing)
 are skipped. Output: one line per check (ok / FAIL / skip), then "N passed, N
@@ -63,7 +70,7 @@ from openai import AsyncOpenAI, OpenAI
 TIMEOUT = float(os.environ.get("KVLM_TEST_TIMEOUT", "60"))   # seconds per request (the ASan build: more)
 TEXT = "/usr/share/common-licenses/GPL-3"
 BLOCK = 16                                                    # positions per KV block
-HDR_BYTES = 142                                               # kv_block_io.h: the header of a block image
+HDR_BYTES = 158                                               # kv_block_io.h: the header of a block image (v2)
 SANITIZER = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error")
 
 results = []
@@ -697,6 +704,66 @@ def s7_frozen_redis(t):
     stop_all("7 frozen Redis", [a])
 
 
+GEMMA = "gemma-3-270m-q4_k_m.gguf"
+
+
+def gemma_cached():
+    cache = os.environ.get("KVLM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kvlm")
+    return os.path.isfile(os.path.join(cache, GEMMA))
+
+
+def complete(srv, prompt, max_tokens=16):
+    r = srv.client.completions.create(model=srv.model, prompt=prompt, max_tokens=max_tokens, temperature=0)
+    return Answer(r.choices[0].text, r.usage.prompt_tokens, r.usage.prompt_tokens_details.cached_tokens,
+                  r.choices[0].finish_reason)
+
+
+def s8_gemma_restart(t):
+    if not gemma_cached():
+        skip("8 Gemma 3", f"no {GEMMA} in the model cache (scripts/fetch-model.sh gemma3)")
+        return
+    d = t.dir("gemma")
+    n_words = 420 if t.quick else 1250                        # ~600 / ~1,500 Gemma tokens
+    tag = f"[{uuid.uuid4().hex[:12]}] "
+    p_a = tag + " ".join(WORDS[:n_words])
+    shared = n_words - 480                                    # B leaves A ~700 tokens (> 512) before its end
+    p_b = tag + " ".join(WORDS[:shared] + WORDS[3000:3000 + 150])
+    a = t.server("gemma-a", ["-m", "gemma3", "--cache-dir", d])
+    a1 = complete(a, p_a)
+    check(f"8 Gemma: a {a1.prompt_tokens}-token completion computed (cached {a1.cached})",
+          a1.cached == 0 and a1.prompt_tokens >= (500 if t.quick else 1400), repr(a1))
+    why = a.stop()
+    files, _ = disk_files(d)
+    tabs, versions = {}, set()
+    for f in files:
+        with open(os.path.join(d, f), "rb") as fh:
+            h = fh.read(HDR_BYTES)
+        versions.add(int.from_bytes(h[8:12], "little"))
+        tab, n_tab = int.from_bytes(h[142:146], "little"), int.from_bytes(h[146:150], "little")
+        window = int.from_bytes(h[154:158], "little")
+        tabs[tab] = tabs.get(tab, 0) + 1
+        if n_tab != 6 or window != (0 if tab == 0 else 512):
+            versions.add(-1)
+    check(f"8 Gemma: SIGTERM exits 0, {len(files)} block files of format {sorted(versions)}, "
+          f"tables {sorted(tabs)}", not why and versions == {2} and sorted(tabs) == list(range(6))
+          and len(set(tabs.values())) == 1, f"{why} {tabs}")
+    b = t.server("gemma-b", ["-m", "gemma3", "--cache-dir", d])
+    h1 = complete(b, p_a)
+    want = 0.8 * h1.prompt_tokens if t.quick else 1400
+    check(f"8 Gemma restart: cached_tokens {h1.cached} of {h1.prompt_tokens} (>= {want:.0f}), identical text",
+          h1.cached >= want and h1.text == a1.text, f"{h1} vs {a1.text!r}")
+    ref = t.server("gemma-ref", ["-m", "gemma3"])
+    cold_b = complete(ref, p_b)
+    stop_all("8 Gemma, reference", [ref])
+    c = t.server("gemma-c", ["-m", "gemma3", "--cache-dir", d])   # a fresh pool: B's chain and windows from disk
+    h2 = complete(c, p_b)
+    check(f"8 Gemma: B (leaves A > 512 tokens before its end) cached_tokens {h2.cached} of {h2.prompt_tokens}, "
+          f"text as without tiers", h2.cached >= h2.prompt_tokens - 300 and h2.cached > 512 and
+          h2.text == cold_b.text, f"{h2} vs {cold_b.text!r}")
+    stop_all("8 Gemma restart", [b, c])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kvlm", required=True)
@@ -724,6 +791,7 @@ def main():
         ("s6_two_writers_disk", lambda: s6_two_writers(t, False), False, False),
         ("s6_two_writers_redis", lambda: s6_two_writers(t, True), True, False),
         ("s7_frozen_redis", lambda: s7_frozen_redis(t), True, True),
+        ("s8_gemma_restart", lambda: s8_gemma_restart(t), False, False),
     ]
     for name, fn, needs_redis, slow in scenarios:
         if cfg.k not in name:
