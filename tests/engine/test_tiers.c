@@ -659,9 +659,10 @@ static void files_by_table(const char *dir, int64_t count[G_TABLES])
     closedir(d);
 }
 
+/* want_tier: the positions from the tiers, or -1: some, -2: any number */
 static void check_reuse(const char *what, size_t reused, size_t want, int64_t tier, int64_t want_tier)
 {
-    if (reused != want || (want_tier >= 0 && tier != want_tier) || (want_tier < 0 && tier <= 0))
+    if (reused != want || (want_tier >= 0 && tier != want_tier) || (want_tier == -1 && tier <= 0))
         fail_msg("%s: reused %zu (tiers %lld), expected %zu (tiers %lld)", what, reused, (long long)tier, want,
                  (long long)want_tier);
 }
@@ -758,7 +759,9 @@ static void test_gemma_redis(void **state)
 /* Write-evict on a pool too small for A's blocks: the window blocks A lets go are
  * evicted from the LRU while A runs and go below (their images name their window
  * table), so B, right after, finds its windows on disk; after a restart A and B
- * hit from disk. */
+ * hit from disk. Under the sanitizers A (700 tokens) is too short to let any window
+ * block go while it runs (its window tables hold the window and a 512-token batch),
+ * so there B's own blocks evict A's, and only the restart is checked. */
 static void test_gemma_write_evict(void **state)
 {
     (void)state;
@@ -766,7 +769,8 @@ static void test_gemma_write_evict(void **state)
     char *dir = test_make_tmpdir("kvtier");
     assert_non_null(dir);
     const size_t block = 3 * 2 * 16 * 256 * 2;       /* 3 layers, K and V, 16 positions, 256 f16 channels */
-    const size_t mem = (size_t)(hit_blocks(g_na) + 1 + (G_TABLES - 1) * (2 * G_WINDOW / 16 + 2) + 16) * block;
+    const size_t mem = (test_quick() ? 300 : (size_t)(hit_blocks(g_na) + 1 + (G_TABLES - 1) * (2 * G_WINDOW / 16 + 2) + 16)) *
+                       block;
     size_t reused;
     int64_t tier;
     test_run a1, b1, a2, b2;
@@ -777,11 +781,15 @@ static void test_gemma_write_evict(void **state)
     files_by_table(dir, count);
     int64_t n_win = 0;
     for (int t = 1; t < G_TABLES; t++) n_win += count[t];
-    assert_int_equal(count[0], 0);                    /* the full table's blocks stayed in RAM, */
-    assert_true(n_win > 0);                           /* the windows' oldest were evicted */
-    assert_int_equal(tier_stats(c1, 0).puts, n_win);
+    if (!test_quick()) {
+        assert_int_equal(count[0], 0);                /* the full table's blocks stayed in RAM, */
+        assert_true(n_win > 0);                       /* the windows' oldest were evicted */
+        assert_int_equal(tier_stats(c1, 0).puts, n_win);
+    }
     gem_run(c1, g_b, g_nb, &reused, &tier, &b1);
-    check_reuse("B, evicted windows from disk", reused, g_shared / 16 * 16, tier, -1);
+    check_reuse("B, evicted windows from disk", reused, g_shared / 16 * 16, tier, test_quick() ? -2 : -1);
+    kvlm_cache_flush(c1);
+    assert_true(tier_stats(c1, 0).puts > 0);
     kvlm_cache_free(c1);                              /* what is still cached goes below */
     kvlm_cache *c2 = gem_cache(dir, NULL, KVLM_CACHE_WRITE_EVICT, 64 << 20);
     gem_run(c2, g_a, g_na, &reused, &tier, &a2);
