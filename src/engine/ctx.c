@@ -299,9 +299,10 @@ static size_t attach_from_index(kvlm_ctx *c, const kvlm_token *tokens, size_t n,
         kv_seq_free(&hit);
         return keep;
     }
-    /* what RAM alone gave ends at most where the full tables' RAM hits end, and
-       before the first block a tier supplied (with layer groups: at least, since a
-       window block from below can also bound it) */
+    /* n_reused_tier: the positions past what RAM alone would have given. That ends
+       at most where the full tables' RAM hits end, and at the first block a tier
+       supplied (RAM lacked it); with layer groups RAM's own end may lie earlier still
+       (its windows), so the count is a lower bound there */
     int64_t ram = hit.n_pos;
     const int64_t lo = cache_load_sync(c->cache, &hit, tokens, (int64_t)n);   /* the tiers, after the RAM hits */
     if (lo < ram / KV_BLOCK_TOKENS) ram = lo * KV_BLOCK_TOKENS;
