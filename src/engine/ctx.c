@@ -254,7 +254,9 @@ kvlm_err kvlm_ctx_fill_zero(kvlm_ctx *c, size_t n, char *err, size_t errlen)
         return err_set(err, errlen, KVLM_ERR_CONTEXT_FULL,
                        "%zu positions do not fit: %zu of %lld context positions are used", n, c->n_past,
                        (long long)c->n_ctx);
-    kvlm_err e = kv_seq_reserve(&c->seq, (int64_t)n, err, errlen);
+    /* layer groups: a batch at a time, the windows sliding after each (below) */
+    const bool groups = c->seq.pool->n_tab > 1;
+    kvlm_err e = groups ? KVLM_OK : kv_seq_reserve(&c->seq, (int64_t)n, err, errlen);
     if (e) return e;
     const model_hparams *hp = &c->m->hp;
     const size_t nb = (size_t)c->fs.n_batch, n_ch = (size_t)(hp->n_head_kv * hp->head_dim);
@@ -262,6 +264,7 @@ kvlm_err kvlm_ctx_fill_zero(kvlm_ctx *c, size_t n, char *err, size_t errlen)
     if (!zero) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i += nb) {              /* zero: [n_batch][n_head_kv * head_dim] */
         const size_t m = n - i < nb ? n - i : nb;
+        if (groups && (e = kv_seq_reserve(&c->seq, (int64_t)m, err, errlen))) break;
         for (int64_t il = 0; il < hp->n_layer; il++) {
             if (c->seq.pool->res_tokens)
                 kv_seq_stage(&c->seq, il, (int64_t)(c->n_past + i), (int64_t)m, zero, zero, c->fs.stage);
@@ -269,9 +272,16 @@ kvlm_err kvlm_ctx_fill_zero(kvlm_ctx *c, size_t n, char *err, size_t errlen)
                 for (size_t t = 0; t < m; t++) kv_seq_store(&c->seq, il, (int64_t)(c->n_past + i + t), zero, zero);
         }
         kv_seq_advance(&c->seq, (int64_t)m);
+        kv_seq_slide(&c->seq);                        /* never published: let go means freed */
+    }
+    free(zero);
+    if (e) {                                          /* layer groups, budget gone midway */
+        kv_seq_truncate(&c->seq, (int64_t)c->n_past);
+        c->n_past = (size_t)c->seq.n_pos;
+        c->has_logits = false;
+        return e;
     }
     for (size_t i = 0; i < n; i++) c->tokens[c->n_past + i] = 0;
-    free(zero);
     c->n_past += n;
     c->has_logits = false;
     c->params.no_prefix_cache = true;                 /* these blocks must never be found by their tokens */
