@@ -82,4 +82,9 @@ void forward_run(forward_state *fs, pool *p, kv_seq *s, const kvlm_token *tokens
 void forward_run_batch(forward_state *fs, pool *p, const forward_seg *segs, int64_t n_seg,
                        const kvlm_token *tokens, const int64_t *out_rows, int64_t n_out, float *logits);
 
+/* Whether the q.k (K type) or p.v (V type) of attention runs in the Hadamard basis
+ * (ops_hadamard): quantized types, when head_dim is a power of two. The cache then
+ * stores that part rotated (nn/rope_shift.h un-rotates K to move it). */
+bool forward_rotates(kvlm_kv_type type, int64_t head_dim);
+
 #endif
