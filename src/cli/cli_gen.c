@@ -94,11 +94,12 @@ static int gen_loop(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, long 
         fflush(stdout);
         if (reply && str_append(reply, &rlen, &rcap, text, n)) return 1;
         if (n_predict >= 0 && i + 1 == n_predict) break;   /* no need to run the last token */
-        if (kvlm_ctx_n_past(ctx) >= kvlm_ctx_n_ctx(ctx)) {
+        const kvlm_err e = kvlm_ctx_decode(ctx, &t, 1, err, sizeof err);   /* with --context-shift: shifts */
+        if (e == KVLM_ERR_CONTEXT_FULL && kvlm_ctx_n_past(ctx) >= kvlm_ctx_n_ctx(ctx)) {
             fprintf(stderr, "\nkvlm: context full (%zu tokens), stopping\n", kvlm_ctx_n_ctx(ctx));
             break;
         }
-        if (kvlm_ctx_decode(ctx, &t, 1, err, sizeof err) != KVLM_OK) {
+        if (e != KVLM_OK) {
             fprintf(stderr, "\nkvlm: %s\n", err);
             return 1;
         }
@@ -165,6 +166,9 @@ static void print_stats(const kvlm_ctx *ctx, bool no_cache)
     fprintf(stderr, "decode             %lld tokens in %.3f s = %.1f tok/s\n", (long long)s.n_decoded,
             s.t_decode_s, s.t_decode_s > 0 ? (double)s.n_decoded / s.t_decode_s : 0.0);
     fprintf(stderr, "positions computed %lld\n", (long long)s.n_computed);
+    if (s.n_shifts > 0)
+        fprintf(stderr, "context shifts     %lld, %lld positions dropped (their blocks never published)\n",
+                (long long)s.n_shifts, (long long)s.n_dropped);
     fprintf(stderr, "kv cache           %zu tokens x %lld bytes/token (%lld bytes/token/layer) in %lld blocks "
                     "of %lld = %lld bytes\n",
             kvlm_ctx_n_past(ctx), (long long)s.kv_bytes_per_token, (long long)s.kv_bytes_per_token_layer,
