@@ -308,6 +308,11 @@ int cli_perplexity(int argc, char **argv)
     if (!(ct = open_ctx(m, &o, o.type, o.type_v)) || (o.kl && !(cb = open_ctx(m, &o, o.base_type, KVLM_KV_SAME)))) goto done;
     /* --context-shift: the first n_chunks windows' tokens (--chunks), else the whole text */
     const int64_t n_stream = o.max_chunks > 0 ? n_chunks * c : (int64_t)n_tok;
+    if (o.shift && n_stream <= c) {
+        fprintf(stderr, "kvlm perplexity: --context-shift scores the tokens after the first window: %lld tokens "
+                "are too few for -c %lld\n", (long long)n_stream, (long long)c);
+        goto done;
+    }
     if (!o.json && !o.shift)
         fprintf(stderr, "perplexity: %zu tokens of %s, %lld windows of %lld (scored: the last %lld of each), "
                 "K/V %s%s%s\n", n_tok, o.file, (long long)n_chunks, (long long)c, (long long)(c - 1 - c / 2),
