@@ -78,8 +78,9 @@ static void stop_install(void)
 /* The exit status after a stop: 128 + the signal, as a shell reports it. */
 static int stop_status(int rc) { return g_stop ? 128 + (int)g_stop : rc; }
 
-static int gen_loop(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, long long n_predict, char **reply)
+static int gen_loop(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, const cli_opts *o, char **reply)
 {
+    const long long n_predict = o->n_predict;
     char err[ERRLEN];
     kvlm_detok dt = { 0 };
     char text[1100];
@@ -96,7 +97,8 @@ static int gen_loop(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, long 
         if (n_predict >= 0 && i + 1 == n_predict) break;   /* no need to run the last token */
         const kvlm_err e = kvlm_ctx_decode(ctx, &t, 1, err, sizeof err);   /* with --context-shift: shifts */
         if (e == KVLM_ERR_CONTEXT_FULL && kvlm_ctx_n_past(ctx) >= kvlm_ctx_n_ctx(ctx)) {
-            fprintf(stderr, "\nkvlm: context full (%zu tokens), stopping\n", kvlm_ctx_n_ctx(ctx));
+            fprintf(stderr, "\nkvlm: context full (%zu tokens), stopping%s%s\n", kvlm_ctx_n_ctx(ctx),
+                    o->ctx.context_shift ? ": " : "", o->ctx.context_shift ? err : "");   /* why no shift */
             break;
         }
         if (e != KVLM_OK) {
@@ -112,14 +114,14 @@ static int gen_loop(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, long 
 }
 
 static int generate(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, const kvlm_token *prompt,
-                    size_t n_prompt, long long n_predict, char **reply, size_t *n_reused)
+                    size_t n_prompt, const cli_opts *o, char **reply, size_t *n_reused)
 {
     char err[ERRLEN];
     if (kvlm_ctx_prefill(ctx, prompt, n_prompt, n_reused, err, sizeof err) != KVLM_OK) {
         fprintf(stderr, "kvlm: %s\n", err);
         return 1;
     }
-    return gen_loop(ctx, m, smp, n_predict, reply);
+    return gen_loop(ctx, m, smp, o, reply);
 }
 
 /* --parallel N: one prefill, N - 1 forks sharing its blocks, N samplers seeded
@@ -147,7 +149,7 @@ static int generate_parallel(kvlm_ctx *ctx, const kvlm_model *m, const cli_opts 
             return 1;
         }
         printf("%s--- sequence %d (seed %llu) ---\n", i ? "\n" : "", i, (unsigned long long)sp.seed);
-        rc = gen_loop(f ? f : ctx, m, smp, o->n_predict, NULL);   /* the last one uses ctx itself */
+        rc = gen_loop(f ? f : ctx, m, smp, o, NULL);   /* the last one uses ctx itself */
         kvlm_sampler_free(smp);
         kvlm_ctx_free(f);
     }
@@ -271,7 +273,7 @@ int cli_run(const cli_opts *o)
         goto done;
     }
     if (o->n_parallel > 1) rc = generate_parallel(ctx, m, o, toks, n);
-    else rc = generate(ctx, m, smp, toks, n, o->n_predict, NULL, NULL);
+    else rc = generate(ctx, m, smp, toks, n, o, NULL, NULL);
     printf("\n");
     if (o->stats) print_stats(ctx, o->ctx.no_kv_cache);
 done:
@@ -334,7 +336,7 @@ static int chat_turn(const cli_opts *o, const kvlm_model *m, kvlm_ctx *ctx, kvlm
     char *reply = NULL;
     kvlm_stats before, s;
     kvlm_ctx_get_stats(ctx, &before);
-    int g = generate(ctx, m, smp, toks, n, o->n_predict, &reply, &reused);
+    int g = generate(ctx, m, smp, toks, n, o, &reply, &reused);
     free(toks);
     printf("\n");
     fflush(stdout);

@@ -80,17 +80,11 @@ static int teardown(void **state)
 
 static kvlm_ctx *shift_ctx(kvlm_cache *cache, int64_t n_ctx, int keep, bool prefix)
 {
-    kvlm_ctx_params p = kvlm_ctx_default_params();
-    p.n_threads = 2;
-    p.n_ctx = n_ctx;
-    p.cache = cache;
+    kvlm_ctx_params p = test_ctx_params(cache, KVLM_KV_F16, 0, n_ctx);
     p.context_shift = true;
     p.n_keep = keep;
     p.no_prefix_cache = !prefix;
-    kvlm_ctx *c;
-    char err[256];
-    if (kvlm_ctx_init(g_model, &p, &c, err, sizeof err)) fail_msg("ctx: %s", err);
-    return c;
+    return test_ctx_open(g_model, &p);
 }
 
 static bool all_finite(const float *l)

@@ -33,27 +33,29 @@ static int teardown(void **state)
     return 0;
 }
 
-enum { GEN = 24, MAXTOK = 400 };
+enum { GEN = 24, MAXTOK = 400, SHIFT_CTX = 64, SHIFT_GEN = 150 };
 
 typedef struct out {
-    kvlm_token toks[GEN];
+    kvlm_token toks[SHIFT_GEN];   /* [limit]; zero past n (every out is zeroed first) */
     int n;
     kvlm_err err;
     bool done;
+    int limit;                    /* tokens wanted: 0 means GEN */
 } out;
 
 static bool on_token(void *user, sched_seq *q, kvlm_token tok, kvlm_err e)
 {
     (void)q;
     out *o = user;
+    const int limit = o->limit ? o->limit : GEN;
     if (e != KVLM_OK) {
         o->err = e;
         o->done = true;
         return false;
     }
     o->toks[o->n++] = tok;
-    if (o->n == GEN) o->done = true;
-    return o->n < GEN;
+    if (o->n == limit) o->done = true;
+    return o->n < limit;
 }
 
 static kvlm_cache *new_cache(size_t mem)
@@ -276,26 +278,7 @@ static void test_add_errors(void **state)
 
 /* context_shift: a sequence generating past n_ctx is shifted as kvlm_ctx shifts it
  * (the same plan and bytes), so its greedy tokens equal kvlm_ctx's, shift after
- * shift, batched with a second sequence; without it, max_new is capped as before. */
-enum { SHIFT_CTX = 64, SHIFT_GEN = 150 };
-typedef struct long_out {
-    kvlm_token toks[SHIFT_GEN];
-    int n;
-    kvlm_err err;
-} long_out;
-
-static bool on_long(void *user, sched_seq *q, kvlm_token tok, kvlm_err e)
-{
-    (void)q;
-    long_out *o = user;
-    if (e != KVLM_OK) {
-        o->err = e;
-        return false;
-    }
-    o->toks[o->n++] = tok;
-    return o->n < SHIFT_GEN;
-}
-
+ * shift, batched with a second sequence. */
 static void test_context_shift(void **state)
 {
     (void)state;
@@ -311,12 +294,12 @@ static void test_context_shift(void **state)
     kvlm_ctx *c;
     assert_int_equal(kvlm_ctx_init(g_model, &cp, &c, NULL, 0), KVLM_OK);
     assert_int_equal(kvlm_ctx_prefill(c, t, n, NULL, NULL, 0), KVLM_OK);
-    long_out want = { 0 };
+    kvlm_token want[SHIFT_GEN];
     for (int i = 0; i < SHIFT_GEN; i++) {
         const float *l = kvlm_ctx_logits(c);
         kvlm_token best = 0;
         for (kvlm_token v = 1; v < g_vocab; v++) if (l[v] > l[best]) best = v;
-        want.toks[want.n++] = best;
+        want[i] = best;
         if (i + 1 < SHIFT_GEN) assert_int_equal(kvlm_ctx_decode(c, &best, 1, NULL, 0), KVLM_OK);
     }
     kvlm_stats st;
@@ -328,10 +311,10 @@ static void test_context_shift(void **state)
     sched_params p = { .n_threads = 2, .n_ctx = SHIFT_CTX, .step_tokens = 32, .max_seqs = 4,
                        .context_shift = true, .n_keep = 4 };
     sched *S = NULL;
-    assert_int_equal(sched_init(g_model, cache, &p, on_long, &S, NULL, 0), KVLM_OK);
+    assert_int_equal(sched_init(g_model, cache, &p, on_token, &S, NULL, 0), KVLM_OK);
     kvlm_sampler_params sp = kvlm_sampler_default_params();
     sp.temp = 0;
-    long_out got = { 0 }, other = { 0 };
+    out got = { .limit = SHIFT_GEN }, other = { .limit = SHIFT_GEN };
     sched_seq *q;
     assert_int_equal(sched_add(S, t, n, SHIFT_GEN, &sp, 0, &got, &q, NULL, NULL, NULL, 0), KVLM_OK);
     kvlm_token t2[MAXTOK];
@@ -342,7 +325,7 @@ static void test_context_shift(void **state)
     assert_int_equal(other.err, KVLM_OK);
     assert_int_equal(got.n, SHIFT_GEN);
     assert_int_equal(other.n, SHIFT_GEN);
-    assert_memory_equal(got.toks, want.toks, sizeof want.toks);
+    assert_memory_equal(got.toks, want, sizeof want);
     sched_free(S);
     char err[256];
     assert_int_equal(kv_pool_check(&cache->pool, err, sizeof err), KVLM_OK);

@@ -142,19 +142,19 @@ static void rope_double(double *x, double pos)
         }
 }
 
-/* x <- H x / sqrt(head_dim) per head (Sylvester order), in double */
+/* x <- H x / sqrt(head_dim) per head, H the Sylvester-Hadamard matrix written out:
+ * H[i][j] = (-1)^popcount(i & j) (not a fast transform: an independent one) */
 static void hadamard_double(double *x)
 {
+    double y[1024];
     for (int64_t h = 0; h < g_hkv; h++) {
-        double *xh = x + h * g_hd;
-        for (int64_t len = 1; len < g_hd; len *= 2)
-            for (int64_t i = 0; i < g_hd; i += 2 * len)
-                for (int64_t j = i; j < i + len; j++) {
-                    const double a = xh[j], b = xh[j + len];
-                    xh[j] = a + b;
-                    xh[j + len] = a - b;
-                }
-        for (int64_t i = 0; i < g_hd; i++) xh[i] /= sqrt((double)g_hd);
+        const double *xh = x + h * g_hd;
+        for (int64_t i = 0; i < g_hd; i++) {
+            double acc = 0;
+            for (int64_t j = 0; j < g_hd; j++) acc += (__builtin_popcountll((unsigned long long)(i & j)) & 1 ? -xh[j] : xh[j]);
+            y[i] = acc / sqrt((double)g_hd);
+        }
+        memcpy(x + h * g_hd, y, (size_t)g_hd * sizeof *y);
     }
 }
 
