@@ -66,7 +66,10 @@ kvlm_err kv_shift_plan(const kv_pool *p, int64_t n_pos, int64_t n_keep, int64_t 
 
 /* Drops positions [keep, keep + discard) of s and moves [keep + discard, n_pos) down
  * by discard, as above; keep and discard in kv_shift_plan's units (KVLM_ERR_INVALID
- * otherwise). Sets s->no_publish. KVLM_ERR_BUDGET or KVLM_ERR_NOMEM: s is unchanged. */
+ * otherwise). Sets s->no_publish. KVLM_ERR_BUDGET or KVLM_ERR_NOMEM: s is unchanged
+ * (but for blocks reserved past n_pos, released first). Should an allocation fail
+ * midway, which the check rules out, s keeps only its first keep / 16 blocks (n_pos
+ * says) and KVLM_ERR_BUDGET is returned. */
 kvlm_err kv_shift(kv_seq *s, int64_t keep, int64_t discard, kv_shift_rotate_fn rotate, void *user, char *err,
                   size_t errlen);
 
