@@ -57,8 +57,13 @@ static void test_usage_errors(void **state)
     assert_int_equal(run("run -p hi -n abc", NULL, 0), 2);
     assert_int_equal(run("run -p hi --temp -1", NULL, 0), 2);
     assert_int_equal(run("run -p hi -t 0", NULL, 0), 2);
+    assert_int_equal(run("run -p hi --keep -1", NULL, 0), 2);
+    assert_int_equal(run("batch -f x --context-shift", NULL, 0), 2);   /* run and chat only */
+    assert_int_equal(run("inspect --keep 4", NULL, 0), 2);
     assert_int_equal(run("--help", out, sizeof out), 0);
     assert_non_null(strstr(out, "--no-kv-cache"));
+    assert_non_null(strstr(out, "--context-shift"));
+    assert_non_null(strstr(out, "--keep N"));
     assert_non_null(strstr(out, "usage: kvlm"));
     assert_int_equal(run("run --help", out, sizeof out), 0);
 }
@@ -98,6 +103,34 @@ static void test_answers_and_cache_equivalence(void **state)
 }
 
 /* -m NAME: a known model's cached path; an unknown name is a clear error (exit 1). */
+/* A full context: run stops (as before) unless --context-shift; chat shifts unless
+ * --no-context-shift. --stats says how many shifts there were. */
+static void test_context_shift(void **state)
+{
+    (void)state;
+    const char *model = test_model_path();
+    if (!model) skip();
+    static char out[65536];
+    char cmd[8192];
+    const char *gen = "-c 64 -n 120 --temp 0 -t 2 --stats";
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Tell me a long story.' %s 2>&1 </dev/null", g_kvlm, model, gen);
+    assert_int_equal(run_sh(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "context full (64 tokens), stopping"));
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Tell me a long story.' %s --context-shift --keep 4 2>&1 </dev/null",
+             g_kvlm, model, gen);
+    assert_int_equal(run_sh(cmd, out, sizeof out), 0);
+    assert_null(strstr(out, "context full"));
+    assert_non_null(strstr(out, "context shifts "));
+    snprintf(cmd, sizeof cmd, "echo 'Tell me a long story.' | %s chat -m '%s' %s 2>&1", g_kvlm, model, gen);
+    assert_int_equal(run_sh(cmd, out, sizeof out), 0);
+    assert_null(strstr(out, "context full"));
+    assert_non_null(strstr(out, "context shifts "));
+    snprintf(cmd, sizeof cmd, "echo 'Tell me a long story.' | %s chat -m '%s' %s --no-context-shift 2>&1", g_kvlm,
+             model, gen);
+    assert_int_equal(run_sh(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "context full (64 tokens), stopping"));
+}
+
 static void test_model_names(void **state)
 {
     (void)state;
@@ -368,6 +401,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_runtime_errors),
         cmocka_unit_test(test_answers_and_cache_equivalence),
+        cmocka_unit_test(test_context_shift),
         cmocka_unit_test(test_model_names),
         cmocka_unit_test(test_model_name_gemma3),
         cmocka_unit_test(test_gemma3_window_accounting),
