@@ -86,10 +86,11 @@ model: deps
 	@scripts/fetch-model.sh >/dev/null
 	@scripts/fetch-model.sh whisper >/dev/null
 	@scripts/fetch-model.sh gemma3 >/dev/null
-# gen-gemma3-tokref.sh after gen-fixtures.sh, which replaces the fixtures dir whole
+# gen-gemma3-tokref.sh and gen-gemma3-ref.sh after gen-fixtures.sh, which replaces the fixtures dir whole
 fixtures: deps
 	@scripts/gen-fixtures.sh >/dev/null
 	@scripts/gen-gemma3-tokref.sh >/dev/null
+	@scripts/gen-gemma3-ref.sh >/dev/null
 setup: deps model
 
 # ---- the two commands ----------------------------------------------------------------

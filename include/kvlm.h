@@ -252,6 +252,16 @@ typedef struct kvlm_ctx_params {
     bool    no_prefix_cache; /* neither publish blocks nor look prefixes up */
     uint64_t cache_ns;       /* prefix namespace (tenant, salt): no sharing across values */
     kvlm_tier_params tiers;  /* tiers of a private cache (kvlm_cache_params) */
+    /* Context shift (llama.cpp's --context-shift): when a decode does not fit, keep
+     * the first n_keep tokens (plus the BOS the model adds, as llama.cpp counts it),
+     * drop half of the rest, and move the others down, their K re-rotated to the new
+     * positions (not recomputed) instead of returning KVLM_ERR_CONTEXT_FULL. Units: the
+     * dropped count is rounded to whole blocks of 16 (KIVI caches: n_keep and it to
+     * the residual group). The one path outside the bitwise contract: a shifted
+     * sequence publishes nothing. KVLM_ERR_UNSUPPORTED at init for a model with
+     * sliding-window layers (Gemma 2/3). */
+    bool    context_shift;
+    int     n_keep;          /* tokens kept at the start (>= 0; default 0, llama.cpp's) */
 } kvlm_ctx_params;
 kvlm_ctx_params kvlm_ctx_default_params(void);
 
@@ -262,7 +272,10 @@ void     kvlm_ctx_free(kvlm_ctx *ctx);   /* NULL is fine */
 /* Appends tokens[0..n) to the sequence and runs the model over them (one batch:
  * matrix-matrix work), leaving the next-token logits of the last one in
  * kvlm_ctx_logits(). n >= 1. KVLM_ERR_CONTEXT_FULL if the sequence would exceed
- * n_ctx (nothing is changed then); KVLM_ERR_INVALID for an id out of range. */
+ * n_ctx (nothing is changed then); KVLM_ERR_INVALID for an id out of range.
+ * With context_shift the sequence is filled to n_ctx, shifted, and so on until
+ * every token is in (n may exceed n_ctx); an error after a shift leaves the
+ * tokens decoded before it. */
 kvlm_err kvlm_ctx_decode(kvlm_ctx *ctx, const kvlm_token *tokens, size_t n,
                          char *err, size_t errlen);
 
@@ -272,7 +285,11 @@ kvlm_err kvlm_ctx_decode(kvlm_ctx *ctx, const kvlm_token *tokens, size_t n,
  * cache, model and namespace), takes that; drops the rest and decodes only the
  * new tail. At least the last token is always recomputed so that logits are
  * fresh. *n_reused (may be NULL) receives the number of tokens taken from the
- * cache. This is what a chat turn or a new request calls. */
+ * cache. This is what a chat turn or a new request calls.
+ * With context_shift, n may exceed n_ctx (the tokens are decoded with shifts), and
+ * after a shift tokens is matched against the whole stream the context has seen:
+ * a prompt that starts with the kept tokens, then the dropped ones, then the
+ * sequence's others (a chat's next turn) decodes only what follows them. */
 kvlm_err kvlm_ctx_prefill(kvlm_ctx *ctx, const kvlm_token *tokens, size_t n,
                           size_t *n_reused, char *err, size_t errlen);
 
@@ -331,6 +348,7 @@ typedef struct kvlm_stats {
         int64_t window;                  /* positions each keeps, 0: all */
         int64_t blocks, bytes;           /* what the sequence holds in the group's tables */
     } kv_group[2];
+    int64_t n_shifts, n_dropped;         /* context shifts, and the positions they dropped */
     kvlm_cache_stats cache;              /* the pool this context uses */
 } kvlm_stats;
 void kvlm_ctx_get_stats(const kvlm_ctx *ctx, kvlm_stats *out);

@@ -34,6 +34,8 @@ typedef struct cli_opts {
     kvlm_ctx_params ctx;
     kvlm_sampler_params samp;
     bool stats, raw, help;
+    bool shift_default;       /* context_shift came from chat's default, not a flag: off for a model
+                                 with sliding-window layers, which needs none */
 } cli_opts;
 
 int cli_run(const cli_opts *o);

@@ -78,8 +78,9 @@ static void stop_install(void)
 /* The exit status after a stop: 128 + the signal, as a shell reports it. */
 static int stop_status(int rc) { return g_stop ? 128 + (int)g_stop : rc; }
 
-static int gen_loop(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, long long n_predict, char **reply)
+static int gen_loop(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, const cli_opts *o, char **reply)
 {
+    const long long n_predict = o->n_predict;
     char err[ERRLEN];
     kvlm_detok dt = { 0 };
     char text[1100];
@@ -94,11 +95,13 @@ static int gen_loop(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, long 
         fflush(stdout);
         if (reply && str_append(reply, &rlen, &rcap, text, n)) return 1;
         if (n_predict >= 0 && i + 1 == n_predict) break;   /* no need to run the last token */
-        if (kvlm_ctx_n_past(ctx) >= kvlm_ctx_n_ctx(ctx)) {
-            fprintf(stderr, "\nkvlm: context full (%zu tokens), stopping\n", kvlm_ctx_n_ctx(ctx));
+        const kvlm_err e = kvlm_ctx_decode(ctx, &t, 1, err, sizeof err);   /* with --context-shift: shifts */
+        if (e == KVLM_ERR_CONTEXT_FULL && kvlm_ctx_n_past(ctx) >= kvlm_ctx_n_ctx(ctx)) {
+            fprintf(stderr, "\nkvlm: context full (%zu tokens), stopping%s%s\n", kvlm_ctx_n_ctx(ctx),
+                    o->ctx.context_shift ? ": " : "", o->ctx.context_shift ? err : "");   /* why no shift */
             break;
         }
-        if (kvlm_ctx_decode(ctx, &t, 1, err, sizeof err) != KVLM_OK) {
+        if (e != KVLM_OK) {
             fprintf(stderr, "\nkvlm: %s\n", err);
             return 1;
         }
@@ -111,14 +114,14 @@ static int gen_loop(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, long 
 }
 
 static int generate(kvlm_ctx *ctx, const kvlm_model *m, kvlm_sampler *smp, const kvlm_token *prompt,
-                    size_t n_prompt, long long n_predict, char **reply, size_t *n_reused)
+                    size_t n_prompt, const cli_opts *o, char **reply, size_t *n_reused)
 {
     char err[ERRLEN];
     if (kvlm_ctx_prefill(ctx, prompt, n_prompt, n_reused, err, sizeof err) != KVLM_OK) {
         fprintf(stderr, "kvlm: %s\n", err);
         return 1;
     }
-    return gen_loop(ctx, m, smp, n_predict, reply);
+    return gen_loop(ctx, m, smp, o, reply);
 }
 
 /* --parallel N: one prefill, N - 1 forks sharing its blocks, N samplers seeded
@@ -146,7 +149,7 @@ static int generate_parallel(kvlm_ctx *ctx, const kvlm_model *m, const cli_opts 
             return 1;
         }
         printf("%s--- sequence %d (seed %llu) ---\n", i ? "\n" : "", i, (unsigned long long)sp.seed);
-        rc = gen_loop(f ? f : ctx, m, smp, o->n_predict, NULL);   /* the last one uses ctx itself */
+        rc = gen_loop(f ? f : ctx, m, smp, o, NULL);   /* the last one uses ctx itself */
         kvlm_sampler_free(smp);
         kvlm_ctx_free(f);
     }
@@ -165,6 +168,9 @@ static void print_stats(const kvlm_ctx *ctx, bool no_cache)
     fprintf(stderr, "decode             %lld tokens in %.3f s = %.1f tok/s\n", (long long)s.n_decoded,
             s.t_decode_s, s.t_decode_s > 0 ? (double)s.n_decoded / s.t_decode_s : 0.0);
     fprintf(stderr, "positions computed %lld\n", (long long)s.n_computed);
+    if (s.n_shifts > 0)
+        fprintf(stderr, "context shifts     %lld, %lld positions dropped (their blocks never published)\n",
+                (long long)s.n_shifts, (long long)s.n_dropped);
     fprintf(stderr, "kv cache           %zu tokens x %lld bytes/token (%lld bytes/token/layer) in %lld blocks "
                     "of %lld = %lld bytes\n",
             kvlm_ctx_n_past(ctx), (long long)s.kv_bytes_per_token, (long long)s.kv_bytes_per_token_layer,
@@ -188,7 +194,9 @@ static int make_ctx(const cli_opts *o, const kvlm_model *m, kvlm_ctx **ctx, kvlm
     char err[ERRLEN];
     kvlm_model_info info;
     kvlm_model_get_info(m, &info);
-    if (kvlm_ctx_init(m, &o->ctx, ctx, err, sizeof err) != KVLM_OK) {
+    kvlm_ctx_params cp = o->ctx;
+    if (o->shift_default && info.n_swa > 0) cp.context_shift = false;   /* its window layers need none */
+    if (kvlm_ctx_init(m, &cp, ctx, err, sizeof err) != KVLM_OK) {
         fprintf(stderr, "kvlm: %s\n", err);
         return 1;
     }
@@ -273,7 +281,7 @@ int cli_run(const cli_opts *o)
         goto done;
     }
     if (o->n_parallel > 1) rc = generate_parallel(ctx, m, o, toks, n);
-    else rc = generate(ctx, m, smp, toks, n, o->n_predict, NULL, NULL);
+    else rc = generate(ctx, m, smp, toks, n, o, NULL, NULL);
     printf("\n");
     if (o->stats) print_stats(ctx, o->ctx.no_kv_cache);
 done:
@@ -336,7 +344,7 @@ static int chat_turn(const cli_opts *o, const kvlm_model *m, kvlm_ctx *ctx, kvlm
     char *reply = NULL;
     kvlm_stats before, s;
     kvlm_ctx_get_stats(ctx, &before);
-    int g = generate(ctx, m, smp, toks, n, o->n_predict, &reply, &reused);
+    int g = generate(ctx, m, smp, toks, n, o, &reply, &reused);
     free(toks);
     printf("\n");
     fflush(stdout);

@@ -4,14 +4,26 @@
  *
  * Protocol (llama.cpp's perplexity tool, so the numbers compare): the whole text
  * is tokenized once (BOS first if the model asks for one); it is cut into
- * floor(n_tokens / c) windows of c tokens; each window runs in a fresh sequence
- * and only its second half is scored: for i in [c/2, c-1), the negative log
- * likelihood of token i+1 under the logits at i. PPL = exp(mean NLL), with the
- * standard error of the mean carried through exp (as llama.cpp prints it).
+ * floor(n_tokens / c) windows of c tokens; if the model asks for BOS, every
+ * window's first token is replaced by BOS (llama-perplexity does the same: without
+ * it, Gemma 3 270M's windows after the first start mid-text and its PPL over the
+ * GPL-3 at -c 2048 was 15.86 against llama.cpp's 14.51); each window runs in a fresh
+ * sequence and only its second half is scored: for i in [c/2, c-1), the negative log
+ * likelihood of token i+1 under the logits at i (so the replaced first token is
+ * never a target). PPL = exp(mean NLL), with the standard error of the mean carried
+ * through exp (as llama.cpp prints it).
  *
  * With --kl-base T every window runs twice, with the cache type under test and
  * with T, and at each scored position it records KL(P_T || P_test) (natural log)
- * and whether both put the same token first. */
+ * and whether both put the same token first.
+ *
+ * With --context-shift the text (its first --chunks windows' worth, else all of it)
+ * streams through one context of c positions that shifts whenever it is full
+ * (kvlm_ctx_params.context_shift: --keep tokens kept, half of the rest dropped, the
+ * others' K re-rotated), and every token after the first window is scored: for i
+ * in [c - 1, n - 1), token i+1 under the logits at i. Each scored token then sees
+ * between about c/2 and c tokens before it, as in the second half of a fresh window,
+ * but through K moved by shifts instead of K computed in place. */
 #include "cli/cli.h"
 
 #include <cJSON.h>
@@ -29,7 +41,8 @@ typedef struct ppl_opts {
     int64_t n_window, max_chunks, kv_residual;
     int n_threads;
     kvlm_kv_type type, type_v, base_type;
-    bool kl, json, help;
+    int n_keep;
+    bool kl, json, help, shift;
 } ppl_opts;
 
 
@@ -51,6 +64,10 @@ static void usage(FILE *f)
         "      --cache-type-v T   V alone (default: as K)\n"
         "      --kv-residual N    KIVI: positions per residual group kept in f32 (16..256 dividing 256; KIVI K: 64, 128, 256; default 128)\n"
         "      --kl-base T        also run every window with cache type T and compare\n"
+        "      --context-shift    stream the text through one context of -c tokens that shifts when\n"
+        "                         full (keep --keep, drop half of the rest), scoring every token after\n"
+        "                         the first window\n"
+        "      --keep N           tokens a shift keeps at the start (default 0; a BOS counts extra)\n"
         "      --json             one JSON object on stdout instead of the text report\n"
         "  -h, --help             this help\n");
 }
@@ -84,6 +101,9 @@ static int parse_args(int argc, char **argv, ppl_opts *o)
             NEED_VALUE(); if (cli_parse_i64(v, 16, 256, &o->kv_residual)) BAD_VALUE();
         } else if (!strcmp(a, "--kl-base")) {
             NEED_VALUE(); if (!kvlm_kv_type_from_name(v, &o->base_type)) BAD_VALUE(); o->kl = true;
+        } else if (!strcmp(a, "--context-shift")) o->shift = true;
+        else if (!strcmp(a, "--keep")) {
+            NEED_VALUE(); if (cli_parse_i64(v, 0, 1 << 20, &n)) BAD_VALUE(); o->n_keep = (int)n;
         } else if (!strcmp(a, "--json")) o->json = true;
         else {
             fprintf(stderr, "kvlm perplexity: unknown option '%s' (see kvlm perplexity --help)\n", a);
@@ -94,6 +114,10 @@ static int parse_args(int argc, char **argv, ppl_opts *o)
     }
     if (!o->help && !o->file) {
         fprintf(stderr, "kvlm perplexity: -f FILE is required (see kvlm perplexity --help)\n");
+        return 2;
+    }
+    if (o->shift && o->kl) {
+        fprintf(stderr, "kvlm perplexity: --kl-base compares windows; it does not go with --context-shift\n");
         return 2;
     }
     return 0;
@@ -154,6 +178,8 @@ static kvlm_ctx *open_ctx(const kvlm_model *m, const ppl_opts *o, kvlm_kv_type t
     p.kv_type_v = tv;
     p.kv_residual = o->kv_residual;
     p.no_prefix_cache = true;                      /* every window is a fresh, cold sequence */
+    p.context_shift = o->shift;
+    p.n_keep = o->n_keep;
     kvlm_ctx *c = NULL;
     char err[ERRLEN];
     if (kvlm_ctx_init(m, &p, &c, err, sizeof err) != KVLM_OK) {
@@ -200,6 +226,30 @@ static int run_window(kvlm_ctx *ct, kvlm_ctx *cb, const kvlm_token *tok, int64_t
 fail:
     fprintf(stderr, "kvlm perplexity: %s\n", err);
     return -1;
+}
+
+/* --context-shift: tok[0, n) through one shifting context in pieces of at most c
+ * (lt: [c][V]); scores tokens [c, n) into s. */
+static int run_stream(kvlm_ctx *ct, const kvlm_token *tok, int64_t n, int64_t c, int64_t V, float *lt, double *lpt,
+                      ppl_sums *s)
+{
+    char err[ERRLEN];
+    for (int64_t i0 = 0; i0 < n - 1; i0 += c) {
+        const int64_t m = n - 1 - i0 < c ? n - 1 - i0 : c;   /* the last token is only predicted */
+        if (kvlm_ctx_decode_all(ct, tok + i0, (size_t)m, lt, err, sizeof err) != KVLM_OK) {
+            fprintf(stderr, "kvlm perplexity: %s\n", err);
+            return -1;
+        }
+        for (int64_t r = 0; r < m; r++) {              /* row r predicts tok[i0 + r + 1] */
+            if (i0 + r < c - 1) continue;
+            log_softmax(lpt, lt + r * V, V);
+            const double nll = -lpt[tok[i0 + r + 1]];
+            s->nll += nll;
+            s->nll2 += nll * nll;
+            s->count++;
+        }
+    }
+    return 0;
 }
 
 static double ppl_of(const ppl_sums *s) { return exp(s->nll / (double)s->count); }
@@ -249,6 +299,10 @@ int cli_perplexity(int argc, char **argv)
                 n_tok, (long long)c);
         goto done;
     }
+    size_t n_bos = 0;                              /* 1 if the model asks for BOS */
+    kvlm_tokenize(m, "", 0, true, false, NULL, 0, &n_bos, NULL, 0);
+    if (n_bos == 1)
+        for (int64_t k = 1; k < n_chunks; k++) tok[k * c] = in.bos;   /* window k's first token */
     lt = malloc((size_t)c * (size_t)V * sizeof *lt);
     lpt = malloc((size_t)V * sizeof *lpt);
     if (o.kl) {
@@ -260,18 +314,32 @@ int cli_perplexity(int argc, char **argv)
         goto done;
     }
     if (!(ct = open_ctx(m, &o, o.type, o.type_v)) || (o.kl && !(cb = open_ctx(m, &o, o.base_type, KVLM_KV_SAME)))) goto done;
-    if (!o.json)
+    /* --context-shift: the first n_chunks windows' tokens (--chunks), else the whole text */
+    const int64_t n_stream = o.max_chunks > 0 ? n_chunks * c : (int64_t)n_tok;
+    if (o.shift && n_stream <= c) {
+        fprintf(stderr, "kvlm perplexity: --context-shift scores the tokens after the first window: %lld tokens "
+                "are too few for -c %lld\n", (long long)n_stream, (long long)c);
+        goto done;
+    }
+    if (!o.json && !o.shift)
         fprintf(stderr, "perplexity: %zu tokens of %s, %lld windows of %lld (scored: the last %lld of each), "
                 "K/V %s%s%s\n", n_tok, o.file, (long long)n_chunks, (long long)c, (long long)(c - 1 - c / 2),
                 cli_kv_label(o.type, o.type_v, kvl, sizeof kvl), o.kl ? ", KL base " : "", o.kl ? kvlm_kv_type_name(o.base_type) : "");
+    if (!o.json && o.shift)
+        fprintf(stderr, "perplexity: %lld of %zu tokens of %s through one context of %lld with context shift "
+                "(keep %d; scored: all after the first window), K/V %s\n", (long long)n_stream, n_tok, o.file,
+                (long long)c, o.n_keep, cli_kv_label(o.type, o.type_v, kvl, sizeof kvl));
     ppl_sums s = { 0 };
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int64_t k = 0; k < n_chunks; k++) {
+    if (o.shift && run_stream(ct, tok, n_stream, c, V, lt, lpt, &s)) goto done;
+    for (int64_t k = 0; k < n_chunks && !o.shift; k++) {
         if (run_window(ct, cb, tok + k * c, c, V, lt, lb, lpt, lpb, &s)) goto done;
         if (!o.json) fprintf(stderr, "[%lld]%.4f%s", (long long)(k + 1), ppl_of(&s), k + 1 < n_chunks ? "," : "\n");
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
+    kvlm_stats st;
+    kvlm_ctx_get_stats(ct, &st);
     const double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     const double ppl = ppl_of(&s), ppl_err = ppl * sem(s.nll, s.nll2, s.count);
     if (o.json) {
@@ -285,6 +353,12 @@ int cli_perplexity(int argc, char **argv)
         cJSON_AddNumberToObject(j, "ppl", ppl);
         cJSON_AddNumberToObject(j, "ppl_err", ppl_err);
         cJSON_AddNumberToObject(j, "mean_nll", s.nll / (double)s.count);
+        cJSON_AddBoolToObject(j, "context_shift", o.shift);
+        if (o.shift) {
+            cJSON_AddNumberToObject(j, "keep", o.n_keep);
+            cJSON_AddNumberToObject(j, "streamed", (double)n_stream);
+            cJSON_AddNumberToObject(j, "shifts", (double)st.n_shifts);
+        }
         if (o.kl) {
             cJSON_AddStringToObject(j, "kl_base", kvlm_kv_type_name(o.base_type));
             cJSON_AddNumberToObject(j, "kl_mean", s.kl / (double)s.count);
@@ -299,6 +373,7 @@ int cli_perplexity(int argc, char **argv)
     } else {
         printf("PPL = %.4f +/- %.4f   (%lld tokens scored, K/V %s, %.1f s)\n", ppl, ppl_err, (long long)s.count,
                cli_kv_label(o.type, o.type_v, kvl, sizeof kvl), secs);
+        if (o.shift) printf("context shifts: %lld, %lld positions dropped\n", (long long)st.n_shifts, (long long)st.n_dropped);
         if (o.kl)
             printf("KL(%s || %s) = %.6f +/- %.6f nats per token, top-1 agreement %.2f%%\n", kvlm_kv_type_name(o.base_type),
                    cli_kv_label(o.type, o.type_v, kvl, sizeof kvl), s.kl / (double)s.count, sem(s.kl, s.kl2, s.count),

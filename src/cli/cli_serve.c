@@ -30,6 +30,9 @@ static void usage(FILE *f)
         "      --cache-type-k T, --cache-type-v T   K or V alone\n"
         "      --parallel N       sequences stepped together (default 16)\n"
         "      --step-tokens N    tokens per step, decodes plus prompt chunks (default 256)\n"
+        "      --context-shift    a generation that reaches -c keeps the first --keep tokens, drops half\n"
+        "                         of the rest and goes on (max_tokens may then exceed the context)\n"
+        "      --keep N           tokens a context shift keeps at the start (default 0; a BOS counts extra)\n"
         "      --queue N          requests waiting before 429 (default 64)\n"
         "      --max-body BYTES   request body limit (default 1M)\n"
         "      --whisper MODEL    also serve speech to text, POST /v1/audio/transcriptions: a CTranslate2\n"
@@ -73,6 +76,8 @@ int cli_serve(int argc, char **argv)
         else if (!strcmp(a, "--parallel")) { NEED_VALUE(); if (cli_parse_i64(v, 1, 1024, &p.max_seqs)) BAD_VALUE(); }
         else if (!strcmp(a, "--step-tokens")) { NEED_VALUE(); if (cli_parse_i64(v, 1, 8192, &p.step_tokens)) BAD_VALUE(); }
         else if (!strcmp(a, "--queue")) { NEED_VALUE(); if (cli_parse_i64(v, 0, 1 << 20, &p.queue_max)) BAD_VALUE(); }
+        else if (!strcmp(a, "--context-shift")) p.context_shift = true;
+        else if (!strcmp(a, "--keep")) { NEED_VALUE(); if (cli_parse_i64(v, 0, 1 << 24, &n)) BAD_VALUE(); p.n_keep = (int)n; }
         else if (!strcmp(a, "--api-key")) { NEED_VALUE(); p.api_key = v; }
         else if (!strcmp(a, "--api-keys")) { NEED_VALUE(); p.api_keys_file = v; }
         else if ((t = cli_tier_parse(&tiers, "kvlm serve", argc, argv, &i)) != 0) { if (t < 0) return 2; }

@@ -33,7 +33,7 @@ static void usage(FILE *o)
         "                        (the default, SmolLM2-135M-Instruct), gemma3 (Gemma 3 270M)\n"
         "  -p, --prompt TEXT     prompt text\n"
         "  -f, --file PATH       read the prompt from a file\n"
-        "  -n, --n-predict N     tokens to generate (default 128; -1 = until end or full)\n"
+        "  -n, --n-predict N     tokens to generate (default 128; -1 = until end, or full without a shift)\n"
         "  -c, --ctx-size N      context size in tokens (default: the model's, 8192)\n"
         "  -t, --threads N       threads (default: online cores)\n"
         "      --temp X          temperature (default 0.8; 0 = greedy)\n"
@@ -54,6 +54,10 @@ static void usage(FILE *o)
         "                        batch: 256M). Blocks nobody uses stay cached within it\n"
         "      --no-prefix-cache do not publish or look up shared prefixes\n"
         "      --parallel N      run: N sequences forked from one prefill (seeds seed..seed+N-1)\n"
+        "      --context-shift   run: when the context is full, keep the first --keep tokens, drop half of\n"
+        "                        the rest and go on (their K re-rotated, llama.cpp's context shift)\n"
+        "      --no-context-shift  chat: stop at a full context instead (chat shifts by default)\n"
+        "      --keep N          tokens a context shift keeps at the start (default 0, chat 4; a BOS counts extra)\n"
         "      --stats           print token counts, speeds and KV cache memory to stderr\n"
         "      --session FILE    chat: save the conversation to FILE after every turn; an existing FILE\n"
         "                        is resumed (its turns are the next prompt's start)\n"
@@ -103,6 +107,8 @@ static int parse_args(int argc, char **argv, cli_opts *o)
     o->ctx = kvlm_ctx_default_params();
     o->samp = kvlm_sampler_default_params();
     o->samp.seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    int shift = -1;                   /* --context-shift 1, --no-context-shift 0, neither -1 */
+    bool keep_given = false;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -157,6 +163,11 @@ static int parse_args(int argc, char **argv, cli_opts *o)
         } else if (!strcmp(a, "--parallel")) {
             NEED_VALUE(); if (parse_long(v, 1, 256, &n)) BAD_VALUE(); o->n_parallel = (int)n;
         }
+        else if (!strcmp(a, "--context-shift")) { shift = 1; }
+        else if (!strcmp(a, "--no-context-shift")) { shift = 0; }
+        else if (!strcmp(a, "--keep")) {
+            NEED_VALUE(); if (parse_long(v, 0, 1 << 24, &n)) BAD_VALUE(); o->ctx.n_keep = (int)n; keep_given = true;
+        }
         else if (!strcmp(a, "--stats")) { o->stats = true; }
         else if (!strcmp(a, "--raw")) { o->raw = true; }
         else if ((t = cli_tier_parse(&o->tiers, "kvlm", argc, argv, &i)) != 0) { if (t < 0) return 2; }
@@ -178,6 +189,13 @@ static int parse_args(int argc, char **argv, cli_opts *o)
         fprintf(stderr, "kvlm %s: --session is for chat\n", cmd);
         return 2;
     }
+    if (!o->help && !gen && (shift >= 0 || keep_given)) {
+        fprintf(stderr, "kvlm %s: --context-shift, --no-context-shift and --keep are for run and chat\n", cmd);
+        return 2;
+    }
+    o->ctx.context_shift = !strcmp(cmd, "chat") ? shift != 0 : shift == 1;   /* chat: on unless turned off */
+    o->shift_default = !strcmp(cmd, "chat") && shift < 0;
+    if (o->shift_default && !keep_given) o->ctx.n_keep = 4;   /* chat: 4 attention sinks (README, Context shift) */
     return 0;
 }
 

@@ -9,14 +9,24 @@
  * naive baseline, by the same code, so both paths give bitwise equal logits.
  * KIVI caches keep fewer positions than asked on a rollback into an earlier
  * residual group (kv_seq.h); kvlm_ctx_truncate recomputes the difference from
- * tokens[], prefill folds it into the tokens it computes anyway. */
+ * tokens[], prefill folds it into the tokens it computes anyway.
+ *
+ * Context shift (params.context_shift, kv/kv_shift.h): a decode that does not fit
+ * fills the context, then drops positions [shift_keep, shift_keep + discard) and
+ * moves the rest down (tokens[] with them), and goes on. The tokens seen so far are
+ * then the stream tokens[0, shift_keep), n_dropped tokens no longer held, then
+ * tokens[shift_keep, n_past): prefill matches a prompt against that stream. Once
+ * the sequence is cut back to shift_keep positions or fewer it is what it was
+ * before any shift (kv_shift keeps them bitwise), and publishes again. */
 #include "core/err.h"
 #include "core/clock.h"
 #include "core/pool.h"
 #include "engine/cache.h"
 #include "kv/kv_seq.h"
 #include "model/model.h"
+#include "kv/kv_shift.h"
 #include "nn/forward.h"
+#include "nn/rope_shift.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +48,10 @@ struct kvlm_ctx {
     float *logits;        /* [n_vocab] */
     bool has_logits;
     kvlm_stats stats;
+    rope_shift rs;        /* context shift: K's rotation to a new position */
+    kvlm_token bos;       /* the BOS the tokenizer puts first (a shift keeps it too), or -1 */
+    size_t shift_keep;    /* positions the shifts keep, when n_dropped > 0 */
+    size_t n_dropped;     /* tokens of the stream dropped by shifts since the sequence was unshifted */
 };
 
 
@@ -66,6 +80,11 @@ static kvlm_err check_params(const kvlm_model *m, kvlm_ctx_params *p, char *err,
     }
     if (p->cache && p->cache->m != m)
         return err_set(err, errlen, KVLM_ERR_INVALID, "the cache was made for another model");
+    if (p->context_shift) {
+        if (p->n_keep < 0) return err_set(err, errlen, KVLM_ERR_INVALID, "n_keep must not be negative");
+        kvlm_err e = rope_shift_check(m, err, errlen);
+        if (e) return e;
+    }
     return KVLM_OK;
 }
 
@@ -102,6 +121,9 @@ kvlm_err kvlm_ctx_init(const kvlm_model *m, const kvlm_ctx_params *params, kvlm_
         e = err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
         goto fail;
     }
+    rope_shift_init(&c->rs, m, c->cache->pool.type_k);
+    size_t n_bos = 0;                                 /* what an empty text tokenizes to */
+    if (kvlm_tokenize(m, "", 0, true, false, &c->bos, 1, &n_bos, NULL, 0) != KVLM_OK || n_bos != 1) c->bos = -1;
     kvlm_ctx_reset_stats(c);
     *out = c;
     return KVLM_OK;
@@ -138,6 +160,8 @@ kvlm_err kvlm_ctx_fork(const kvlm_ctx *src, kvlm_ctx **out, char *err, size_t er
     memcpy(c->logits, src->logits, (size_t)src->m->hp.n_vocab * sizeof *c->logits);
     c->n_past = src->n_past;
     c->has_logits = src->has_logits;
+    c->shift_keep = src->shift_keep;
+    c->n_dropped = src->n_dropped;
     *out = c;
     return KVLM_OK;
 }
@@ -178,16 +202,35 @@ static kvlm_err check_tokens(const kvlm_ctx *c, const kvlm_token *tokens, size_t
     return KVLM_OK;
 }
 
-static kvlm_err decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, float *all, char *err, size_t errlen)
+/* A context shift (kv_shift.h): keeps params.n_keep tokens (and a BOS the model put
+ * first, as llama.cpp's main counts it), drops half of the rest (in kv_shift's
+ * units), moves tokens[] and the sequence down. Without the cache only tokens[]
+ * moves, by the same plan: the next decode recomputes the window at its new
+ * positions, the reference a shift's rotated K approximates. */
+static kvlm_err shift(kvlm_ctx *c, char *err, size_t errlen)
 {
-    if (n == 0) return err_set(err, errlen, KVLM_ERR_INVALID, "decode needs at least one token");
-    if (n > (size_t)c->n_ctx - c->n_past)
-        return err_set(err, errlen, KVLM_ERR_CONTEXT_FULL,
-                       "%zu tokens do not fit: %zu of %lld context positions are used", n, c->n_past,
-                       (long long)c->n_ctx);
-    kvlm_err e = check_tokens(c, tokens, n, err, errlen);
+    const size_t want = (size_t)c->params.n_keep + (c->bos >= 0 && c->n_past > 0 && c->tokens[0] == c->bos);
+    int64_t keep, discard;
+    kvlm_err e = kv_shift_plan(&c->cache->pool, (int64_t)c->n_past, (int64_t)want, &keep, &discard, err, errlen);
     if (e) return e;
+    if (!c->params.no_kv_cache) {
+        if ((e = kv_shift(&c->seq, keep, discard, rope_shift_k, &c->rs, err, errlen))) return e;
+        if (c->seq.n_below > c->seq.n_published) c->seq.n_below = c->seq.n_published;
+    }
+    const size_t k = (size_t)keep, d = (size_t)discard;
+    memmove(c->tokens + k, c->tokens + k + d, (c->n_past - k - d) * sizeof *c->tokens);
+    c->n_past -= d;
+    c->shift_keep = k;
+    c->n_dropped += d;
+    c->stats.n_shifts++;
+    c->stats.n_dropped += discard;
+    return KVLM_OK;
+}
 
+/* decode of n tokens that fit */
+static kvlm_err decode_fit(kvlm_ctx *c, const kvlm_token *tokens, size_t n, float *all, char *err, size_t errlen)
+{
+    kvlm_err e;
     double t0 = clock_now_s();
     if (c->params.no_kv_cache) {
         /* the baseline: forget every K/V and recompute the whole sequence */
@@ -231,6 +274,25 @@ static kvlm_err decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, float *a
     return KVLM_OK;
 }
 
+static kvlm_err decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, float *all, char *err, size_t errlen)
+{
+    if (n == 0) return err_set(err, errlen, KVLM_ERR_INVALID, "decode needs at least one token");
+    if (n > (size_t)c->n_ctx - c->n_past && !c->params.context_shift)
+        return err_set(err, errlen, KVLM_ERR_CONTEXT_FULL,
+                       "%zu tokens do not fit: %zu of %lld context positions are used", n, c->n_past,
+                       (long long)c->n_ctx);
+    kvlm_err e = check_tokens(c, tokens, n, err, errlen);
+    if (e) return e;
+    const size_t V = (size_t)c->m->hp.n_vocab;
+    for (size_t i = 0; i < n;) {                      /* context shift: fill, shift, fill ... */
+        if (c->n_past == (size_t)c->n_ctx && (e = shift(c, err, errlen))) return e;
+        const size_t room = (size_t)c->n_ctx - c->n_past, m = n - i < room ? n - i : room;
+        if ((e = decode_fit(c, tokens + i, m, all ? all + i * V : NULL, err, errlen))) return e;
+        i += m;
+    }
+    return KVLM_OK;
+}
+
 kvlm_err kvlm_ctx_decode(kvlm_ctx *c, const kvlm_token *tokens, size_t n, char *err, size_t errlen)
 {
     return decode(c, tokens, n, NULL, err, errlen);
@@ -253,7 +315,9 @@ kvlm_err kvlm_ctx_fill_zero(kvlm_ctx *c, size_t n, char *err, size_t errlen)
         return err_set(err, errlen, KVLM_ERR_CONTEXT_FULL,
                        "%zu positions do not fit: %zu of %lld context positions are used", n, c->n_past,
                        (long long)c->n_ctx);
-    kvlm_err e = kv_seq_reserve(&c->seq, (int64_t)n, err, errlen);
+    /* layer groups: a batch at a time, the windows sliding after each (below) */
+    const bool groups = c->seq.pool->n_tab > 1;
+    kvlm_err e = groups ? KVLM_OK : kv_seq_reserve(&c->seq, (int64_t)n, err, errlen);
     if (e) return e;
     const model_hparams *hp = &c->m->hp;
     const size_t nb = (size_t)c->fs.n_batch, n_ch = (size_t)(hp->n_head_kv * hp->head_dim);
@@ -261,6 +325,7 @@ kvlm_err kvlm_ctx_fill_zero(kvlm_ctx *c, size_t n, char *err, size_t errlen)
     if (!zero) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i += nb) {              /* zero: [n_batch][n_head_kv * head_dim] */
         const size_t m = n - i < nb ? n - i : nb;
+        if (groups && (e = kv_seq_reserve(&c->seq, (int64_t)m, err, errlen))) break;
         for (int64_t il = 0; il < hp->n_layer; il++) {
             if (c->seq.pool->res_tokens)
                 kv_seq_stage(&c->seq, il, (int64_t)(c->n_past + i), (int64_t)m, zero, zero, c->fs.stage);
@@ -268,9 +333,16 @@ kvlm_err kvlm_ctx_fill_zero(kvlm_ctx *c, size_t n, char *err, size_t errlen)
                 for (size_t t = 0; t < m; t++) kv_seq_store(&c->seq, il, (int64_t)(c->n_past + i + t), zero, zero);
         }
         kv_seq_advance(&c->seq, (int64_t)m);
+        kv_seq_slide(&c->seq);                        /* never published: let go means freed */
+    }
+    free(zero);
+    if (e) {                                          /* layer groups, budget gone midway */
+        kv_seq_truncate(&c->seq, (int64_t)c->n_past);
+        c->n_past = (size_t)c->seq.n_pos;
+        c->has_logits = false;
+        return e;
     }
     for (size_t i = 0; i < n; i++) c->tokens[c->n_past + i] = 0;
-    free(zero);
     c->n_past += n;
     c->has_logits = false;
     c->params.no_prefix_cache = true;                 /* these blocks must never be found by their tokens */
@@ -284,6 +356,10 @@ static void truncate_seq(kvlm_ctx *c, size_t n_keep)
     kv_seq_truncate(&c->seq, (int64_t)n_keep);
     c->n_past = c->params.no_kv_cache ? n_keep : (size_t)c->seq.n_pos;
     c->has_logits = false;
+    if (c->n_dropped > 0 && c->n_past <= c->shift_keep) {   /* back to unshifted positions */
+        c->n_dropped = 0;
+        c->seq.no_publish = false;
+    }
 }
 
 /* Tries the prefix index for more than `keep` leading tokens of tokens[0..n):
@@ -314,10 +390,28 @@ static size_t attach_from_index(kvlm_ctx *c, const kvlm_token *tokens, size_t n,
     if (got > ram) c->stats.n_reused_tier += got - (ram > (int64_t)keep ? ram : (int64_t)keep);
     kv_seq_free(&c->seq);   /* our full blocks are published: they stay cached */
     c->seq = hit;           /* found in RAM or loaded: below already (n_below) */
+    c->n_dropped = 0;       /* the index holds unshifted blocks only */
     memcpy(c->tokens, tokens, (size_t)got * sizeof *tokens);
     c->n_past = (size_t)got;
     c->has_logits = false;
     return (size_t)got;
+}
+
+/* After a shift: if tokens[0, n) continues the stream the sequence has seen (the
+ * kept tokens, n_dropped others, then the rest of tokens[]: at least one of those),
+ * truncates the sequence to what matches and returns the index in tokens of the
+ * first token to decode; 0 when it does not (or nothing of it would be reused). */
+static size_t continue_stream(kvlm_ctx *c, const kvlm_token *tokens, size_t n)
+{
+    const size_t k = c->shift_keep, d = c->n_dropped;
+    if (c->params.no_kv_cache || n <= k + d || memcmp(tokens, c->tokens, k * sizeof *tokens) != 0) return 0;
+    size_t m = 0;                                     /* stream positions after the kept ones that match */
+    while (k + m < c->n_past && k + d + m < n && tokens[k + d + m] == c->tokens[k + m]) m++;
+    if (k + d + m == n) m--;                          /* the last token is recomputed for fresh logits */
+    if (m == 0) return 0;
+    truncate_seq(c, k + m);
+    if (c->n_dropped == 0) return 0;                  /* KIVI cut back below the kept ones: start over */
+    return c->n_past + d;
 }
 
 kvlm_err kvlm_ctx_prefill(kvlm_ctx *c, const kvlm_token *tokens, size_t n, size_t *n_reused,
@@ -325,17 +419,26 @@ kvlm_err kvlm_ctx_prefill(kvlm_ctx *c, const kvlm_token *tokens, size_t n, size_
 {
     if (n_reused) *n_reused = 0;
     if (n == 0) return err_set(err, errlen, KVLM_ERR_INVALID, "prefill needs at least one token");
-    if (n > (size_t)c->n_ctx)
+    if (n > (size_t)c->n_ctx && !c->params.context_shift)
         return err_set(err, errlen, KVLM_ERR_CONTEXT_FULL, "prompt of %zu tokens exceeds the context of %lld",
                        n, (long long)c->n_ctx);
     kvlm_err e = check_tokens(c, tokens, n, err, errlen);
     if (e) return e;
+    size_t next;
+    if (c->n_dropped > 0 && (next = continue_stream(c, tokens, n)) > 0) {
+        const size_t reused = c->n_past;
+        if ((e = kvlm_ctx_decode(c, tokens + next, n - next, err, errlen)) != KVLM_OK) return e;
+        c->stats.n_prompt += (int64_t)n;
+        c->stats.n_reused += (int64_t)reused;
+        if (n_reused) *n_reused = reused;
+        return KVLM_OK;
+    }
     size_t keep = 0;
     if (!c->params.no_kv_cache)
         while (keep < c->n_past && keep < n && c->tokens[keep] == tokens[keep]) keep++;
     if (keep == n) keep = n - 1;   /* the last token is recomputed for fresh logits */
     truncate_seq(c, keep);
-    keep = attach_from_index(c, tokens, n, c->n_past);
+    keep = attach_from_index(c, tokens, n < (size_t)c->n_ctx ? n : (size_t)c->n_ctx, c->n_past);
     if ((e = kvlm_ctx_decode(c, tokens + keep, n - keep, err, errlen)) != KVLM_OK) return e;
     c->stats.n_prompt += (int64_t)n;
     c->stats.n_reused += (int64_t)keep;

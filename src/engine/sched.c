@@ -3,7 +3,8 @@
  * Sequences live in an array in arrival order (seqs[0] is the oldest); a slot
  * is compacted away when its sequence ends. Per sequence:
  *
- *   tokens: [n_ctx]   prompt, then sampled tokens
+ *   tokens: [n_ctx + 1] prompt, then sampled tokens (one past n_ctx: a sampled token
+ *                     waits there for a context shift)
  *   n_tok             tokens known (prompt + sampled)
  *   kv.n_pos          tokens computed; n_tok - kv.n_pos are pending
  *                     (a prompt tail, or the one token sampled last step)
@@ -13,7 +14,9 @@
 #include "core/pool.h"
 #include "engine/cache.h"
 #include "kv/kv_seq.h"
+#include "kv/kv_shift.h"
 #include "nn/forward.h"
+#include "nn/rope_shift.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +48,8 @@ struct sched {
     kvlm_token *batch;      /* [step_tokens] this step's tokens */
     int64_t *rows;          /* [max_seqs] rows whose logits are sampled */
     float *logits;          /* [max_seqs][n_vocab] */
+    rope_shift rs;          /* context shift: K's rotation */
+    kvlm_token bos;         /* the BOS the tokenizer puts first (a shift keeps it), or -1 */
 };
 
 kvlm_err sched_init(const kvlm_model *m, kvlm_cache *cache, const sched_params *p, sched_token_fn on_token,
@@ -53,9 +58,13 @@ kvlm_err sched_init(const kvlm_model *m, kvlm_cache *cache, const sched_params *
     *out = NULL;
     if (!m || !cache || !on_token || cache->m != m)
         return err_set(err, errlen, KVLM_ERR_INVALID, "sched: needs a model, its cache and a token callback");
-    if (p->n_threads < 1 || p->max_seqs < 1 || p->step_tokens < p->max_seqs || p->n_ctx < 1)
+    if (p->n_threads < 1 || p->max_seqs < 1 || p->step_tokens < p->max_seqs || p->n_ctx < 1 || p->n_keep < 0)
         return err_set(err, errlen, KVLM_ERR_INVALID,
-                       "sched: threads >= 1, sequences >= 1, step tokens >= sequences, context >= 1");
+                       "sched: threads >= 1, sequences >= 1, step tokens >= sequences, context >= 1, keep >= 0");
+    if (p->context_shift) {
+        kvlm_err e = rope_shift_check(m, err, errlen);
+        if (e) return e;
+    }
     sched *S = calloc(1, sizeof *S);
     if (!S) return err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
     S->m = m;
@@ -81,6 +90,9 @@ kvlm_err sched_init(const kvlm_model *m, kvlm_cache *cache, const sched_params *
         goto fail;
     }
     if (p->wake) cache_set_wake(cache, p->wake, p->wake_user);
+    rope_shift_init(&S->rs, m, cache->pool.type_k);
+    size_t n_bos = 0;                                 /* what an empty text tokenizes to */
+    if (kvlm_tokenize(m, "", 0, true, false, &S->bos, 1, &n_bos, NULL, 0) != KVLM_OK || n_bos != 1) S->bos = -1;
     *out = S;
     return KVLM_OK;
 fail:
@@ -123,7 +135,7 @@ kvlm_err sched_add(sched *S, const kvlm_token *prompt, size_t n, int64_t max_new
     if (ticket) *ticket = 0;
     if (n == 0) return err_set(err, errlen, KVLM_ERR_INVALID, "the prompt is empty");
     if (max_new < 1) return err_set(err, errlen, KVLM_ERR_INVALID, "max_new must be >= 1");
-    if ((int64_t)n > S->p.n_ctx || max_new > S->p.n_ctx - (int64_t)n)
+    if ((int64_t)n > S->p.n_ctx || (max_new > S->p.n_ctx - (int64_t)n && !S->p.context_shift))
         return err_set(err, errlen, KVLM_ERR_CONTEXT_FULL,
                        "%zu prompt tokens plus %lld to generate exceed the context of %lld", n, (long long)max_new,
                        (long long)S->p.n_ctx);
@@ -135,7 +147,7 @@ kvlm_err sched_add(sched *S, const kvlm_token *prompt, size_t n, int64_t max_new
         return err_set(err, errlen, KVLM_ERR_BUDGET, "%lld sequences are running already", (long long)S->n_seqs);
     sched_seq *q = calloc(1, sizeof *q);
     kvlm_err e = KVLM_ERR_NOMEM;
-    if (!q || !(q->tokens = malloc((size_t)S->p.n_ctx * sizeof *q->tokens))) {
+    if (!q || !(q->tokens = malloc((size_t)(S->p.n_ctx + 1) * sizeof *q->tokens))) {
         e = err_set(err, errlen, KVLM_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -224,6 +236,21 @@ static void report(sched *S, sched_seq *q, kvlm_token tok, kvlm_err e)
     if (!S->on_token(q->user, q, tok, e) || e != KVLM_OK) q->ended = true;
 }
 
+/* A generating q whose pending token does not fit: kvlm_ctx's shift (ctx.c), the
+ * same plan. KVLM_ERR_BUDGET leaves q unchanged (it waits). */
+static kvlm_err shift(sched *S, sched_seq *q)
+{
+    const int64_t want = S->p.n_keep + (S->bos >= 0 && q->tokens[0] == S->bos);
+    int64_t keep, discard;
+    kvlm_err e = kv_shift_plan(q->kv.pool, q->kv.n_pos, want, &keep, &discard, NULL, 0);
+    if (e || (e = kv_shift(&q->kv, keep, discard, rope_shift_k, &S->rs, NULL, 0))) return e;
+    memmove(q->tokens + keep, q->tokens + keep + discard, (size_t)(q->n_tok - keep - discard) * sizeof *q->tokens);
+    q->n_tok -= discard;
+    q->n_prompt = q->n_prompt - discard > keep ? q->n_prompt - discard : keep;   /* still generating */
+    if (q->kv.n_below > q->kv.n_published) q->kv.n_below = q->kv.n_published;
+    return KVLM_OK;
+}
+
 int64_t sched_step(sched *S)
 {
     int64_t budget = S->p.step_tokens, n_seg = 0, n_tok = 0, blocked = 0, loading = 0;
@@ -241,6 +268,18 @@ int64_t sched_step(sched *S)
             int64_t n = q->n_tok - q->kv.n_pos;
             if (n > budget) n = budget;
             if (n <= 0) continue;
+            if (q->kv.n_pos + n > S->p.n_ctx) {   /* generating at n_ctx: context_shift (sched_add) */
+                const kvlm_err e = shift(S, q);
+                if (e == KVLM_ERR_BUDGET) {
+                    blocked++;
+                    continue;
+                }
+                if (e) {
+                    report(S, q, -1, e);
+                    q->ended = true;
+                    continue;
+                }
+            }
             if (kv_seq_reserve(&q->kv, n, NULL, 0) != KVLM_OK) {   /* the pool is full: wait */
                 blocked++;
                 continue;

@@ -25,7 +25,10 @@
  * sequence steps once that load is over, the others step meanwhile. Each step
  * publishes the full blocks computed so far (and queues them for the tiers). When the pool cannot supply a step's blocks, the
  * sequence waits; if no sequence can progress, the newest is ended with
- * KVLM_ERR_BUDGET so the others can (preemption by abort, not by swap). */
+ * KVLM_ERR_BUDGET so the others can (preemption by abort, not by swap).
+ * With context_shift, a generating sequence whose next token does not fit is
+ * shifted first, as kvlm_ctx does (the same plan, so the same bits); a shift the
+ * pool cannot supply waits like a reserve, and a shifted sequence publishes no more. */
 #ifndef KVLM_ENGINE_SCHED_H
 #define KVLM_ENGINE_SCHED_H
 
@@ -45,6 +48,10 @@ typedef struct sched_params {
     void  (*wake)(void *user);  /* called from another thread when a tier load progresses:
                                    the caller's loop should call sched_step again; NULL: poll */
     void   *wake_user;
+    bool    context_shift;  /* a generating sequence at n_ctx is shifted (kv/kv_shift.h: n_keep
+                               tokens and a BOS kept, half of the rest dropped) instead of
+                               ending: max_new may exceed n_ctx - n (the prompt still fits) */
+    int     n_keep;
 } sched_params;
 
 /* Reports the token a sequence just sampled (or, with e != KVLM_OK, that it was
@@ -65,7 +72,7 @@ void sched_free(sched *S);
  * added theirs: the pointer must stay valid while the sequence lives. Likewise
  * *ticket (may be NULL) is kept at the cache's write ticket of the last block
  * this sequence had written to the tiers (sched_after). KVLM_ERR_CONTEXT_FULL if
- * n + max_new exceeds n_ctx, KVLM_ERR_BUDGET if max_seqs are running,
+ * n + max_new exceeds n_ctx (without context_shift; with it, if n does), KVLM_ERR_BUDGET if max_seqs are running,
  * KVLM_ERR_INVALID for a bad id or n == 0. user is passed to on_token. */
 kvlm_err sched_add(sched *S, const kvlm_token *prompt, size_t n, int64_t max_new, const kvlm_sampler_params *sp,
                    uint64_t ns, void *user, sched_seq **out, size_t *n_cached, int64_t *ticket, char *err,

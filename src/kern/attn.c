@@ -65,6 +65,11 @@ static float kelem(const void *const *base, int64_t n_ch, int64_t j, int64_t ch,
     return fp16_to_f32(d[(size_t)(ch / ATTN_Q8_GROUP) * ATTN_BLOCK + slot]) * (float)((const int8_t *)b)[at];
 }
 
+float attn_k_value(const void *const *k, int64_t n_ch, int64_t j, int64_t ch, int type)
+{
+    return kelem(k, n_ch, j, ch, type);
+}
+
 /* V of row j, channel ch, from the row-major blocks of stride elements (= n_ch for q8/q4) */
 static float velem(const void *const *base, size_t stride, int64_t j, int64_t ch, int t)
 {

@@ -128,6 +128,11 @@ void attn_chunk_run(const attn_kernels *ak, float *part, const float *q, int64_t
  * n_ch % 64 == 0). Only KIVI's K and V differ (their scales group differently). */
 size_t attn_part_bytes(int type, int64_t n_ch, int is_v);
 
+/* K of row j, channel ch (of n_ch) of a run of channel-major blocks k[] (row j in
+ * block k[j / ATTN_BLOCK]; KIVI K: k[0] is the first block of a span, whose scales
+ * its blocks share), as the scalar set reads it: the value attention uses. */
+float attn_k_value(const void *const *k, int64_t n_ch, int64_t j, int64_t ch, int type);
+
 const attn_kernels *attn_scalar(void);
 const attn_kernels *attn_avx2_kernels(void);     /* NULL when built without the ISA */
 const attn_kernels *attn_avx512_kernels(void);

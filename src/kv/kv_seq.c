@@ -340,6 +340,15 @@ void kv_seq_store(kv_seq *s0, int64_t il0, int64_t pos, const float *k, const fl
     store_v(s->pool, kv_pool_v(s->pool, b, il, 0), slot, v);
 }
 
+void kv_seq_store_k(kv_seq *s, int64_t il, int64_t pos, const float *k)
+{
+    assert(il >= 0 && il < s->pool->n_layer && pos >= 0 && pos < s->n_blocks * KV_BLOCK_TOKENS);
+    assert(!kv_type_is_kivi(s->pool->type_k));
+    const kv_block b = s->blocks[pos / KV_BLOCK_TOKENS];
+    assert(writable(s->pool, b));
+    store_k(s->pool, kv_pool_k(s->pool, b, il), pos % KV_BLOCK_TOKENS, k);
+}
+
 /* ---- KIVI ------------------------------------------------------------------------ */
 /* x[i * xstride], i in [0, n) -> unsigned b-bit codes with *d = (max - min) / (2^b - 1)
  * and *m = min, both stored as f16, packed in runs of `run` values as attn.h
@@ -402,6 +411,13 @@ static void kivi_store_k_span(const kv_pool *p, int64_t il, const kv_block *b, c
         kivi_quant(x, 1, KV_KIVI_SPAN * BT, bits, BT, pack, sc + c % nq, sc + nq + c % nq);
         for (int r = 0; r < KV_KIVI_SPAN; r++) memcpy(kd[r] + (size_t)c * (size_t)cb, pack + r * cb, (size_t)cb);
     }
+}
+
+void kv_seq_store_k_span(kv_seq *s, int64_t il, int64_t b0, const float *blk0, size_t bf)
+{
+    assert(kv_type_is_kivi(s->pool->type_k) && b0 % KV_KIVI_SPAN == 0 && b0 + KV_KIVI_SPAN <= s->n_blocks);
+    for (int64_t r = 0; r < KV_KIVI_SPAN; r++) assert(writable(s->pool, s->blocks[b0 + r]));
+    kivi_store_k_span(s->pool, il, s->blocks + b0, blk0, bf);
 }
 
 void kv_seq_stage(kv_seq *s0, int64_t il0, int64_t pos0, int64_t n, const float *k, const float *v, float *stage)
@@ -548,6 +564,7 @@ static kvlm_err fork_table(kv_seq *dst, const kv_seq *src, char *err, size_t err
     dst->n_below = src->n_below;
     dst->fingerprint = src->fingerprint;
     dst->ns = src->ns;
+    dst->no_publish = src->no_publish;
     return KVLM_OK;
 }
 
@@ -635,6 +652,7 @@ static kvlm_err publish_table(kv_seq *s, const kvlm_token *tokens, int64_t n_tok
                        (long long)n_tokens, (long long)s->n_pos);
     if (s->n_keyed > 0 && (fingerprint != s->fingerprint || ns != s->ns))
         return err_set(err, errlen, KVLM_ERR_INVALID, "publish: fingerprint or namespace changed");
+    if (s->no_publish) return KVLM_OK;               /* shifted K (kv_shift.h) never enters the index */
     s->fingerprint = fingerprint;
     s->ns = ns;
     const int64_t n_full = span_blocks(s->pool, n_tokens / KV_BLOCK_TOKENS);

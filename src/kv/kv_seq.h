@@ -60,6 +60,7 @@
 #ifndef KVLM_KV_KV_SEQ_H
 #define KVLM_KV_KV_SEQ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "kvlm.h"
@@ -76,6 +77,8 @@ typedef struct kv_seq {
     uint64_t fingerprint, ns;   /* what keys[] were computed with (when n_keyed > 0) */
     float *res;             /* KIVI: [n_layer][R / 16] f32 blocks (kv_seq_stage_block_floats each)
                                holding positions [gs(n_pos), n_pos); NULL until the first reserve */
+    bool no_publish;        /* set by kv_shift: blocks hold K moved to other positions, so
+                               kv_seq_publish does nothing (the owner clears it; kv_shift.h) */
     /* layer groups (kv_pool.h): this struct is table 0; the pool's other tables are
        sub[0, n_tab - 1), allocated on first use (NULL before, and always without groups) */
     int32_t tab;            /* which table of the pool's layout this is */
@@ -146,6 +149,16 @@ kvlm_err kv_seq_reserve(kv_seq *s, int64_t n_new, char *err, size_t errlen);
  * (il, pos). pos must have been reserved since the last fork/truncate. */
 void kv_seq_store(kv_seq *s, int64_t il, int64_t pos, const float *k, const float *v);
 
+/* K alone, for kv_shift (kv_shift.h), which rewrites K in blocks the sequence holds
+ * alone, unpublished:
+ *   kv_seq_store_k       k: [n_head_kv * head_dim] f32 -> K of (il, pos), pos < n_blocks * 16,
+ *                        in the pool's K type, which must not be KIVI
+ *   kv_seq_store_k_span  KIVI K: the span of blocks [b0, b0 + KV_KIVI_SPAN) of layer il
+ *                        (b0 a multiple of it) from its 64 positions in f32: blk0 the
+ *                        first block's K [n_ch][16] channel-major, the next ones bf floats apart */
+void kv_seq_store_k(kv_seq *s, int64_t il, int64_t pos, const float *k);
+void kv_seq_store_k_span(kv_seq *s, int64_t il, int64_t b0, const float *blk0, size_t bf);
+
 /* Commits n reserved positions: n_pos += n. */
 void kv_seq_advance(kv_seq *s, int64_t n);
 
@@ -173,7 +186,7 @@ void kv_seq_truncate(kv_seq *s, int64_t n_keep);
 kvlm_err kv_seq_fork(kv_seq *dst, const kv_seq *src, char *err, size_t errlen);
 
 /* Publishes every full block of tokens[0, n_tokens) (the sequence's own tokens,
- * n_tokens <= n_pos) not yet published, each under the key chained from the one
+ * n_tokens <= n_pos) not yet published (none while no_publish is set), each under the key chained from the one
  * before, continuing from the keys of earlier calls. A block whose content is
  * already published by another sequence is replaced by that block (one copy
  * kept) if this sequence holds it alone. Publishing stops quietly there if a

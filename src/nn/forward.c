@@ -152,8 +152,6 @@ void forward_free(forward_state *fs)
     memset(fs, 0, sizeof *fs);
 }
 
-/* Whether the q.k (K type) or p.v (V type) of attention runs in the Hadamard basis
- * (ops_hadamard): quantized types, when head_dim is a power of two. */
 bool forward_rotates(kvlm_kv_type type, int64_t head_dim)
 {
     return (type == KVLM_KV_Q8 || type == KVLM_KV_Q4) && head_dim > 0 && (head_dim & (head_dim - 1)) == 0;

@@ -99,7 +99,9 @@ void forward_attention(forward_state *fs, pool *p, const forward_seg *segs, int6
 /* Commits the segments' positions and writes the logits of out_rows. */
 void forward_batch_end(forward_state *fs, pool *p, const forward_seg *segs, int64_t n_seg, const int64_t *out_rows,
                        int64_t n_out, float *logits);
-/* Whether q.k (K type) or p.v (V type) runs in the Hadamard basis (ops_hadamard). */
+/* Whether the q.k (K type) or p.v (V type) of attention runs in the Hadamard basis
+ * (ops_hadamard): quantized types, when head_dim is a power of two. The cache then
+ * stores that part rotated (nn/rope_shift.h un-rotates K to move it). */
 bool forward_rotates(kvlm_kv_type type, int64_t head_dim);
 /* gemma3's forward_run_batch (forward_gemma3.c); forward_run_batch calls it. */
 void forward_gemma3_batch(forward_state *fs, pool *p, const forward_seg *segs, int64_t n_seg,

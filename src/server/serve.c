@@ -518,8 +518,8 @@ static void handle_completion(server *s, api_endpoint ep, const http_request *re
                       ep == API_CHAT ? "messages" : "prompt", j->n_prompt, ep == API_CHAT ? "messages" : "prompt");
         goto fail;
     }
-    if (j->req.max_tokens > n_ctx - (int64_t)j->n_prompt)   /* as llama.cpp: stop at the context's end */
-        j->req.max_tokens = n_ctx - (int64_t)j->n_prompt;    /* (finish_reason "length") */
+    if (j->req.max_tokens > n_ctx - (int64_t)j->n_prompt && !s->p.context_shift)   /* as llama.cpp: stop */
+        j->req.max_tokens = n_ctx - (int64_t)j->n_prompt;    /* at the context's end (finish_reason "length") */
     if (!(j->ch = calloc((size_t)j->req.n, sizeof *j->ch))) {
         api_error_set(&e, 500, NULL, NULL, "out of memory");
         goto fail;
@@ -800,7 +800,8 @@ static int start_chat(server *s, char *err)
         return -1;
     }
     sched_params sp = { .n_threads = s->p.n_threads, .n_ctx = s->p.n_ctx, .step_tokens = s->p.step_tokens,
-                        .max_seqs = s->p.max_seqs, .wake = wake_sched, .wake_user = s };
+                        .max_seqs = s->p.max_seqs, .wake = wake_sched, .wake_user = s,
+                        .context_shift = s->p.context_shift, .n_keep = s->p.n_keep };
     if (sched_init(s->model, s->cache, &sp, on_token, &s->S, err, ERRLEN)) {
         fprintf(stderr, "kvlm serve: %s\n", err);
         return -1;
@@ -808,7 +809,7 @@ static int start_chat(server *s, char *err)
     s->lim = api_limits_default();
     s->lim.model_name = s->model_id;
     s->lim.n_vocab = s->info.n_vocab;
-    s->lim.max_tokens_cap = s->p.n_ctx;
+    s->lim.max_tokens_cap = s->p.context_shift ? (int64_t)1 << 20 : s->p.n_ctx;   /* a shift goes past n_ctx */
     s->lim.default_max_tokens = s->p.n_ctx / 4 < 1024 ? s->p.n_ctx / 4 : 1024;
     s->lim.max_n = s->p.max_seqs < 8 ? s->p.max_seqs : 8;
     s->lim.max_body = s->p.max_body;

@@ -45,6 +45,8 @@ typedef struct serve_params {
                                    a CT2 directory or "whisper" (serve_whisper.h); NULL: none */
     size_t max_upload;          /* audio file bytes of a transcription (default 25 MiB) */
     kvlm_tier_params tiers;     /* disk / Redis tiers below the KV pool; zero: none */
+    bool context_shift;         /* a generation at n_ctx shifts (sched.h) instead of stopping */
+    int n_keep;                 /* tokens a shift keeps */
 } serve_params;
 
 serve_params serve_default_params(void);

@@ -57,8 +57,13 @@ static void test_usage_errors(void **state)
     assert_int_equal(run("run -p hi -n abc", NULL, 0), 2);
     assert_int_equal(run("run -p hi --temp -1", NULL, 0), 2);
     assert_int_equal(run("run -p hi -t 0", NULL, 0), 2);
+    assert_int_equal(run("run -p hi --keep -1", NULL, 0), 2);
+    assert_int_equal(run("batch -f x --context-shift", NULL, 0), 2);   /* run and chat only */
+    assert_int_equal(run("inspect --keep 4", NULL, 0), 2);
     assert_int_equal(run("--help", out, sizeof out), 0);
     assert_non_null(strstr(out, "--no-kv-cache"));
+    assert_non_null(strstr(out, "--context-shift"));
+    assert_non_null(strstr(out, "--keep N"));
     assert_non_null(strstr(out, "usage: kvlm"));
     assert_int_equal(run("run --help", out, sizeof out), 0);
 }
@@ -98,6 +103,34 @@ static void test_answers_and_cache_equivalence(void **state)
 }
 
 /* -m NAME: a known model's cached path; an unknown name is a clear error (exit 1). */
+/* A full context: run stops (as before) unless --context-shift; chat shifts unless
+ * --no-context-shift. --stats says how many shifts there were. */
+static void test_context_shift(void **state)
+{
+    (void)state;
+    const char *model = test_model_path();
+    if (!model) skip();
+    static char out[65536];
+    char cmd[8192];
+    const char *gen = "-c 64 -n 120 --temp 0 -t 2 --stats";
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Tell me a long story.' %s 2>&1 </dev/null", g_kvlm, model, gen);
+    assert_int_equal(run_sh(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "context full (64 tokens), stopping"));
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Tell me a long story.' %s --context-shift --keep 4 2>&1 </dev/null",
+             g_kvlm, model, gen);
+    assert_int_equal(run_sh(cmd, out, sizeof out), 0);
+    assert_null(strstr(out, "context full"));
+    assert_non_null(strstr(out, "context shifts "));
+    snprintf(cmd, sizeof cmd, "echo 'Tell me a long story.' | %s chat -m '%s' %s 2>&1", g_kvlm, model, gen);
+    assert_int_equal(run_sh(cmd, out, sizeof out), 0);
+    assert_null(strstr(out, "context full"));
+    assert_non_null(strstr(out, "context shifts "));
+    snprintf(cmd, sizeof cmd, "echo 'Tell me a long story.' | %s chat -m '%s' %s --no-context-shift 2>&1", g_kvlm,
+             model, gen);
+    assert_int_equal(run_sh(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "context full (64 tokens), stopping"));
+}
+
 static void test_model_names(void **state)
 {
     (void)state;
@@ -159,6 +192,49 @@ static void test_model_name_gemma3(void **state)
     }
     test_rm_tree(dir);
     free(dir);
+}
+
+/* The sliding window made visible: inspect's window lines, their figures from the
+ * block arithmetic done here (f16, 16384 bytes per layer and block of 16: at 32,768
+ * tokens 3 full layers x 2048 blocks + 15 window layers x 32 blocks = 103.5 MiB,
+ * 18 x 2048 = 576.0 MiB without), and --stats' per-group line. */
+static void test_gemma3_window_accounting(void **state)
+{
+    (void)state;
+    const char *g = test_gemma3_path();
+    if (!g) skip();
+    static char args[8192], out[65536];
+    snprintf(args, sizeof args, "inspect -m '%s'", g);
+    assert_int_equal(run(args, out, sizeof out), 0);
+    assert_non_null(strstr(out, "sliding window 512 on 15 of 18 layers"));
+    const double full = 18.0 * 2048 * 16384 / 1048576.0, win = (3.0 * 2048 + 15.0 * 32) * 16384 / 1048576.0;
+    char want[128];
+    snprintf(want, sizeof want, "%.1f MiB", win);
+    const char *with = strstr(out, "with the window"), *without = strstr(out, "without (every layer)");
+    assert_non_null(with);
+    assert_non_null(without);
+    assert_non_null(strstr(with, want));
+    snprintf(want, sizeof want, "%.1f MiB", full);
+    assert_non_null(strstr(without, want));
+    /* 700 tokens: the full group holds ceil(n/16) blocks, each window table
+       ceil(n/16) - floor((n + 1 - 512) / 16) */
+    static char cmd[16384];
+    snprintf(cmd, sizeof cmd, "head -c 3000 /usr/share/common-licenses/GPL-3 > /tmp/kvlm_gw.txt && "
+             "%s run -m '%s' -f /tmp/kvlm_gw.txt --raw -n 1 --temp 0 -t 2 --stats 2>&1 >/dev/null", g_kvlm, g);
+    assert_int_equal(run_sh(cmd, out, sizeof out), 0);
+    long long n_pos = 0, fb = -1, wb = -1;
+    const char *kc = strstr(out, "kv cache");
+    assert_non_null(kc);
+    assert_int_equal(sscanf(kc, "kv cache %lld tokens", &n_pos), 1);
+    const char *kg = strstr(out, "kv groups");
+    assert_non_null(kg);
+    assert_int_equal(sscanf(kg, "kv groups full attention: 3 layers, %lld blocks = %*d bytes; sliding window 512: "
+                                "15 layers, %lld blocks", &fb, &wb), 2);
+    assert_true(n_pos > 512);
+    const long long nb = (n_pos + 15) / 16;
+    assert_int_equal(fb, nb);
+    assert_int_equal(wb, 5 * (nb - (n_pos + 1 - 512) / 16));
+    unlink("/tmp/kvlm_gw.txt");
 }
 
 static void test_chat_reuses_the_cache(void **state)
@@ -325,8 +401,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_runtime_errors),
         cmocka_unit_test(test_answers_and_cache_equivalence),
+        cmocka_unit_test(test_context_shift),
         cmocka_unit_test(test_model_names),
         cmocka_unit_test(test_model_name_gemma3),
+        cmocka_unit_test(test_gemma3_window_accounting),
         cmocka_unit_test(test_chat_reuses_the_cache),
         cmocka_unit_test(test_batch_shares_the_prefix),
         cmocka_unit_test(test_parallel_forks),

@@ -6,7 +6,12 @@
  * Also: KL of a cache type against itself is exactly 0 with 100% top-1
  * agreement, and f32 against f16 is small but not zero. Text: the start of
  * /usr/share/common-licenses/GPL-3 (every Debian machine has it), copied to a
- * temporary file. Runs BUILD/kvlm next to this test. */
+ * temporary file. Runs BUILD/kvlm next to this test.
+ * Gemma 3 270M (issue 15 part 7): the whole GPL-3 in windows of 2,048 within 0.5% of
+ * llama.cpp's own tool on the same file, `llama-perplexity -m FILE -f GPL-3 -c 2048
+ * --no-repack -t 2` (bench/peers; its default flash attention, f16 K/V): PPL 14.5091
+ * +/- 0.7333 over 3 windows, measured once (tests/ref/README.md; -fa off gives 14.4841).
+ * kvlm gave 14.4819 (-0.19%) on the AMD EPYC Zen 5 in 33 s; skipped in the sanitizer run. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +29,10 @@
 #include "testutil.h"
 
 enum { WIN = 64, CHUNKS = 3 };
+#define GPL3 "/usr/share/common-licenses/GPL-3"
+#define GEMMA3_LLAMA_PPL   14.5091   /* llama-perplexity -c 2048 on GPL3 (see above) */
+#define GEMMA3_PPL_REL_TOL 0.005    /* the issue's 0.5% */
+enum { GEMMA3_SCORED = 3 * (2048 - 1 - 1024) };   /* 7,563 tokens: 3 windows */
 
 static char g_kvlm[4096], g_text[256];
 static kvlm_model *g_model;
@@ -43,7 +52,7 @@ static int setup(void **state)
     (void)state;
     /* the first 6 KB of the GPL-3: about 1,300 tokens, enough for 3 windows of 64 */
     snprintf(g_text, sizeof g_text, "/tmp/kvlm_ppl_%d.txt", (int)getpid());
-    FILE *in = fopen("/usr/share/common-licenses/GPL-3", "rb"), *out = fopen(g_text, "wb");
+    FILE *in = fopen(GPL3, "rb"), *out = fopen(g_text, "wb");
     if (!in || !out) {
         if (in) fclose(in);
         if (out) fclose(out);
@@ -75,6 +84,8 @@ static void test_usage_and_runtime_errors(void **state)
     assert_int_equal(ppl("-f x --bogus", NULL, 0), 2);
     assert_int_equal(ppl("-f x -c 2", NULL, 0), 2);                 /* window too small */
     assert_int_equal(ppl("-f x --cache-type q9", NULL, 0), 2);
+    assert_int_equal(ppl("-f x --context-shift --kl-base f16", NULL, 0), 2);   /* KL compares windows */
+    assert_int_equal(ppl("-f x --context-shift --keep -1", NULL, 0), 2);
     assert_int_equal(ppl("-f /nonexistent.txt", NULL, 0), 1);
     snprintf(args, sizeof args, "-f %s -c 100000", g_text);          /* shorter than one window */
     assert_int_equal(ppl(args, NULL, 0), 1);
@@ -98,9 +109,8 @@ static double num(const cJSON *j, const char *key)
     return v->valuedouble;
 }
 
-/* The protocol, written again: windows of WIN tokens in fresh sequences,
- * token i+1 scored from the logits at i for i in [WIN/2, WIN-1). */
-static double reference_ppl(int64_t *scored)
+/* The text's tokens, as the tool tokenizes it (BOS first if the model asks). */
+static const kvlm_token *text_tokens(size_t *n)
 {
     static char text[8192];
     FILE *f = fopen(g_text, "rb");
@@ -108,9 +118,26 @@ static double reference_ppl(int64_t *scored)
     size_t len = fread(text, 1, sizeof text, f);
     fclose(f);
     static kvlm_token tok[4096];
+    assert_int_equal(kvlm_tokenize(g_model, text, len, true, false, tok, 4096, n, NULL, 0), KVLM_OK);
+    assert_true(*n >= (size_t)(WIN * CHUNKS));
+    return tok;
+}
+
+/* -log P(next) under logits lg: [n_vocab], in double */
+static double nll_of(const float *lg, kvlm_token next)
+{
+    double mx = -INFINITY, sum = 0.0;
+    for (int64_t v = 0; v < g_vocab; v++) if (lg[v] > mx) mx = lg[v];
+    for (int64_t v = 0; v < g_vocab; v++) sum += exp((double)lg[v] - mx);
+    return mx + log(sum) - (double)lg[next];
+}
+
+/* The protocol, written again: windows of WIN tokens in fresh sequences,
+ * token i+1 scored from the logits at i for i in [WIN/2, WIN-1). */
+static double reference_ppl(int64_t *scored)
+{
     size_t n = 0;
-    assert_int_equal(kvlm_tokenize(g_model, text, len, true, false, tok, 4096, &n, NULL, 0), KVLM_OK);
-    assert_true(n >= (size_t)(WIN * CHUNKS));
+    const kvlm_token *tok = text_tokens(&n);
     kvlm_ctx_params p = kvlm_ctx_default_params();
     p.n_ctx = WIN;
     p.n_threads = 2;
@@ -123,16 +150,22 @@ static double reference_ppl(int64_t *scored)
         for (int i = 0; i < WIN - 1; i++) {
             assert_int_equal(kvlm_ctx_decode(c, w + i, 1, NULL, 0), KVLM_OK);
             if (i < WIN / 2) continue;
-            const float *lg = kvlm_ctx_logits(c);
-            double mx = -INFINITY, sum = 0.0;
-            for (int64_t v = 0; v < g_vocab; v++) if (lg[v] > mx) mx = lg[v];
-            for (int64_t v = 0; v < g_vocab; v++) sum += exp((double)lg[v] - mx);
-            nll += mx + log(sum) - (double)lg[w[i + 1]];
+            nll += nll_of(kvlm_ctx_logits(c), w[i + 1]);
             (*scored)++;
         }
         kvlm_ctx_free(c);
     }
     return exp(nll / (double)*scored);
+}
+
+/* The tool's report j against a reference: scored tokens (also = expected), PPL. */
+static void assert_matches(const cJSON *j, double want, int64_t scored, int64_t expected)
+{
+    assert_int_equal((int64_t)num(j, "scored"), scored);
+    assert_int_equal(scored, expected);
+    const double got = num(j, "ppl");
+    if (!(fabs(got - want) <= 1e-9 * want)) fail_msg("perplexity %.12g, reference %.12g", got, want);
+    assert_true(got > 1.0 && got < 1000.0);
 }
 
 static void test_against_reference(void **state)
@@ -142,11 +175,50 @@ static void test_against_reference(void **state)
     cJSON *j = run_json("");
     int64_t scored;
     const double want = reference_ppl(&scored);
-    assert_int_equal((int64_t)num(j, "scored"), scored);
-    assert_int_equal((int64_t)num(j, "scored"), CHUNKS * (WIN - 1 - WIN / 2));
-    const double got = num(j, "ppl");
-    if (!(fabs(got - want) <= 1e-9 * want)) fail_msg("perplexity %.12g, reference %.12g", got, want);
-    assert_true(got > 1.0 && got < 1000.0);
+    assert_matches(j, want, scored, CHUNKS * (WIN - 1 - WIN / 2));
+    cJSON_Delete(j);
+}
+
+/* --context-shift, written again: the first CHUNKS windows' tokens through one
+ * shifting context a token at a time (kvlm_ctx_decode), every token after the first
+ * window scored here. */
+static double reference_shift_ppl(int keep, int64_t *scored, int64_t *shifts)
+{
+    size_t n = 0;
+    const kvlm_token *tok = text_tokens(&n);
+    kvlm_ctx_params p = kvlm_ctx_default_params();
+    p.n_ctx = WIN;
+    p.n_threads = 2;
+    p.context_shift = true;
+    p.n_keep = keep;
+    kvlm_ctx *c;
+    assert_int_equal(kvlm_ctx_init(g_model, &p, &c, NULL, 0), KVLM_OK);
+    double nll = 0.0;
+    *scored = 0;
+    for (int i = 0; i < WIN * CHUNKS - 1; i++) {
+        assert_int_equal(kvlm_ctx_decode(c, tok + i, 1, NULL, 0), KVLM_OK);
+        if (i < WIN - 1) continue;
+        nll += nll_of(kvlm_ctx_logits(c), tok[i + 1]);
+        (*scored)++;
+    }
+    kvlm_stats st;
+    kvlm_ctx_get_stats(c, &st);
+    *shifts = st.n_shifts;
+    kvlm_ctx_free(c);
+    return exp(nll / (double)*scored);
+}
+
+static void test_context_shift(void **state)
+{
+    (void)state;
+    if (!g_model) skip();
+    cJSON *j = run_json("--context-shift --keep 4");
+    int64_t scored, shifts;
+    const double want = reference_shift_ppl(4, &scored, &shifts);
+    assert_matches(j, want, scored, (CHUNKS - 1) * WIN);
+    assert_int_equal((int64_t)num(j, "shifts"), shifts);
+    assert_true(shifts >= 2);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "context_shift")));
     cJSON_Delete(j);
 }
 
@@ -165,6 +237,26 @@ static void test_kl(void **state)
     cJSON_Delete(f32);
 }
 
+static void test_gemma3_vs_llama_perplexity(void **state)
+{
+    (void)state;
+    const char *g = test_gemma3_path();
+    if (!g || test_quick()) skip();   /* ~33 s release, minutes under ASan */
+    static char out[16384];
+    char args[4352];
+    snprintf(args, sizeof args, "-m %s -f " GPL3 " -c 2048 -t 2 --json", g);
+    assert_int_equal(ppl(args, out, sizeof out), 0);
+    cJSON *j = cJSON_Parse(out);
+    assert_non_null(j);
+    const double got = num(j, "ppl"), rel = got / GEMMA3_LLAMA_PPL - 1.0;
+    print_message("gemma3 PPL %.4f +/- %.4f over %d tokens; llama-perplexity %.4f: %+.3f%% (tol %.1f%%), %.1f s\n",
+                  got, num(j, "ppl_err"), (int)num(j, "scored"), GEMMA3_LLAMA_PPL, 100.0 * rel,
+                  100.0 * GEMMA3_PPL_REL_TOL, num(j, "seconds"));
+    assert_int_equal((int64_t)num(j, "scored"), GEMMA3_SCORED);
+    assert_true(fabs(rel) <= GEMMA3_PPL_REL_TOL);
+    cJSON_Delete(j);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -172,7 +264,9 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_usage_and_runtime_errors),
         cmocka_unit_test(test_against_reference),
+        cmocka_unit_test(test_context_shift),
         cmocka_unit_test(test_kl),
+        cmocka_unit_test(test_gemma3_vs_llama_perplexity),
     };
     return cmocka_run_group_tests_name("cli_perplexity", tests, setup, teardown);
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "engine/cache.h"
 #include "engine/sched.h"
 
 static kvlm_model *g_model;
@@ -32,27 +33,29 @@ static int teardown(void **state)
     return 0;
 }
 
-enum { GEN = 24, MAXTOK = 400 };
+enum { GEN = 24, MAXTOK = 400, SHIFT_CTX = 64, SHIFT_GEN = 150 };
 
 typedef struct out {
-    kvlm_token toks[GEN];
+    kvlm_token toks[SHIFT_GEN];   /* [limit]; zero past n (every out is zeroed first) */
     int n;
     kvlm_err err;
     bool done;
+    int limit;                    /* tokens wanted: 0 means GEN */
 } out;
 
 static bool on_token(void *user, sched_seq *q, kvlm_token tok, kvlm_err e)
 {
     (void)q;
     out *o = user;
+    const int limit = o->limit ? o->limit : GEN;
     if (e != KVLM_OK) {
         o->err = e;
         o->done = true;
         return false;
     }
     o->toks[o->n++] = tok;
-    if (o->n == GEN) o->done = true;
-    return o->n < GEN;
+    if (o->n == limit) o->done = true;
+    return o->n < limit;
 }
 
 static kvlm_cache *new_cache(size_t mem)
@@ -273,6 +276,62 @@ static void test_add_errors(void **state)
     kvlm_cache_free(c);
 }
 
+/* context_shift: a sequence generating past n_ctx is shifted as kvlm_ctx shifts it
+ * (the same plan and bytes), so its greedy tokens equal kvlm_ctx's, shift after
+ * shift, batched with a second sequence. */
+static void test_context_shift(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    kvlm_token t[MAXTOK];
+    const size_t n = prompt(TEXTS[0], t);
+    /* kvlm_ctx: prefill, then one decode per token, shifting at n_ctx */
+    kvlm_ctx_params cp = kvlm_ctx_default_params();
+    cp.n_threads = 2;
+    cp.n_ctx = SHIFT_CTX;
+    cp.context_shift = true;
+    cp.n_keep = 4;
+    kvlm_ctx *c;
+    assert_int_equal(kvlm_ctx_init(g_model, &cp, &c, NULL, 0), KVLM_OK);
+    assert_int_equal(kvlm_ctx_prefill(c, t, n, NULL, NULL, 0), KVLM_OK);
+    kvlm_token want[SHIFT_GEN];
+    for (int i = 0; i < SHIFT_GEN; i++) {
+        const float *l = kvlm_ctx_logits(c);
+        kvlm_token best = 0;
+        for (kvlm_token v = 1; v < g_vocab; v++) if (l[v] > l[best]) best = v;
+        want[i] = best;
+        if (i + 1 < SHIFT_GEN) assert_int_equal(kvlm_ctx_decode(c, &best, 1, NULL, 0), KVLM_OK);
+    }
+    kvlm_stats st;
+    kvlm_ctx_get_stats(c, &st);
+    assert_true(st.n_shifts >= 3);
+    kvlm_ctx_free(c);
+
+    kvlm_cache *cache = new_cache((size_t)64 << 20);
+    sched_params p = { .n_threads = 2, .n_ctx = SHIFT_CTX, .step_tokens = 32, .max_seqs = 4,
+                       .context_shift = true, .n_keep = 4 };
+    sched *S = NULL;
+    assert_int_equal(sched_init(g_model, cache, &p, on_token, &S, NULL, 0), KVLM_OK);
+    kvlm_sampler_params sp = kvlm_sampler_default_params();
+    sp.temp = 0;
+    out got = { .limit = SHIFT_GEN }, other = { .limit = SHIFT_GEN };
+    sched_seq *q;
+    assert_int_equal(sched_add(S, t, n, SHIFT_GEN, &sp, 0, &got, &q, NULL, NULL, NULL, 0), KVLM_OK);
+    kvlm_token t2[MAXTOK];
+    const size_t n2 = prompt(TEXTS[1], t2);
+    assert_int_equal(sched_add(S, t2, n2, SHIFT_GEN, &sp, 0, &other, &q, NULL, NULL, NULL, 0), KVLM_OK);
+    while (sched_n_seqs(S) > 0) sched_step(S);
+    assert_int_equal(got.err, KVLM_OK);
+    assert_int_equal(other.err, KVLM_OK);
+    assert_int_equal(got.n, SHIFT_GEN);
+    assert_int_equal(other.n, SHIFT_GEN);
+    assert_memory_equal(got.toks, want, sizeof want);
+    sched_free(S);
+    char err[256];
+    assert_int_equal(kv_pool_check(&cache->pool, err, sizeof err), KVLM_OK);
+    kvlm_cache_free(cache);
+}
+
 int main(void)
 {
     const struct CMUnitTest t[] = {
@@ -280,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_prefix_hit),
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_add_errors),
+        cmocka_unit_test(test_context_shift),
     };
     return cmocka_run_group_tests_name("sched", t, setup, teardown);
 }

@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kvlm.h"
+#include "util/testref.h"
 #include "util/testutil.h"
 
 #define LOGIT_TOL_NUMPY      1.5f   /* max |kvlm - numpy| over the vocabulary */
@@ -63,173 +64,17 @@
 #define N_THREADS            2
 #define N_CTX                512    /* as llama.cpp's reference run */
 
-/* ---- the case files ---------------------------------------------------------------- */
-typedef struct ref_case {
-    char name[64];
-    kvlm_token *prompt;      /* [n_prompt] */
-    size_t n_prompt;
-    kvlm_token *gen;         /* [n_gen] (greedy cases) */
-    size_t n_gen;
-    char logits[128];        /* file under tests/data/ref/ (forward cases) */
-    char source[32];         /* "numpy" | "llama.cpp" (forward cases) */
-} ref_case;
-
-typedef struct case_list {
-    ref_case *v;
-    size_t n;
-} case_list;
-
 static kvlm_model *g_model;
 static int64_t g_vocab;
-static case_list g_fwd, g_greedy;
-
-/* Parses "<n> <id> ... <id>" (n ids) into a malloc'd array. 0 on success. */
-static int parse_ids(const char *s, kvlm_token **out, size_t *n_out)
-{
-    char *end;
-    long n = strtol(s, &end, 10);
-    if (end == s || n < 0 || n > 1000000) return -1;
-    kvlm_token *ids = malloc(((size_t)n + 1) * sizeof *ids);
-    if (!ids) return -1;
-    s = end;
-    for (long i = 0; i < n; i++) {
-        long v = strtol(s, &end, 10);
-        if (end == s || v < 0 || v > INT32_MAX) { free(ids); return -1; }
-        ids[i] = (kvlm_token)v;
-        s = end;
-    }
-    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') s++;
-    if (*s != '\0') { free(ids); return -1; }   /* more ids than announced */
-    *out = ids;
-    *n_out = (size_t)n;
-    return 0;
-}
-
-/* Copies the first word of s into dst[cap]. */
-static void word(char *dst, size_t cap, const char *s)
-{
-    size_t n = strcspn(s, " \t\r\n");
-    if (n >= cap) n = cap - 1;
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-}
-
-static void free_cases(case_list *l)
-{
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->v[i].prompt);
-        free(l->v[i].gen);
-    }
-    free(l->v);
-    l->v = NULL;
-    l->n = 0;
-}
-
-/* Reads blocks `case <name>` ... `end` from tests/data/ref/<rel>. 0 on success;
- * on failure prints the file and line and returns -1. */
-static int read_cases(const char *rel, case_list *out)
-{
-    enum { LINE_CAP = 1 << 16 };
-    const char *path = test_data_path(rel);
-    FILE *f = fopen(path, "r");
-    char *line = malloc(LINE_CAP);
-    ref_case cur;
-    bool in_case = false;
-    int lineno = 0;
-    memset(&cur, 0, sizeof cur);
-    if (!f || !line) {
-        print_error("%s: cannot open\n", path);
-        goto fail;
-    }
-    while (fgets(line, LINE_CAP, f)) {
-        lineno++;
-        size_t len = strlen(line);
-        if (len == LINE_CAP - 1 && line[len - 1] != '\n' && !feof(f)) {
-            print_error("%s:%d: line too long\n", path, lineno);
-            goto fail;
-        }
-        char *s = line + strspn(line, " \t");
-        if (*s == '#' || *s == '\n' || *s == '\r' || *s == '\0') continue;
-        char key[32];
-        word(key, sizeof key, s);
-        char *arg = s + strlen(key);
-        arg += strspn(arg, " \t");
-        if (strcmp(key, "case") == 0) {
-            if (in_case) goto bad;
-            memset(&cur, 0, sizeof cur);
-            word(cur.name, sizeof cur.name, arg);
-            in_case = true;
-        } else if (!in_case) {
-            goto bad;
-        } else if (strcmp(key, "prompt_ids") == 0) {
-            if (cur.prompt || parse_ids(arg, &cur.prompt, &cur.n_prompt) != 0) goto bad;
-        } else if (strcmp(key, "gen_ids") == 0) {
-            if (cur.gen || parse_ids(arg, &cur.gen, &cur.n_gen) != 0) goto bad;
-        } else if (strcmp(key, "logits") == 0) {
-            word(cur.logits, sizeof cur.logits, arg);
-        } else if (strcmp(key, "source") == 0) {
-            word(cur.source, sizeof cur.source, arg);
-        } else if (strcmp(key, "end") == 0) {
-            if (!cur.prompt || cur.n_prompt == 0) goto bad;
-            ref_case *v = realloc(out->v, (out->n + 1) * sizeof *v);
-            if (!v) goto bad;
-            out->v = v;
-            out->v[out->n++] = cur;
-            memset(&cur, 0, sizeof cur);
-            in_case = false;
-        }   /* other keys: ignored, for future additions */
-    }
-    if (in_case) goto bad;
-    free(line);
-    fclose(f);
-    return 0;
-bad:
-    print_error("%s:%d: malformed\n", path, lineno);
-fail:
-    free(cur.prompt);
-    free(cur.gen);
-    free(line);
-    if (f) fclose(f);
-    free_cases(out);
-    return -1;
-}
-
-/* Reads the reference logits [n_vocab] of a forward case. NULL on failure. */
-static float *read_logits(const ref_case *c)
-{
-    char rel[256];
-    snprintf(rel, sizeof rel, "ref/%s", c->logits);
-    size_t len = 0;
-    char *raw = test_read_file(test_data_path(rel), &len);
-    if (!raw || len != (size_t)g_vocab * sizeof(float)) {
-        print_error("%s: %s (%zu bytes, want %zu)\n", rel, raw ? "wrong size" : "cannot read",
-                    len, (size_t)g_vocab * sizeof(float));
-        free(raw);
-        return NULL;
-    }
-    float *l = malloc(len);   /* raw little-endian float32; this host is little-endian */
-    if (l) memcpy(l, raw, len);
-    free(raw);
-    return l;
-}
+static ref_case_list g_fwd, g_greedy;
 
 /* ---- helpers ---------------------------------------------------------------------- */
 static int setup(void **state)
 {
     (void)state;
-    if (read_cases("ref/forward_cases.txt", &g_fwd) != 0) return -1;
-    if (read_cases("ref/greedy_cases.txt", &g_greedy) != 0) return -1;
-    const char *path = test_model_path();
-    if (!path) return 0;
-    char err[256];
-    if (kvlm_model_load(path, &g_model, err, sizeof err) != KVLM_OK) {
-        print_error("load %s: %s\n", path, err);
-        return -1;
-    }
-    kvlm_model_info info;
-    kvlm_model_get_info(g_model, &info);
-    g_vocab = info.n_vocab;
-    return 0;
+    if (test_ref_read_cases(test_data_path("ref/forward_cases.txt"), &g_fwd) != 0) return -1;
+    if (test_ref_read_cases(test_data_path("ref/greedy_cases.txt"), &g_greedy) != 0) return -1;
+    return test_model_load(&g_model, &g_vocab);
 }
 
 static int teardown(void **state)
@@ -237,48 +82,12 @@ static int teardown(void **state)
     (void)state;
     kvlm_model_free(g_model);
     g_model = NULL;
-    free_cases(&g_fwd);
-    free_cases(&g_greedy);
+    test_ref_free_cases(&g_fwd);
+    test_ref_free_cases(&g_greedy);
     return 0;
 }
 
 #define NEED_MODEL() do { if (!g_model) skip(); } while (0)
-
-static kvlm_ctx *new_ctx(bool no_kv_cache)
-{
-    kvlm_ctx_params p = kvlm_ctx_default_params();
-    p.n_threads = N_THREADS;
-    p.n_ctx = N_CTX;
-    p.no_kv_cache = no_kv_cache;
-    kvlm_ctx *ctx = NULL;
-    char err[256];
-    kvlm_err e = kvlm_ctx_init(g_model, &p, &ctx, err, sizeof err);
-    if (e != KVLM_OK) print_error("ctx init: %s\n", err);
-    assert_int_equal(e, KVLM_OK);
-    return ctx;
-}
-
-static void decode(kvlm_ctx *ctx, const kvlm_token *ids, size_t n)
-{
-    char err[256];
-    kvlm_err e = kvlm_ctx_decode(ctx, ids, n, err, sizeof err);
-    if (e != KVLM_OK) print_error("decode: %s\n", err);
-    assert_int_equal(e, KVLM_OK);
-}
-
-/* Argmax, lowest id on ties (NaN never wins). */
-static kvlm_token argmax(const float *l, int64_t n)
-{
-    int64_t best = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (l[i] > l[best] || (isnan(l[best]) && !isnan(l[i]))) best = i;
-    return (kvlm_token)best;
-}
-
-static void check_ids_in_range(const kvlm_token *ids, size_t n)
-{
-    for (size_t i = 0; i < n; i++) assert_true(ids[i] >= 0 && ids[i] < g_vocab);
-}
 
 /* ---- tests -------------------------------------------------------------------------- */
 static void test_case_files(void **state)
@@ -308,31 +117,22 @@ static void test_forward_cases(void **state)
         const ref_case *c = &g_fwd.v[ci];
         bool is_np = strcmp(c->source, "numpy") == 0;
         float tol = is_np ? LOGIT_TOL_NUMPY : LOGIT_TOL_LLAMA_CPP;
-        check_ids_in_range(c->prompt, c->n_prompt);
-        float *ref = read_logits(c);
+        test_ref_check_ids(c->prompt, c->n_prompt, g_vocab);
+        char rel[256];
+        snprintf(rel, sizeof rel, "ref/%s", c->logits);
+        float *ref = test_ref_read_logits(test_data_path(rel), g_vocab);
         assert_non_null(ref);
 
-        kvlm_ctx *ctx = new_ctx(false);
-        decode(ctx, c->prompt, c->n_prompt);
-        const float *got = kvlm_ctx_logits(ctx);
-        assert_non_null(got);
+        kvlm_ctx *ctx = test_ref_ctx(g_model, N_CTX, N_THREADS, false);
+        const float *got = test_ref_prompt_logits(ctx, c);
 
-        double max_diff = 0.0, sum_diff = 0.0;
-        int64_t at = 0;
-        bool finite = true;
-        for (int64_t i = 0; i < g_vocab; i++) {
-            if (!isfinite(got[i])) finite = false;
-            double d = fabs((double)got[i] - (double)ref[i]);
-            if (!(d <= max_diff)) { max_diff = d; at = i; }   /* NaN counts as worst */
-            sum_diff += d;
-        }
-        double mean_diff = sum_diff / (double)g_vocab;
-        kvlm_token a_got = argmax(got, g_vocab), a_ref = argmax(ref, g_vocab);
-        bool ok = finite && a_got == a_ref && max_diff <= tol && mean_diff <= LOGIT_MEAN_TOL;
+        const ref_diff d = test_ref_logits_diff(got, ref, g_vocab);
+        kvlm_token a_got = test_ref_argmax(got, g_vocab), a_ref = test_ref_argmax(ref, g_vocab);
+        bool ok = d.finite && a_got == a_ref && d.max <= tol && d.mean <= LOGIT_MEAN_TOL;
         print_message("%-18s (%-9s %3zu tokens): max|diff| %.4f at id %lld (tol %.2f), "
                       "mean|diff| %.4f, argmax %d / ref %d%s\n",
-                      c->name, c->source, c->n_prompt, max_diff, (long long)at, (double)tol,
-                      mean_diff, (int)a_got, (int)a_ref, ok ? "" : "   <-- FAIL");
+                      c->name, c->source, c->n_prompt, d.max, (long long)d.at, (double)tol,
+                      d.mean, (int)a_got, (int)a_ref, ok ? "" : "   <-- FAIL");
         n_fail += !ok;
         kvlm_ctx_free(ctx);
         free(ref);
@@ -353,40 +153,17 @@ static void test_greedy_cases(void **state)
     const size_t n_greedy = quick && g_greedy.n > 3 ? 3 : g_greedy.n;
     for (size_t ci = 0; ci < n_greedy; ci++) {
         const ref_case *c = &g_greedy.v[ci];
-        check_ids_in_range(c->prompt, c->n_prompt);
-        check_ids_in_range(c->gen, c->n_gen);
-        kvlm_ctx *ctx = new_ctx(false);
-        decode(ctx, c->prompt, c->n_prompt);
-        size_t n_exact = 0, n_tie = 0, n_said = 0, first_miss = c->n_gen;
-        bool bad = false;
-        for (size_t i = 0; i < c->n_gen; i++) {
-            const float *l = kvlm_ctx_logits(ctx);
-            kvlm_token want = c->gen[i], got = argmax(l, g_vocab);
-            if (got == want) {
-                n_exact++;
-            } else {
-                float gap = l[got] - l[want];
-                if (first_miss == c->n_gen) first_miss = i;
-                bool say = n_said++ < 4;   /* the first few only */
-                if (gap <= GREEDY_TIE_TOL) {
-                    n_tie++;
-                    if (say) print_message("  %s step %zu: near-tie, kvlm %d, ref %d, gap %.4f\n",
-                                  c->name, i, (int)got, (int)want, (double)gap);
-                } else {
-                    if (say) print_message("  %s step %zu: kvlm %d, ref %d, gap %.4f > %.2f\n",
-                                  c->name, i, (int)got, (int)want, (double)gap,
-                                  (double)GREEDY_TIE_TOL);
-                    bad = true;
-                }
-            }
-            if (i + 1 < c->n_gen) decode(ctx, &want, 1);
-        }
-        if (n_tie * GREEDY_MAX_TIE_FRAC > c->n_gen) bad = true;
+        test_ref_check_ids(c->prompt, c->n_prompt, g_vocab);
+        test_ref_check_ids(c->gen, c->n_gen, g_vocab);
+        kvlm_ctx *ctx = test_ref_ctx(g_model, N_CTX, N_THREADS, false);
+        test_ref_decode(ctx, c->prompt, c->n_prompt);
+        const ref_greedy r = test_ref_greedy(ctx, c, g_vocab, GREEDY_TIE_TOL);
+        bool bad = r.bad || r.n_tie * GREEDY_MAX_TIE_FRAC > c->n_gen;
         print_message("%-14s %2zu/%2zu steps exact, %zu near-ties, free-running match "
-                      "for %zu steps%s\n", c->name, n_exact, c->n_gen, n_tie, first_miss,
+                      "for %zu steps%s\n", c->name, r.n_exact, c->n_gen, r.n_tie, r.first_miss,
                       bad ? "   <-- FAIL" : "");
         n_fail += bad;
-        n_whole += first_miss == c->n_gen && c->n_gen == 64;
+        n_whole += r.first_miss == c->n_gen && c->n_gen == 64;
         kvlm_ctx_free(ctx);
     }
     assert_int_equal(n_fail, 0);
@@ -404,9 +181,10 @@ static void test_no_kv_cache_identical(void **state)
     size_t n_cases = g_greedy.n < NO_CACHE_CASES ? g_greedy.n : NO_CACHE_CASES;
     for (size_t ci = 0; ci < n_cases; ci++) {
         const ref_case *c = &g_greedy.v[ci];
-        kvlm_ctx *a = new_ctx(false), *b = new_ctx(true);
-        decode(a, c->prompt, c->n_prompt);
-        decode(b, c->prompt, c->n_prompt);
+        kvlm_ctx *a = test_ref_ctx(g_model, N_CTX, N_THREADS, false);
+        kvlm_ctx *b = test_ref_ctx(g_model, N_CTX, N_THREADS, true);
+        test_ref_decode(a, c->prompt, c->n_prompt);
+        test_ref_decode(b, c->prompt, c->n_prompt);
         kvlm_token ids_a[NO_CACHE_STEPS], ids_b[NO_CACHE_STEPS];
         for (int i = 0; i < NO_CACHE_STEPS; i++) {
             const float *la = kvlm_ctx_logits(a), *lb = kvlm_ctx_logits(b);
@@ -417,10 +195,10 @@ static void test_no_kv_cache_identical(void **state)
                             c->name, i, m);
                 fail();
             }
-            ids_a[i] = argmax(la, g_vocab);
-            ids_b[i] = argmax(lb, g_vocab);
-            decode(a, &ids_a[i], 1);
-            decode(b, &ids_b[i], 1);
+            ids_a[i] = test_ref_argmax(la, g_vocab);
+            ids_b[i] = test_ref_argmax(lb, g_vocab);
+            test_ref_decode(a, &ids_a[i], 1);
+            test_ref_decode(b, &ids_b[i], 1);
         }
         assert_memory_equal(ids_a, ids_b, sizeof ids_a);
         kvlm_stats sa, sb;

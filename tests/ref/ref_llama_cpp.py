@@ -82,10 +82,11 @@ def load(model_path, **kw):
         mp.use_extra_bufts = False
         return mp
     lc.llama_model_default_params = no_extra_bufts
+    args = dict(n_ctx=512, n_threads=2, n_threads_batch=2, n_batch=512, seed=SEED,
+                logits_all=False, flash_attn=False, verbose=False)
+    args.update(kw)   # ref_gemma3.py: another n_ctx and n_ubatch
     try:
-        return Llama(model_path=model_path, n_ctx=512, n_threads=2, n_threads_batch=2,
-                     n_batch=512, seed=SEED, logits_all=False, flash_attn=False,
-                     verbose=False, **kw)
+        return Llama(model_path=model_path, **args)
     finally:
         lc.llama_model_default_params = orig
 

@@ -9,7 +9,7 @@
 #include <string.h>
 #include "testrun.h"
 
-kvlm_ctx *test_ctx_new(const kvlm_model *m, kvlm_cache *cache, kvlm_kv_type kv_type, int64_t res, int64_t n_ctx)
+kvlm_ctx_params test_ctx_params(kvlm_cache *cache, kvlm_kv_type kv_type, int64_t res, int64_t n_ctx)
 {
     kvlm_ctx_params p = kvlm_ctx_default_params();
     p.n_threads = 2;
@@ -17,9 +17,20 @@ kvlm_ctx *test_ctx_new(const kvlm_model *m, kvlm_cache *cache, kvlm_kv_type kv_t
     p.cache = cache;
     p.kv_type = kv_type;
     p.kv_residual = res;
+    return p;
+}
+
+kvlm_ctx *test_ctx_new(const kvlm_model *m, kvlm_cache *cache, kvlm_kv_type kv_type, int64_t res, int64_t n_ctx)
+{
+    const kvlm_ctx_params p = test_ctx_params(cache, kv_type, res, n_ctx);
+    return test_ctx_open(m, &p);
+}
+
+kvlm_ctx *test_ctx_open(const kvlm_model *m, const kvlm_ctx_params *p)
+{
     kvlm_ctx *c;
     char err[256];
-    kvlm_err e = kvlm_ctx_init(m, &p, &c, err, sizeof err);
+    kvlm_err e = kvlm_ctx_init(m, p, &c, err, sizeof err);
     if (e) fail_msg("ctx: %s", err);
     return c;
 }

@@ -20,6 +20,10 @@ typedef struct test_run {
 /* A context of n_ctx positions, 2 threads, on cache (NULL: a private cache of
  * kv_type with KIVI residual res); a cmocka failure if it cannot be made. */
 kvlm_ctx *test_ctx_new(const kvlm_model *m, kvlm_cache *cache, kvlm_kv_type kv_type, int64_t res, int64_t n_ctx);
+/* test_ctx_new's parameters, to change before test_ctx_open. */
+kvlm_ctx_params test_ctx_params(kvlm_cache *cache, kvlm_kv_type kv_type, int64_t res, int64_t n_ctx);
+/* A context with params p; a cmocka failure (with the message) if it cannot be made. */
+kvlm_ctx *test_ctx_open(const kvlm_model *m, const kvlm_ctx_params *p);
 
 /* A shared cache in poison mode (a freed block reads as NaN) of mem_bytes, kv_type
  * with KIVI residual res, sized for n_ctx when mem_bytes is 0; a cmocka failure if

@@ -86,8 +86,12 @@ bool test_quick(void)
 
 int test_model_load(kvlm_model **m, int64_t *n_vocab)
 {
+    return test_model_load_path(test_model_path(), m, n_vocab);
+}
+
+int test_model_load_path(const char *path, kvlm_model **m, int64_t *n_vocab)
+{
     *m = NULL;
-    const char *path = test_model_path();
     if (!path) return 0;
     char err[256];
     if (kvlm_model_load(path, m, err, sizeof err) != KVLM_OK) {

@@ -40,6 +40,8 @@ bool test_quick(void);
  * not load (the message is printed): a cmocka group setup returns that. */
 struct kvlm_model;
 int test_model_load(struct kvlm_model **m, int64_t *n_vocab);
+/* The same for the model at path (NULL: none, *m = NULL, returns 0). */
+int test_model_load_path(const char *path, struct kvlm_model **m, int64_t *n_vocab);
 
 /* splitmix64's finalizer: a well-mixed 64-bit function of x. */
 uint64_t test_mix64(uint64_t x);
