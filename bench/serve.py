@@ -59,6 +59,8 @@ import time
 import urllib.request
 import uuid
 
+from benchutil import git_commit, positive
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The kvlm server's command line; {model} {host} {port} {threads} {root} are filled in.
 KVLM_CMD = "{root}/build/kvlm serve -m {model} --host {host} --port {port} -t {threads}"
@@ -447,13 +449,6 @@ def print_tables(sm):
 
 
 # ---- the driver -----------------------------------------------------------------------------
-def positive(s):
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: '{s}'")
-    return v
-
-
 def int_list(s):
     try:
         v = [int(x) for x in s.split(",") if x]
@@ -462,17 +457,6 @@ def int_list(s):
     if not v or min(v) < 1:
         raise argparse.ArgumentTypeError(f"bad list '{s}'")
     return v
-
-
-def git_commit():
-    try:
-        h = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                           text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        return h, bool(dirty)
-    except (OSError, subprocess.CalledProcessError):
-        return "nogit", False
 
 
 def versions():

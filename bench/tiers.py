@@ -77,6 +77,8 @@ import time
 import urllib.request
 import uuid
 
+from benchutil import git_commit, positive, stop_proc, wait_ready
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = "127.0.0.1"
 TEXT = "/usr/share/common-licenses/GPL-3"
@@ -200,19 +202,6 @@ class Redis:
         self.log.close()
 
 
-def stop_proc(proc, timeout=30):
-    """SIGTERM, then SIGKILL after timeout s. Returns the exit code (None if killed)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            return None
-    return proc.returncode
-
-
 class Kvlm:
     """One `kvlm serve` we start (--port 0 --port-file) and stop with SIGTERM."""
     n_started = 0
@@ -228,20 +217,17 @@ class Kvlm:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         LIVE.append(self)
-        t_end = time.time() + a.start_timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{name}: kvlm serve exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if time.time() > t_end:
-                raise RuntimeError(f"{name}: kvlm serve not ready after {a.start_timeout} s:\n{self.log_tail()}")
-            try:
-                port = int(open(self.port_file).read().strip())
-                self.base = f"http://{HOST}:{port}"
-                with urllib.request.urlopen(self.base + "/v1/models", timeout=2) as r:
-                    self.model_id = json.load(r)["data"][0]["id"]
-                    break
-            except (OSError, ValueError):
-                time.sleep(0.1)
+        wait_ready(self.proc, self.ready, a.start_timeout, f"{name}: kvlm serve", self.log_tail)
+
+    def ready(self):
+        try:
+            port = int(open(self.port_file).read().strip())
+            self.base = f"http://{HOST}:{port}"
+            with urllib.request.urlopen(self.base + "/v1/models", timeout=2) as r:
+                self.model_id = json.load(r)["data"][0]["id"]
+            return True
+        except (OSError, ValueError):
+            return False
 
     def log_tail(self, n=15):
         self.log.flush()
@@ -738,24 +724,6 @@ def print_tables(sm):
 
 
 # ---- the driver -----------------------------------------------------------------------------
-def positive(s):
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: '{s}'")
-    return v
-
-
-def git_commit():
-    try:
-        h = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                           check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        return h, bool(dirty)
-    except (OSError, subprocess.CalledProcessError):
-        return "nogit", False
-
-
 def cpu_name():
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
