@@ -275,7 +275,12 @@ void     kvlm_ctx_free(kvlm_ctx *ctx);   /* NULL is fine */
  * n_ctx (nothing is changed then); KVLM_ERR_INVALID for an id out of range.
  * With context_shift the sequence is filled to n_ctx, shifted, and so on until
  * every token is in (n may exceed n_ctx); an error after a shift leaves the
- * tokens decoded before it. */
+ * tokens decoded before it. KVLM_ERR_BUDGET when the KV budget cannot hold them:
+ * nothing is appended, except on a model with sliding-window layers (Gemma 3),
+ * whose tokens run 512 at a time (one forward batch) so that the windows slide between
+ * batches: there the batches done before the budget ran out stay in the sequence
+ * (kvlm_ctx_n_past() tells how many tokens it holds, and kvlm_ctx_logits() are the
+ * last one's), as after a context shift. */
 kvlm_err kvlm_ctx_decode(kvlm_ctx *ctx, const kvlm_token *tokens, size_t n,
                          char *err, size_t errlen);
 

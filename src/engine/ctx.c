@@ -249,6 +249,7 @@ static kvlm_err decode_fit(kvlm_ctx *c, const kvlm_token *tokens, size_t n, floa
             if ((e = kv_seq_reserve(&c->seq, (int64_t)m, err, errlen))) return e;
             forward_run(&c->fs, c->pool, &c->seq, tokens + i, (int64_t)m, all ? all + i * V : c->logits, all != NULL);
             c->n_past += m;
+            c->has_logits = true;                     /* those of the last batch done */
             c->stats.n_computed += (int64_t)m;
             if (i + m < n) publish(c);
         }

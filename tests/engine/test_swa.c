@@ -8,7 +8,7 @@
  *   a prompt diverging more than a window before the end of the cached one: the
  *     window blocks it needs come back from the LRU
  *   chat turn by turn vs one shot, fork, heavy eviction, truncate into a window
- *     already let go
+ *     already let go, a budget that runs out midway (kvlm.h: the batches done stay)
  * all bitwise equal (tokens and logits). Shared caches run in poison mode: a freed
  * block reads as NaN. Room: tests/engine. */
 #include <stdarg.h>
@@ -31,6 +31,9 @@ static kvlm_model *g_model;
 static int64_t g_vocab;
 static kvlm_token *g_text;       /* the GPL-3 text, tokenized */
 static size_t g_n_text;
+/* the cold run of A (the text's first len_a() tokens), computed once for the tests that compare to it */
+static test_run g_cold_a;
+static bool g_have_cold_a;
 enum { MAX_TOK = 4096, GEN = 8, WINDOW = 512 };
 
 #define NEED_MODEL() do { if (!g_model) skip(); } while (0)
@@ -65,6 +68,7 @@ static int teardown(void **state)
     (void)state;
     kvlm_model_free(g_model);
     free(g_text);
+    if (g_have_cold_a) test_free_run(&g_cold_a);
     return 0;
 }
 
@@ -210,6 +214,15 @@ static size_t diverged(kvlm_token *out, size_t shared, size_t tail)
 
 static size_t len_a(void) { return test_quick() ? 700 : 1300; }
 
+static const test_run *cold_a(void)
+{
+    if (!g_have_cold_a) {
+        cold(g_text, len_a(), &g_cold_a);
+        g_have_cold_a = true;
+    }
+    return &g_cold_a;
+}
+
 static void test_cold_vs_no_cache(void **state)
 {
     (void)state;
@@ -239,17 +252,17 @@ static void test_warm_and_diverged(void **state)
     kvlm_token *b = malloc(MAX_TOK * sizeof *b);
     assert_non_null(b);
     const size_t shared = na - 600, nb = diverged(b, shared, 400);   /* diverges 600 > 512 before A's end */
-    test_run ca, cb, wa, wb;
-    cold(g_text, na, &ca);
+    test_run cb, wa, wb;
+    const test_run *ca = cold_a();
     cold(b, nb, &cb);
     kvlm_cache *cache = new_cache(64 << 20);
     kvlm_ctx *c1 = new_ctx(cache), *c2 = new_ctx(cache), *c3 = new_ctx(cache);
     test_run first;
     assert_int_equal(run_prompt(c1, g_text, na, &first), 0);
-    test_assert_runs_equal(&ca, &first, "first run on a shared cache");
+    test_assert_runs_equal(ca, &first, "first run on a shared cache");
     const size_t r2 = run_prompt(c2, g_text, na, &wa);
     assert_int_equal(r2, (na - 1) / 16 * 16);
-    test_assert_runs_equal(&ca, &wa, "warm prefix");
+    test_assert_runs_equal(ca, &wa, "warm prefix");
     const size_t r3 = run_prompt(c3, b, nb, &wb);
     assert_int_equal(r3, shared / 16 * 16);       /* its window's blocks came back from the LRU */
     test_assert_runs_equal(&cb, &wb, "diverged more than a window before the end");
@@ -260,7 +273,6 @@ static void test_warm_and_diverged(void **state)
     kvlm_ctx_free(c2);
     kvlm_ctx_free(c3);
     kvlm_cache_free(cache);
-    test_free_run(&ca);
     test_free_run(&cb);
     test_free_run(&wa);
     test_free_run(&wb);
@@ -300,8 +312,8 @@ static void test_fork(void **state)
     (void)state;
     NEED_MODEL();
     const size_t n = len_a();
-    test_run ref, a, b;
-    cold(g_text, n, &ref);
+    test_run a, b;
+    const test_run *ref = cold_a();
     kvlm_cache *cache = new_cache(64 << 20);
     kvlm_ctx *c = new_ctx(cache), *f;
     char err[256];
@@ -309,12 +321,11 @@ static void test_fork(void **state)
     assert_int_equal(kvlm_ctx_fork(c, &f, err, sizeof err), KVLM_OK);
     test_greedy(f, g_vocab, &b, GEN);              /* the fork first: it writes into shared blocks' copies */
     test_greedy(c, g_vocab, &a, GEN);
-    test_assert_runs_equal(&ref, &a, "fork: the parent");
-    test_assert_runs_equal(&ref, &b, "fork: the child");
+    test_assert_runs_equal(ref, &a, "fork: the parent");
+    test_assert_runs_equal(ref, &b, "fork: the child");
     kvlm_ctx_free(f);
     kvlm_ctx_free(c);
     kvlm_cache_free(cache);
-    test_free_run(&ref);
     test_free_run(&a);
     test_free_run(&b);
 }
@@ -328,8 +339,8 @@ static void test_eviction(void **state)
     kvlm_token *b = malloc(MAX_TOK * sizeof *b);
     assert_non_null(b);
     const size_t nb = diverged(b, 200, na - 200);
-    test_run ca, cb;
-    cold(g_text, na, &ca);
+    test_run cb;
+    const test_run *ca = cold_a();
     cold(b, nb, &cb);
     const size_t block = 3 * 2 * 16 * 256 * 2;     /* f16: 3 layers x K,V x 16 x 256 */
     kvlm_cache *cache = new_cache((na / 16 + 8 + 5 * (WINDOW / 16 + 40)) * block);
@@ -340,7 +351,7 @@ static void test_eviction(void **state)
         kvlm_ctx_free(c1);
         run_prompt(c2, b, nb, &r2);
         kvlm_ctx_free(c2);
-        test_assert_runs_equal(&ca, &r1, "eviction: A");
+        test_assert_runs_equal(ca, &r1, "eviction: A");
         test_assert_runs_equal(&cb, &r2, "eviction: B");
         test_free_run(&r1);
         test_free_run(&r2);
@@ -349,7 +360,6 @@ static void test_eviction(void **state)
     kvlm_cache_get_stats(cache, &st);
     assert_true(st.evictions > 0);
     kvlm_cache_free(cache);
-    test_free_run(&ca);
     test_free_run(&cb);
     free(b);
 }
@@ -383,6 +393,39 @@ static void test_truncate_into_window(void **state)
     free(b);
 }
 
+/* kvlm.h's contract for sliding-window models: a budget that runs out midway
+ * leaves the 512-token batches done in the sequence, with their last logits,
+ * bitwise those of a context that decoded only them; the context stays usable. */
+static void test_budget_midway(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    const size_t n = len_a(), block = 3 * 2 * 16 * 256 * 2;
+    /* the full table's 512 / 16 blocks of the first batch and a window table's
+       window + batch (5 x 66) fit; the second batch's full blocks do not */
+    kvlm_cache *cache = new_cache((512 / 16 + 5 * (2 * WINDOW / 16 + 2) + 8) * block);
+    kvlm_ctx *c = new_ctx(cache);
+    char err[256];
+    assert_int_equal(kvlm_ctx_decode(c, g_text, n, err, sizeof err), KVLM_ERR_BUDGET);
+    const size_t done = kvlm_ctx_n_past(c);
+    assert_true(done > 0 && done < n && done % 512 == 0);
+    const float *lg = kvlm_ctx_logits(c);
+    assert_non_null(lg);
+    kvlm_ctx *ref = new_ctx(NULL);
+    assert_int_equal(kvlm_ctx_decode(ref, g_text, done, err, sizeof err), KVLM_OK);
+    assert_memory_equal(lg, kvlm_ctx_logits(ref), (size_t)g_vocab * sizeof *lg);
+    /* still usable: one more token decodes (or fails cleanly for lack of budget) */
+    kvlm_err e = kvlm_ctx_decode(c, g_text + done, 1, err, sizeof err);
+    assert_true(e == KVLM_OK || e == KVLM_ERR_BUDGET);
+    if (e == KVLM_OK) {
+        assert_int_equal(kvlm_ctx_decode(ref, g_text + done, 1, err, sizeof err), KVLM_OK);
+        assert_memory_equal(kvlm_ctx_logits(c), kvlm_ctx_logits(ref), (size_t)g_vocab * sizeof *lg);
+    }
+    kvlm_ctx_free(ref);
+    kvlm_ctx_free(c);
+    kvlm_cache_free(cache);
+}
+
 int main(void)
 {
     const struct CMUnitTest kv_tests[] = {
@@ -396,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_fork),
         cmocka_unit_test(test_eviction),
         cmocka_unit_test(test_truncate_into_window),
+        cmocka_unit_test(test_budget_midway),
     };
     int rc = cmocka_run_group_tests_name("swa_pool", kv_tests, NULL, NULL);
     return rc | cmocka_run_group_tests_name("swa_gemma3", model_tests, setup, teardown);
