@@ -99,7 +99,7 @@ run: setup
 	$(BUILD)/kvlm run -p "Why is the sky blue? Answer in two sentences." -n 96 --temp 0 --stats
 
 ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 15
 
 # -O2: the real-model tests run ~2x faster than at -O1, and every access is still checked
 asan:
