@@ -401,9 +401,10 @@ static void test_budget_midway(void **state)
     (void)state;
     NEED_MODEL();
     const size_t n = len_a(), block = 3 * 2 * 16 * 256 * 2;
-    /* the full table's 512 / 16 blocks of the first batch and a window table's
-       window + batch (5 x 66) fit; the second batch's full blocks do not */
-    kvlm_cache *cache = new_cache((512 / 16 + 5 * (2 * WINDOW / 16 + 2) + 8) * block);
+    /* the first batch's 512 / 16 blocks in each of the 6 tables fit (nothing has left
+       the window yet), and 8 more: the second batch (188 tokens or more) needs 12 more
+       in each table */
+    kvlm_cache *cache = new_cache((6 * 512 / 16 + 8) * block);
     kvlm_ctx *c = new_ctx(cache);
     char err[256];
     assert_int_equal(kvlm_ctx_decode(c, g_text, n, err, sizeof err), KVLM_ERR_BUDGET);
