@@ -4,6 +4,8 @@
 #   make test       set-up, build, unit + real-model tests, ASan/UBSan run, bounded fuzzing
 #   make asan       the sanitizer build of the tests (build/asan/)
 #   make fuzz       libFuzzer targets (clang), run at once for FUZZ_SECONDS of CPU each
+#   make install    PREFIX=DIR (default /usr/local; DESTDIR honoured): bin/kvlm, lib/libkvlm.so*,
+#                   lib/libkvlm.a, include/kvlm.h, lib/pkgconfig/kvlm.pc; make uninstall PREFIX=DIR
 
 BUILD    ?= build
 CC       ?= cc
@@ -14,7 +16,9 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcre2-8 -lcjson -lxxhash -lutf8proc -lmicrohttpd -lz -lsndfile -lsoxr -lfftw3f -lhiredis -lzstd)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla -Wno-unused-parameter
-CFLAGS   := -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $(OPT) -g -fno-omit-frame-pointer \
+# -fPIC: the same objects make libkvlm.a and libkvlm.so (on x86-64 the cost is a GOT
+# load for the few globals other files reach; the hot loops use none)
+CFLAGS   := -std=c11 -D_GNU_SOURCE -fPIC -Iinclude -Isrc $(OPT) -g -fno-omit-frame-pointer \
             $(WARN) $(PKG_CFLAGS) $(SAN) $(EXTRA_CFLAGS)
 LDLIBS   := $(PKG_LIBS) -lm -lpthread
 
@@ -40,7 +44,7 @@ TEST_UTIL_OBJ := $(TEST_UTIL_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 LIB      := $(BUILD)/libkvlm.a
 
-.PHONY: all setup deps model fixtures run test tests asan fuzz fuzz-bin clean
+.PHONY: all setup deps model fixtures run test tests asan fuzz fuzz-bin clean shared install uninstall
 all: $(BUILD)/kvlm
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c
@@ -59,6 +63,37 @@ $(LIB): $(LIB_OBJ)
 
 $(BUILD)/kvlm: $(CLI_OBJ) $(LIB)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# ---- the shared library and install ------------------------------------------------
+# libkvlm.so.$(VERSION) (soname libkvlm.so.$(SOMAJOR)) exports only the kvlm_ symbols of
+# include/kvlm.h (src/kvlm.map); VERSION's minor number grows with additions to the API,
+# SOMAJOR with a break of it.
+SOMAJOR := 0
+VERSION := $(SOMAJOR).1
+SHLIB   := $(BUILD)/libkvlm.so.$(VERSION)
+$(SHLIB): $(LIB_OBJ) src/kvlm.map
+	$(CC) $(CFLAGS) -shared -Wl,-soname,libkvlm.so.$(SOMAJOR) -Wl,--version-script=src/kvlm.map \
+	    -Wl,--no-undefined $(LIB_OBJ) -o $@ $(LDLIBS)
+shared: $(SHLIB)
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+INSTDIR := $(DESTDIR)$(PREFIX)
+install: $(BUILD)/kvlm $(LIB) $(SHLIB)
+	install -d $(INSTDIR)/bin $(INSTDIR)/lib/pkgconfig $(INSTDIR)/include
+	install -m 755 $(BUILD)/kvlm $(INSTDIR)/bin/kvlm
+	install -m 755 $(SHLIB) $(INSTDIR)/lib/libkvlm.so.$(VERSION)
+	ln -sf libkvlm.so.$(VERSION) $(INSTDIR)/lib/libkvlm.so.$(SOMAJOR)
+	ln -sf libkvlm.so.$(SOMAJOR) $(INSTDIR)/lib/libkvlm.so
+	install -m 644 $(LIB) $(INSTDIR)/lib/libkvlm.a
+	install -m 644 include/kvlm.h $(INSTDIR)/include/kvlm.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(PKGS)|' \
+	    src/kvlm.pc.in > $(INSTDIR)/lib/pkgconfig/kvlm.pc
+	chmod 644 $(INSTDIR)/lib/pkgconfig/kvlm.pc
+uninstall:
+	rm -f $(INSTDIR)/bin/kvlm $(INSTDIR)/lib/libkvlm.so.$(VERSION) $(INSTDIR)/lib/libkvlm.so.$(SOMAJOR) \
+	    $(INSTDIR)/lib/libkvlm.so $(INSTDIR)/lib/libkvlm.a $(INSTDIR)/include/kvlm.h \
+	    $(INSTDIR)/lib/pkgconfig/kvlm.pc
 
 $(BUILD)/tests/%: tests/%.c $(TEST_UTIL_OBJ) $(LIB)
 	@mkdir -p $(dir $@)

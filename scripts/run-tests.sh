@@ -33,22 +33,31 @@ for dir in build/tests build/asan/tests; do
         < <(find "$dir" -type f -name 'test_*' -perm -u+x | sort)
 done
 
+# a script printing "N passed, N failed" last: $1 = label, $2 = name, $3 = timeout (s), then the command
+run_script() {
+    local label=$1 name=$2 secs=$3 out rc line p f t0=$SECONDS
+    shift 3
+    out=$(timeout "$secs" "$@" 2>&1); rc=$?
+    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
+    p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p'); f=$(echo "$line" | sed -n 's/.* passed, \([0-9]*\) failed.*/\1/p')
+    p=${p:-0} f=${f:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    passed=$((passed + p)); failed=$((failed + f))
+    printf '%-8s %-40s %3d passed %3d failed %3d skipped %4ds\n' "$label" "$name" "$p" "$f" 0 $((SECONDS - t0))
+    if [ "$f" -ne 0 ]; then printf '%s\n' "$out" | grep -v '^ok ' | tail -n 40 | sed 's/^/    | /'; fi
+}
+
 # kvlm serve end to end with the openai client: the release build with the load
 # test, then the sanitizer build (API checks, tenants, SIGTERM) without it
 for b in build build/asan; do
     [ -x "$b/kvlm" ] || continue
     label=release; extra=
     [ "$b" = build/asan ] && { label=asan; extra=--quick; }
-    t0=$SECONDS
-    out=$(timeout 1200 tests/server/serve_tests.sh "$b" $extra 2>&1); rc=$?
-    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
-    p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p'); f=$(echo "$line" | sed -n 's/.* passed, \([0-9]*\) failed.*/\1/p')
-    p=${p:-0} f=${f:-0}
-    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-    passed=$((passed + p)); failed=$((failed + f))
-    printf '%-8s %-40s %3d passed %3d failed %3d skipped %4ds\n' "$label" "server/serve_tests.sh" "$p" "$f" 0 $((SECONDS - t0))
-    if [ "$f" -ne 0 ]; then printf '%s\n' "$out" | grep -v '^ok ' | tail -n 40 | sed 's/^/    | /'; fi
+    run_script "$label" server/serve_tests.sh 1200 tests/server/serve_tests.sh "$b" $extra
 done
+
+# make install into temporary prefixes and a program built against the installed copy
+[ -x build/kvlm ] && run_script release install/install_test.sh 600 tests/install/install_test.sh build
 
 if ls build/fuzz/fuzz_* >/dev/null 2>&1; then
     while IFS= read -r line; do
