@@ -64,7 +64,6 @@ import shlex
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,24 +124,12 @@ def kvlm_bench(a, pp, depth):
 
 
 def llama_bench(a, pp, depth):
-    cmd = [a.llama_bench, "-m", a.model, "-t", str(a.threads), "-r", str(a.reps), "-fa", "0,1", "-o", "json"]
-    cmd += ["-p", str(a.p), "-n", "0"] if pp else ["-p", "0", "-n", str(a.n), "-d", str(depth)]
-    cmd += peers.repack_args("llama-bench")
-    out, _ = run(cmd, a.timeout_bench, "llama-bench")
-    rows = json.loads(out)
-    by_fa = {}
-    for r in rows:
-        if r["n_prompt"] != (a.p if pp else 0) or r["n_gen"] != (0 if pp else a.n) or r["n_depth"] != (0 if pp else depth):
-            raise RuntimeError(f"llama-bench: unexpected test {r['n_prompt']}/{r['n_gen']}/{r['n_depth']}")
-        fa = "on" if r["flash_attn"] in (1, True, "on", "1") else "off"
-        by_fa[fa] = {"median_tps": statistics.median(r["samples_ts"]), "avg_ts": r["avg_ts"],
-                     "samples_tps": r["samples_ts"], "repack": r.get("repack"), "n_ubatch": r.get("n_ubatch"),
-                     "n_batch": r.get("n_batch")}
-    if set(by_fa) != {"off", "on"}:
-        raise RuntimeError(f"llama-bench gave flash attention {sorted(by_fa)}, not off and on")
-    best = max(by_fa, key=lambda k: by_fa[k]["median_tps"])
-    return {"cmd": shlex.join(cmd), "fa": by_fa, "best": best, "best_tps": by_fa[best]["median_tps"],
-            "model_type": rows[0].get("model_type"), "cpu_info": rows[0].get("cpu_info")}
+    """peers.llama_bench for one test; llama.cpp's figure is the better median of FA off/on."""
+    r = peers.llama_bench(a.llama_bench, a.model, a.threads, a.reps, a.p if pp else 0, 0 if pp else a.n,
+                          0 if pp else depth, timeout=a.timeout_bench)
+    r["best"] = max(r["fa"], key=lambda k: r["fa"][k]["median_tps"])
+    r["best_tps"] = r["fa"][r["best"]]["median_tps"]
+    return r
 
 
 def part_speed(a):
@@ -345,8 +332,7 @@ class LlamaServer(Server):
     def __init__(self, a, tag, ctx, extra, logdir):
         self.port = free_port()
         self.model_id = None
-        cmd = [a.llama_server, "-m", a.model, "-c", str(ctx), "-t", str(a.threads), "--host", HOST,
-               "--port", str(self.port), "-lv", "4"] + peers.repack_args("llama-server") + extra
+        cmd = peers.server_cmd(a.llama_server, a.model, HOST, self.port, a.threads, ctx, ["-lv", "4", *extra])
         self.start(a, tag, cmd, logdir)
 
     def ready(self):

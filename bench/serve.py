@@ -1,12 +1,27 @@
 #!/usr/bin/env python3
-"""bench/serve.py - the load generator behind bench/serve (run that: it sets up the venv).
+"""bench/serve.py - the load generator behind bench/serve (run that: it picks the python).
 
 Two OpenAI-compatible servers, one after the other in the same run, on the same
 GGUF with the same thread count and the same load:
-  llama.cpp   llama-cpp-python's server (`python -m llama_cpp.server`), started
-              through --llama-launch below so its weights stay in plain CPU buffers
-              (use_extra_bufts = false, as bench/compare does: this VM reports AMX
-              and ggml's AMX buffer type faults on the first tile instruction).
+  llama.cpp   --peer llama-server (the default): llama.cpp's own C++ llama-server as
+              bench/peers builds it (the llama.cpp vendored in llama-cpp-python
+              0.3.36's sdist):
+                llama-server -m MODEL --host H --port P -t T -c (N_CTX * NP) --no-repack
+                             -np NP -fa on|off
+              NP slots (--np, default 16: kvlm serve's --parallel) of N_CTX positions
+              each (--n-ctx, default 4096: kvlm serve's -c), continuous batching (its
+              default), its prompt cache and defaults otherwise; --no-repack is
+              `bench/peers --repack-args llama-server` (on a CPU that reports AMX).
+              Flash attention (--llama-fa): probe (the default) starts it once with
+              -fa off and once with -fa on, each for one warm-up and one round of
+              max(C) streams of --probe-tokens tokens, and runs the tests with the
+              setting of the higher aggregate decode tok/s (both figures are saved and
+              printed); both runs the tests with each; on / off with that one.
+              --peer llama-cpp-python: llama-cpp-python's server (`python -m
+              llama_cpp.server`, one request at a time), started through --llama-launch
+              below so its weights stay in plain CPU buffers (use_extra_bufts = false,
+              as bench/compare's worker does: this VM reports AMX and ggml's AMX buffer
+              type faults on the first tile instruction); --llama-fa defaults to on.
   kvlm        KVLM_CMD (or --kvlm-cmd), if build/kvlm has a `serve` subcommand.
 Each server listens on 127.0.0.1 on a free port; we wait for GET /v1/models, run
 one untimed warm-up request, then the two tests, then stop it (SIGTERM, by pid).
@@ -29,7 +44,8 @@ that runs one request at a time). Reported: the median over rounds of each rate,
 and the mean over every stream of every round of TTFT and ITL.
 
 Test 2, TTFT cold vs cached. A ~--prefix-tokens prefix (the start of GPL-3,
-whose length in tokens is found with llama.cpp's tokenizer, vocab only) goes in
+whose length in tokens is found with llama.cpp's tokenizer: a llama-server's
+/tokenize, or llama-cpp-python's vocab_only model with that peer) goes in
 the system message behind a fresh nonce; request A asks question 1 (cold: no
 earlier prompt starts with that nonce), request B, right after, asks question 2
 with the same system message (its prefix can be cached). Both streamed,
@@ -60,6 +76,7 @@ import urllib.request
 import uuid
 
 from benchutil import git_commit, positive
+import peers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The kvlm server's command line; {model} {host} {port} {threads} {root} are filled in.
@@ -152,12 +169,13 @@ class Server:
         self.log.close()
 
 
-def llama_command(a, port):
+def llama_command(a, port, fa):
+    """--peer llama-cpp-python: its server, through --llama-launch."""
     cmd = [sys.executable, os.path.abspath(__file__), "--llama-launch",
            "--model", a.model, "--host", HOST, "--port", str(port),
            "--n_threads", str(a.threads), "--n_threads_batch", str(a.threads),
            "--n_ctx", str(a.n_ctx), "--n_batch", "512", "--n_ubatch", "512",
-           "--flash_attn", str(a.llama_flash_attn == "on"),
+           "--flash_attn", str(fa == "on"),
            # logits of the last token only (the default True computes the 49,152-wide
            # output row for every prompt token: slower prefill, needed only for echo logprobs)
            "--logits_all", "False",
@@ -166,6 +184,13 @@ def llama_command(a, port):
            "--interrupt_requests", "False",
            "--verbose", "True"]   # its per-request llama_perf lines tell the prompt tokens evaluated
     return cmd + shlex.split(a.llama_args)
+
+
+def llama_server_command(a, port, fa):
+    """--peer llama-server: -np slots of --n-ctx positions each (llama-server splits -c
+    among its slots: no unified KV cache when -np is given), continuous batching."""
+    return peers.server_cmd(a.llama_server, a.model, HOST, port, a.threads, a.n_ctx * a.np,
+                            ["-np", str(a.np), "-fa", fa]) + shlex.split(a.llama_args)
 
 
 def kvlm_command(a, port):
@@ -294,10 +319,27 @@ async def concurrency_test(client, model, a):
     return rows
 
 
-def make_prefix(a):
-    """The start of GPL-3, cut at a word so that it is about a.prefix_tokens tokens long
-    (counted by llama.cpp's tokenizer of the same GGUF, vocab only)."""
+def make_prefix(a, count_tokens):
+    """The start of GPL-3, cut at a word so that it is about a.prefix_tokens tokens long,
+    counted by count_tokens(text) (llama.cpp's tokenizer of the same GGUF); None: GPL-3
+    runs at about 4.3 characters a token."""
     words = open(TEXT).read().split()
+
+    def count(k):
+        text = " ".join(words[:k])
+        return count_tokens(text) if count_tokens else len(text) / 4.3
+    lo, hi = 1, len(words)
+    while lo < hi:   # the fewest words with at least prefix_tokens tokens
+        mid = (lo + hi) // 2
+        if count(mid) < a.prefix_tokens:
+            lo = mid + 1
+        else:
+            hi = mid
+    return " ".join(words[:lo]), int(count(lo))
+
+
+def vocab_counter(a):
+    """llama-cpp-python's tokenizer of a.model (vocab only), or None without the module."""
     try:
         from llama_cpp import Llama
         saved = os.dup(2)   # llama.cpp logs from C while loading, even with verbose=False
@@ -309,20 +351,29 @@ def make_prefix(a):
             os.dup2(saved, 2)
             os.close(saved)
             os.close(null)
+    except Exception:
+        return None
+    return lambda text: len(tok.tokenize(text.encode(), add_bos=False))
 
-        def count(k):
-            return len(tok.tokenize(" ".join(words[:k]).encode(), add_bos=False))
-    except Exception:   # no tokenizer: GPL-3 runs at about 4.3 characters a token
-        def count(k):
-            return len(" ".join(words[:k])) / 4.3
-    lo, hi = 1, len(words)
-    while lo < hi:   # the fewest words with at least prefix_tokens tokens
-        mid = (lo + hi) // 2
-        if count(mid) < a.prefix_tokens:
-            lo = mid + 1
-        else:
-            hi = mid
-    return " ".join(words[:lo]), int(count(lo))
+
+def prefix_by_llama_server(a, logdir):
+    """make_prefix, counted by the /tokenize of a llama-server (one slot, one thread)
+    started for it and stopped."""
+    port = free_port()
+    srv = Server("tokenizer", peers.server_cmd(a.llama_server, a.model, HOST, port, 1, 512, ["-np", "1"]),
+                 os.path.join(logdir, "tokenizer.log"))
+    try:
+        srv.wait_ready(f"http://{HOST}:{port}/v1", a.start_timeout)
+
+        def count(text):
+            req = urllib.request.Request(f"http://{HOST}:{port}/tokenize",
+                                         json.dumps({"content": text, "add_special": False}).encode(),
+                                         {"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=a.timeout) as r:
+                return len(json.load(r)["tokens"])
+        return make_prefix(a, count)
+    finally:
+        srv.stop()
 
 
 PERF_RE = re.compile(r"prompt eval time =\s*[\d.]+ ms /\s*(\d+) tokens")
@@ -380,7 +431,7 @@ async def bench_server(name, a, server, base, models):
 
 
 def run_server(name, cmd, a, port, logdir):
-    log = os.path.join(logdir, f"{name}.log")
+    log = os.path.join(logdir, re.sub(r"[^\w.-]+", "_", name) + ".log")
     sys.stderr.write(f"  {name}: {shlex.join(cmd)}\n")
     srv = Server(name, cmd, log)
     try:
@@ -402,6 +453,25 @@ def run_server(name, cmd, a, port, logdir):
         srv.stop()
 
 
+def probe_fa(a, mk, logdir):
+    """--llama-fa probe: a fresh llama.cpp server per flash-attention setting, one warm-up
+    and one round of max(C) streams of --probe-tokens tokens (no TTFT test); returns the
+    setting of the higher aggregate decode tok/s and both rounds."""
+    short = argparse.Namespace(**{**vars(a), "rounds": 1, "concurrency": [max(a.concurrency)],
+                                  "max_tokens": a.probe_tokens, "ttft_reps": 0})
+    out = {}
+    for fa in ("off", "on"):
+        port = free_port()
+        r = run_server(f"{a.peer} -fa {fa} (probe)", mk(a, port, fa), short, port, logdir)
+        c = r["concurrency"][0]
+        out[fa] = {"concurrency": c["concurrency"], "max_tokens": c["max_tokens"], "decode_tps": c["decode_tps"],
+                   "mean_ttft_ms": c["mean_ttft_ms"], "command": r["command"]}
+    best = max(out, key=lambda f: out[f]["decode_tps"] or 0.0)
+    sys.stderr.write(f"bench/serve: flash attention probe at C={out[best]['concurrency']}, {a.probe_tokens} tokens: "
+                     f"off {fmt(out['off']['decode_tps'])}, on {fmt(out['on']['decode_tps'])} tok/s: -fa {best}\n")
+    return best, out
+
+
 # ---- the tables -----------------------------------------------------------------------------
 def fmt(x, spec=".1f"):
     return "-" if x is None else format(x, spec)
@@ -415,6 +485,17 @@ def print_tables(sm):
           f"commit {sm['commit']}")
     print(f"load avg   {l0[0]:.2f} {l0[1]:.2f} {l0[2]:.2f} at the start, {l1[0]:.2f} {l1[1]:.2f} {l1[2]:.2f} at the end "
           f"({ncpu} CPUs)" + ("  -- the machine was busy: numbers are noisy" if max(l0[0], l1[0]) > 0.5 * ncpu else ""))
+    if sm.get("peer") == "llama-server":
+        pr = sm.get("fa_probe")
+        probe = (f", the better of a probe: off {fmt(pr['off']['decode_tps'])}, on {fmt(pr['on']['decode_tps'])} "
+                 f"aggregate decode tok/s at C={pr['on']['concurrency']}, {sm['probe_tokens']} tokens") if pr else ""
+        print(f"llama.cpp  llama-server of {sm['llama_cpp']} (bench/peers): -np {sm['np_llama']}, "
+              f"-c {sm['np_llama'] * sm['n_ctx_llama']} ({sm['n_ctx_llama']} a slot), continuous batching, "
+              f"{sm['repack_args'] or 'repacking on'}; flash attention "
+              f"{' and '.join(sm.get('llama_fa_used') or []) or '-'}{probe}")
+    else:
+        print(f"llama.cpp  llama-cpp-python {(sm.get('versions') or {}).get('llama_cpp_python')}'s server "
+              f"(one request at a time), flash attention {sm.get('llama_flash_attn')}")
     for s in sm.get("skipped", []):
         print(f"skipped    {s}")
     print()
@@ -475,7 +556,8 @@ def main():
         return llama_launch(sys.argv[2:])
     ap = argparse.ArgumentParser(
         prog="bench/serve",
-        description="kvlm serve vs llama-cpp-python's server, same GGUF, threads and load, one run: "
+        description="kvlm serve vs llama.cpp's llama-server (or llama-cpp-python's server), same GGUF, "
+                    "threads and load, one run: "
                     "aggregate decode tok/s, TTFT and ITL at 1/4/16 concurrent streams, and TTFT of a "
                     "~2,000-token prefix cold vs cached.")
     ap.add_argument("--only", choices=["llama", "kvlm"], help="run one server only")
@@ -487,10 +569,22 @@ def main():
     ap.add_argument("--kvlm-cmd", default=KVLM_CMD,
                     help="kvlm server command; {root} {model} {host} {port} {threads} are filled in "
                          f"(default: '{KVLM_CMD}')")
-    ap.add_argument("--n-ctx", type=positive, default=4096, help="llama.cpp's context (default 4096)")
-    ap.add_argument("--llama-flash-attn", choices=["on", "off"], default="on",
-                    help="llama.cpp flash attention (default on: its faster setting in bench/compare)")
-    ap.add_argument("--llama-args", default="", help="more llama_cpp.server options, e.g. '--cache True'")
+    ap.add_argument("--peer", choices=["llama-server", "llama-cpp-python"], default="llama-server",
+                    help="llama.cpp's server: its own llama-server from bench/peers (default), or "
+                         "llama-cpp-python's (the fallback; bench/serve then uses its venv)")
+    ap.add_argument("--n-ctx", type=positive, default=4096,
+                    help="llama.cpp's context per sequence (default 4096, kvlm serve's -c); llama-server gets "
+                         "-c N_CTX*NP")
+    ap.add_argument("--np", type=positive, default=16,
+                    help="llama-server's slots, -np (default 16, kvlm serve's --parallel)")
+    ap.add_argument("--llama-fa", "--llama-flash-attn", dest="llama_fa", choices=["probe", "both", "on", "off"],
+                    help="llama.cpp flash attention: probe = the better of off/on in a short run first "
+                         "(default with llama-server), both = the whole run with each, on (default with "
+                         "llama-cpp-python), off")
+    ap.add_argument("--probe-tokens", type=positive, default=32,
+                    help="max_tokens of the probe's round of max(C) streams (default 32)")
+    ap.add_argument("--llama-args", default="",
+                    help="more options for llama.cpp's server, e.g. '-kvu' (llama-server) or '--cache True'")
     ap.add_argument("--prefix-tokens", type=positive, default=2000)
     ap.add_argument("--ttft-reps", type=int, default=3, help="cold/cached pairs (0 = skip the test)")
     ap.add_argument("--ttft-max-tokens", type=positive, default=8)
@@ -517,9 +611,39 @@ def main():
 
     commit, dirty = git_commit()
     save = a.save or os.path.join(ROOT, "bench", "results", f"serve_{commit}.json")
+    a.llama_fa = a.llama_fa or ("probe" if a.peer == "llama-server" else "on")
+    repack = []
+    if a.peer == "llama-server":
+        try:
+            a.llama_server = peers.tool_path("llama-server")
+            repack = peers.repack_args("llama-server", quiet=False)
+        except peers.PeersError as e:
+            sys.exit(f"bench/serve: {e}\n(--peer llama-cpp-python runs llama-cpp-python's server instead)")
+        mk_llama = llama_server_command
+        sys.stderr.write(f"bench/serve: peer llama-server {a.llama_server} ({peers.build_pin(a.llama_server)}), "
+                         f"-np {a.np}, -c {a.n_ctx * a.np}, {' '.join(repack) or 'repacking on'}, "
+                         f"flash attention {a.llama_fa}\n")
+    else:
+        mk_llama = llama_command
+        sys.stderr.write(f"bench/serve: peer llama-cpp-python ({sys.executable} -m llama_cpp.server), "
+                         f"flash attention {a.llama_fa}\n")
     servers, skipped = [], []
+    logdir = a.logs or tempfile.mkdtemp(prefix="kvlm-serve-bench.")
+    os.makedirs(logdir, exist_ok=True)
+    load0, t_start = os.getloadavg(), time.time()
+    fa_probe = None
     if a.only in (None, "llama"):
-        servers.append(("llama.cpp", llama_command))
+        fas = {"both": ["off", "on"], "on": ["on"], "off": ["off"], "probe": []}[a.llama_fa]
+        if a.llama_fa == "probe":
+            try:
+                best, fa_probe = probe_fa(a, mk_llama, logdir)
+            except Exception:
+                sys.stderr.write(f"bench/serve: logs kept in {logdir}\n")
+                return 1
+            fas = [best]
+        a.llama_fa_used = fas
+        for fa in fas:
+            servers.append((f"{a.peer} -fa {fa}", lambda a, port, fa=fa: mk_llama(a, port, fa)))
     if a.only in (None, "kvlm"):
         why = kvlm_skip_reason(a)
         if why:
@@ -531,10 +655,10 @@ def main():
         sys.stderr.write("bench/serve: no server to run\n")
         return 1
 
-    a.prefix_text, a.prefix_tokens_local = make_prefix(a) if a.ttft_reps else ("", 0)
-    logdir = a.logs or tempfile.mkdtemp(prefix="kvlm-serve-bench.")
-    os.makedirs(logdir, exist_ok=True)
-    load0, t_start = os.getloadavg(), time.time()
+    a.prefix_text, a.prefix_tokens_local = "", 0
+    if a.ttft_reps:
+        a.prefix_text, a.prefix_tokens_local = (prefix_by_llama_server(a, logdir) if a.peer == "llama-server"
+                                                else make_prefix(a, vocab_counter(a)))
     results = []
     for name, mk in servers:
         port = free_port()
@@ -547,7 +671,12 @@ def main():
     summary = {"commit": commit, "dirty": dirty, "model": a.model, "threads": a.threads, "rounds": a.rounds,
                "max_tokens": a.max_tokens, "concurrency": a.concurrency, "prefix_tokens": a.prefix_tokens,
                "ttft_reps": a.ttft_reps, "ttft_max_tokens": a.ttft_max_tokens, "n_ctx_llama": a.n_ctx,
-               "llama_flash_attn": a.llama_flash_attn, "cpus": os.cpu_count(), "loadavg_start": load0,
+               "peer": a.peer, "llama_flash_attn": a.llama_fa, "fa_probe": fa_probe, "probe_tokens": a.probe_tokens,
+               "llama_fa_used": getattr(a, "llama_fa_used", []),
+               "llama_server": getattr(a, "llama_server", None),
+               "llama_cpp": peers.build_pin(a.llama_server) if a.peer == "llama-server" else None,
+               "np_llama": a.np if a.peer == "llama-server" else None, "repack_args": " ".join(repack),
+               "cpus": os.cpu_count(), "loadavg_start": load0,
                "loadavg_end": load1, "seconds": time.time() - t_start, "versions": versions(),
                "command": shlex.join(["bench/serve"] + sys.argv[1:]), "skipped": skipped, "results": results}
     os.makedirs(os.path.dirname(os.path.abspath(save)), exist_ok=True)
