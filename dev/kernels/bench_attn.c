@@ -66,7 +66,7 @@ int main(int argc, char **argv)
                         kb[b] = slab + (size_t)(j0 / B + b) * blk + (size_t)l * 2 * B * row;
                         vb[b] = (const uint8_t *)kb[b] + B * row;
                     }
-                    attn_chunk c = { kb, vb, HK * HD, n, HK, tk, tv };   /* in the f16 layout's room */
+                    attn_chunk c = { kb, vb, HK * HD, n, HK, tk, tv, 0 };   /* in the f16 layout's room; skip 0 */
                     attn_chunk_run(ak, part, q, G, HD, 0.125f, &c, scratch);
                 }
             }
