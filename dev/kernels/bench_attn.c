@@ -5,7 +5,11 @@
  *   build: make -C dev/kernels
  *   run:   dev/kernels/build/bench_attn [scalar|avx2|avx512] [depth] [type_k] [type_v]
  * types by ATTN_* id (default 1, f16); each block holds any type's bytes in the f16
- * layout's room (the bytes are f16 values, so codes and scales are finite). */
+ * layout's room (the bytes are f16 values, so codes and scales are finite).
+ * Each line ends with fractions of this machine's 1-thread peaks (roof.h, build/peak.txt):
+ * GB/s of the read bandwidth at the walked bytes' size (hot: one layer's K/V, cold: all
+ * layers'), and GFLOP/s (2 x 2 x n_head x head_dim per row and layer: the q.k and p.v
+ * FMAs, not exp or conversions) of the FMA peak of the set's ISA (scalar: the best). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +18,8 @@
 #include <sys/mman.h>
 #include "kern/attn.h"
 #include "kern/quant.h"
+#include "kern/cpu.h"
+#include "roof.h"
 
 enum { HD = 64, HK = 3, G = 3, NL = 30, B = 16 };
 
@@ -54,6 +60,9 @@ int main(int argc, char **argv)
     float *scratch = aligned_alloc(64, attn_scratch_floats(HK * G, HD) * 4 + 64);
     attn_part_init(part, HK * G, HD);
     const void *kb[ATTN_CHUNK / B], *vb[ATTN_CHUNK / B];
+    const roof_peaks *pk = roof_get();
+    const int isa = !strcmp(set, "avx2") || !cpu_has_avx512_set(cpu_get()) ? 256 : 512;
+    printf("roofline (1 thread): %s; FMA %s %.1f GFLOP/s\n", pk->source, isa == 512 ? "zmm" : "ymm", roof_fma(pk, isa, 0));
     for (int mode = 0; mode < 2; mode++) {           /* 0 hot: layer 0 only, 1 cold: all layers */
         double best = 1e9;
         for (int rep = 0; rep < 5; rep++) {
@@ -66,7 +75,7 @@ int main(int argc, char **argv)
                         kb[b] = slab + (size_t)(j0 / B + b) * blk + (size_t)l * 2 * B * row;
                         vb[b] = (const uint8_t *)kb[b] + B * row;
                     }
-                    attn_chunk c = { kb, vb, HK * HD, n, HK, tk, tv };   /* in the f16 layout's room */
+                    attn_chunk c = { kb, vb, HK * HD, n, HK, tk, tv, 0 };   /* in the f16 layout's room; skip 0 */
                     attn_chunk_run(ak, part, q, G, HD, 0.125f, &c, scratch);
                 }
             }
@@ -74,9 +83,14 @@ int main(int argc, char **argv)
             if (dt < best) best = dt;
         }
         const double bytes = (double)(attn_part_bytes(tk, HK * HD, 0) + attn_part_bytes(tv, HK * HD, 1)) / B;   /* per row */
-        printf("%-7s K %d V %d depth %lld %s: %.3f ms per decode step (30 layers), %.1f ns per row-layer, %.1f GB/s\n",
-               set, tk, tv, (long long)depth, mode ? "cold" : "hot ", best * 1e3, best * 1e9 / (double)(depth * NL),
-               (double)(depth * NL) * bytes / best / 1e9);
+        const double gbs = (double)(depth * NL) * bytes / best / 1e9;
+        const double gflops = (double)(depth * NL) * 4.0 * HK * G * HD / best / 1e9;
+        char pb[8], pf[8];
+        printf("%-7s K %d V %d depth %lld %s: %.3f ms per decode step (30 layers), %.1f ns per row-layer, %.1f GB/s "
+               "(%s of read), %.1f GFLOP/s (%s of FMA)\n",
+               set, tk, tv, (long long)depth, mode ? "cold" : "hot ", best * 1e3, best * 1e9 / (double)(depth * NL), gbs,
+               roof_pct(pb, gbs, roof_bw_at(pk, (size_t)((double)depth * bytes * (mode ? NL : 1)), 0)), gflops,
+               roof_pct(pf, gflops, roof_fma(pk, isa, 0)));
     }
     return 0;
 }

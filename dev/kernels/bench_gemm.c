@@ -4,14 +4,16 @@
  *   S = Q_h K_h^T   (M, N, K) = (1500, 1500, 64)    Q, K_h: rows of qkv at stride 3 D = 1152
  *   O = P V_h       (M, N, K) = (1500, 64, 1500)    V_h: rows of qkv; matmul_rows: V_h^T [64][1500]
  * and as the encoder runs them (B packed once, then gemm_f32_packed on blocks of 42 rows).
- *   build/bench_gemm [avx512|avx2|ref]    GFLOP/s (2 M N K / time), and the peak FMA rate
- * (12 independent FMA chains of zmm / ymm registers) as the ceiling. */
+ *   build/bench_gemm [avx512|avx2|ref]    GFLOP/s (2 M N K / time), each with its fraction of
+ * the 1-thread FMA peak of the mode's ISA (roof.h: 16 independent vfmadd231ps zmm, 12 ymm;
+ * from build/peak.txt, or measured briefly first; ref: the zmm peak when there is one;
+ * matmul_rows runs the fast table whatever the mode, and is held to its ISA's peak). */
 #include "kern/gemm.h"
 #include "kern/matmul.h"
 #include "kern/quant.h"
 #include "kern/cpu.h"
+#include "roof.h"
 
-#include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,43 +31,6 @@ static float rndf(void)
 {
     rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
     return (float)((int64_t)(rng % 2001) - 1000) * 1e-3f;
-}
-
-/* FLOP/s of FMAs on 12 independent accumulators (latency 4 x 2 ports < 12): the core's
- * ceiling. Inline asm, so the compiler can neither drop nor spill the chains. */
-__attribute__((target("avx512f"))) static double peak512(void)
-{
-    const int64_t it = 50000000;
-    double t = now();
-    for (int64_t r = 0; r < it; r++)
-        __asm__ volatile(
-            "vfmadd231ps %%zmm14, %%zmm15, %%zmm0\n\tvfmadd231ps %%zmm14, %%zmm15, %%zmm1\n\t"
-            "vfmadd231ps %%zmm14, %%zmm15, %%zmm2\n\tvfmadd231ps %%zmm14, %%zmm15, %%zmm3\n\t"
-            "vfmadd231ps %%zmm14, %%zmm15, %%zmm4\n\tvfmadd231ps %%zmm14, %%zmm15, %%zmm5\n\t"
-            "vfmadd231ps %%zmm14, %%zmm15, %%zmm6\n\tvfmadd231ps %%zmm14, %%zmm15, %%zmm7\n\t"
-            "vfmadd231ps %%zmm14, %%zmm15, %%zmm8\n\tvfmadd231ps %%zmm14, %%zmm15, %%zmm9\n\t"
-            "vfmadd231ps %%zmm14, %%zmm15, %%zmm10\n\tvfmadd231ps %%zmm14, %%zmm15, %%zmm11\n\t"
-            ::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
-            "xmm11");
-    t = now() - t;
-    return (double)it * 12 * 16 * 2 / t;
-}
-__attribute__((target("avx2,fma"))) static double peak256(void)
-{
-    const int64_t it = 50000000;
-    double t = now();
-    for (int64_t r = 0; r < it; r++)
-        __asm__ volatile(
-            "vfmadd231ps %%ymm14, %%ymm15, %%ymm0\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm1\n\t"
-            "vfmadd231ps %%ymm14, %%ymm15, %%ymm2\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm3\n\t"
-            "vfmadd231ps %%ymm14, %%ymm15, %%ymm4\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm5\n\t"
-            "vfmadd231ps %%ymm14, %%ymm15, %%ymm6\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm7\n\t"
-            "vfmadd231ps %%ymm14, %%ymm15, %%ymm8\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm9\n\t"
-            "vfmadd231ps %%ymm14, %%ymm15, %%ymm10\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm11\n\t"
-            ::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
-            "xmm11");
-    t = now() - t;
-    return (double)it * 12 * 8 * 2 / t;
 }
 
 int main(int argc, char **argv)
@@ -133,14 +98,25 @@ int main(int argc, char **argv)
         u = now();
         if (u - t < best[5]) best[5] = u - t;
     }
-    printf("gemm %-6s  S = Q K^T (1500,1500,64): %6.1f GFLOP/s   matmul_rows F32: %6.1f GFLOP/s   (%.2fx)\n", mode,
-           flop / best[0] * 1e-9, flop / best[1] * 1e-9, best[1] / best[0]);
-    printf("gemm %-6s  O = P V   (1500,64,1500): %6.1f GFLOP/s   matmul_rows F32: %6.1f GFLOP/s   (%.2fx)\n", mode,
-           flop / best[2] * 1e-9, flop / best[3] * 1e-9, best[3] / best[2]);
-    printf("gemm %-6s  packed once, 42-row blocks: S %6.1f GFLOP/s (%.2fx), P V %6.1f GFLOP/s (%.2fx)\n", mode,
-           flop / best[4] * 1e-9, best[1] / best[4], flop / best[5] * 1e-9, best[3] / best[5]);
-    if (cpu_has_avx512_set(cpu_get())) printf("peak FMA rate, zmm: %.1f GFLOP/s\n", peak512() * 1e-9);
-    if (cpu_has_avx2_set(cpu_get())) printf("peak FMA rate, ymm: %.1f GFLOP/s\n", peak256() * 1e-9);
+    const roof_peaks *pk = roof_get();
+    const int isa = !strcmp(mode, "avx2") || !cpu_has_avx512_set(cpu_get()) ? 256 : 512;
+    const double peak = roof_fma(pk, isa, 0);
+    const double peak_rows = roof_fma(pk, cpu_has_avx512_set(cpu_get()) ? 512 : 256, 0);  /* matmul_rows: the fast table */
+    double gf[6];
+    char pc[6][8];
+    for (int i = 0; i < 6; i++) {
+        gf[i] = flop / best[i] * 1e-9;
+        roof_pct(pc[i], gf[i], i == 1 || i == 3 ? peak_rows : peak);
+    }
+    printf("roofline (1 thread): %s\n  FMA %s %.1f GFLOP/s (zmm %.1f, ymm %.1f; all %d threads: zmm %.1f, ymm %.1f)\n",
+           pk->source, isa == 512 ? "zmm" : "ymm", peak, roof_fma(pk, 512, 0), roof_fma(pk, 256, 0), pk->n_cpu,
+           roof_fma(pk, 512, 1), roof_fma(pk, 256, 1));
+    printf("gemm %-6s  S = Q K^T (1500,1500,64): %6.1f GFLOP/s %4s   matmul_rows F32: %6.1f GFLOP/s %4s   (%.2fx)\n",
+           mode, gf[0], pc[0], gf[1], pc[1], best[1] / best[0]);
+    printf("gemm %-6s  O = P V   (1500,64,1500): %6.1f GFLOP/s %4s   matmul_rows F32: %6.1f GFLOP/s %4s   (%.2fx)\n",
+           mode, gf[2], pc[2], gf[3], pc[3], best[3] / best[2]);
+    printf("gemm %-6s  packed once, 42-row blocks: S %6.1f GFLOP/s %4s (%.2fx), P V %6.1f GFLOP/s %4s (%.2fx)\n", mode,
+           gf[4], pc[4], best[1] / best[4], gf[5], pc[5], best[3] / best[5]);
     free(qkv); free(S); free(O); free(vt); free(pack); free(kp); free(vp);
     return 0;
 }

@@ -19,9 +19,15 @@
  *         uses (Q5_0, Q8_0, Q4_K, Q6_K; Q5_K of Q5_K_M llama files; Q4_1 beside them) at
  *         n_tok = 1 (GB/s of weights, in L2) and 512 (GFLOP/s), plus the time to quantize
  *         512 activation rows to the type's vec_dot_type. "kquant" alone runs it (with mode
- *         avx2: the matmul_avx2.c kernels; ref: the scalar reference, n_tok = 64). */
+ *         avx2: the matmul_avx2.c kernels; ref: the scalar reference, n_tok = 64).
+ * Every rate is followed by its fraction of this machine's 1-thread peak (roof.h; from
+ * build/peak.txt, or measured briefly first): GB/s of the read bandwidth at the working
+ * set's size, GFLOP/s (2 MAC) of the int8 peak of the ISA the kernels were written in
+ * (AVX-512: VNNI zmm; AVX2: maddubs ymm), F16/F32 GFLOP/s of that ISA's FMA peak. */
+#include "kern/cpu.h"
 #include "kern/matmul.h"
 #include "kern/quant.h"
+#include "roof.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +39,29 @@ static double now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* the ISA a mode's kernels are written in: 256 for the AVX2 sets, else the fast table's */
+static int mode_isa(const char *mode)
+{
+    if (!strncmp(mode, "avx2", 4)) return 256;
+    return cpu_has_avx512_set(cpu_get()) ? 512 : 256;
+}
+
+/* "12%": GFLOP/s (2 per MAC) of the 1-thread int8 peak of isa */
+static const char *pct_int8(char *buf, double gflops, int isa)
+{
+    return roof_pct(buf, gflops / 2, roof_int8(roof_get(), isa, 0));
+}
+
+static void print_roof(const char *mode)
+{
+    const roof_peaks *p = roof_get();
+    const int isa = mode_isa(mode);
+    printf("roofline (1 thread): %s\n  int8 %s %.1f GMAC/s (%.1f GOP/s), FMA %s %.1f GFLOP/s, read %.1f GB/s in 1 MiB, "
+           "%.1f in 512 MiB\n", p->source, isa == 512 ? "zmm" : "ymm maddubs", roof_int8(p, isa, 0),
+           2 * roof_int8(p, isa, 0), isa == 512 ? "zmm" : "ymm", roof_fma(p, isa, 0), roof_bw_at(p, 1u << 20, 0),
+           roof_bw_at(p, 512u << 20, 0));
 }
 
 typedef struct shape { const char *name; uint32_t type; int64_t n_out, n_in; } shape;
@@ -86,15 +115,16 @@ static void *make_x(const shape *s, int64_t n_tok, size_t *xq_bytes)
 
 /* Whisper: GFLOP/s of matmul_rows with table qt for each n_tok (best of 5 runs of at
  * least ~0.2 s of work or 3 calls). */
-static void bench_whisper(const quant_traits *f16, const quant_traits *f32, const quant_traits *q80)
+static void bench_whisper(const quant_traits *f16, const quant_traits *f32, const quant_traits *q80, int isa)
 {
     static const int64_t dims[3][2] = { { 1152, 384 }, { 1536, 384 }, { 384, 1536 } };
     static const int64_t n_toks[4] = { 1, 16, 512, 1500 };
     struct { const char *name; uint32_t type; const quant_traits *qt; } kinds[3] = {
         { "F16", QT_F16, f16 }, { "F32", QT_F32, f32 }, { "Q8_0", QT_Q8_0, q80 } };
-    printf("whisper shapes, GFLOP/s (2 n_in n_out n_tok / time), 1 thread:\n");
+    printf("whisper shapes, GFLOP/s (2 n_in n_out n_tok / time) and %% of the FMA (F16, F32) or int8 (Q8_0) "
+           "peak, 1 thread:\n");
     printf("%-12s %-5s %-18s", "n_out x n_in", "type", "kernel");
-    for (int k = 0; k < 4; k++) printf(" n_tok=%-5lld", (long long)n_toks[k]);
+    for (int k = 0; k < 4; k++) printf("  n_tok=%-10lld", (long long)n_toks[k]);
     printf("\n");
     float *y = malloc(sizeof(float) * 1500 * 1536);
     for (int d = 0; d < 3; d++)
@@ -118,7 +148,9 @@ static void bench_whisper(const quant_traits *f16, const quant_traits *f32, cons
                     double dt = (now() - t0) / calls;
                     if (dt < best) best = dt;
                 }
-                printf(" %11.1f", flop / best / 1e9);
+                char pc[8];
+                const double gf = flop / best / 1e9;
+                printf(" %10.1f %5s", gf, k == 2 ? pct_int8(pc, gf, isa) : roof_pct(pc, gf, roof_fma(roof_get(), isa, 0)));
                 free(x);
             }
             printf("\n");
@@ -157,8 +189,10 @@ static void bench_kquant(const char *mode)
     const int64_t n_big = ref ? 64 : 512;
     float *x = malloc(sizeof(float) * 512 * 2048), *y = malloc(sizeof(float) * 512 * 2048);
     for (int64_t i = 0; i < 512 * 2048; i++) x[i] = (float)((int64_t)(rnd() % 2001) - 1000) * 1e-3f;
-    printf("kernels: %s; 1 thread\n", mode[0] ? mode : "fast table");
-    printf("%-18s %-12s %-5s %-8s %12s %16s %22s\n", "matrix", "n_out x n_in", "type", "path",
+    const int isa = mode_isa(mode);
+    printf("kernels: %s; 1 thread; %% of the read bandwidth at the matrix's size, of the int8 peak\n",
+           mode[0] ? mode : "fast table");
+    printf("%-18s %-12s %-5s %-8s %17s %22s %22s\n", "matrix", "n_out x n_in", "type", "path",
            "n_tok=1 GB/s", "GFLOP/s", "quantize acts (ms)");
     for (int d = 0; d < 3; d++)
         for (int ti = 0; ti < 6; ti++) {
@@ -194,9 +228,12 @@ static void bench_kquant(const char *mode)
                 matmul_rows(&qt, w, rb, 0, n_out, xq, xqb, n_big, n_in, y, n_out);
                 if (now() - t0 < tb) tb = now() - t0;
             }
-            printf("%-18s %4lld x %-5lld %-5s %-8s %12.1f %9.1f (n=%3lld) %12.2f (n=%3lld)\n", dims[d].name,
+            const double gbs = (double)bytes / t1 / 1e9;
+            const double gf = 2.0 * (double)n_in * (double)n_out * (double)n_big / tb / 1e9;
+            char pb[8], pf[8];
+            printf("%-18s %4lld x %-5lld %-5s %-8s %12.1f %4s %9.1f %4s (n=%3lld) %12.2f (n=%3lld)\n", dims[d].name,
                    (long long)n_out, (long long)n_in, quant_get(type)->name, matmul_tiled_for(&qt) ? "tiled" : "vec_dot",
-                   (double)bytes / t1 / 1e9, 2.0 * (double)n_in * (double)n_out * (double)n_big / tb / 1e9,
+                   gbs, roof_pct(pb, gbs, roof_bw_at(roof_get(), bytes, 0)), gf, pct_int8(pf, gf, isa),
                    (long long)n_big, tq * 1e3, (long long)n_big);
             free(xq);
             free(w);
@@ -244,6 +281,9 @@ int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : "hot,cold,pre,seq";
     const char *mode = argc > 2 ? argv[2] : "";
+    print_roof(mode);
+    const int isa = mode_isa(mode);
+    char pc[8];
     if (strcmp(only, "kquant") == 0) {
         bench_kquant(mode);
         return 0;
@@ -260,7 +300,7 @@ int main(int argc, char **argv)
             f32 = *quant_get(QT_F32);
         }
         printf("kernels: %s\n", mode[0] ? mode : "fast table");
-        bench_whisper(&f16, &f32, &q80);
+        bench_whisper(&f16, &f32, &q80, isa);
         return 0;
     }
     old_q41 = *quant_get_fast(QT_Q4_1);
@@ -289,15 +329,19 @@ int main(int argc, char **argv)
         if (strstr(only, "hot")) {
             int calls = (int)(2e9 / (double)bytes) + 1;
             if (calls > 4000) calls = 4000;
-            printf("  hot %5.1f GB/s", (double)bytes / best_time(s, w, 1, x1, xqb, 1, y, calls, old) / 1e9);
+            const double gbs = (double)bytes / best_time(s, w, 1, x1, xqb, 1, y, calls, old) / 1e9;
+            printf("  hot %5.1f GB/s %4s", gbs, roof_pct(pc, gbs, roof_bw_at(roof_get(), bytes, 0)));
         }
-        if (strstr(only, "cold"))
-            printf("  cold %5.1f GB/s", (double)bytes / best_time(s, w, n_copy, x1, xqb, 1, y, n_copy, old) / 1e9);
+        if (strstr(only, "cold")) {
+            const double gbs = (double)bytes / best_time(s, w, n_copy, x1, xqb, 1, y, n_copy, old) / 1e9;
+            printf("  cold %5.1f GB/s %4s", gbs, roof_pct(pc, gbs, roof_bw_at(roof_get(), bytes * (size_t)n_copy, 0)));
+        }
         free(x1);
         if (strstr(only, "pre") && (s->n_out <= 1536 || matmul_tiled_for(table(s->type, old)))) {
             void *x512 = make_x(s, 512, &xqb);
             double t = best_time(s, w, 1, x512, xqb, 512, y, 1, old);
-            printf("  n_tok=512 %6.1f GFLOP/s", 2.0 * (double)s->n_in * (double)s->n_out * 512 / t / 1e9);
+            const double gf = 2.0 * (double)s->n_in * (double)s->n_out * 512 / t / 1e9;
+            printf("  n_tok=512 %6.1f GFLOP/s %4s", gf, pct_int8(pc, gf, isa));
             free(x512);
         }
         printf("\n");
@@ -325,8 +369,9 @@ int main(int argc, char **argv)
             }
             if (now() - t0 < best) best = now() - t0;
         }
-        printf("decode sequence %.1f MB: %5.1f GB/s  %6.2f ms/token (matmuls only, 1 thread)\n",
-               (double)total / 1e6, (double)total / best / 1e9, best * 1e3);
+        printf("decode sequence %.1f MB: %5.1f GB/s (%s of the read at its size)  %6.2f ms/token (matmuls only, "
+               "1 thread)\n", (double)total / 1e6, (double)total / best / 1e9,
+               roof_pct(pc, (double)total / best / 1e9, roof_bw_at(roof_get(), total, 0)), best * 1e3);
         for (int m = 0; m < NM; m++) free(w[m]);
         for (int k = 0; k < 5; k++) free(x[k]);
     }

@@ -1,52 +1,39 @@
-/* bw.c - read bandwidth of this machine: 1 and 2 threads, buffers from L2 size to 400 MB.
- * cc -O2 -mavx512f -pthread bw.c -o build/bw */
-#define _GNU_SOURCE
-#include <immintrin.h>
-#include <pthread.h>
-#include <stdio.h>
+/* bw.c - read bandwidth of this machine: 1 thread and every CPU at once, one buffer per
+ * thread of 32 KiB (L1) to 512 MiB, the loop of roof.c (64-byte loads, AVX-512 or AVX2
+ * chosen at run time, pinned threads, the best of ~20 ms rounds).
+ *   build/bw [SECONDS per figure, default 0.5]
+ * Prints per size the all-CPU sum as a fraction of n x the 1-thread figure (how far the
+ * cores share the level), and this run as a fraction of build/peak.txt's figure when
+ * there is one (below 100%: the machine is busier now than when the peaks were taken). */
+#include "roof.h"
+
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
-typedef struct { const char *b; size_t n; int reps; double gbs; long long sink; } job;
-
-static void *run(void *arg)
+int main(int argc, char **argv)
 {
-    job *j = arg;
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    double t0 = now();
-    for (int r = 0; r < j->reps; r++)
-        for (size_t i = 0; i < j->n; i += 256) {
-            a0 = _mm512_add_epi64(a0, _mm512_load_si512(j->b + i));
-            a1 = _mm512_add_epi64(a1, _mm512_load_si512(j->b + i + 64));
-            a2 = _mm512_add_epi64(a2, _mm512_load_si512(j->b + i + 128));
-            a3 = _mm512_add_epi64(a3, _mm512_load_si512(j->b + i + 192));
-        }
-    double t = now() - t0;
-    j->gbs = (double)j->n * j->reps / t / 1e9;
-    j->sink = _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
-    return NULL;
-}
-
-int main(void)
-{
-    size_t sizes[] = { 1 << 20, 16 << 20, 100 << 20, 400 << 20 };
-    for (int s = 0; s < 4; s++) {
-        size_t n = sizes[s];
-        char *b[2];
-        for (int k = 0; k < 2; k++) { b[k] = aligned_alloc(64, n); memset(b[k], k + 1, n); }
-        int reps = (int)((2000 << 20) / n); if (reps < 2) reps = 2;
-        job j1 = { b[0], n, reps, 0, 0 };
-        run(&j1);
-        job j2[2] = { { b[0], n, reps, 0, 0 }, { b[1], n, reps, 0, 0 } };
-        pthread_t th;
-        pthread_create(&th, NULL, run, &j2[1]);
-        run(&j2[0]);
-        pthread_join(th, NULL);
-        printf("%4zu MB: 1 thread %.1f GB/s; 2 threads %.1f + %.1f GB/s (sink %lld)\n", n >> 20, j1.gbs,
-               j2[0].gbs, j2[1].gbs, j1.sink + j2[0].sink + j2[1].sink);
-        free(b[0]); free(b[1]);
+    const double seconds = argc > 1 ? atof(argv[1]) : 0.5;
+    if (!(seconds > 0 && seconds <= 60)) {
+        fprintf(stderr, "usage: build/bw [SECONDS per figure, 0-60]\n");
+        return 2;
+    }
+    roof_peaks now, saved;
+    char path[4200];
+    const int have = roof_path(path, sizeof path, "peak.txt") && roof_load(&saved, path) == 0;
+    if (roof_measure(&now, seconds, ROOF_BW) != 0) {
+        fprintf(stderr, "bw: could not start threads or allocate buffers\n");
+        return 1;
+    }
+    printf("CPU: %s; %d threads; load average %.2f; %s\n", now.cpu, now.n_cpu, now.loadavg,
+           have ? saved.source : "no build/peak.txt for this CPU");
+    for (int s = 0; s < ROOF_N_BW; s++) {
+        const size_t b = roof_bw_bytes[s];
+        char a[8], c[8], d[8];
+        printf("%5zu %s: 1 thread %6.1f GB/s; %d threads %6.1f GB/s (%s of %d x 1 thread)", b < (1u << 20) ? b >> 10 : b >> 20,
+               b < (1u << 20) ? "KiB" : "MiB", now.bw[s][0], now.n_cpu, now.bw[s][1],
+               roof_pct(a, now.bw[s][1], now.n_cpu * now.bw[s][0]), now.n_cpu);
+        if (have)
+            printf("; of peak.txt: %s, %s", roof_pct(c, now.bw[s][0], saved.bw[s][0]), roof_pct(d, now.bw[s][1], saved.bw[s][1]));
+        printf("\n");
     }
     return 0;
 }
