@@ -57,6 +57,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# webui.c puts webui.html into the binary with the assembler's .incbin, which -MMD cannot see
+$(BUILD)/obj/src/server/webui.o: src/server/webui.html
+
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

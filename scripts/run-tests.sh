@@ -59,6 +59,10 @@ done
 # make install into temporary prefixes and a program built against the installed copy
 [ -x build/kvlm ] && run_script release install/install_test.sh 600 tests/install/install_test.sh build
 
+# the chat page (GET /) in Debian's headless Chromium through Selenium; a missing browser
+# or driver fails (setup-deps.sh installs them). Screenshots: <cache>/artifacts/webui
+[ -x build/kvlm ] && run_script release server/webui_test.sh 300 tests/server/webui_test.sh build
+
 if ls build/fuzz/fuzz_* >/dev/null 2>&1; then
     while IFS= read -r line; do
         echo "$line"

@@ -29,6 +29,10 @@ declare -A need=(
     [python3-pip]=__pip__
     [python3-venv]=__venv__
     [cmake]=/usr/bin/cmake
+    # the chat page's browser test (tests/server/webui_test.sh): Debian's browser and its
+    # matching driver, named explicitly so Selenium never tries to download one
+    [chromium]=/usr/bin/chromium
+    [chromium-driver]=/usr/bin/chromedriver
 )
 
 missing=()

@@ -20,6 +20,7 @@
 #include "server/http.h"
 #include "server/serve_metrics.h"
 #include "server/serve_whisper.h"
+#include "server/webui.h"
 #include "engine/sched.h"
 
 #include <errno.h>
@@ -92,6 +93,7 @@ typedef struct server {
     atomic_uint_fast64_t next_id;
     serve_metrics metrics;       /* under mu */
     serve_whisper *whisper;      /* NULL: no speech-to-text model */
+    kvlm_cache_stats kv_now;     /* under mu: the pool at the last snapshot (GET /v1/kvlm/cache) */
 } server;
 
 
@@ -334,6 +336,7 @@ static void snapshot(server *s)
     kvlm_cache_stats st;
     sched_cache_stats(s->S, &st);
     metrics_set_cache(&s->metrics, &st, s->queue_len, s->running_seqs);
+    s->kv_now = st;
 }
 
 /* Ends running jobs that are done, failed, cancelled, or (stopping) all of them.
@@ -618,6 +621,39 @@ static void handle(void *user, const http_request *req, http_reply *reply)
         send_json(reply, stopping ? 503 : 200, stopping ? "{\"status\":\"shutting down\"}" : "{\"status\":\"ok\"}");
         return;
     }
+    if (!strcmp(path, "/")) {                       /* the chat page (webui.h): no key to load it */
+        if (!get) goto not_allowed;
+        const int st = webui_send_page(reply) ? 200 : 500;
+        pthread_mutex_lock(&s->mu);
+        metrics_count_status(&s->metrics, st);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    if (!strcmp(path, "/v1/kvlm/cache")) {          /* the page's gauge (fields: webui.h) */
+        if (!get) goto not_allowed;
+        if (!authenticate(s, req, &e)) {
+            send_error(s, reply, &e);
+            return;
+        }
+        webui_cache_info ci = { .model = s->model ? s->model_id : NULL,
+                                .whisper_model = s->whisper ? serve_whisper_model_id(s->whisper) : NULL };
+        pthread_mutex_lock(&s->mu);
+        ci.st = s->kv_now;
+        ci.running_seqs = s->running_seqs;
+        ci.queue_len = s->queue_len;
+        ci.requests = s->metrics.requests_done;
+        ci.prompt_tokens = s->metrics.prompt_tokens;
+        ci.cached_tokens = s->metrics.cached_tokens;
+        ci.completion_tokens = s->metrics.completion_tokens;
+        pthread_mutex_unlock(&s->mu);
+        char *js = webui_cache_json(&ci);
+        send_json(reply, 200, js);
+        pthread_mutex_lock(&s->mu);
+        metrics_count_status(&s->metrics, js ? 200 : 500);
+        pthread_mutex_unlock(&s->mu);
+        free(js);
+        return;
+    }
     if (!strcmp(path, "/metrics")) {
         if (!get) goto not_allowed;
         kvlm_cache_stats tiers = { 0 };
@@ -880,6 +916,8 @@ int serve_run(const serve_params *p)
         fprintf(stderr, "kvlm serve: %s on http://%s:%d/v1/audio/transcriptions (model id \"%s\", alias \"%s\", "
                 "uploads up to %zu bytes)\n", p->whisper_path, p->host ? p->host : "127.0.0.1",
                 http_server_port(http), serve_whisper_model_id(s.whisper), SERVE_WHISPER_ALIAS, s.p.max_upload);
+    fprintf(stderr, "kvlm serve: the chat page on http://%s:%d/\n", p->host ? p->host : "127.0.0.1",
+            http_server_port(http));
     if (p->port_file) {
         FILE *f = fopen(p->port_file, "w");
         if (f) {
