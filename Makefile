@@ -44,7 +44,7 @@ TEST_UTIL_OBJ := $(TEST_UTIL_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 LIB      := $(BUILD)/libkvlm.a
 
-.PHONY: all setup deps model fixtures run test tests asan fuzz fuzz-bin clean shared install uninstall
+.PHONY: all setup deps model fixtures run test tests asan fuzz fuzz-bin clean shared shared-path install uninstall
 all: $(BUILD)/kvlm
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c
@@ -78,6 +78,9 @@ $(SHLIB): $(LIB_OBJ) src/kvlm.map
 	$(CC) $(CFLAGS) -shared -Wl,-soname,libkvlm.so.$(SOMAJOR) -Wl,--version-script=src/kvlm.map \
 	    -Wl,--no-undefined $(LIB_OBJ) -o $@ $(LDLIBS)
 shared: $(SHLIB)
+# where it is, for python/setup.py (pip install ./python copies it into the package)
+shared-path:
+	@echo $(SHLIB)
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
