@@ -63,6 +63,9 @@ done
 # or driver fails (setup-deps.sh installs them). Screenshots: <cache>/artifacts/webui
 [ -x build/kvlm ] && run_script release server/webui_test.sh 300 tests/server/webui_test.sh build
 
+# the Python package: pip install ./python into a temporary venv, pytest on the real models
+[ -x build/kvlm ] && run_script release python/python_tests.sh 600 tests/python/python_tests.sh build
+
 if ls build/fuzz/fuzz_* >/dev/null 2>&1; then
     while IFS= read -r line; do
         echo "$line"

@@ -17,11 +17,7 @@ set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
 build=${1:-build}
-passed=0 failed=0
-ok()   { echo "ok   $*"; passed=$((passed + 1)); }
-bad()  { echo "FAIL $*"; failed=$((failed + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-finish() { echo "$passed passed, $failed failed"; rm -rf "$tmp"; [ "$failed" -eq 0 ]; exit $?; }
+. tests/util/tally.sh
 
 tmp=$(mktemp -d /tmp/kvlm-install.XXXXXX)
 prefix=$tmp/usr
