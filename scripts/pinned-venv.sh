@@ -3,7 +3,7 @@
 # ($KVLM_CACHE, else $XDG_CACHE_HOME/kvlm, else ~/.cache/kvlm), never the repository:
 # $cache/NAME, made with python3 -m venv and pip install PIN..., stamped with the pins.
 # Made again when it is missing, its pins changed or `import MODULE` fails; otherwise a
-# no-op. Prints its python. Used by serve-venv.sh and py-venv.sh.
+# no-op. Prints its python. Used by serve-venv.sh, webui-venv.sh and py-venv.sh.
 set -euo pipefail
 name=$1 module=$2
 shift 2
