@@ -313,31 +313,6 @@ static void stream_cancel(http_stream *s)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Stop's sweep: a reference on every live stream under the registry lock,
- * then cancel and release each with no lock held. */
-static void registry_cancel_all(http_registry *reg)
-{
-    http_stream *list = NULL;
-    pthread_mutex_lock(&reg->mu);
-    reg->stopping = true;
-    for (http_stream *s = reg->head; s; s = s->next) {
-        pthread_mutex_lock(&s->mu);
-        if (s->refs > 0) {
-            s->refs++;
-            s->sweep_next = list;
-            list = s;
-        }
-        pthread_mutex_unlock(&s->mu);
-    }
-    pthread_mutex_unlock(&reg->mu);
-    while (list) {
-        http_stream *s = list;
-        list = s->sweep_next;
-        stream_cancel(s);
-        stream_unref(s);
-    }
-}
-
 /* Cuts a stalled client off (see Stalls): the socket is shut down with SO_LINGER 0
  * (MHD's poll wakes, its close resets the connection) and the stream cancelled.
  * The caller holds a reference. */
@@ -362,6 +337,41 @@ static bool stream_stalled(const http_stream *s, int64_t now, int64_t stall_ms)
     return owes && now - s->progress_ms >= stall_ms;
 }
 
+/* The live streams (refs > 0), or with stall_ms > 0 the stalled ones among them,
+ * each with a reference taken, on a private list through sweep_next (stop's sweep
+ * and the watchdog never run at once). reg->mu held. */
+static http_stream *registry_take(http_registry *reg, int64_t stall_ms)
+{
+    http_stream *list = NULL;
+    const int64_t now = now_ms();
+    for (http_stream *s = reg->head; s; s = s->next) {
+        pthread_mutex_lock(&s->mu);
+        if (s->refs > 0 && (stall_ms == 0 || stream_stalled(s, now, stall_ms))) {
+            s->refs++;
+            s->sweep_next = list;
+            list = s;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return list;
+}
+
+/* Stop's sweep: a reference on every live stream under the registry lock,
+ * then cancel and release each with no lock held. */
+static void registry_cancel_all(http_registry *reg)
+{
+    pthread_mutex_lock(&reg->mu);
+    reg->stopping = true;
+    http_stream *list = registry_take(reg, 0);
+    pthread_mutex_unlock(&reg->mu);
+    while (list) {
+        http_stream *s = list;
+        list = s->sweep_next;
+        stream_cancel(s);
+        stream_unref(s);
+    }
+}
+
 /* The watchdog thread: looks at every stream each tick, aborts the stalled ones
  * (with no lock held, a reference each, as registry_cancel_all). */
 static void *watchdog_main(void *arg)
@@ -376,23 +386,13 @@ static void *watchdog_main(void *arg)
         deadline_in_ms(&t, tick);
         pthread_cond_timedwait(&reg->watch_cv, &reg->mu, &t);
         if (reg->watch_stop) break;
-        http_stream *list = NULL;
-        const int64_t now = now_ms();
-        for (http_stream *s = reg->head; s; s = s->next) {
-            pthread_mutex_lock(&s->mu);
-            if (stream_stalled(s, now, stall_ms)) {
-                s->refs++;
-                s->sweep_next = list;
-                list = s;
-            }
-            pthread_mutex_unlock(&s->mu);
-        }
+        http_stream *list = registry_take(reg, stall_ms);
         pthread_mutex_unlock(&reg->mu);
         while (list) {
             http_stream *s = list;
             list = s->sweep_next;
+            if (srv->cfg.stall_fn) srv->cfg.stall_fn(srv->cfg.stall_user);   /* before the client can tell */
             stream_abort(s);
-            if (srv->cfg.stall_fn) srv->cfg.stall_fn(srv->cfg.stall_user);
             stream_unref(s);
         }
         pthread_mutex_lock(&reg->mu);

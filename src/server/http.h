@@ -100,7 +100,8 @@ typedef struct http_config {
     int64_t stream_stall_ms; /* a client that takes no byte of its stream this long while
                               * bytes wait for it is cut off (0: never) */
     void (*stall_fn)(void *user);   /* optional: called (watchdog thread, no lock held) once
-                                     * per stream cut off so, after its cancel callback */
+                                     * per stream cut off so, just before it is (so before
+                                     * its cancel callback and the client's reset) */
     void *stall_user;
     http_error_fn error_fn;  /* optional; NULL: a minimal OpenAI-style JSON error */
     void *error_user;

@@ -741,7 +741,7 @@ serve_params serve_default_params(void)
                            .stream_stall_s = 30 };
 }
 
-/* The transport cut a stalled stream off (its watchdog thread; the job's on_cancel ran first). */
+/* The transport cuts a stalled stream off (its watchdog thread; the job's on_cancel runs next). */
 static void on_stall(void *user)
 {
     server *s = user;

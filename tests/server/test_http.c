@@ -277,26 +277,16 @@ static void *writer_main(void *arg)
         while (!http_stream_cancelled(j->s)) sleep_ms(1);
         j->false_time = now_s();
         j->write_false = !http_stream_write(j->s, "x", 1);
-    } else if (j->kind == JOB_PUSH || j->kind == JOB_PACED) {
-        for (int i = 0; j->kind == JOB_PACED || i < j->n; i++) {
+    } else {
+        const bool push = j->kind == JOB_PUSH || j->kind == JOB_PACED;
+        for (int i = 0; j->kind == JOB_FOREVER || j->kind == JOB_PACED || i < j->n; i++) {
             while (j->kind == JOB_PACED && http_stream_full(j->s) && !http_stream_cancelled(j->s)) {
                 if (!j->saw_full) j->full_time = now_s();
                 j->saw_full = true;
                 sleep_ms(1);
             }
             int len = snprintf(ev, sizeof ev, "data: %d\n\n", i);
-            if (!http_stream_push(j->s, ev, (size_t)len)) {
-                j->false_time = now_s();
-                j->write_false = true;
-                break;
-            }
-            j->written++;
-        }
-        if (http_stream_full(j->s)) j->saw_full = true;
-    } else {
-        for (int i = 0; j->kind == JOB_FOREVER || i < j->n; i++) {
-            int len = snprintf(ev, sizeof ev, "data: %d\n\n", i);
-            if (!http_stream_write(j->s, ev, (size_t)len)) {
+            if (!(push ? http_stream_push : http_stream_write)(j->s, ev, (size_t)len)) {
                 j->false_time = now_s();
                 j->write_false = true;
                 break;
@@ -304,6 +294,7 @@ static void *writer_main(void *arg)
             j->written++;
             if (j->delay_ms) sleep_ms(j->delay_ms);
         }
+        if (push && http_stream_full(j->s)) j->saw_full = true;
     }
     http_stream_close(j->s);
     atomic_store(&j->closed, 1);
