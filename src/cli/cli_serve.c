@@ -36,6 +36,10 @@ static void usage(FILE *f)
         "      --keep N           tokens a context shift keeps at the start (default 0; a BOS counts extra)\n"
         "      --queue N          requests waiting before 429 (default 64)\n"
         "      --max-body BYTES   request body limit (default 1M)\n"
+        "      --stream-queue BYTES  event bytes held for a stream's client (default 256K); when full,\n"
+        "                         its sequences pause until the client reads\n"
+        "      --stream-stall-timeout S  cut off a stream whose client reads nothing for S seconds\n"
+        "                         while events wait, freeing its sequence (default 30; 0 = never)\n"
         "      --whisper MODEL    also serve speech to text, POST /v1/audio/transcriptions: a CTranslate2\n"
         "                         Whisper directory, or \"whisper\" (the cached whisper-tiny.en)\n"
         "      --max-upload BYTES audio file limit of a transcription (default 25M, OpenAI's)\n"
@@ -68,7 +72,11 @@ int cli_serve(int argc, char **argv)
             NEED_VALUE(); if (cli_parse_i64(v, 16, 1 << 24, &p.n_ctx)) BAD_VALUE();
         } else if (!strcmp(a, "--kv-mem")) { NEED_VALUE(); if (cli_parse_size(v, &p.kv_mem)) BAD_VALUE(); }
         else if (!strcmp(a, "--max-body")) { NEED_VALUE(); if (cli_parse_size(v, &p.max_body)) BAD_VALUE(); }
-        else if (!strcmp(a, "--max-upload")) { NEED_VALUE(); if (cli_parse_size(v, &p.max_upload)) BAD_VALUE(); }
+        else if (!strcmp(a, "--stream-queue")) {
+            NEED_VALUE(); if (cli_parse_size(v, &p.stream_queue) || !p.stream_queue) BAD_VALUE();
+        } else if (!strcmp(a, "--stream-stall-timeout")) {
+            NEED_VALUE(); if (cli_parse_i64(v, 0, 86400, &n)) BAD_VALUE(); p.stream_stall_s = (int)n;
+        } else if (!strcmp(a, "--max-upload")) { NEED_VALUE(); if (cli_parse_size(v, &p.max_upload)) BAD_VALUE(); }
         else if (!strcmp(a, "--whisper")) { NEED_VALUE(); p.whisper_path = v; }
         else if (!strcmp(a, "--cache-type") || !strcmp(a, "--cache-type-k")) {
             NEED_VALUE(); if (!kvlm_kv_type_from_name(v, &p.kv_type)) BAD_VALUE();

@@ -29,6 +29,7 @@ struct sched_seq {
     uint64_t ns;
     void *user;
     bool ended;
+    bool paused;            /* sched_pause: not stepped */
     size_t *n_cached;       /* the owner's: prompt positions from the cache (RAM + tiers), or NULL */
     int64_t *ticket;        /* the owner's: last tier write of our blocks, or NULL */
     cache_load *load;       /* the tiers' load of the prompt's missing blocks, or NULL */
@@ -264,7 +265,7 @@ int64_t sched_step(sched *S)
         for (int64_t i = 0; i < S->n_seqs && budget > 0; i++) {
             sched_seq *q = S->seqs[i];
             const bool generating = q->n_tok > q->n_prompt;
-            if (q->ended || q->load || generating != (pass == 0)) continue;
+            if (q->ended || q->load || q->paused || generating != (pass == 0)) continue;
             int64_t n = q->n_tok - q->kv.n_pos;
             if (n > budget) n = budget;
             if (n <= 0) continue;
@@ -326,6 +327,12 @@ int64_t sched_step(sched *S)
     }
     sweep(S);
     return n_seg;
+}
+
+void sched_pause(sched *S, sched_seq *q, bool paused)
+{
+    (void)S;
+    q->paused = paused;
 }
 
 int64_t sched_n_seqs(const sched *S) { return S->n_seqs; }

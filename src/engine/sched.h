@@ -14,6 +14,8 @@
  *   a sequence whose prompt is now complete, or that decoded, samples a token
  *   and reports it through on_token; on_token returning false ends it.
  *
+ * A paused sequence (sched_pause) is skipped until it is resumed.
+ *
  * So a new request joins at the next step, and a long prompt is prefilled a
  * chunk per step while the running streams keep getting a token every step.
  * A sequence's tokens are bitwise those it would get alone (forward.h), so
@@ -80,6 +82,13 @@ kvlm_err sched_add(sched *S, const kvlm_token *prompt, size_t n, int64_t max_new
 /* Ends q now (a cancelled request): its blocks go back to the pool (full ones
  * stay cached for later hits, and go to the tiers). q is invalid afterwards. */
 void sched_remove(sched *S, sched_seq *q);
+/* Holds q back (paused) or lets it go on: a paused sequence keeps its blocks,
+ * tokens and sampler but is not stepped, so its owner can stop a generation whose
+ * output nobody takes yet (a stream's client that is not reading) without ending
+ * it or holding up the others. Resumed, it goes on with the tokens it would have
+ * had. Any time on the caller's thread, from on_token too (it applies from the
+ * next step). */
+void sched_pause(sched *S, sched_seq *q, bool paused);
 /* Sequences waiting for their blocks from the tiers (they do not step meanwhile). */
 int64_t sched_n_loading(const sched *S);
 /* fn(user) once every tier write up to ticket is done: at once on this thread, or

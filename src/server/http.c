@@ -11,10 +11,14 @@
  *
  * A stream and who holds it:
  *
- *   writer (scheduler) --write--> [ buf: off .. len ) --stream_read--> MHD --> client
- *          ^ refs: 1                  mutex mu          refs: 1 (the request,
- *          | until http_stream_close  data_cv: reader waits   dropped at completion)
- *                                     space_cv: writers wait
+ *   writer (scheduler) --write/push--> [ buf: off .. len ) --stream_read--> MHD --> client
+ *          ^ refs: 1                       mutex mu          refs: 1 (the request,
+ *          | until http_stream_close       data_cv: reader waits   dropped at completion)
+ *                                          space_cv: writers wait
+ *
+ *   watchdog thread (cfg.stream_stall_ms > 0): every STALL_TICK_MS or so, a
+ *   stream whose client has taken nothing for stream_stall_ms while bytes wait
+ *   for it is aborted (below).
  *
  *   registry (shared by the server and its streams, refcounted so a stream may
  *   outlive the server): the list of streams not yet freed, so that stop can
@@ -22,8 +26,11 @@
  *   born during stop.
  *
  * Invariants:
- *   - off <= len <= cap, len - off <= max (stream_queue); the reader resets
- *     off = len = 0 whenever it drains the queue.
+ *   - off <= len <= cap; len - off <= max (stream_queue) after a write (push
+ *     may go past it: its writer keeps the bound, see http_stream_push); the
+ *     reader resets off = len = 0 whenever it drains the queue.
+ *   - fd >= 0 until the request completes (on_completed, which MHD calls before
+ *     it closes the socket), so an abort never touches a reused descriptor.
  *   - cancelled only goes false -> true, under mu (read lock-free by
  *     http_stream_cancelled); the cancel callback is taken out under mu, so it
  *     runs at most once, and never after close returned.
@@ -36,7 +43,23 @@
  * The reader sleeps on data_cv for at most STREAM_POLL_MS, then looks at the
  * socket: MHD only learns of a hang-up when it next sends, which for a stream
  * waiting on a long prefill may be many seconds away. A client that half-closes
- * its side (shutdown(SHUT_WR)) counts as gone, as in most SSE servers. */
+ * its side (shutdown(SHUT_WR)) counts as gone, as in most SSE servers.
+ *
+ * Stalls. A client that keeps its socket open and reads nothing fills the
+ * kernel's buffers, then MHD's, then the queue; MHD stops asking for bytes, so
+ * the connection thread sits in MHD's poll and nothing on it can notice. The
+ * watchdog does: `progress` is when the reader last took bytes (or a write found
+ * the queue empty, or the reader ended the body); a stream with bytes queued, or
+ * ended but not yet completed (its last bytes still in MHD's or the kernel's
+ * buffers), and no progress for stream_stall_ms is aborted: cancelled (the
+ * writer and its cancel callback learn of it as of a hang-up) and its socket shut
+ * down with SO_LINGER 0, which wakes MHD's poll and makes its close send a reset,
+ * so no kernel buffer is kept for a client that will not read it. An idle stream
+ * (nothing queued: the engine is still in a prefill) never counts as stalled.
+ * MHD takes bytes a write buffer at a time (32 KB measured), so a client counts as
+ * reading while it takes about that much per stream_stall_ms. What a client that
+ * reads nothing holds up is bounded: stream_queue here (plus a push past it), MHD's
+ * buffer, and the socket's send buffer (stream_sndbuf). */
 #include "server/http.h"
 #include "core/err.h"
 
@@ -66,11 +89,18 @@ enum {
     STREAM_BLOCK = 16 * 1024,    /* MHD's preferred read size for a stream */
     STREAM_MIN_CAP = 4096,
     STOP_DRAIN_MS = 2000,        /* how long stop lets closed streams send what they hold */
+    STALL_TICK_MS = 250,         /* the watchdog looks at most this far apart (and 8 times per stall) */
     DEFAULT_MAX_CONNECTIONS = 256,
     DEFAULT_TIMEOUT_S = 60,
 };
 #define DEFAULT_MAX_BODY     ((size_t)8 << 20)
 #define DEFAULT_STREAM_QUEUE ((size_t)1 << 20)
+/* A stream's socket send buffer. Left to the kernel, it grows to tcp_wmem's
+ * maximum (4 MiB) for a client that reads nothing, measured on loopback: that
+ * much kernel memory per stalled client, and 25,000 tokens of events before the
+ * writer learns anything. 64 KiB still carries a stream's events over a 100 ms
+ * round trip at hundreds of KB/s. */
+#define DEFAULT_STREAM_SNDBUF ((size_t)64 << 10)
 /* A chunked body that passes max_body is read on and dropped so the client can
  * be told 413 (MHD cannot answer in mid-upload); past this much more, the
  * connection is simply closed, so that a client cannot keep a thread reading. */
@@ -87,6 +117,8 @@ typedef struct http_registry {
     http_stream *head;           /* streams not yet freed, doubly linked */
     size_t refs;                 /* the server, plus one per stream */
     bool stopping;
+    bool watch_stop;             /* the watchdog thread should return */
+    pthread_cond_t watch_cv;     /* it sleeps here between looks */
 } http_registry;
 
 struct http_server {
@@ -96,6 +128,8 @@ struct http_server {
     http_config cfg;             /* with defaults filled in; host not kept */
     int port;
     http_registry *reg;
+    pthread_t watchdog;
+    bool watchdog_started;
 };
 
 struct http_reply {
@@ -133,13 +167,30 @@ struct http_stream {
     http_cancel_fn cancel_fn;
     void *cancel_user;
     pthread_t cancel_thread;
-    int fd;                      /* the connection's socket, watched for a hang-up */
+    int fd;                      /* the connection's socket, watched for a hang-up; -1 once
+                                    the request completed */
+    int64_t progress_ms;         /* monotonic ms of the client's last progress (see Stalls) */
     http_registry *reg;
     http_stream *prev, *next;    /* on reg's list */
     http_stream *sweep_next;     /* stop's private list */
 };
 
 /* ---- registry and stream life ------------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void deadline_in_ms(struct timespec *t, long ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, t);
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (ms % 1000) * 1000000L;
+    if (t->tv_nsec >= 1000000000L) { t->tv_sec++; t->tv_nsec -= 1000000000L; }
+}
 
 /* 0 on success; on failure nothing is left to free but reg itself */
 static int registry_init(http_registry *reg)
@@ -148,9 +199,11 @@ static int registry_init(http_registry *reg)
     if (pthread_condattr_init(&ca) != 0) return -1;
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);   /* deadline_in_ms's clock */
     int rc = pthread_cond_init(&reg->gone_cv, &ca);
+    if (rc == 0 && (rc = pthread_cond_init(&reg->watch_cv, &ca)) != 0) pthread_cond_destroy(&reg->gone_cv);
     pthread_condattr_destroy(&ca);
     if (rc != 0) return -1;
     if (pthread_mutex_init(&reg->mu, NULL) != 0) {
+        pthread_cond_destroy(&reg->watch_cv);
         pthread_cond_destroy(&reg->gone_cv);
         return -1;
     }
@@ -163,6 +216,7 @@ static void registry_unref(http_registry *reg)
     bool last = --reg->refs == 0;
     pthread_mutex_unlock(&reg->mu);
     if (last) {
+        pthread_cond_destroy(&reg->watch_cv);
         pthread_cond_destroy(&reg->gone_cv);
         pthread_mutex_destroy(&reg->mu);
         free(reg);
@@ -197,6 +251,7 @@ static http_stream *stream_new(size_t max, int fd)
     s->max = max;
     s->refs = 2;
     s->fd = fd;
+    s->progress_ms = now_ms();
     atomic_init(&s->cancelled, false);
     return s;
 }
@@ -258,22 +313,56 @@ static void stream_cancel(http_stream *s)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Stop's sweep: a reference on every live stream under the registry lock,
- * then cancel and release each with no lock held. */
-static void registry_cancel_all(http_registry *reg)
+/* Cuts a stalled client off (see Stalls): the socket is shut down with SO_LINGER 0
+ * (MHD's poll wakes, its close resets the connection) and the stream cancelled.
+ * The caller holds a reference. */
+static void stream_abort(http_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->fd >= 0) {
+        const struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+        setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        shutdown(s->fd, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&s->mu);
+    stream_cancel(s);
+}
+
+/* true if s owes its client bytes (queued, or ended but not completed) and the
+ * client has taken none for stall_ms. s->mu held. */
+static bool stream_stalled(const http_stream *s, int64_t now, int64_t stall_ms)
+{
+    if (s->refs == 0 || s->fd < 0 || atomic_load(&s->cancelled)) return false;
+    const bool owes = s->len > s->off || s->finished;
+    return owes && now - s->progress_ms >= stall_ms;
+}
+
+/* The live streams (refs > 0), or with stall_ms > 0 the stalled ones among them,
+ * each with a reference taken, on a private list through sweep_next (stop's sweep
+ * and the watchdog never run at once). reg->mu held. */
+static http_stream *registry_take(http_registry *reg, int64_t stall_ms)
 {
     http_stream *list = NULL;
-    pthread_mutex_lock(&reg->mu);
-    reg->stopping = true;
+    const int64_t now = now_ms();
     for (http_stream *s = reg->head; s; s = s->next) {
         pthread_mutex_lock(&s->mu);
-        if (s->refs > 0) {
+        if (s->refs > 0 && (stall_ms == 0 || stream_stalled(s, now, stall_ms))) {
             s->refs++;
             s->sweep_next = list;
             list = s;
         }
         pthread_mutex_unlock(&s->mu);
     }
+    return list;
+}
+
+/* Stop's sweep: a reference on every live stream under the registry lock,
+ * then cancel and release each with no lock held. */
+static void registry_cancel_all(http_registry *reg)
+{
+    pthread_mutex_lock(&reg->mu);
+    reg->stopping = true;
+    http_stream *list = registry_take(reg, 0);
     pthread_mutex_unlock(&reg->mu);
     while (list) {
         http_stream *s = list;
@@ -283,15 +372,36 @@ static void registry_cancel_all(http_registry *reg)
     }
 }
 
-/* ---- the stream's two sides ---------------------------------------------------- */
-
-static void deadline_in_ms(struct timespec *t, long ms)
+/* The watchdog thread: looks at every stream each tick, aborts the stalled ones
+ * (with no lock held, a reference each, as registry_cancel_all). */
+static void *watchdog_main(void *arg)
 {
-    clock_gettime(CLOCK_MONOTONIC, t);
-    t->tv_sec += ms / 1000;
-    t->tv_nsec += (ms % 1000) * 1000000L;
-    if (t->tv_nsec >= 1000000000L) { t->tv_sec++; t->tv_nsec -= 1000000000L; }
+    http_server *srv = arg;
+    http_registry *reg = srv->reg;
+    const int64_t stall_ms = srv->cfg.stream_stall_ms;
+    const long tick = stall_ms / 8 < 1 ? 1 : stall_ms / 8 > STALL_TICK_MS ? STALL_TICK_MS : (long)(stall_ms / 8);
+    pthread_mutex_lock(&reg->mu);
+    while (!reg->watch_stop) {
+        struct timespec t;
+        deadline_in_ms(&t, tick);
+        pthread_cond_timedwait(&reg->watch_cv, &reg->mu, &t);
+        if (reg->watch_stop) break;
+        http_stream *list = registry_take(reg, stall_ms);
+        pthread_mutex_unlock(&reg->mu);
+        while (list) {
+            http_stream *s = list;
+            list = s->sweep_next;
+            if (srv->cfg.stall_fn) srv->cfg.stall_fn(srv->cfg.stall_user);   /* before the client can tell */
+            stream_abort(s);
+            stream_unref(s);
+        }
+        pthread_mutex_lock(&reg->mu);
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return NULL;
 }
+
+/* ---- the stream's two sides ---------------------------------------------------- */
 
 /* Stop's first step: a stream its writer has closed (a last event and the end of
  * the body, say) is let end on its own, for up to ms: cancelling it would drop
@@ -342,12 +452,14 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             memcpy(buf, s->buf + s->off, n);
             s->off += n;
             if (s->off == s->len) s->off = s->len = 0;
+            s->progress_ms = now_ms();
             pthread_cond_broadcast(&s->space_cv);
             pthread_mutex_unlock(&s->mu);
             return (ssize_t)n;
         }
         if (s->closed) {
             s->finished = true;
+            s->progress_ms = now_ms();        /* MHD still holds the last bytes: see Stalls */
             pthread_mutex_unlock(&s->mu);
             return MHD_CONTENT_READER_END_OF_STREAM;
         }
@@ -363,7 +475,9 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
-bool http_stream_write(http_stream *s, const void *data, size_t len)
+/* Queues data[0..len): a writer (block) waits while max bytes are queued, a push
+ * queues it all at once. */
+static bool stream_put(http_stream *s, const void *data, size_t len, bool block)
 {
     const char *p = data;
     bool oom = false;
@@ -372,25 +486,26 @@ bool http_stream_write(http_stream *s, const void *data, size_t len)
     while (len > 0) {
         if (atomic_load(&s->cancelled)) break;
         size_t queued = s->len - s->off;
-        if (queued >= s->max) {
+        if (block && queued >= s->max) {
             pthread_cond_wait(&s->space_cv, &s->mu);
             continue;
         }
-        size_t n = len < s->max - queued ? len : s->max - queued;
+        size_t n = !block ? len : len < s->max - queued ? len : s->max - queued;
         if (s->len + n > s->cap && s->off > 0) {        /* compact first */
             memmove(s->buf, s->buf + s->off, queued);
             s->off = 0;
             s->len = queued;
         }
-        if (s->len + n > s->cap) {                       /* then grow, up to max */
+        if (s->len + n > s->cap) {                       /* then grow, up to max (a push: what it needs) */
             size_t cap = s->cap ? s->cap * 2 : STREAM_MIN_CAP;
+            if (cap > s->max && s->len + n <= s->max) cap = s->max;
             if (cap < s->len + n) cap = s->len + n;
-            if (cap > s->max) cap = s->max;
             char *nb = realloc(s->buf, cap);
             if (!nb) { oom = true; break; }
             s->buf = nb;
             s->cap = cap;
         }
+        if (queued == 0) s->progress_ms = now_ms();     /* the client owes nothing until now */
         memcpy(s->buf + s->len, p, n);
         s->len += n;
         p += n;
@@ -400,6 +515,24 @@ bool http_stream_write(http_stream *s, const void *data, size_t len)
     pthread_mutex_unlock(&s->mu);
     if (oom) stream_cancel(s);     /* a response with a hole in it is worse than none */
     return len == 0 && !atomic_load(&s->cancelled);
+}
+
+bool http_stream_write(http_stream *s, const void *data, size_t len)
+{
+    return stream_put(s, data, len, true);
+}
+
+bool http_stream_push(http_stream *s, const void *data, size_t len)
+{
+    return stream_put(s, data, len, false);
+}
+
+bool http_stream_full(http_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    const bool full = s->len - s->off >= s->max;
+    pthread_mutex_unlock(&s->mu);
+    return full;
 }
 
 bool http_stream_cancelled(const http_stream *s)
@@ -511,6 +644,8 @@ http_stream *http_reply_stream(http_reply *r, int status, const char *content_ty
     if (!ci) return NULL;
     http_stream *s = stream_new(r->srv->cfg.stream_queue, ci->connect_fd);
     if (!s) return NULL;
+    const int sndbuf = (int)r->srv->cfg.stream_sndbuf;   /* see DEFAULT_STREAM_SNDBUF; best effort */
+    setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
                                                                   stream_read, s, NULL);
     if (!resp || !reply_attach(r, resp, status, content_type)) {
@@ -579,6 +714,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
          * shutdown, a HEAD request that never reads) cancels the writer */
         pthread_mutex_lock(&s->mu);
         bool finished = s->finished;
+        s->fd = -1;                               /* MHD closes it after this call */
         pthread_mutex_unlock(&s->mu);
         if (!finished) stream_cancel(s);
         stream_unref(s);
@@ -775,6 +911,9 @@ kvlm_err http_server_start(const http_config *cfg, http_handler_fn fn, void *use
         return err_set(err, errlen, KVLM_ERR_INVALID, "http: port %d out of range [0, 65535]", c.port);
     if (c.timeout_s < 0)
         return err_set(err, errlen, KVLM_ERR_INVALID, "http: timeout %d s is negative", c.timeout_s);
+    if (c.stream_stall_ms < 0)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "http: stream stall time %lld ms is negative",
+                       (long long)c.stream_stall_ms);
     if (c.max_connections > UINT_MAX)
         return err_set(err, errlen, KVLM_ERR_INVALID, "http: max_connections %zu too large", c.max_connections);
     if (c.max_body > SIZE_MAX / 2)
@@ -783,6 +922,9 @@ kvlm_err http_server_start(const http_config *cfg, http_handler_fn fn, void *use
     if (!c.max_connections) c.max_connections = DEFAULT_MAX_CONNECTIONS;
     if (!c.timeout_s) c.timeout_s = DEFAULT_TIMEOUT_S;
     if (!c.stream_queue) c.stream_queue = DEFAULT_STREAM_QUEUE;
+    if (!c.stream_sndbuf) c.stream_sndbuf = DEFAULT_STREAM_SNDBUF;
+    if (c.stream_sndbuf > INT_MAX / 2)
+        return err_set(err, errlen, KVLM_ERR_INVALID, "http: stream_sndbuf %zu too large", c.stream_sndbuf);
 
     kvlm_err e = KVLM_OK;
     int fd = -1;
@@ -823,6 +965,14 @@ kvlm_err http_server_start(const http_config *cfg, http_handler_fn fn, void *use
                     host, srv->port);
         goto fail;
     }
+    if (c.stream_stall_ms > 0) {
+        if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv) != 0) {
+            MHD_stop_daemon(srv->daemon);
+            e = err_set(err, errlen, KVLM_ERR_NOMEM, "http: cannot start the stall watchdog thread");
+            goto fail;
+        }
+        srv->watchdog_started = true;
+    }
     *out = srv;
     return KVLM_OK;
 
@@ -840,6 +990,13 @@ int http_server_port(const http_server *srv)
 void http_server_stop(http_server *srv)
 {
     if (!srv) return;
+    if (srv->watchdog_started) {                        /* before stop's own sweeps (sweep_next) */
+        pthread_mutex_lock(&srv->reg->mu);
+        srv->reg->watch_stop = true;
+        pthread_cond_signal(&srv->reg->watch_cv);
+        pthread_mutex_unlock(&srv->reg->mu);
+        pthread_join(srv->watchdog, NULL);
+    }
     MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);   /* no new connections */
     registry_drain(srv->reg, STOP_DRAIN_MS);            /* closed streams send what is queued */
     registry_cancel_all(srv->reg);                      /* readers return, writers see false */

@@ -27,6 +27,13 @@
  *   connection thread:        sends queued bytes as they arrive, ends the chunked
  *                             body after close, or cancels s on a hang-up
  *
+ * A client that stops reading (socket open, nothing read): with stream_stall_ms,
+ * a watchdog thread cuts it off once it has taken nothing for that long while
+ * bytes wait for it, queued or in MHD's and the kernel's buffers (an idle stream,
+ * nothing to send yet, never counts): its stream is cancelled as on a hang-up and
+ * its connection reset. A writer that must not block (one thread serving many
+ * streams) pushes instead of writing and stops producing while the stream is full.
+ *
  * Stream ownership: a stream has two owners, the writer (from http_reply_stream
  * until http_stream_close) and the connection (until the request ends). The
  * last one to let go frees it, so the writer's pointer stays valid until it
@@ -37,6 +44,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "kvlm.h"
 
 typedef struct http_server http_server;
@@ -69,8 +77,8 @@ typedef void (*http_error_fn)(void *user, int status, const char *message, http_
 /* Receives libmicrohttpd's diagnostics (one line, no newline), from any thread. */
 typedef void (*http_log_fn)(void *user, const char *msg);
 
-/* Called at most once, when the stream is cancelled (client gone, server
- * stopping) before the writer closed it. See http_stream_on_cancel. */
+/* Called at most once, when the stream is cancelled (client gone or stalled,
+ * server stopping) before the writer closed it. See http_stream_on_cancel. */
 typedef void (*http_cancel_fn)(void *user);
 
 /* Zero means "the default" for every numeric field. */
@@ -84,7 +92,17 @@ typedef struct http_config {
     int timeout_s;           /* a connection with no traffic this long is closed
                               * (default 60); not applied while a handler runs or a
                               * stream waits for its writer */
-    size_t stream_queue;     /* bytes a stream buffers before writers block (default 1 MiB) */
+    size_t stream_queue;     /* bytes a stream buffers before writers block and
+                              * http_stream_full says so (default 1 MiB) */
+    size_t stream_sndbuf;    /* SO_SNDBUF of a streaming connection (default 64 KiB; the kernel
+                              * doubles it): with stream_queue, what a client that stops
+                              * reading can hold up */
+    int64_t stream_stall_ms; /* a client that takes no byte of its stream this long while
+                              * bytes wait for it is cut off (0: never) */
+    void (*stall_fn)(void *user);   /* optional: called (watchdog thread, no lock held) once
+                                     * per stream cut off so, just before it is (so before
+                                     * its cancel callback and the client's reset) */
+    void *stall_user;
     http_error_fn error_fn;  /* optional; NULL: a minimal OpenAI-style JSON error */
     void *error_user;
     /* optional: the body limit of one request (0: max_body), e.g. a larger one for
@@ -157,6 +175,16 @@ http_stream *http_reply_stream(http_reply *reply, int status, const char *conten
  * the server is stopping, or a queue allocation failed): stop producing and call
  * http_stream_close. len 0 only reports that. Not after http_stream_close. */
 bool http_stream_write(http_stream *s, const void *data, size_t len);
+
+/* As http_stream_write, but never blocks: the whole copy is queued even past
+ * stream_queue bytes. The writer keeps the queue bounded: it stops producing
+ * while http_stream_full, so the queue holds at most stream_queue plus what it
+ * pushed after its last look. */
+bool http_stream_push(http_stream *s, const void *data, size_t len);
+
+/* true while stream_queue bytes or more wait in the queue (the client is not
+ * keeping up). Any thread. */
+bool http_stream_full(http_stream *s);
 
 /* true once the stream is cancelled; cheap (one atomic load), for polling
  * between engine steps. Any thread. */

@@ -5,9 +5,15 @@
  *   auth, parse, tokenize, check length       loop:
  *   reserve a queue slot (429 when full)        drop cancelled jobs (sched_remove)
  *   [stream: start the SSE response]            admit queued jobs that fit (sched_add)
- *   queue the job, wake the scheduler           sched_step -> on_token -> text, events
- *   [whole: wait for done, answer;            finish jobs: close streams / wake waiters
- *    every 100 ms: client gone? cancel]
+ *   queue the job, wake the scheduler           pace: pause the streams that are full
+ *   [whole: wait for done, answer;              sched_step -> on_token -> text, events
+ *    every 100 ms: client gone? cancel]         finish jobs: close streams / wake waiters
+ *
+ * The scheduler thread never blocks on a client: stream events are pushed
+ * (http_stream_push), and a job whose stream holds stream_queue bytes is paused
+ * (sched_pause) until its client has taken some, so a client that stops reading
+ * costs the others nothing; the transport's watchdog cuts it off after
+ * stream_stall_s (on_cancel, as a hang-up; on_stall counts it).
  *
  * A job is owned by the scheduler thread from the moment it is queued until it
  * finishes; then a streamed job is freed there and a whole one is handed back
@@ -62,6 +68,7 @@ struct job {
     http_stream *stream;     /* streamed jobs */
     atomic_bool cancelled;
     bool admitted, finished;
+    bool paused;             /* its stream is full: its sequences are paused (pace) */
     api_error err;           /* err.http_status != 0: the job failed */
     double t_arrive, t_last;
     bool got_first;
@@ -128,7 +135,7 @@ static void stream_event(job *j, char *json)
     size_t n;
     char *ev = api_resp_sse(json, &n);
     free(json);
-    if (ev && !atomic_load(&j->cancelled)) http_stream_write(j->stream, ev, n);
+    if (ev && !atomic_load(&j->cancelled)) http_stream_push(j->stream, ev, n);   /* never blocks: see pace */
     free(ev);
 }
 
@@ -189,7 +196,7 @@ static void job_finish(server *s, job *j)
             } else if (j->req.include_usage) {
                 stream_event(j, api_resp_usage_chunk(j->req.endpoint, &h, &u));
             }
-            http_stream_write(j->stream, api_resp_sse_done(), strlen(api_resp_sse_done()));
+            http_stream_push(j->stream, api_resp_sse_done(), strlen(api_resp_sse_done()));
         }
         http_stream_close(j->stream);   /* waits for a cancel callback still running */
         job_free(j);
@@ -319,6 +326,29 @@ static void admit(server *s)
     }
 }
 
+/* Pauses the sequences of every streamed job whose stream is full (its client is
+ * not keeping up) and resumes those whose client has taken some: a paused job
+ * keeps its blocks, the others step on. So a stream's queue holds at most
+ * stream_queue plus one step's events (a chunk per choice, and at the end the
+ * finish, usage and [DONE] events). Returns how many jobs are paused (scheduler
+ * thread, mu held). */
+static int64_t pace(server *s)
+{
+    int64_t n_paused = 0;
+    for (job *j = s->running; j; j = j->next) {
+        if (!j->stream) continue;
+        const bool full = http_stream_full(j->stream);
+        if (full != j->paused) {
+            j->paused = full;
+            for (size_t i = 0; i < (size_t)j->req.n; i++)
+                if (j->ch[i].seq) sched_pause(s->S, j->ch[i].seq, full);
+        }
+        n_paused += j->paused;
+    }
+    s->metrics.streams_paused = n_paused;
+    return n_paused;
+}
+
 /* Removes a finished job from the running list (mu held). */
 static void unlink_running(server *s, job *j)
 {
@@ -396,6 +426,7 @@ static void *sched_thread(void *arg)
         if (s->stopping) break;
         admit(s);
         reap(s);                                 /* admission errors */
+        const int64_t paused = pace(s);
         if (!s->running) {
             pthread_cond_wait(&s->work_cv, &s->mu);
             continue;
@@ -403,7 +434,9 @@ static void *sched_thread(void *arg)
         pthread_mutex_unlock(&s->mu);
         const int64_t ran = sched_step(s->S);
         pthread_mutex_lock(&s->mu);
-        if (ran == 0 && sched_n_loading(s->S) > 0) {  /* waiting for the tiers: woken by wake_sched */
+        /* waiting for the tiers (woken by wake_sched) or for paused streams' clients
+           to read (polled: pace looks again after the wait) */
+        if (ran == 0 && (sched_n_loading(s->S) > 0 || paused > 0)) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += 20 * 1000000L;
@@ -740,7 +773,17 @@ serve_params serve_default_params(void)
     return (serve_params){ .host = "127.0.0.1", .port = 8080, .n_ctx = 4096, .kv_mem = (size_t)256 << 20,
                            .kv_type = KVLM_KV_F16, .kv_type_v = KVLM_KV_SAME, .max_seqs = 16,
                            .step_tokens = 256, .queue_max = 64, .max_body = (size_t)1 << 20,
-                           .max_upload = (size_t)25 << 20 };
+                           .max_upload = (size_t)25 << 20, .stream_queue = (size_t)256 << 10,
+                           .stream_stall_s = 30 };
+}
+
+/* The transport cuts a stalled stream off (its watchdog thread; the job's on_cancel runs next). */
+static void on_stall(void *user)
+{
+    server *s = user;
+    pthread_mutex_lock(&s->mu);
+    s->metrics.streams_stalled++;
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* The transcription route takes uploads up to --max-upload (plus the form's other
@@ -899,7 +942,9 @@ int serve_run(const serve_params *p)
         th_started = true;
     }
     http_config hc = { .host = p->host, .port = p->port, .max_body = s.p.max_body, .max_connections = 256,
-                       .timeout_s = 600, .body_limit_fn = body_limit };
+                       .timeout_s = 600, .body_limit_fn = body_limit, .stream_queue = s.p.stream_queue,
+                       .stream_stall_ms = (int64_t)s.p.stream_stall_s * 1000, .stall_fn = on_stall,
+                       .stall_user = &s };
     if (http_server_start(&hc, handle, &s, &http, err, sizeof err)) {
         fprintf(stderr, "kvlm serve: %s\n", err);
         goto done;

@@ -14,7 +14,13 @@
  * Back-pressure: at most queue_max jobs wait for admission (429 beyond); a job
  * is admitted when its n sequences fit under max_seqs. A client that goes away
  * mid-stream cancels its job at once: the scheduler removes its sequences and
- * their blocks return to the pool before the next step.
+ * their blocks return to the pool before the next step. A client that stops
+ * reading (socket open, nothing read) holds up nothing but its own job: its
+ * events are pushed without blocking into a queue of stream_queue bytes, and
+ * while that is full its sequences are paused (sched_pause: kept, not stepped);
+ * once it has taken nothing for stream_stall_s while events wait, the transport
+ * cuts it off (http.h) and its job is cancelled like a hang-up, its published
+ * blocks staying cached (/metrics: kvlm_streams_stalled_total).
  *
  * With whisper_path, POST /v1/audio/transcriptions is answered by a second
  * scheduler thread of its own (serve_whisper.h); either model may be absent. */
@@ -44,6 +50,11 @@ typedef struct serve_params {
     const char *whisper_path;   /* a Whisper model beside (or instead of) the chat model:
                                    a CT2 directory or "whisper" (serve_whisper.h); NULL: none */
     size_t max_upload;          /* audio file bytes of a transcription (default 25 MiB) */
+    size_t stream_queue;        /* event bytes a stream holds for its client before its
+                                   sequences pause (default 256 KiB) */
+    int stream_stall_s;         /* a stream whose client takes nothing this long while
+                                   events wait is cut off (default 30; 0: never, though the
+                                   connection's 600 s idle time-out still ends it) */
     kvlm_tier_params tiers;     /* disk / Redis tiers below the KV pool; zero: none */
     bool context_shift;         /* a generation at n_ctx shifts (sched.h) instead of stopping */
     int n_keep;                 /* tokens a shift keeps */

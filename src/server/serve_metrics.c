@@ -198,6 +198,10 @@ char *metrics_render(const serve_metrics *m)
     gauge(&b, "kvlm_kv_blocks_total", "KV blocks in the pool.", (double)m->blocks_total);
     gauge(&b, "kvlm_queue_length", "Requests waiting for admission.", (double)m->queue_len);
     gauge(&b, "kvlm_running_sequences", "Sequences being stepped.", (double)m->running_seqs);
+    gauge(&b, "kvlm_streams_paused", "Streams whose sequences wait for their client to read (queue full).",
+          (double)m->streams_paused);
+    counter(&b, "kvlm_streams_stalled_total", "Streams cut off because their client read nothing for "
+            "--stream-stall-timeout.", m->streams_stalled);
     tiers(&b, m);
     hist(&b, "kvlm_time_to_first_token_seconds", "From request arrival to its first token.", &m->ttft);
     hist(&b, "kvlm_time_per_output_token_seconds", "Between consecutive tokens of a request.", &m->tpot);

@@ -24,6 +24,8 @@ typedef struct serve_metrics {
     uint64_t prompt_tokens, completion_tokens, cached_tokens, requests_done;
     int64_t blocks_in_use, blocks_cached, blocks_total, queue_len, running_seqs;
     int64_t tier_loads;                /* blocks loaded from the tiers below the pool */
+    uint64_t streams_stalled;          /* streams cut off: their client stopped reading */
+    int64_t streams_paused;            /* streams whose sequences wait for their client to read */
     int n_tiers;
     kvlm_tier_stats tier[KVLM_MAX_TIERS];   /* disk, Redis: copied by metrics_set_cache */
     metrics_hist ttft, tpot;           /* time to first token; time per output token */

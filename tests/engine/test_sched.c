@@ -1,7 +1,9 @@
 /* test_sched.c - continuous batching on the real model: greedy output of a
  * sequence is the same alone, batched with others that join and leave at other
  * steps, and through kvlm_ctx (an independent path); prefix hits across
- * sequences; an exhausted pool ends the newest sequence and leaves the pool idle. */
+ * sequences; an exhausted pool ends the newest sequence and leaves the pool idle;
+ * a paused sequence gets no token while the others go on, and resumed, the
+ * tokens kvlm_ctx gives. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -222,6 +224,57 @@ static void test_prefix_hit(void **state)
     kvlm_cache_free(c);
 }
 
+/* Two sequences; after 5 tokens the first is paused for 10 steps: it gets no
+ * token then (and alone, paused, a step runs nothing and ends nothing) while the
+ * second gets one a step; resumed, both finish with the tokens kvlm_ctx gives. */
+static void test_pause(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    out ctx[2], got[2];
+    kvlm_token t[2][MAXTOK];
+    size_t n[2];
+    sched_seq *q[2];
+    kvlm_cache *c = new_cache((size_t)64 << 20);
+    sched *S = new_sched(c, 64);
+    kvlm_sampler_params sp = kvlm_sampler_default_params();
+    sp.temp = 0;
+    for (int i = 0; i < 2; i++) {
+        run_ctx(i, &ctx[i]);
+        n[i] = prompt(TEXTS[i], t[i]);
+        memset(&got[i], 0, sizeof got[i]);
+        got[i].limit = i == 0 ? GEN : 2 * GEN;   /* the second outlives the pause */
+        assert_int_equal(sched_add(S, t[i], n[i], got[i].limit, &sp, 0, &got[i], &q[i], NULL, NULL, NULL, 0),
+                         KVLM_OK);
+    }
+    int steps = 0;
+    while (got[0].n < 5) { sched_step(S); assert_true(++steps < 100); }
+    sched_pause(S, q[0], true);
+    const int a = got[0].n, b = got[1].n;
+    for (int k = 0; k < 10; k++) assert_int_equal(sched_step(S), 1);
+    assert_int_equal(got[0].n, a);
+    assert_int_equal(got[1].n, b + 10);
+    sched_pause(S, q[0], false);
+    while (!got[0].done) { sched_step(S); assert_true(++steps < 1000); }
+    sched_pause(S, q[1], true);                  /* alone and paused: nothing runs, nothing ends */
+    const int b2 = got[1].n;
+    for (int k = 0; k < 3; k++) assert_int_equal(sched_step(S), 0);
+    assert_int_equal(sched_n_seqs(S), 1);
+    assert_int_equal(got[1].n, b2);
+    assert_int_equal(got[1].err, KVLM_OK);
+    sched_pause(S, q[1], false);
+    while (sched_n_seqs(S) > 0) { sched_step(S); assert_true(++steps < 1000); }
+    assert_int_equal(got[0].err, KVLM_OK);
+    assert_int_equal(got[1].n, 2 * GEN);
+    assert_memory_equal(got[0].toks, ctx[0].toks, GEN * sizeof(kvlm_token));
+    assert_memory_equal(got[1].toks, ctx[1].toks, GEN * sizeof(kvlm_token));
+    kvlm_cache_stats st;
+    sched_cache_stats(S, &st);
+    assert_int_equal(st.n_in_use, 0);
+    sched_free(S);
+    kvlm_cache_free(c);
+}
+
 /* A pool too small for two long sequences: the newest is ended with
  * KVLM_ERR_BUDGET, the other finishes, nothing stays in use. */
 static void test_budget(void **state)
@@ -338,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_batched_equals_alone),
         cmocka_unit_test(test_prefix_hit),
         cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_pause),
         cmocka_unit_test(test_add_errors),
         cmocka_unit_test(test_context_shift),
     };

@@ -4,7 +4,9 @@
 # isolation (test_tenants.py), a load test (load_test.py; skipped with --quick,
 # as under ASan), and a graceful SIGTERM with a stream open (exit status 0,
 # the stream ended with an error event and [DONE]), and back-pressure
-# (test_limits.py: 413, 429 with Retry-After), the KV cache tiers (test_tiers.py:
+# (test_limits.py: 413, 429 with Retry-After), a streaming client that stops
+# reading while others stream (test_stall.py: paused, cut off, counted, nothing
+# leaked), the KV cache tiers (test_tiers.py:
 # --cache-dir restarts, a shared redis-server killed, frozen and corrupted, kill -9
 # mid-spill, two writers), and with the Whisper model cached, transcriptions
 # (test_audio.py, curl -F 4xx checks).
@@ -89,6 +91,17 @@ if start limits --parallel 1 --queue 1 --max-body 4096; then
     out=$(timeout 300 "$py" tests/server/test_limits.py --url "$url" 2>&1)
     echo "$out"; tally "$out"
     stop "$pid" limits
+fi
+
+# a client that stops reading mid-stream (issue 16): a 4 KiB stream queue and a long
+# model id (every event carries it) so its buffers fill in a few hundred tokens; a
+# short stall time, longer under the sanitizer (the others' first tokens must come
+# before the cut)
+stall=2; [ "$quick" = --quick ] && stall=4
+if start stall --stream-queue 4096 --stream-stall-timeout $stall --model-id "stall-$(printf 'x%.0s' $(seq 240))"; then
+    out=$(timeout 600 "$py" tests/server/test_stall.py --url "$url" --stall $stall 2>&1)
+    echo "$out"; tally "$out"
+    stop "$pid" stall
 fi
 
 # KV cache tiers (issue 14): test_tiers.py starts its own servers and its own

@@ -5,7 +5,9 @@
  * server stop cancels the writer (write returns false, the cancel callback
  * runs) within a second, a stop still delivers what closed streams hold,
  * malformed HTTP gets a 400 and a taken port a clear
- * error. The client is a few lines of plain POSIX sockets (no new dependency).
+ * error; pushes never block and say when the queue is full, and with a stall
+ * time a client that reads nothing is cut off (cancelled, reset, counted) while
+ * an idle stream and a reading one are not. The client is a few lines of plain POSIX sockets (no new dependency).
  * Handlers and writers run on server threads: they only record what happened,
  * and the test's own thread asserts. */
 #include <stdarg.h>
@@ -15,7 +17,9 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -30,7 +34,8 @@
 #include "server/http.h"
 
 /* a small stream queue, so that writers block on it in every streaming case */
-enum { MAX_BODY = 1000, STREAM_QUEUE = 4096, MAX_JOBS = 256, N_EVENTS = 100, N_CONCURRENT = 64 };
+enum { MAX_BODY = 1000, STREAM_QUEUE = 4096, MAX_JOBS = 256, N_EVENTS = 100, N_CONCURRENT = 64,
+       STALL_MS = 300 };
 
 /* ---- a tiny HTTP/1.1 client -------------------------------------------------------- */
 
@@ -220,7 +225,10 @@ static void cli_request(int port, const char *raw, size_t len, resp *r)
 
 /* ---- the server side: a handler with a few routes and writer threads ------------------ */
 
-typedef enum { JOB_COUNT, JOB_FOREVER, JOB_IDLE } job_kind;
+/* JOB_PUSH pushes n events without a look at the queue, then closes; JOB_PACED
+ * pushes until cancelled, waiting while the queue is full (as kvlm serve's
+ * scheduler does) */
+typedef enum { JOB_COUNT, JOB_FOREVER, JOB_IDLE, JOB_PUSH, JOB_PACED } job_kind;
 
 typedef struct writer_job {
     pthread_t tid;
@@ -228,7 +236,9 @@ typedef struct writer_job {
     job_kind kind;
     int n, delay_ms;
     int written;             /* events written before the end */
-    bool write_false;        /* http_stream_write returned false */
+    bool write_false;        /* http_stream_write (or push) returned false */
+    bool saw_full;           /* http_stream_full was true at some point */
+    double full_time;        /* when it first was (JOB_PACED) */
     double false_time, cancel_time;
     atomic_int cancel_calls;
     atomic_int closed;       /* 1 once the writer has called http_stream_close */
@@ -240,6 +250,7 @@ typedef struct fixture {
     atomic_int handler_calls;
     atomic_int n_jobs;
     bool bad_headers_refused;   /* /limited: CR/LF and framing headers were refused */
+    atomic_int stalls;          /* stall_fn calls */
     writer_job jobs[MAX_JOBS];
 } fixture;
 
@@ -267,9 +278,15 @@ static void *writer_main(void *arg)
         j->false_time = now_s();
         j->write_false = !http_stream_write(j->s, "x", 1);
     } else {
-        for (int i = 0; j->kind == JOB_FOREVER || i < j->n; i++) {
+        const bool push = j->kind == JOB_PUSH || j->kind == JOB_PACED;
+        for (int i = 0; j->kind == JOB_FOREVER || j->kind == JOB_PACED || i < j->n; i++) {
+            while (j->kind == JOB_PACED && http_stream_full(j->s) && !http_stream_cancelled(j->s)) {
+                if (!j->saw_full) j->full_time = now_s();
+                j->saw_full = true;
+                sleep_ms(1);
+            }
             int len = snprintf(ev, sizeof ev, "data: %d\n\n", i);
-            if (!http_stream_write(j->s, ev, (size_t)len)) {
+            if (!(push ? http_stream_push : http_stream_write)(j->s, ev, (size_t)len)) {
                 j->false_time = now_s();
                 j->write_false = true;
                 break;
@@ -277,6 +294,7 @@ static void *writer_main(void *arg)
             j->written++;
             if (j->delay_ms) sleep_ms(j->delay_ms);
         }
+        if (push && http_stream_full(j->s)) j->saw_full = true;
     }
     http_stream_close(j->s);
     atomic_store(&j->closed, 1);
@@ -310,7 +328,9 @@ static void handler(void *user, const http_request *req, http_reply *reply)
     }
     job_kind kind = strcmp(req->path, "/stream") == 0  ? JOB_COUNT
                   : strcmp(req->path, "/forever") == 0 ? JOB_FOREVER
-                  : strcmp(req->path, "/idle") == 0    ? JOB_IDLE : (job_kind)-1;
+                  : strcmp(req->path, "/idle") == 0    ? JOB_IDLE
+                  : strcmp(req->path, "/push") == 0    ? JOB_PUSH
+                  : strcmp(req->path, "/paced") == 0   ? JOB_PACED : (job_kind)-1;
     if ((int)kind < 0) return;                                 /* "/silent" and the rest: no reply */
     int idx = atomic_fetch_add(&fx->n_jobs, 1);
     if (idx >= MAX_JOBS) return;
@@ -335,12 +355,20 @@ static kvlm_err start(fixture *fx, const char *host, int port, char *err, size_t
     return http_server_start(&cfg, handler, fx, &fx->srv, err, errlen);
 }
 
-static int setup(void **state)
+static void on_stall(void *user)
+{
+    fixture *fx = user;
+    atomic_fetch_add(&fx->stalls, 1);
+}
+
+static int setup_with(void **state, int64_t stall_ms)
 {
     fixture *fx = calloc(1, sizeof *fx);
     if (!fx) return -1;
     char err[256];
-    if (start(fx, "127.0.0.1", 0, err, sizeof err) != KVLM_OK) {
+    http_config cfg = { .host = "127.0.0.1", .max_body = MAX_BODY, .timeout_s = 10, .stream_queue = STREAM_QUEUE,
+                        .stream_stall_ms = stall_ms, .stall_fn = on_stall, .stall_user = fx };
+    if (http_server_start(&cfg, handler, fx, &fx->srv, err, sizeof err) != KVLM_OK) {
         fprintf(stderr, "start: %s\n", err);
         free(fx);
         return -1;
@@ -349,6 +377,9 @@ static int setup(void **state)
     *state = fx;
     return 0;
 }
+
+static int setup(void **state) { return setup_with(state, 0); }
+static int setup_stall(void **state) { return setup_with(state, STALL_MS); }
 
 /* Stops the server (which cancels what still streams) and joins every writer. */
 static int teardown(void **state)
@@ -674,6 +705,116 @@ static void test_stop_after_close_delivers_all(void **state)
     for (int i = 0; i < N; i++) assert_int_equal(atomic_load(&fx->jobs[i].cancel_calls), 0);
 }
 
+/* ~1.4 MB pushed at once into the 4 KiB queue: no push blocks (the writer is done
+ * long before the client has it all), the queue says it is full, and every byte
+ * still arrives in order. */
+static void test_push_past_queue(void **state)
+{
+    fixture *fx = *state;
+    enum { EVENTS = 150000 };
+    int fd = cli_connect(fx->port);
+    char req[128];
+    snprintf(req, sizeof req, "GET /push?n=%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", EVENTS);
+    cli_send_str(fd, req);
+    assert_true(wait_for(&fx->n_jobs, 1, 10.0));
+    writer_job *j = &fx->jobs[0];
+    assert_true(wait_for(&j->closed, 1, 10.0));   /* without a byte read */
+    assert_int_equal(j->written, EVENTS);
+    assert_true(j->saw_full);
+    size_t n;
+    char *raw = cli_read_all(fd, &n);
+    close(fd);
+    resp r;
+    resp_parse(raw, n, &r);
+    assert_events(&r, EVENTS);
+    free(r.body);
+    free(raw);
+}
+
+/* A client with a small receive buffer that reads nothing. */
+static int cli_connect_deaf(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    int rcv = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);   /* before connect: the window */
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    char req[128];
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    cli_send_str(fd, req);
+    return fd;
+}
+
+/* The client's end of a connection the server reset: reading what arrived ends
+ * in an error or end-of-file within a second, and never in the chunked terminator. */
+static void assert_cut_off(int fd)
+{
+    struct timeval tv = { .tv_sec = 1 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[65536], tail[8] = "";
+    for (;;) {
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r == 0 || (r < 0 && errno == ECONNRESET)) break;
+        assert_true(r > 0);   /* a time-out (EAGAIN) means the connection is still open */
+        size_t k = (size_t)r < sizeof tail - 1 ? (size_t)r : sizeof tail - 1;
+        memcpy(tail, buf + r - (ssize_t)k, k);
+        tail[k] = '\0';
+    }
+    assert_null(strstr(tail, "0\r\n\r\n"));
+    close(fd);
+}
+
+static void *read_one(void *arg)
+{
+    read_streams(arg, 1, 1500);
+    return NULL;
+}
+
+/* With a stall time of STALL_MS: a client that reads nothing is cut off while its
+ * writer waits on the full queue (paced), and so is one whose writer has pushed
+ * all and closed (its bytes stuck in the buffers); each is counted once. Meanwhile
+ * an idle stream (nothing queued, for 5x the stall time) stays, and a client that
+ * reads gets every event. */
+static void test_stall_cuts_off(void **state)
+{
+    fixture *fx = *state;
+    int paced = cli_connect_deaf(fx->port, "/paced");
+    assert_true(wait_for(&fx->n_jobs, 1, 10.0));
+    int pushed = cli_connect_deaf(fx->port, "/push?n=200000");   /* ~2.2 MB: past any socket buffer */
+    assert_true(wait_for(&fx->n_jobs, 2, 10.0));
+    int idle = cli_connect(fx->port);
+    cli_send_str(idle, "GET /idle HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_true(wait_for(&fx->n_jobs, 3, 10.0));
+    int reader = cli_connect(fx->port);
+    cli_send_str(reader, "GET /stream?n=1500&d=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    pthread_t rt;
+    assert_int_equal(pthread_create(&rt, NULL, read_one, &reader), 0);   /* reads all, at once */
+    const double t0 = now_s();
+    writer_job *jp = &fx->jobs[0], *jq = &fx->jobs[1], *ji = &fx->jobs[2];
+    assert_true(wait_for(&jp->cancel_calls, 1, 10.0));
+    assert_true(wait_for(&jq->closed, 1, 10.0));
+    assert_true(wait_for(&fx->stalls, 2, 10.0));
+    pthread_join(jp->tid, NULL);
+    jp->s = NULL;
+    assert_true(jp->saw_full);
+    assert_true(jp->write_false);
+    /* no progress since the queue filled: cut off a stall time later, plus the watchdog's tick */
+    assert_true(jp->cancel_time - jp->full_time >= 0.9 * STALL_MS / 1000);
+    assert_true(jp->cancel_time - jp->full_time < STALL_MS / 1000.0 + 2.0);
+    assert_int_equal(jq->written, 200000);
+    assert_cut_off(paced);
+    assert_cut_off(pushed);
+    pthread_join(rt, NULL);
+    while (now_s() - t0 < 5.0 * STALL_MS / 1000) sleep_ms(10);
+    assert_int_equal(atomic_load(&ji->cancel_calls), 0);   /* idle is not stalled */
+    assert_int_equal(atomic_load(&fx->stalls), 2);
+    close(idle);
+    assert_true(wait_for(&ji->cancel_calls, 1, 2.0));      /* a hang-up, as always */
+    assert_int_equal(atomic_load(&fx->stalls), 2);
+}
+
 static void test_port_in_use(void **state)
 {
     fixture *fx = *state;
@@ -781,6 +922,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_open_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_after_close_delivers_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_past_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stall_cuts_off, setup_stall, teardown),
         cmocka_unit_test_setup_teardown(test_port_in_use, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_custom_error_and_ipv6, setup, teardown),
