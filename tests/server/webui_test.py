@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """tests/server/webui_test.py - the chat page of a live `kvlm serve` (GET /) in a
 real headless Chromium (Debian's chromium and chromium-driver, given by path so
-Selenium Manager never runs), driven through Selenium like a user would:
+Selenium Manager never runs; webui_browser.py sets it up), driven through Selenium
+like a user would:
 
   1. the page loads and names the model GET /v1/models lists
   2. a typed message gets a reply that grows in several steps (a MutationObserver
@@ -24,20 +25,14 @@ lines, then "N passed, N failed".
         --artifacts DIR [--audio jfk.flac] [--chromium /usr/bin/chromium] [--chromedriver /usr/bin/chromedriver]
 """
 import argparse
-import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
+
+from webui_browser import Page, api, chromium, wait
 
 results = []
 
@@ -46,79 +41,6 @@ def check(name, ok, detail=""):
     results.append(bool(ok))
     print(f"{'ok  ' if ok else 'FAIL'} {name}" + ("" if ok else f": {detail}"), flush=True)
     return ok
-
-
-def api(base, path, body=None, key=None):
-    req = urllib.request.Request(base + path, data=json.dumps(body).encode() if body is not None else None,
-                                 method="POST" if body is not None else "GET")
-    req.add_header("Content-Type", "application/json")
-    if key:
-        req.add_header("Authorization", "Bearer " + key)
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read())
-
-
-def wait(fn, timeout, step=0.05):
-    """fn() until it is truthy (returned) or timeout seconds pass (None)."""
-    end = time.monotonic() + timeout
-    while True:
-        try:
-            v = fn()
-        except Exception:            # an element not there yet, a stale one
-            v = None
-        if v:
-            return v
-        if time.monotonic() > end:
-            return None
-        time.sleep(step)
-
-
-class Page:
-    def __init__(self, driver, artifacts):
-        self.d = driver
-        self.artifacts = artifacts
-        self.shots = []
-
-    def el(self, id_):
-        return self.d.find_element(By.ID, id_)
-
-    def text(self, id_):
-        return self.el(id_).text
-
-    def set_field(self, id_, value):
-        e = self.el(id_)
-        e.clear()
-        e.send_keys(str(value))
-
-    def assistants(self):
-        return self.d.find_elements(By.CSS_SELECTOR, "#messages .msg.assistant")
-
-    def last_reply(self):
-        a = self.assistants()
-        return a[-1] if a else None
-
-    def reply_state(self):
-        r = self.last_reply()
-        return r.get_attribute("data-state") if r else None
-
-    def say(self, text):
-        n = len(self.assistants())
-        box = self.el("input")
-        box.send_keys(text)
-        box.send_keys(Keys.ENTER)
-        return wait(lambda: len(self.assistants()) > n, 5)
-
-    def wait_reply(self, timeout=40):
-        return wait(lambda: self.reply_state() in ("done", "stopped", "error"), timeout)
-
-    def gauge(self):
-        return {k: int(self.text("kv-" + k)) for k in ("in-use", "cached", "free", "total")}
-
-    def shot(self, name):
-        path = os.path.join(self.artifacts, name + ".png")
-        self.d.save_screenshot(path)
-        self.shots.append(path)
-        return path
 
 
 # Records (ms, length) of the last assistant reply's text at each DOM change.
@@ -144,7 +66,7 @@ def chat_part(p, base, model):
     d.get(base + "/")
     check("GET / gives the chat page (title 'kvlm chat')", d.title == "kvlm chat", d.title)
     models = [m["id"] for m in api(base, "/v1/models")["data"]]
-    shown = wait(lambda: p.text("model") if p.text("model") not in ("", "\u2026") else None, 5) or ""
+    shown = p.model_shown()
     check("the page names the loaded model (GET /v1/models)", model in shown and all(m in shown for m in models),
           f"shows {shown!r}, models {models}")
 
@@ -279,44 +201,31 @@ def main():
     os.makedirs(a.artifacts, exist_ok=True)
     model = api(a.url, "/v1/kvlm/cache")["model"]
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = a.chromium
-    profile = tempfile.mkdtemp(prefix="kvlm-webui-chromium.")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,860", "--no-first-run", "--disable-extensions",
-                "--disable-background-networking", f"--user-data-dir={profile}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     t = time.monotonic()
-    # an explicit driver path: Selenium Manager (which would download one) never runs
-    driver = webdriver.Chrome(service=Service(executable_path=a.chromedriver), options=opts)
-    print(f"# {driver.capabilities.get('browserName')} {driver.capabilities.get('browserVersion')} "
-          f"started in {time.monotonic() - t:.1f} s", flush=True)
-    driver.set_script_timeout(10)
-    p = Page(driver, a.artifacts)
-    try:
-        t1 = chat_part(p, a.url, model)
-        print(f"# reply 1 in {t1:.1f} s", flush=True)
-        stop_part(p, a.url)
-        if a.audio:
-            audio_part(p, a.audio)
-        else:
-            check("no speech-to-text panel without a Whisper model", not p.el("audio-panel").is_displayed())
-        logs = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        if a.key_url:
-            key_part(p, a.key_url, a.key, model)
-            logs += [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and " 401 " not in e["message"]
-                     and "(Unauthorized)" not in e["message"]]
-        check("no JavaScript errors in the console", not logs, logs[:3])
-    except Exception as e:   # a step that could not run at all fails, with its screenshot
-        check(f"the browser steps ran through ({type(e).__name__})", False, str(e)[:500])
+    with chromium(a.chromium, a.chromedriver) as driver:
+        print(f"# {driver.capabilities.get('browserName')} {driver.capabilities.get('browserVersion')} "
+              f"started in {time.monotonic() - t:.1f} s", flush=True)
+        p = Page(driver, a.artifacts)
         try:
-            p.shot("99-failure")
-        except Exception:
-            pass
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+            t1 = chat_part(p, a.url, model)
+            print(f"# reply 1 in {t1:.1f} s", flush=True)
+            stop_part(p, a.url)
+            if a.audio:
+                audio_part(p, a.audio)
+            else:
+                check("no speech-to-text panel without a Whisper model", not p.el("audio-panel").is_displayed())
+            logs = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+            if a.key_url:
+                key_part(p, a.key_url, a.key, model)
+                logs += [e for e in driver.get_log("browser") if e["level"] == "SEVERE"
+                         and " 401 " not in e["message"] and "(Unauthorized)" not in e["message"]]
+            check("no JavaScript errors in the console", not logs, logs[:3])
+        except Exception as e:   # a step that could not run at all fails, with its screenshot
+            check(f"the browser steps ran through ({type(e).__name__})", False, str(e)[:500])
+            try:
+                p.shot("99-failure")
+            except Exception:
+                pass
     for s in p.shots:
         print(f"# screenshot {s}")
     n_ok = sum(results)

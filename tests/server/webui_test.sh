@@ -22,13 +22,12 @@ artifacts=${KVLM_ARTIFACTS:-$cache/artifacts}/webui
 chromium=${KVLM_CHROMIUM:-/usr/bin/chromium}
 chromedriver=${KVLM_CHROMEDRIVER:-/usr/bin/chromedriver}
 passed=0 failed=0
-pids=()
 work=$(mktemp -d /tmp/kvlm-webui.XXXXXX)
+. tests/util/serve_lib.sh
 ok()  { echo "ok   $*"; passed=$((passed + 1)); }
 bad() { echo "FAIL $*"; failed=$((failed + 1)); }
 finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$work"; }
-trap cleanup EXIT
+trap 'serve_kill_all; rm -rf "$work"' EXIT
 
 for f in "$chromium" "$chromedriver"; do
     [ -x "$f" ] || { bad "$f is missing (scripts/setup-deps.sh installs chromium and chromium-driver)"; finish; }
@@ -36,30 +35,10 @@ done
 py=$(scripts/webui-venv.sh) || { bad "the Selenium venv (scripts/webui-venv.sh)"; finish; }
 model=$(scripts/fetch-model.sh 2>/dev/null) || { bad "the default model (scripts/fetch-model.sh)"; finish; }
 
-# start NAME ARGS...: a server on an ephemeral port; sets $base and $pid
-start() {
-    local name=$1; shift
-    "$build/kvlm" serve --port 0 --port-file "$work/$name.port" -t 2 -m "$model" "$@" >"$work/$name.log" 2>&1 &
-    pid=$!
-    pids+=("$pid")
-}
-wait_port() {   # NAME: sets $base once the server listens
-    for _ in $(seq 300); do [ -s "$work/$1.port" ] && break; sleep 0.1; done
-    if [ ! -s "$work/$1.port" ]; then bad "server $1 did not start: $(tail -3 "$work/$1.log")"; return 1; fi
-    base="http://127.0.0.1:$(cat "$work/$1.port")"
-}
-stop() {   # PID NAME: SIGTERM, exit status 0 within 20 s
-    kill -TERM "$1"
-    for _ in $(seq 200); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$1" 2>/dev/null; then bad "server $2 ignored SIGTERM"; return; fi
-    wait "$1"
-    local rc=$?
-    if [ $rc -ne 0 ] || grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error' "$work/$2.log"; then
-        bad "server $2 exited with $rc: $(tail -5 "$work/$2.log")"
-    else
-        ok "server $2 stopped cleanly"
-    fi
-}
+# servers (tests/util/serve_lib.sh): the model, 2 threads
+start() { local name=$1; shift; serve_start "$name" -t 2 -m "$model" "$@"; }
+wait_port() { serve_wait "$1" || { bad "$serve_error"; return 1; }; }
+stop() { if serve_stop "$1" "$2"; then ok "server $2 stopped cleanly"; else bad "$serve_error"; fi; }
 
 # the plain server also transcribes when the Whisper model and the test clip are there
 wdir="$cache/whisper-tiny.en"
@@ -121,12 +100,7 @@ out=$(timeout 180 "$py" tests/server/webui_test.py --url "$plain" --key-url "$ke
       --artifacts "$artifacts" --chromium "$chromium" --chromedriver "$chromedriver" "${audio[@]}" 2>&1)
 echo "$out"
 echo "# browser test: $((SECONDS - t0)) s"
-line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
-if [ -z "$line" ]; then bad "webui_test.py printed no summary"
-else
-    passed=$((passed + $(echo "$line" | sed 's/ passed.*//')))
-    failed=$((failed + $(echo "$line" | sed 's/.* passed, \([0-9]*\) failed.*/\1/')))
-fi
+tally "$out" || bad "webui_test.py printed no summary"
 
 # 3. clean stops
 stop "$plain_pid" plain
