@@ -59,6 +59,9 @@ done
 # make install into temporary prefixes and a program built against the installed copy
 [ -x build/kvlm ] && run_script release install/install_test.sh 600 tests/install/install_test.sh build
 
+# docs/ against the binary's --help, a live server, src/server's tables and kvlm.h (a few seconds)
+[ -x build/kvlm ] && run_script release docs/docs_test.sh 120 tests/docs/docs_test.sh build
+
 # the chat page (GET /) in Debian's headless Chromium through Selenium; a missing browser
 # or driver fails (setup-deps.sh installs them). Screenshots: <cache>/artifacts/webui
 [ -x build/kvlm ] && run_script release server/webui_test.sh 300 tests/server/webui_test.sh build
