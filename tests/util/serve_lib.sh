@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034,SC2154   # reads the caller's $build and $work, sets its $pid, $base, $serve_error
 # serve_lib.sh - sourced (bash) by the scripts that run `kvlm serve` on loopback
 # (tests/server/webui_test.sh, tests/docs/docs_test.sh, scripts/screenshot-webui.sh):
 # start one on an ephemeral port, wait until it listens, stop it with SIGTERM, and
@@ -49,9 +50,10 @@ serve_kill_all() {
 # tally OUTPUT: adds the last "N passed, N failed" line of OUTPUT to $passed and $failed
 # (returns 1, adding nothing, when there is none)
 tally() {
-    local line
+    local line f
     line=$(printf '%s\n' "$1" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
     [ -n "$line" ] || return 1
-    passed=$((passed + $(echo "$line" | sed 's/ passed.*//')))
-    failed=$((failed + $(echo "$line" | sed 's/.* passed, \([0-9]*\) failed.*/\1/')))
+    f=${line#* passed, }
+    passed=$((passed + ${line%% passed*}))
+    failed=$((failed + ${f%% failed*}))
 }
