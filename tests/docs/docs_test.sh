@@ -9,12 +9,10 @@ set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
 build=${1:-build}
-passed=0 failed=0
 work=$(mktemp -d /tmp/kvlm-docs.XXXXXX)
+. tests/util/tally.sh
 . tests/util/serve_lib.sh
 trap 'serve_kill_all; rm -rf "$work"' EXIT
-bad() { echo "FAIL $*"; failed=$((failed + 1)); }
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
 
 model=$(scripts/fetch-model.sh 2>/dev/null) || { bad "the default model (scripts/fetch-model.sh)"; finish; }
 key="k-$RANDOM$RANDOM"
@@ -22,6 +20,6 @@ serve_start docs -t 1 -m "$model" --kv-mem 8M --api-key "$key" --cache-dir "$wor
 serve_wait docs || { bad "$serve_error"; finish; }
 out=$(python3 tests/docs/docs_test.py --build "$build" --url "$base" --key "$key" 2>&1)
 echo "$out"
-tally "$out" || bad "docs_test.py printed no summary"
-if serve_stop "$pid" docs; then echo "ok   server stopped cleanly"; passed=$((passed + 1)); else bad "$serve_error"; fi
+add_summary "$out" || bad "docs_test.py printed no summary"
+if serve_stop "$pid" docs; then ok "server stopped cleanly"; else bad "$serve_error"; fi
 finish

@@ -21,12 +21,9 @@ cache="${KVLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvlm}"
 artifacts=${KVLM_ARTIFACTS:-$cache/artifacts}/webui
 chromium=${KVLM_CHROMIUM:-/usr/bin/chromium}
 chromedriver=${KVLM_CHROMEDRIVER:-/usr/bin/chromedriver}
-passed=0 failed=0
 work=$(mktemp -d /tmp/kvlm-webui.XXXXXX)
+. tests/util/tally.sh
 . tests/util/serve_lib.sh
-ok()  { echo "ok   $*"; passed=$((passed + 1)); }
-bad() { echo "FAIL $*"; failed=$((failed + 1)); }
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
 trap 'serve_kill_all; rm -rf "$work"' EXIT
 
 for f in "$chromium" "$chromedriver"; do
@@ -100,7 +97,7 @@ out=$(timeout 180 "$py" tests/server/webui_test.py --url "$plain" --key-url "$ke
       --artifacts "$artifacts" --chromium "$chromium" --chromedriver "$chromedriver" "${audio[@]}" 2>&1)
 echo "$out"
 echo "# browser test: $((SECONDS - t0)) s"
-tally "$out" || bad "webui_test.py printed no summary"
+add_summary "$out" || bad "webui_test.py printed no summary"
 
 # 3. clean stops
 stop "$plain_pid" plain

@@ -1,8 +1,7 @@
 # shellcheck shell=bash disable=SC2034,SC2154   # reads the caller's $build and $work, sets its $pid, $base, $serve_error
 # serve_lib.sh - sourced (bash) by the scripts that run `kvlm serve` on loopback
 # (tests/server/webui_test.sh, tests/docs/docs_test.sh, scripts/screenshot-webui.sh):
-# start one on an ephemeral port, wait until it listens, stop it with SIGTERM, and
-# add up a part's "N passed, N failed" line.
+# start one on an ephemeral port, wait until it listens, stop it with SIGTERM.
 # The caller sets $build (the build folder) and $work (a scratch folder it removes);
 # server NAME writes $work/NAME.port and $work/NAME.log. A function that fails
 # returns 1 with the reason in $serve_error. serve_kill_all in the caller's EXIT trap
@@ -45,15 +44,4 @@ serve_kill_all() {
     local p
     for p in "${serve_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
     return 0
-}
-
-# tally OUTPUT: adds the last "N passed, N failed" line of OUTPUT to $passed and $failed
-# (returns 1, adding nothing, when there is none)
-tally() {
-    local line f
-    line=$(printf '%s\n' "$1" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
-    [ -n "$line" ] || return 1
-    f=${line#* passed, }
-    passed=$((passed + ${line%% passed*}))
-    failed=$((failed + ${f%% failed*}))
 }
