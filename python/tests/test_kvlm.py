@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.metadata
+import inspect
 import json
 import os
 import re
@@ -204,6 +205,42 @@ def test_every_function_bound_with_the_header_signature(tmp_path: Path) -> None:
     for name, (ret, args) in _capi.FUNCS.items():
         f = getattr(_capi.lib, name)
         assert f.argtypes == [_capi.ctype_of(a) for a in args] and f.restype == _capi.ctype_of(ret), name
+
+
+def test_docs_python_table_names_exist() -> None:
+    """Every class, function, method and attribute docs/python.md's API table names (the
+    leading identifier of each `code` span of its first column) exists in the package."""
+    rows = [l for l in (ROOT / "docs" / "python.md").read_text().splitlines()
+            if l.startswith("| ") and not l.startswith("| Python") and not l.startswith("|---")]
+    assert len(rows) >= 6, "the API table of docs/python.md is gone"
+    classes = [v for v in vars(kvlm).values() if isinstance(v, type)]
+
+    def known(name: str) -> bool:
+        if hasattr(kvlm, name):
+            return True
+        for c in classes:
+            ann = {}
+            for k in c.__mro__:
+                ann.update(getattr(k, "__annotations__", {}))
+            if hasattr(c, name) or name in ann or name in getattr(c, "__slots__", ()):
+                return True
+            try:                                    # an instance attribute its methods set
+                if re.search(rf"\bself\.{name}\b\s*(:[^=]*)?=", inspect.getsource(c)):
+                    return True
+            except (OSError, TypeError):
+                pass
+        return False
+
+    names = []
+    for row in rows:
+        first = row.split("|")[1]
+        for span in re.findall(r"`([^`]+)`", first):
+            m = re.match(r"\.?([A-Za-z_][A-Za-z0-9_]*)", span)
+            if m:
+                names.append(m.group(1))
+    assert len(names) >= 20, names
+    missing = sorted({n for n in names if not known(n)})
+    assert not missing, f"docs/python.md names what kvlm does not have: {missing}"
 
 
 def test_sampling_defaults_are_the_libraries() -> None:
