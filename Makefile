@@ -142,12 +142,11 @@ fuzz-bin:
 fuzz: fuzz-bin
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
-# the builds use every core (they are independent object files); tests run one at a time
+# the builds use every core (they are independent object files), the three in one make so
+# that no core waits while another compiles a build's last big SIMD file; tests run one at a time
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test: setup fixtures
-	@$(MAKE) --no-print-directory -j$(JOBS) tests
-	@$(MAKE) --no-print-directory -j$(JOBS) asan
-	@$(MAKE) --no-print-directory -j$(JOBS) fuzz-bin
+	@$(MAKE) --no-print-directory -j$(JOBS) tests asan fuzz-bin
 	@scripts/run-tests.sh $(FUZZ_SECONDS)
 
 clean:
