@@ -112,7 +112,7 @@ static void test_context_shift(void **state)
     if (!model) skip();
     static char out[65536];
     char cmd[8192];
-    const char *gen = "-c 64 -n 120 --temp 0 -t 2 --stats";
+    const char *gen = "-c 64 -n 80 --temp 0 -t 2 --stats";   /* ~35 prompt tokens + 80: 2 shifts */
     snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Tell me a long story.' %s 2>&1 </dev/null", g_kvlm, model, gen);
     assert_int_equal(run_sh(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "context full (64 tokens), stopping"));
@@ -152,8 +152,8 @@ static void test_model_names(void **state)
 
 /* -m gemma3 names the cached Gemma 3 file in every command. KVLM_CACHE points at a temp
  * dir holding a link to it, so nothing is fetched; each command must open that path and
- * run (exit 0), never say "not a known model" or fetch. serve runs under a timeout
- * (SIGTERM: exit 0). */
+ * run (exit 0), never say "not a known model" or fetch. serve gets SIGTERM once it has
+ * written its port file (listening: the model loaded), and must then exit 0. */
 static void test_model_name_gemma3(void **state)
 {
     (void)state;
@@ -182,10 +182,17 @@ static void test_model_name_gemma3(void **state)
     snprintf(cmds[3], sizeof cmds[3], "inspect -m gemma3");
     snprintf(cmds[4], sizeof cmds[4], "bench -m gemma3 -p 8 -n 1 -r 1 -d 0 -t 2");
     snprintf(cmds[5], sizeof cmds[5], "perplexity -m gemma3 -f %s -c 8 --chunks 1 -t 2", txt);
-    snprintf(cmds[6], sizeof cmds[6], "serve -m gemma3 --port 0 -t 2");
+    snprintf(cmds[6], sizeof cmds[6], "serve -m gemma3 --port 0 --port-file %s/port -t 2", dir);
     for (int i = 0; i < 7; i++) {
         static char cmd[40000], out[65536];
-        snprintf(cmd, sizeof cmd, "KVLM_CACHE='%s' timeout --preserve-status 10 %s %s 2>&1 </dev/null", dir, g_kvlm, cmds[i]);
+        if (i < 6)
+            snprintf(cmd, sizeof cmd, "KVLM_CACHE='%s' timeout --preserve-status 10 %s %s 2>&1 </dev/null", dir, g_kvlm,
+                     cmds[i]);
+        else   /* up to 60 s for the port file (the sanitizer build loads slowly), then SIGTERM */
+            snprintf(cmd, sizeof cmd, "KVLM_CACHE='%s' %s %s 2>&1 </dev/null & p=$!; "
+                     "for i in $(seq 600); do [ -s '%s/port' ] && break; kill -0 $p 2>/dev/null || break; sleep 0.1; done; "
+                     "kill -TERM $p 2>/dev/null; wait $p; rc=$?; [ -s '%s/port' ] || { echo 'no port file'; rc=99; }; exit $rc",
+                     dir, g_kvlm, cmds[i], dir, dir);
         int rc = run_sh(cmd, out, sizeof out);
         if (strstr(out, "known model") || strstr(out, "fetch") || rc != 0)
             fail_msg("kvlm %s: exit %d: %s", cmds[i], rc, out);

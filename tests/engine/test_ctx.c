@@ -78,6 +78,18 @@ static void assert_logits_equal(const float *a, const float *b)
     }
 }
 
+/* Decodes t[0, n) into c: one token at a time in each of the k ranges [step[i][0],
+ * step[i][1]) (ascending, apart), a batch before, between and after them. */
+static void decode_with_steps(kvlm_ctx *c, const kvlm_token *t, size_t n, const size_t (*step)[2], int k)
+{
+    size_t pos = 0;
+    for (int r = 0; r <= k; r++) {
+        const size_t lo = r < k ? step[r][0] : n, hi = r < k ? step[r][1] : n;
+        if (lo > pos) assert_int_equal(kvlm_ctx_decode(c, t + pos, lo - pos, NULL, 0), KVLM_OK);
+        for (pos = lo; pos < hi; pos++) assert_int_equal(kvlm_ctx_decode(c, t + pos, 1, NULL, 0), KVLM_OK);
+    }
+}
+
 static void test_batch_equals_one_at_a_time(void **state)
 {
     (void)state;
@@ -166,11 +178,11 @@ static void quant_paths(kvlm_kv_type type, kvlm_kv_type type_v)
         assert_int_equal(kvlm_ctx_init(g_model, &p, &c[i], NULL, 0), KVLM_OK);
     }
     assert_int_equal(kvlm_ctx_decode(c[0], t, n, NULL, 0), KVLM_OK);
-    /* single steps across position 256 (the sanitizer build: only there, then a batch) */
-    const size_t last_one = test_quick() ? 262 : n;
-    assert_int_equal(kvlm_ctx_decode(c[1], t, 250, NULL, 0), KVLM_OK);
-    for (size_t i = 250; i < last_one; i++) assert_int_equal(kvlm_ctx_decode(c[1], t + i, 1, NULL, 0), KVLM_OK);
-    if (last_one < n) assert_int_equal(kvlm_ctx_decode(c[1], t + last_one, n - last_one, NULL, 0), KVLM_OK);
+    /* single steps across position 256, a batch, and the last 8 single steps, whose logits
+       are compared (two chunks split between the threads); the sanitizer build: [250, 262)
+       only, then a batch. (Stepping all of [250, n = 384) repeated one path 134 times.) */
+    const size_t steps[2][2] = { { 250, test_quick() ? 262 : 270 }, { test_quick() ? n : n - 8, n } };
+    decode_with_steps(c[1], t, n, steps, 2);
     assert_int_equal(kvlm_ctx_decode(c[2], t, n - 3, NULL, 0), KVLM_OK);
     for (size_t i = n - 3; i < n; i++) assert_int_equal(kvlm_ctx_decode(c[2], t + i, 1, NULL, 0), KVLM_OK);
     assert_logits_equal(kvlm_ctx_logits(c[0]), kvlm_ctx_logits(c[1]));
@@ -234,10 +246,13 @@ static void kivi_paths(kvlm_kv_type tk, kvlm_kv_type tv, int64_t res)
     kvlm_ctx *a = kivi_ctx(tk, tv, res, 2), *b = kivi_ctx(tk, tv, res, 2), *c = kivi_ctx(tk, tv, res, 2),
              *d = kivi_ctx(tk, tv, res, 1);
     assert_int_equal(kvlm_ctx_decode(a, t, n, NULL, 0), KVLM_OK);
-    /* the sanitizer build steps fewer tokens (each step is a weight pass) */
-    const size_t one_from = quick ? n - 24 : 250, lead = quick ? n - 60 : 0;
-    assert_int_equal(kvlm_ctx_decode(b, t, one_from, NULL, 0), KVLM_OK);
-    for (size_t i = one_from; i < n; i++) assert_int_equal(kvlm_ctx_decode(b, t + i, 1, NULL, 0), KVLM_OK);
+    /* b: single steps across the group edges at 256 and 384 (groups of 16, 64 and 128),
+       batches between, and the last 24 (n = 448); the sanitizer build (each step a weight
+       pass) the last 24 only. (Stepping all of [250, 448) repeated those paths.) */
+    const size_t lead = quick ? n - 60 : 0;
+    const size_t all_steps[3][2] = { { 250, 270 }, { 376, 392 }, { n - 24, n } };
+    assert_true(quick || (n == 448 && all_steps[1][1] < n - 24));
+    decode_with_steps(b, t, n, quick ? all_steps + 2 : all_steps, quick ? 1 : 3);
     if (lead) assert_int_equal(kvlm_ctx_decode(c, t, lead, NULL, 0), KVLM_OK);
     for (size_t i = lead, step = 1; i < n; i += step, step = step % 6 + 1) {
         size_t k = n - i < step ? n - i : step;

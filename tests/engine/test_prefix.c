@@ -242,20 +242,27 @@ static void test_heavy_eviction(void **state)
     assert_true(shortest + GEN >= 2 * KIVI_RES && shortest < 2 * KIVI_RES);   /* the questions differ inside group 1 */
     size_t blocks = (longest + GEN + 15) / 16 + 1;   /* one sequence and a copy, no more */
     kvlm_cache *small = new_cache(blocks), *big = new_cache(400);
+    /* the unlimited budget's run of each of the three questions, once (q[2] is q[0], q[4] q[1]) */
+    run rb[3];
+    static const int ref[5] = { 0, 1, 0, 2, 1 };
+    static const bool first_seen[5] = { true, true, false, true, false };
     for (int i = 0; i < 5; i++) {
         size_t n = chat_tokens(q[i], NULL, NULL, t);
-        run rs, rb;
-        kvlm_ctx *cs = new_ctx(small), *cb = new_ctx(big);
+        run rs;
+        kvlm_ctx *cs = new_ctx(small);
         assert_int_equal(kvlm_ctx_prefill(cs, t, n, NULL, NULL, 0), KVLM_OK);
-        assert_int_equal(kvlm_ctx_prefill(cb, t, n, NULL, NULL, 0), KVLM_OK);
         greedy(cs, &rs, GEN);
-        greedy(cb, &rb, GEN);
-        test_assert_runs_equal(&rs, &rb, "small budget vs unlimited");
+        if (first_seen[i]) {
+            kvlm_ctx *cb = new_ctx(big);
+            assert_int_equal(kvlm_ctx_prefill(cb, t, n, NULL, NULL, 0), KVLM_OK);
+            greedy(cb, &rb[ref[i]], GEN);
+            kvlm_ctx_free(cb);
+        }
+        test_assert_runs_equal(&rs, &rb[ref[i]], "small budget vs unlimited");
         kvlm_ctx_free(cs);
-        kvlm_ctx_free(cb);
         test_free_run(&rs);
-        test_free_run(&rb);
     }
+    for (int i = 0; i < 3; i++) test_free_run(&rb[i]);
     kvlm_cache_stats s;
     kvlm_cache_get_stats(small, &s);
     print_message("%lld blocks: %lld evictions, %lld hits\n", (long long)s.n_blocks, (long long)s.evictions,

@@ -60,9 +60,14 @@ static int setup(void **state)
     return test_model_load(&g_model, &g_vocab);
 }
 
+static test_run g_cold_doc[3];
+static bool g_have_cold_doc[3];
+
 static int teardown(void **state)
 {
     (void)state;
+    for (int i = 0; i < 3; i++)
+        if (g_have_cold_doc[i]) test_free_run(&g_cold_doc[i]);
     kvlm_model_free(g_model);
     return 0;
 }
@@ -162,20 +167,33 @@ static void chain_files(const char *dir, chain *out)
 }
 
 /* ---- tests ------------------------------------------------------------------------- */
+/* The document's cold run for the current g_kv_type (f16, q8, KIVI-4), computed once
+ * (g_cold_doc, beside teardown): eight cases compare to the f16 one. */
+
+static const test_run *cold_doc(void)
+{
+    const int i = g_kv_type == KVLM_KV_Q8 ? 1 : g_kv_type == KVLM_KV_KIVI4 ? 2 : 0;
+    if (!g_have_cold_doc[i]) {
+        kvlm_token t[MAX_TOK];
+        run_on(NULL, t, doc_tokens(t), 0, 0, &g_cold_doc[i]);
+        g_have_cold_doc[i] = true;
+    }
+    return &g_cold_doc[i];
+}
+
 /* The document's tokens, their cold run and a fresh tier directory. */
-typedef struct fx { kvlm_token t[MAX_TOK]; size_t n; test_run cold; char *dir; } fx;
+typedef struct fx { kvlm_token t[MAX_TOK]; size_t n; const test_run *cold; char *dir; } fx;
 
 static void fx_begin(fx *f)
 {
     f->n = doc_tokens(f->t);
-    run_on(NULL, f->t, f->n, 0, 0, &f->cold);
+    f->cold = cold_doc();
     f->dir = test_make_tmpdir("kvtier");
     assert_non_null(f->dir);
 }
 
 static void fx_end(fx *f)
 {
-    test_free_run(&f->cold);
     test_rm_tree(f->dir);
     free(f->dir);
 }
@@ -186,7 +204,7 @@ static void fx_compute(fx *f, kvlm_cache_write w, size_t blocks)
     kvlm_cache *a = tier_cache(f->dir, NULL, w, blocks);
     test_run r;
     run_on(a, f->t, f->n, 0, 0, &r);
-    test_assert_runs_equal(&f->cold, &r, "cold vs computed with a tier");
+    test_assert_runs_equal(f->cold, &r, "cold vs computed with a tier");
     test_free_run(&r);
     kvlm_cache_free(a);
 }
@@ -212,9 +230,9 @@ static void test_disk_restart(void **state)
     assert_int_equal(ts.invalid, 0);
     assert_true(ts.hits >= (int64_t)(full_hit(n) / 16));
     run_on(b, f.t, n, full_hit(n), 0, &ram);          /* now in RAM */
-    test_assert_runs_equal(&f.cold, &first, "cold vs written through");
-    test_assert_runs_equal(&f.cold, &disk, "cold vs disk after restart");
-    test_assert_runs_equal(&f.cold, &ram, "cold vs RAM");
+    test_assert_runs_equal(f.cold, &first, "cold vs written through");
+    test_assert_runs_equal(f.cold, &disk, "cold vs disk after restart");
+    test_assert_runs_equal(f.cold, &ram, "cold vs RAM");
     kvlm_cache_free(b);
     test_free_run(&first);
     test_free_run(&disk);
@@ -277,8 +295,8 @@ static void test_redis_second_instance(void **state)
     const kvlm_kv_type types[3] = { KVLM_KV_F16, KVLM_KV_Q8, KVLM_KV_KIVI4 };
     for (int k = 0; k < 3; k++) {
         g_kv_type = types[k];
-        test_run cold, one, two;
-        run_on(NULL, t, n, 0, 0, &cold);
+        test_run one, two;
+        const test_run *cold = cold_doc();
         kvlm_cache *a = tier_cache(NULL, r.url, KVLM_CACHE_WRITE_THROUGH, 256);
         kvlm_cache *b = tier_cache(NULL, r.url, KVLM_CACHE_WRITE_THROUGH, 256);
         run_on(a, t, n, 0, 0, &one);
@@ -286,11 +304,10 @@ static void test_redis_second_instance(void **state)
         run_on(b, t, n, full_hit(n), full_hit(n), &two);
         assert_string_equal(tier_stats(b, 0).name, "redis");
         assert_int_equal(tier_stats(b, 0).invalid, 0);
-        test_assert_runs_equal(&cold, &one, "cold vs first instance");
-        test_assert_runs_equal(&cold, &two, "cold vs Redis hit in a second instance");
+        test_assert_runs_equal(cold, &one, "cold vs first instance");
+        test_assert_runs_equal(cold, &two, "cold vs Redis hit in a second instance");
         kvlm_cache_free(a);
         kvlm_cache_free(b);
-        test_free_run(&cold);
         test_free_run(&one);
         test_free_run(&two);
     }
@@ -334,9 +351,9 @@ static void test_damaged_files(void **state)
     kvlm_cache *d = tier_cache(f.dir, NULL, KVLM_CACHE_WRITE_THROUGH, 256);   /* both rewritten: a full hit */
     run_on(d, f.t, f.n, full_hit(f.n), full_hit(f.n), &r4);
     kvlm_cache_free(d);
-    test_assert_runs_equal(&f.cold, &r2, "cold vs a flipped byte in block 4");
-    test_assert_runs_equal(&f.cold, &r3, "cold vs block 2 cut short");
-    test_assert_runs_equal(&f.cold, &r4, "cold vs the repaired files");
+    test_assert_runs_equal(f.cold, &r2, "cold vs a flipped byte in block 4");
+    test_assert_runs_equal(f.cold, &r3, "cold vs block 2 cut short");
+    test_assert_runs_equal(f.cold, &r4, "cold vs the repaired files");
     test_free_run(&r2);
     test_free_run(&r3);
     test_free_run(&r4);
@@ -356,8 +373,8 @@ static void test_write_evict(void **state)
     const size_t blocks = (n + GEN) / 16 + 2;         /* room for one sequence: the second evicts the first */
     char *dir = test_make_tmpdir("kvtier");
     assert_non_null(dir);
-    test_run cold_t, cold_u, r;
-    run_on(NULL, t, n, 0, 0, &cold_t);
+    test_run cold_u, r;
+    const test_run *cold_t = cold_doc();
     run_on(NULL, u, n, 0, 0, &cold_u);
     kvlm_cache *a = tier_cache(dir, NULL, KVLM_CACHE_WRITE_EVICT, blocks);
     run_on(a, t, n, 0, 0, &r);
@@ -373,10 +390,9 @@ static void test_write_evict(void **state)
     test_run rt, ru;
     run_on(b, t, n, full_hit(n), full_hit(n), &rt);
     run_on(b, u, n, full_hit(n), full_hit(n), &ru);
-    test_assert_runs_equal(&cold_t, &rt, "cold vs evicted to disk");
+    test_assert_runs_equal(cold_t, &rt, "cold vs evicted to disk");
     test_assert_runs_equal(&cold_u, &ru, "cold vs written at exit");
     kvlm_cache_free(b);
-    test_free_run(&cold_t);
     test_free_run(&cold_u);
     test_free_run(&rt);
     test_free_run(&ru);
@@ -406,7 +422,7 @@ static void test_disk_full(void **state)
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
     assert_true(ts.errors > 0);
     assert_int_equal(ts.puts, 0);
-    test_assert_runs_equal(&f.cold, &r, "cold vs a disk that refuses writes");
+    test_assert_runs_equal(f.cold, &r, "cold vs a disk that refuses writes");
     chain ch;
     chain_files(f.dir, &ch);
     assert_int_equal(ch.n, 0);
@@ -474,10 +490,8 @@ static void test_sched_loads(void **state)
     assert_int_equal(c2, full_hit(n));
     assert_int_equal(o1.n, GEN);
     assert_memory_equal(o1.tok, o2.tok, sizeof o1.tok);
-    test_run cold;                                    /* and both equal the context's cold run */
-    run_on(NULL, t, n, 0, 0, &cold);
-    assert_memory_equal(o1.tok, cold.tok, GEN * sizeof *cold.tok);
-    test_free_run(&cold);
+    const test_run *cold = cold_doc();                /* and both equal the context's cold run */
+    assert_memory_equal(o1.tok, cold->tok, GEN * sizeof *cold->tok);
     kvlm_cache_free(b);
     test_rm_tree(dir);
     free(dir);
@@ -536,8 +550,8 @@ static void test_v1_files_rejected(void **state)
     assert_int_equal(kv_block_io_peek(img, len, &hdr, NULL, 0), KVLM_OK);
     assert_int_equal(hdr.version, 2);
     free(img);
-    test_assert_runs_equal(&f.cold, &r1, "cold vs version 1 files refused");
-    test_assert_runs_equal(&f.cold, &r2, "cold vs block 0 rewritten");
+    test_assert_runs_equal(f.cold, &r1, "cold vs version 1 files refused");
+    test_assert_runs_equal(f.cold, &r2, "cold vs block 0 rewritten");
     test_free_run(&r1);
     test_free_run(&r2);
     fx_end(&f);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # serve_tests.sh [BUILD_DIR] [--quick] - `kvlm serve` end to end on loopback, with
-# the official openai client: the API checks (test_openai.py --kvlm), tenant
-# isolation (test_tenants.py), a load test (load_test.py; skipped with --quick,
-# as under ASan), and a graceful SIGTERM with a stream open (exit status 0,
+# the official openai client: the API checks (test_openai.py --kvlm; --quick: fewer
+# concurrent requests), tenant isolation (test_tenants.py), a load test (load_test.py,
+# 96 requests; skipped with --quick, as under ASan), and a graceful SIGTERM with a stream open (exit status 0,
 # the stream ended with an error event and [DONE]), and back-pressure
 # (test_limits.py: 413, 429 with Retry-After), a streaming client that stops
 # reading while others stream (test_stall.py: paused, cut off, counted, nothing
@@ -63,9 +63,11 @@ stop() {
 # the sanitizer build (--quick) prefills ~10x slower: its requests get more time
 [ "$quick" = --quick ] && export KVLM_TEST_TIMEOUT=300
 if start api; then
-    out=$(timeout 900 "$py" tests/server/test_openai.py --kvlm --url "$url" 2>&1); echo "$out"; tally "$out"
+    out=$(timeout 900 "$py" tests/server/test_openai.py --kvlm --url "$url" $quick 2>&1); echo "$out"; tally "$out"
+    # 96 requests of 32 clients: three rounds, every kind of request (shared system prompt or
+    # not, streamed or not, hung up) many times over; 200 repeated the same
     if [ "$quick" != --quick ]; then
-        out=$(timeout 600 "$py" tests/server/load_test.py --url "$url" 2>&1); echo "$out"; tally "$out"
+        out=$(timeout 600 "$py" tests/server/load_test.py --url "$url" --requests 96 2>&1); echo "$out"; tally "$out"
     fi
     # SIGTERM with a stream open: the client sees the stream end with an error event and [DONE]
     curl -sN "$url/chat/completions" -d '{"model":"'"$(basename "$(cat "$work/api.log" | sed -n 's/.*model id "\([^"]*\)".*/\1/p')")"'","max_tokens":3000,"stream":true,"messages":[{"role":"user","content":"Tell a very long story."}]}' >"$work/stream.out" 2>&1 &

@@ -3,7 +3,7 @@
 through the official `openai` Python client (what users will point at it).
 
     KVLM_SERVE_URL=http://127.0.0.1:8080/v1 python3 tests/server/test_openai.py --kvlm
-    python3 tests/server/test_openai.py [--kvlm] [--url URL] [-k SUBSTRING] [-v]
+    python3 tests/server/test_openai.py [--kvlm] [--url URL] [-k SUBSTRING] [-v] [--quick]
 
 The server must already run (this script starts nothing); the model is the first
 one GET /v1/models lists. Needs `openai` (pip install openai; bench/serve puts it
@@ -58,8 +58,8 @@ def need(cond, msg):
 class Ctx:
     """What every check gets: clients, the model id, the mode."""
 
-    def __init__(self, url, kvlm, verbose):
-        self.url, self.kvlm, self.verbose = url.rstrip("/"), kvlm, verbose
+    def __init__(self, url, kvlm, verbose, quick=False):
+        self.url, self.kvlm, self.verbose, self.quick = url.rstrip("/"), kvlm, verbose, quick
         self.client = OpenAI(base_url=self.url, api_key="none", timeout=TIMEOUT, max_retries=0)
         self.model = None
 
@@ -214,16 +214,18 @@ def t_stop(ctx):
 
 def t_greedy_concurrent(ctx):
     """The same greedy request gives the same text alone and among 7 others (batching
-    must not change the numbers a request sees)."""
+    must not change the numbers a request sees). --quick (the sanitizer build): 4
+    requests of 16 tokens, the first still joining the other 3 while they run."""
+    n_req, n_tok = (4, 16) if ctx.quick else (8, 40)
     t = tag()
     prompts = [f"{t} {i}: " + p for i, p in enumerate((
         "Write a short poem about the sea.", "List the planets of the solar system.",
         "Explain what a compiler does, in two sentences.", "Tell me a fact about cats.",
         "What is 12 times 12? Explain.", "Describe a sunrise over the mountains.",
-        "Give three tips for learning to cook.", "Why do leaves change color in autumn?"))]
+        "Give three tips for learning to cook.", "Why do leaves change color in autumn?"))][:n_req]
     alone = []
     for p in prompts:
-        alone.append(chat(ctx, p, max_tokens=40).choices[0].message.content)
+        alone.append(chat(ctx, p, max_tokens=n_tok).choices[0].message.content)
 
     async def together():
         ac = ctx.aclient()
@@ -231,9 +233,9 @@ def t_greedy_concurrent(ctx):
             async def one(p, delay):
                 await asyncio.sleep(delay)
                 r = await ac.chat.completions.create(model=ctx.model, messages=[{"role": "user", "content": p}],
-                                                     max_tokens=40, temperature=0)
+                                                     max_tokens=n_tok, temperature=0)
                 return r.choices[0].message.content
-            # the first request goes in while the other 7 are already running
+            # the first request goes in while the others are already running
             return await asyncio.wait_for(asyncio.gather(*(one(p, 0.3 if i == 0 else 0.0)
                                                            for i, p in enumerate(prompts))), TIMEOUT * 2)
         finally:
@@ -382,8 +384,9 @@ def main():
     ap.add_argument("--kvlm", action="store_true", help="also the checks only kvlm promises")
     ap.add_argument("-k", dest="only", help="run the checks whose name contains this")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="fewer concurrent requests (the sanitizer build)")
     a = ap.parse_args()
-    ctx = Ctx(a.url, a.kvlm, a.verbose)
+    ctx = Ctx(a.url, a.kvlm, a.verbose, a.quick)
     passed = failed = skipped = 0
     print(f"server {ctx.url}{' (kvlm checks on)' if a.kvlm else ''}")
     for name, kvlm_only, fn in CHECKS:
